@@ -1,0 +1,182 @@
+// Types for connection-pools. Hand-written for the JS facade in index.js; the native binding's
+// generated types are in binding.d.ts.
+
+/** Options of `DatabasePool.initialize()`. Every field is optional. */
+export interface DatabasePoolConfig {
+  /** Most connections the pool opens. Default 20. Whole number, 1 to 10000. */
+  maxConnections?: number
+  /** Connections kept open once the pool is in use. Default 5 (capped at maxConnections). */
+  minConnections?: number
+  /**
+   * Milliseconds a statement may wait for a connection, retries included; then it rejects with
+   * `POOL_TIMEOUT` (all connections busy) or `CONNECTION_FAILED` (none could be opened).
+   * Also bounds `healthCheck()`. Default 30000 ms.
+   */
+  connectionTimeout?: number
+  /** Milliseconds an idle connection above `minConnections` lives. 0 keeps them. Default 60000 ms. */
+  idleTimeout?: number
+  /**
+   * Retries of a statement that failed on a broken connection and provably did not run
+   * (never an SQL error, never a statement that may have run). Default 3.
+   */
+  maxRetries?: number
+  /** Milliseconds before the second retry, doubling after; the first retry is immediate. Default 1000 ms. */
+  retryDelay?: number
+  /** `postgres://user:password@host:port/database`. Default: env `DATABASE_URL`. */
+  connectionString?: string
+  /** Role of the anonymous user client (row-level security applies). Default `'anon'`. */
+  anonRole?: string
+  /** Role for verified tokens without a `role` claim. Default `'authenticated'`. */
+  authenticatedRole?: string
+  /** HS256 secret that user tokens are verified with. Default: env `SUPABASE_JWT_SECRET`. */
+  jwtSecret?: string
+}
+
+/** The effective configuration; the connection string's password is shown as `****`. */
+export interface EffectiveDatabasePoolConfig {
+  maxConnections: number
+  minConnections: number
+  /** ms */
+  connectionTimeout: number
+  /** ms; 0 = idle connections are kept */
+  idleTimeout: number
+  maxRetries: number
+  /** ms */
+  retryDelay: number
+  /** With the password masked. */
+  connectionString: string
+  anonRole: string
+  authenticatedRole: string
+}
+
+/** `DatabasePool.getStats()`. Gauges are live; counters cover every statement since the last reset. */
+export interface ConnectionStats {
+  /** Connections open (or opening) right now. */
+  totalConnections: number
+  /** Connections checked out by a statement right now (`totalConnections - idleConnections`). */
+  activeConnections: number
+  /** Connections open and idle right now. */
+  idleConnections: number
+  /** Statements run since the last reset (health checks are not counted). */
+  totalQueries: number
+  successfulQueries: number
+  failedQueries: number
+  /** Mean ms per statement over the last 1000 statements, connection wait included. */
+  averageResponseTime: number
+  /** Epoch ms of the last statement's completion, or null. */
+  lastQueryTime: number | null
+  /** Median ms over the last 1000 statements. */
+  p50ResponseTime: number
+  /** 95th percentile ms over the last 1000 statements. */
+  p95ResponseTime: number
+  /** 99th percentile ms over the last 1000 statements. */
+  p99ResponseTime: number
+  /** Statements waiting for a connection right now. */
+  waitingRequests: number
+  /** Statements that gave up waiting for a connection (connectionTimeout) since the last reset. */
+  acquireTimeouts: number
+}
+
+export interface HealthCheckResult {
+  healthy: boolean
+  /** e.g. `Database healthy (response time: 3ms)` or `Database unhealthy: ...` */
+  message: string
+  /** Stats at the time of the check; null when the pool could not even be configured. */
+  stats: ConnectionStats | null
+  /** ms the probe took, or null when it failed. */
+  responseTime: number | null
+}
+
+/** A row as JSON-compatible values; see README "Type mapping". */
+export type Row = Record<string, any>
+
+export interface QueryResult<R extends Row = Row> {
+  rows: R[]
+  /** Rows returned (SELECT) or affected (INSERT/UPDATE/DELETE). */
+  rowCount: number
+}
+
+/** A value that can be bound to `$n`. */
+export type QueryParam =
+  | null
+  | undefined
+  | boolean
+  | number
+  | bigint
+  | string
+  | Date
+  | Uint8Array
+  | QueryParam[]
+  | { [key: string]: unknown }
+
+/** A client bound to a role. Every call goes to the current pool. */
+export interface DatabaseClient {
+  readonly kind: 'admin' | 'anon'
+  /**
+   * Runs one statement; parameters are bound ($1, $2, ...), never interpolated.
+   * Rejects with a `DatabaseError` (code = SQLSTATE) or a `ConnectionPoolError`.
+   */
+  query<R extends Row = Row>(sql: string, params?: QueryParam[] | null): Promise<QueryResult<R>>
+}
+
+export declare class DatabasePool {
+  /** Validates `config` (throws `INVALID_CONFIG`) and replaces the current pool. Opens no connection. */
+  static initialize(config?: DatabasePoolConfig): void
+  /** The admin client (login role), a singleton. */
+  static getAdminClient(): DatabaseClient
+  /** The anonymous user client, a singleton. */
+  static getUserClient(): DatabaseClient
+  /**
+   * Runs `fn` and returns its result. Statements inside are retried by the pool when they
+   * provably did not run; `fn` itself is never re-run.
+   */
+  static executeQuery<T>(fn: () => T, isAdmin?: boolean): Promise<Awaited<T>>
+  static getStats(): ConnectionStats
+  static getPoolConfig(): EffectiveDatabasePoolConfig
+  /** Zeroes counters and the latency window; connection gauges stay live. */
+  static resetStats(): void
+  /** Never rejects; resolves within `connectionTimeout`. */
+  static healthCheck(): Promise<HealthCheckResult>
+  /** Drains and closes; later statements reject with `POOL_CLOSED` until `initialize()`. */
+  static close(): Promise<void>
+}
+
+/** Codes of errors the library raises itself. Database errors carry a SQLSTATE instead. */
+export type ConnectionPoolErrorCode =
+  | 'INVALID_CONFIG'
+  | 'INVALID_ARGUMENT'
+  | 'POOL_TIMEOUT'
+  | 'POOL_CLOSED'
+  | 'CONNECTION_FAILED'
+  | 'UNSUPPORTED_TYPE'
+  | 'INTERNAL'
+
+export declare class ConnectionPoolError extends Error {
+  readonly name: 'ConnectionPoolError'
+  readonly code: ConnectionPoolErrorCode
+}
+
+/** An error Postgres reported (or would have reported, for a parameter that does not fit its type). */
+export declare class DatabaseError extends Error {
+  readonly name: 'DatabaseError'
+  /** SQLSTATE, e.g. `23505`. */
+  readonly code: string
+  readonly detail?: string
+  readonly hint?: string
+  /** 1-based character position in the SQL. */
+  readonly position?: number
+  readonly schema?: string
+  readonly table?: string
+  readonly column?: string
+  readonly constraint?: string
+  readonly severity?: string
+}
+
+/** The seed's admin client export (database.ts). */
+export declare const supabaseAdmin: DatabaseClient
+/** The seed's user client export (database.ts). */
+export declare const supabase: DatabaseClient
+/** Resolves true when the database answers a statement. Never rejects. */
+export declare function testConnection(): Promise<boolean>
+/** The same answer as `DatabasePool.healthCheck()`. */
+export declare function checkDatabaseHealth(): Promise<HealthCheckResult>

@@ -1,0 +1,163 @@
+'use strict'
+// DatabasePool: the seed's static API over one native Postgres pool.
+//
+// The native pool (Rust, sqlx) does the work; this module keeps the seed's shape: a lazily
+// created current pool, singleton clients that always talk to the current pool (so
+// `initialize()` can replace it under them), and the backward-compatible helpers.
+
+const { NativeDatabasePool } = require('../binding.js')
+const { ConnectionPoolError, errorFrom, rethrowNative } = require('./errors')
+
+/** The native pool in use; created by initialize(), or from the environment on first use. */
+let current = null
+
+function environmentDefaults() {
+  return JSON.stringify({
+    DATABASE_URL: process.env.DATABASE_URL,
+    SUPABASE_JWT_SECRET: process.env.SUPABASE_JWT_SECRET,
+  })
+}
+
+/** NaN and Infinity would become null in JSON and silently mean "default"; keep them visible. */
+function optionsJson(config) {
+  return JSON.stringify(config, (_key, value) =>
+    typeof value === 'number' && !Number.isFinite(value) ? String(value) : value,
+  )
+}
+
+function pool() {
+  if (current === null) DatabasePool.initialize()
+  return current
+}
+
+function parseResult(json) {
+  const result = JSON.parse(json)
+  if (result.error) throw errorFrom(result.error)
+  return result
+}
+
+/** A client bound to a role; every call goes to the current pool. */
+class DatabaseClient {
+  constructor(kind) {
+    /** 'admin' (the login role) or 'anon'. */
+    this.kind = kind
+  }
+
+  /**
+   * Runs one statement with bound parameters ($1, $2, ...).
+   * Resolves to { rows, rowCount }; rejects with a DatabaseError (code = SQLSTATE) or a
+   * ConnectionPoolError (POOL_TIMEOUT, POOL_CLOSED, CONNECTION_FAILED, ...).
+   */
+  async query(sql, params) {
+    if (typeof sql !== 'string') {
+      throw new ConnectionPoolError('INVALID_ARGUMENT', 'query(sql, params): sql must be a string')
+    }
+    if (params !== undefined && params !== null && !Array.isArray(params)) {
+      throw new ConnectionPoolError('INVALID_ARGUMENT', 'query(sql, params): params must be an array')
+    }
+    let json
+    try {
+      json = await pool().query(sql, params ?? null)
+    } catch (err) {
+      rethrowNative(err)
+    }
+    return parseResult(json)
+  }
+}
+
+const adminClient = new DatabaseClient('admin')
+const anonClient = new DatabaseClient('anon')
+
+class DatabasePool {
+  /** Validates config and replaces the current pool; the previous one drains in the background. */
+  static initialize(config = {}) {
+    if (config === null || typeof config !== 'object' || Array.isArray(config)) {
+      throw new ConnectionPoolError('INVALID_CONFIG', 'invalid config: options must be an object')
+    }
+    let next
+    try {
+      next = new NativeDatabasePool(optionsJson(config), environmentDefaults())
+    } catch (err) {
+      rethrowNative(err)
+    }
+    const previous = current
+    current = next
+    if (previous !== null && !previous.closed) previous.close().catch(() => {})
+  }
+
+  static getAdminClient() {
+    return adminClient
+  }
+
+  static getUserClient() {
+    return anonClient
+  }
+
+  /**
+   * Runs fn and returns its result. Statements inside fn are already retried by the pool when
+   * they provably did not run (maxRetries, retryDelay); fn itself is never re-run, because it
+   * may contain statements that did run.
+   */
+  static async executeQuery(fn, _isAdmin = false) {
+    if (typeof fn !== 'function') {
+      throw new ConnectionPoolError('INVALID_ARGUMENT', 'executeQuery(fn): fn must be a function')
+    }
+    pool()
+    return await fn()
+  }
+
+  static getStats() {
+    const stats = pool().stats()
+    return { ...stats, lastQueryTime: stats.lastQueryTime ?? null }
+  }
+
+  static getPoolConfig() {
+    return pool().config()
+  }
+
+  static resetStats() {
+    pool().resetStats()
+  }
+
+  /** Never rejects; resolves within connectionTimeout. */
+  static async healthCheck() {
+    let native
+    try {
+      native = pool()
+    } catch (err) {
+      return { healthy: false, message: `Database unhealthy: ${err.message}`, stats: null, responseTime: null }
+    }
+    const health = await native.healthCheck()
+    return {
+      healthy: health.healthy,
+      message: health.message,
+      stats: DatabasePool.getStats(),
+      responseTime: health.responseTime ?? null,
+    }
+  }
+
+  /** Drains and closes the pool; later statements reject with POOL_CLOSED until initialize(). */
+  static async close() {
+    if (current !== null) await current.close()
+  }
+}
+
+/** The seed's database.ts helper: true when a statement round-trips. */
+async function testConnection() {
+  const health = await DatabasePool.healthCheck()
+  return health.healthy
+}
+
+/** The seed's database.ts helper: the health check's answer. */
+async function checkDatabaseHealth() {
+  return DatabasePool.healthCheck()
+}
+
+module.exports = {
+  DatabasePool,
+  DatabaseClient,
+  supabaseAdmin: adminClient,
+  supabase: anonClient,
+  testConnection,
+  checkDatabaseHealth,
+}

@@ -1,0 +1,375 @@
+//! `DatabasePool.initialize(config)`: the options, their defaults, and their validation.
+//!
+//! The facade hands the options over as JSON text so that every malformed value (a string where
+//! a number belongs, a typo in a key, a negative timeout) is caught here with one clear
+//! `INVALID_CONFIG` message, instead of a napi type error with some other code. Defaults live in
+//! `Defaults` below and nowhere else. The connection string is kept only as parsed options and as
+//! a masked copy for display, so the password cannot leak through `getPoolConfig()`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use sqlx::postgres::PgConnectOptions;
+
+use crate::error::PoolError;
+
+/// The seed's defaults plus ours, in one place.
+struct Defaults;
+impl Defaults {
+    const MAX_CONNECTIONS: u32 = 20;
+    const MIN_CONNECTIONS: u32 = 5;
+    const CONNECTION_TIMEOUT_MS: u64 = 30_000;
+    const IDLE_TIMEOUT_MS: u64 = 60_000;
+    const MAX_RETRIES: u32 = 3;
+    const RETRY_DELAY_MS: u64 = 1_000;
+    const ANON_ROLE: &'static str = "anon";
+    const AUTHENTICATED_ROLE: &'static str = "authenticated";
+    /// Shown in `pg_stat_activity` unless the connection string names its own.
+    const APPLICATION_NAME: &'static str = "connection-pools";
+}
+
+/// Upper bounds that catch unit mistakes (seconds passed as ms is fine; ms passed as µs is not).
+const MAX_CONNECTIONS_LIMIT: f64 = 10_000.0;
+const MAX_DURATION_MS: f64 = 2_147_483_647.0;
+const MAX_RETRIES_LIMIT: f64 = 100.0;
+
+/// The options as JS passes them; every field optional, unknown fields refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawConfig {
+    max_connections: Option<f64>,
+    min_connections: Option<f64>,
+    connection_timeout: Option<f64>,
+    idle_timeout: Option<f64>,
+    max_retries: Option<f64>,
+    retry_delay: Option<f64>,
+    connection_string: Option<String>,
+    anon_role: Option<String>,
+    authenticated_role: Option<String>,
+    jwt_secret: Option<String>,
+}
+
+/// The environment variables that supply defaults, read by the facade from `process.env`.
+#[derive(Debug, Default, Deserialize)]
+pub struct ConfigEnv {
+    #[serde(rename = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    #[serde(rename = "SUPABASE_JWT_SECRET")]
+    pub supabase_jwt_secret: Option<String>,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub connection_timeout: Duration,
+    /// `None` disables idle reaping (an `idleTimeout` of 0).
+    pub idle_timeout: Option<Duration>,
+    pub max_retries: u32,
+    pub retry_delay: Duration,
+    pub connect_options: PgConnectOptions,
+    /// The connection string with its password replaced by `****`.
+    pub masked_connection_string: String,
+    pub anon_role: String,
+    pub authenticated_role: String,
+    pub jwt_secret: Option<String>,
+}
+
+impl PoolConfig {
+    /// Parses and validates `config_json` (the options object) against `env_json` (defaults).
+    pub fn from_json(config_json: &str, env_json: &str) -> Result<Self, PoolError> {
+        let raw: RawConfig = if config_json.trim().is_empty() {
+            RawConfig::default()
+        } else {
+            serde_json::from_str(config_json)
+                .map_err(|e| invalid(format!("options: {}", describe_serde_error(&e))))?
+        };
+        let env: ConfigEnv = serde_json::from_str(env_json).unwrap_or_default();
+        Self::validate(raw, env)
+    }
+
+    fn validate(raw: RawConfig, env: ConfigEnv) -> Result<Self, PoolError> {
+        let max_connections = whole_number(
+            "maxConnections",
+            raw.max_connections,
+            Defaults::MAX_CONNECTIONS as f64,
+            1.0,
+            MAX_CONNECTIONS_LIMIT,
+        )? as u32;
+        let min_connections = whole_number(
+            "minConnections",
+            raw.min_connections,
+            (Defaults::MIN_CONNECTIONS as f64).min(max_connections as f64),
+            0.0,
+            MAX_CONNECTIONS_LIMIT,
+        )? as u32;
+        if min_connections > max_connections {
+            return Err(invalid(format!(
+                "minConnections ({min_connections}) must not exceed maxConnections ({max_connections})"
+            )));
+        }
+        let connection_timeout_ms = whole_number(
+            "connectionTimeout",
+            raw.connection_timeout,
+            Defaults::CONNECTION_TIMEOUT_MS as f64,
+            1.0,
+            MAX_DURATION_MS,
+        )?;
+        let idle_timeout_ms = whole_number(
+            "idleTimeout",
+            raw.idle_timeout,
+            Defaults::IDLE_TIMEOUT_MS as f64,
+            0.0,
+            MAX_DURATION_MS,
+        )?;
+        let max_retries = whole_number(
+            "maxRetries",
+            raw.max_retries,
+            Defaults::MAX_RETRIES as f64,
+            0.0,
+            MAX_RETRIES_LIMIT,
+        )? as u32;
+        let retry_delay_ms = whole_number(
+            "retryDelay",
+            raw.retry_delay,
+            Defaults::RETRY_DELAY_MS as f64,
+            0.0,
+            MAX_DURATION_MS,
+        )?;
+
+        let url = raw
+            .connection_string
+            .or(env.database_url)
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| {
+                invalid("no connection string: pass connectionString or set DATABASE_URL".into())
+            })?;
+        let (connect_options, masked_connection_string) = parse_connection_string(&url)?;
+
+        let anon_role = role_name("anonRole", raw.anon_role, Defaults::ANON_ROLE)?;
+        let authenticated_role = role_name(
+            "authenticatedRole",
+            raw.authenticated_role,
+            Defaults::AUTHENTICATED_ROLE,
+        )?;
+        let jwt_secret = raw
+            .jwt_secret
+            .or(env.supabase_jwt_secret)
+            .filter(|s| !s.is_empty());
+
+        Ok(PoolConfig {
+            max_connections,
+            min_connections,
+            connection_timeout: Duration::from_millis(connection_timeout_ms as u64),
+            idle_timeout: (idle_timeout_ms > 0.0)
+                .then(|| Duration::from_millis(idle_timeout_ms as u64)),
+            max_retries,
+            retry_delay: Duration::from_millis(retry_delay_ms as u64),
+            connect_options,
+            masked_connection_string,
+            anon_role,
+            authenticated_role,
+            jwt_secret,
+        })
+    }
+}
+
+fn invalid(message: String) -> PoolError {
+    PoolError::InvalidConfig(message)
+}
+
+/// serde's messages quote the offending value; for a connection string that could be a password,
+/// so only the position and the kind of problem are kept.
+fn describe_serde_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    if let Some(field) = text
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        return format!("unknown option '{field}'");
+    }
+    if text.starts_with("invalid type") {
+        // "invalid type: string \"10\", expected f64 at line 1 column 22" → name the option instead.
+        return "an option has the wrong type (numbers must be numbers, names must be strings)"
+            .to_string();
+    }
+    format!("not a valid options object ({:?})", e.classify())
+}
+
+fn whole_number(
+    name: &str,
+    value: Option<f64>,
+    default: f64,
+    min: f64,
+    max: f64,
+) -> Result<f64, PoolError> {
+    let v = value.unwrap_or(default);
+    if !v.is_finite() || v.fract() != 0.0 || v < min || v > max {
+        return Err(invalid(format!(
+            "{name} must be a whole number from {min} to {max}, got {v}"
+        )));
+    }
+    Ok(v)
+}
+
+/// Role names go into `set_config('role', …)` later; they must be plain identifiers.
+fn role_name(name: &str, value: Option<String>, default: &str) -> Result<String, PoolError> {
+    let role = value.unwrap_or_else(|| default.to_string());
+    let valid = !role.is_empty()
+        && role.len() <= 63
+        && role
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+        && !role.starts_with(|c: char| c.is_ascii_digit() || c == '$');
+    if !valid {
+        return Err(invalid(format!(
+            "{name} must be a role name of letters, digits and underscores (at most 63 bytes)"
+        )));
+    }
+    Ok(role)
+}
+
+/// Parses a `postgres://` URL into sqlx options and a copy with the password masked.
+///
+/// Errors never quote the input: it may hold the password.
+pub fn parse_connection_string(url: &str) -> Result<(PgConnectOptions, String), PoolError> {
+    let mut parsed = url::Url::parse(url).map_err(|e| {
+        invalid(format!(
+            "connectionString is not a valid URL ({e}); expected postgres://user:password@host:port/database"
+        ))
+    })?;
+    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+        return Err(invalid(format!(
+            "connectionString must start with postgres:// or postgresql://, not {}://",
+            parsed.scheme()
+        )));
+    }
+    let mut options = PgConnectOptions::from_str(url).map_err(|_| {
+        invalid("connectionString could not be read as PostgreSQL connection options".into())
+    })?;
+    if !parsed.query_pairs().any(|(k, _)| k == "application_name") {
+        options = options.application_name(Defaults::APPLICATION_NAME);
+    }
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("****"));
+    }
+    let masked = if parsed.query_pairs().any(|(k, _)| k == "password") {
+        mask_password_param(&parsed)
+    } else {
+        parsed.to_string()
+    };
+    Ok((options, masked))
+}
+
+fn mask_password_param(parsed: &url::Url) -> String {
+    let mut masked = parsed.clone();
+    let pairs: Vec<(String, String)> = parsed
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "password" {
+                "****".to_string()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    masked.query_pairs_mut().clear().extend_pairs(pairs);
+    masked.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const URL: &str = "postgres://app:s3cret-pw@db.example:5433/main";
+
+    fn cfg(json: &str) -> Result<PoolConfig, PoolError> {
+        PoolConfig::from_json(json, &format!(r#"{{"DATABASE_URL":"{URL}"}}"#))
+    }
+
+    #[test]
+    fn defaults_match_the_seed() {
+        let c = cfg("{}").unwrap();
+        assert_eq!(c.max_connections, 20);
+        assert_eq!(c.min_connections, 5);
+        assert_eq!(c.connection_timeout, Duration::from_millis(30_000));
+        assert_eq!(c.idle_timeout, Some(Duration::from_millis(60_000)));
+        assert_eq!(c.max_retries, 3);
+        assert_eq!(c.retry_delay, Duration::from_millis(1_000));
+        assert_eq!(c.anon_role, "anon");
+        assert_eq!(c.authenticated_role, "authenticated");
+    }
+
+    #[test]
+    fn small_max_lowers_the_default_min() {
+        let c = cfg(r#"{"maxConnections":2}"#).unwrap();
+        assert_eq!((c.max_connections, c.min_connections), (2, 2));
+    }
+
+    #[test]
+    fn rejects_bad_values_with_invalid_config() {
+        for bad in [
+            r#"{"maxConnections":0}"#,
+            r#"{"maxConnections":1.5}"#,
+            r#"{"maxConnections":-3}"#,
+            r#"{"maxConnections":"10"}"#,
+            r#"{"minConnections":9,"maxConnections":3}"#,
+            r#"{"connectionTimeout":0}"#,
+            r#"{"retryDelay":null,"idleTimeout":-1}"#,
+            r#"{"maxConection":3}"#,
+            r#"{"anonRole":"anon; drop table x"}"#,
+            r#"{"connectionString":"mysql://u:p@h/db"}"#,
+            r#"[1,2]"#,
+        ] {
+            let err = cfg(bad).expect_err(bad);
+            assert_eq!(err.code(), "INVALID_CONFIG", "{bad}");
+        }
+    }
+
+    #[test]
+    fn unknown_option_is_named() {
+        let err = cfg(r#"{"maxConection":3}"#).unwrap_err();
+        assert!(err.to_string().contains("maxConection"), "{err}");
+    }
+
+    #[test]
+    fn missing_connection_string_is_explained() {
+        let err = PoolConfig::from_json("{}", "{}").unwrap_err();
+        assert!(err.to_string().contains("DATABASE_URL"));
+    }
+
+    #[test]
+    fn explicit_connection_string_beats_env() {
+        let c = cfg(r#"{"connectionString":"postgres://other@h2/db2"}"#).unwrap();
+        assert_eq!(c.masked_connection_string, "postgres://other@h2/db2");
+    }
+
+    #[test]
+    fn password_is_masked_everywhere() {
+        let c = cfg("{}").unwrap();
+        assert_eq!(
+            c.masked_connection_string,
+            "postgres://app:****@db.example:5433/main"
+        );
+        let (_, masked) =
+            parse_connection_string("postgres://u@h/db?password=hunter22&sslmode=disable").unwrap();
+        assert!(!masked.contains("hunter22"), "{masked}");
+        assert!(masked.contains("sslmode=disable"));
+    }
+
+    #[test]
+    fn errors_never_quote_the_connection_string() {
+        let err = cfg(r#"{"connectionString":"postgres://u:hunter22@[bad"}"#).unwrap_err();
+        assert!(!err.to_string().contains("hunter22"), "{err}");
+        let err = cfg(r#"{"connectionString":12}"#).unwrap_err();
+        assert_eq!(err.code(), "INVALID_CONFIG");
+    }
+
+    #[test]
+    fn zero_idle_timeout_disables_reaping() {
+        assert_eq!(cfg(r#"{"idleTimeout":0}"#).unwrap().idle_timeout, None);
+    }
+}

@@ -1,0 +1,274 @@
+//! The napi surface of the database pool: a thin class over `pool::DbPool`.
+//!
+//! JS never sees this class directly; `index.js` wraps it in the seed's static `DatabasePool`
+//! API. Results and errors of statements cross as JSON text (one `JSON.parse` on the JS side is
+//! far cheaper than building objects through napi); every async entry point catches panics.
+
+pub mod config;
+pub mod datetime;
+pub mod numeric;
+pub mod params;
+pub mod pool;
+pub mod rows;
+pub mod types;
+
+use std::sync::Arc;
+
+use futures::FutureExt;
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+use crate::error::PoolError;
+use config::PoolConfig;
+use params::Param;
+use pool::DbPool;
+use rows::ValueStyle;
+
+/// A native Postgres pool. Created by `DatabasePool.initialize()`; not for direct use.
+#[napi]
+pub struct NativeDatabasePool {
+    inner: Arc<DbPool>,
+}
+
+/// Live connection gauges and statement counters.
+#[napi(object)]
+pub struct NativeDatabaseStats {
+    pub total_connections: u32,
+    pub active_connections: u32,
+    pub idle_connections: u32,
+    pub waiting_requests: u32,
+    pub acquire_timeouts: f64,
+    pub total_queries: f64,
+    pub successful_queries: f64,
+    pub failed_queries: f64,
+    pub average_response_time: f64,
+    pub p50_response_time: f64,
+    pub p95_response_time: f64,
+    pub p99_response_time: f64,
+    pub last_query_time: Option<f64>,
+}
+
+/// The effective configuration, with the connection string's password masked.
+#[napi(object)]
+pub struct NativeDatabaseConfig {
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub connection_timeout: f64,
+    pub idle_timeout: f64,
+    pub max_retries: u32,
+    pub retry_delay: f64,
+    pub connection_string: String,
+    pub anon_role: String,
+    pub authenticated_role: String,
+}
+
+/// The outcome of a health probe.
+#[napi(object)]
+pub struct NativeHealth {
+    pub healthy: bool,
+    pub message: String,
+    /// Milliseconds the probe took; null when it failed.
+    pub response_time: Option<f64>,
+}
+
+#[napi]
+impl NativeDatabasePool {
+    /// Validates the options (JSON text) against the environment defaults (JSON text).
+    #[napi(constructor, catch_unwind)]
+    pub fn new(config_json: String, env_json: String) -> napi::Result<Self, String> {
+        let config = PoolConfig::from_json(&config_json, &env_json)?;
+        Ok(NativeDatabasePool {
+            inner: Arc::new(DbPool::new(config)),
+        })
+    }
+
+    /// Runs one statement; resolves to JSON text: `{"rows":[…],"rowCount":n}` or `{"error":{…}}`.
+    #[napi(ts_args_type = "sql: string, params?: unknown[] | null, toJsonStyle?: boolean | null")]
+    pub async fn query(
+        &self,
+        sql: String,
+        params: Option<Vec<Param>>,
+        to_json_style: Option<bool>,
+    ) -> String {
+        let pool = self.inner.clone();
+        let style = if to_json_style.unwrap_or(false) {
+            ValueStyle::ToJson
+        } else {
+            ValueStyle::Driver
+        };
+        let params = params.unwrap_or_default();
+        let run = async move { pool.query(&sql, &params, style).await };
+        match std::panic::AssertUnwindSafe(run).catch_unwind().await {
+            Ok(Ok(output)) => output.json,
+            Ok(Err(err)) => err.to_envelope(),
+            Err(panic) => PoolError::from_panic(panic).to_envelope(),
+        }
+    }
+
+    /// `SELECT 1` bounded by `connectionTimeout`; never rejects.
+    #[napi]
+    pub async fn health_check(&self) -> NativeHealth {
+        let pool = self.inner.clone();
+        let probe = async move { pool.health_check().await };
+        match std::panic::AssertUnwindSafe(probe).catch_unwind().await {
+            Ok(Ok(elapsed)) => {
+                let ms = elapsed.as_secs_f64() * 1000.0;
+                NativeHealth {
+                    healthy: true,
+                    message: format!("Database healthy (response time: {}ms)", ms.round()),
+                    response_time: Some(ms),
+                }
+            }
+            Ok(Err(err)) => NativeHealth {
+                healthy: false,
+                message: format!("Database unhealthy: {err}"),
+                response_time: None,
+            },
+            Err(panic) => NativeHealth {
+                healthy: false,
+                message: format!("Database unhealthy: {}", PoolError::from_panic(panic)),
+                response_time: None,
+            },
+        }
+    }
+
+    #[napi(catch_unwind)]
+    pub fn stats(&self) -> NativeDatabaseStats {
+        let s = self.inner.snapshot();
+        let o = s.outcomes;
+        NativeDatabaseStats {
+            total_connections: s.total_connections,
+            active_connections: s.total_connections - s.idle_connections,
+            idle_connections: s.idle_connections,
+            waiting_requests: s.waiting_requests as u32,
+            acquire_timeouts: s.acquire_timeouts as f64,
+            total_queries: o.total as f64,
+            successful_queries: o.successful as f64,
+            failed_queries: o.failed as f64,
+            average_response_time: o.latency.average_ms,
+            p50_response_time: o.latency.p50_ms,
+            p95_response_time: o.latency.p95_ms,
+            p99_response_time: o.latency.p99_ms,
+            last_query_time: o.last_at_ms.map(|ms| ms as f64),
+        }
+    }
+
+    #[napi(catch_unwind)]
+    pub fn config(&self) -> NativeDatabaseConfig {
+        let c = self.inner.config();
+        NativeDatabaseConfig {
+            max_connections: c.max_connections,
+            min_connections: c.min_connections,
+            connection_timeout: c.connection_timeout.as_millis() as f64,
+            idle_timeout: c.idle_timeout.map_or(0.0, |d| d.as_millis() as f64),
+            max_retries: c.max_retries,
+            retry_delay: c.retry_delay.as_millis() as f64,
+            connection_string: c.masked_connection_string.clone(),
+            anon_role: c.anon_role.clone(),
+            authenticated_role: c.authenticated_role.clone(),
+        }
+    }
+
+    #[napi(catch_unwind)]
+    pub fn reset_stats(&self) {
+        self.inner.reset_stats();
+    }
+
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    /// Stops admitting statements and resolves once every connection is closed.
+    #[napi]
+    pub async fn close(&self) {
+        let pool = self.inner.clone();
+        let _ = std::panic::AssertUnwindSafe(async move { pool.close().await })
+            .catch_unwind()
+            .await;
+    }
+}
+
+/// Reads a JS parameter: null/undefined, boolean, number, string, bigint, Date, Buffer or
+/// typed array, array (of any of these), or a plain object (sent as `JSON.stringify` would).
+impl FromNapiValue for Param {
+    unsafe fn from_napi_value(
+        env: napi::sys::napi_env,
+        value: napi::sys::napi_value,
+    ) -> napi::Result<Self> {
+        let unknown = unsafe { Unknown::from_napi_value(env, value)? };
+        Ok(match unknown.get_type()? {
+            ValueType::Null | ValueType::Undefined => Param::Null,
+            ValueType::Boolean => Param::Bool(unsafe { bool::from_napi_value(env, value)? }),
+            ValueType::Number => Param::Number(unsafe { f64::from_napi_value(env, value)? }),
+            ValueType::String => Param::Text(unsafe { String::from_napi_value(env, value)? }),
+            ValueType::BigInt => {
+                let big = unsafe { BigInt::from_napi_value(env, value)? };
+                Param::Text(bigint_text(&big)?)
+            }
+            ValueType::Object => {
+                if unknown.is_array()? {
+                    Param::Array(unsafe { Vec::<Param>::from_napi_value(env, value)? })
+                } else if unknown.is_buffer()? || unknown.is_typedarray()? {
+                    let bytes = unsafe { Uint8Array::from_napi_value(env, value)? };
+                    Param::Bytes(bytes.to_vec())
+                } else if unknown.is_date()? {
+                    let date = unsafe { napi::JsDate::from_napi_value(env, value)? };
+                    Param::Text(date_text(date.value_of()?)?)
+                } else {
+                    Param::Json(json_stringify(env, value)?)
+                }
+            }
+            other => {
+                return Err(napi::Error::new(
+                    napi::Status::InvalidArg,
+                    format!("a query parameter cannot be a {other}"),
+                ))
+            }
+        })
+    }
+}
+
+impl TypeName for Param {
+    fn type_name() -> &'static str {
+        "unknown"
+    }
+    fn value_type() -> ValueType {
+        ValueType::Unknown
+    }
+}
+
+impl ValidateNapiValue for Param {}
+
+fn bigint_text(big: &BigInt) -> napi::Result<String> {
+    let (signed, lossless) = big.get_i128();
+    if !lossless {
+        return Err(napi::Error::new(
+            napi::Status::InvalidArg,
+            "a bigint parameter is outside the 128-bit range",
+        ));
+    }
+    Ok(signed.to_string())
+}
+
+/// `Date` → ISO 8601 UTC text, as `toISOString()` gives it.
+fn date_text(epoch_ms: f64) -> napi::Result<String> {
+    if !epoch_ms.is_finite() {
+        return Err(napi::Error::new(
+            napi::Status::InvalidArg,
+            "an Invalid Date cannot be a query parameter",
+        ));
+    }
+    let micros = (epoch_ms * 1000.0).round() as i64;
+    let pg_micros = micros - 946_684_800_000_000; // 2000-01-01 in Unix µs
+    Ok(datetime::format_timestamp(pg_micros, true))
+}
+
+fn json_stringify(env: napi::sys::napi_env, value: napi::sys::napi_value) -> napi::Result<String> {
+    let env = Env::from_raw(env);
+    let global = env.get_global()?;
+    let json: Object = global.get_named_property("JSON")?;
+    let stringify: Function<Unknown, String> = json.get_named_property("stringify")?;
+    let arg = unsafe { Unknown::from_raw_unchecked(env.raw(), value) };
+    stringify.apply(json, arg)
+}

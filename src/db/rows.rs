@@ -1,0 +1,473 @@
+//! Result rows, decoded from the binary wire format straight into JSON text.
+//!
+//! Building one JS object per row across napi costs more than the query on large results, so
+//! rows are written here as a JSON array and the facade calls `JSON.parse` once. Each column's
+//! decoder is chosen once per result (`RowEncoder::new`), and a column type that cannot be
+//! decoded is refused before the statement runs.
+//!
+//! `ValueStyle::Driver` is the raw `query()` mapping, like node-postgres: `int8` and `numeric` as
+//! strings so nothing loses precision. `ValueStyle::ToJson` renders every value as Postgres's own
+//! `to_json` does (numbers as JSON numbers), which is what PostgREST returns.
+
+use sqlx::postgres::{PgColumn, PgRow};
+use sqlx::{Column, Row, ValueRef};
+
+use super::datetime;
+use super::numeric;
+use super::types::{classify, classify_oid, PgKind};
+use crate::error::PoolError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueStyle {
+    Driver,
+    ToJson,
+}
+
+/// Column names (already JSON-escaped) and decoders for one result shape.
+pub struct RowEncoder {
+    keys: Vec<String>,
+    kinds: Vec<PgKind>,
+    style: ValueStyle,
+}
+
+/// Refuses a result whose columns include a type this library cannot decode.
+pub fn check_columns(columns: &[PgColumn]) -> Result<(), PoolError> {
+    for column in columns {
+        let kind = classify(column.type_info());
+        if let Some(name) = kind.unsupported_name() {
+            return Err(PoolError::UnsupportedType(format!(
+                "column \"{}\" has type {name}, which connection-pools cannot decode yet; \
+                 cast it in the SQL (for example {}::text)",
+                column.name(),
+                column.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl RowEncoder {
+    pub fn new(columns: &[PgColumn], style: ValueStyle) -> Self {
+        let keys = columns
+            .iter()
+            .map(|c| {
+                let mut key = String::with_capacity(c.name().len() + 3);
+                push_json_str(&mut key, c.name());
+                key.push(':');
+                key
+            })
+            .collect();
+        let kinds = columns.iter().map(|c| classify(c.type_info())).collect();
+        RowEncoder { keys, kinds, style }
+    }
+
+    /// Appends one row as a JSON object.
+    pub fn write_row(&self, row: &PgRow, out: &mut String) -> Result<(), PoolError> {
+        out.push('{');
+        for (i, (key, kind)) in self.keys.iter().zip(&self.kinds).enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(key);
+            let value = row
+                .try_get_raw(i)
+                .map_err(|e| PoolError::Internal(format!("column {i}: {e}")))?;
+            if value.is_null() {
+                out.push_str("null");
+                continue;
+            }
+            let bytes = value
+                .as_bytes()
+                .map_err(|e| PoolError::Internal(format!("column {i}: {e}")))?;
+            write_value(kind, bytes, self.style, out).map_err(|what| {
+                PoolError::Internal(format!("could not decode column {i} ({kind:?}): {what}"))
+            })?;
+        }
+        out.push('}');
+        Ok(())
+    }
+}
+
+fn fixed<const N: usize>(bytes: &[u8]) -> Result<[u8; N], String> {
+    bytes
+        .try_into()
+        .map_err(|_| format!("expected {N} bytes, got {}", bytes.len()))
+}
+
+/// Writes one non-null value of `kind` from its binary form.
+pub fn write_value(
+    kind: &PgKind,
+    bytes: &[u8],
+    style: ValueStyle,
+    out: &mut String,
+) -> Result<(), String> {
+    use std::fmt::Write;
+    match kind {
+        PgKind::Bool => out.push_str(if fixed::<1>(bytes)?[0] != 0 {
+            "true"
+        } else {
+            "false"
+        }),
+        PgKind::Int2 => write!(out, "{}", i16::from_be_bytes(fixed(bytes)?)).unwrap(),
+        PgKind::Int4 => write!(out, "{}", i32::from_be_bytes(fixed(bytes)?)).unwrap(),
+        PgKind::Oid => write!(out, "{}", u32::from_be_bytes(fixed(bytes)?)).unwrap(),
+        PgKind::Int8 => {
+            let v = i64::from_be_bytes(fixed(bytes)?);
+            match style {
+                ValueStyle::Driver => write!(out, "\"{v}\"").unwrap(),
+                ValueStyle::ToJson => write!(out, "{v}").unwrap(),
+            }
+        }
+        PgKind::Float4 => write_float(
+            f32::from_be_bytes(fixed(bytes)?) as f64,
+            Some(f32::from_be_bytes(fixed(bytes)?)),
+            style,
+            out,
+        ),
+        PgKind::Float8 => write_float(f64::from_be_bytes(fixed(bytes)?), None, style, out),
+        PgKind::Numeric => {
+            let text = numeric::decode_to_text(bytes).ok_or("malformed numeric")?;
+            let is_number =
+                text.starts_with(|c: char| c.is_ascii_digit() || c == '-') && text != "-Infinity";
+            if style == ValueStyle::ToJson && is_number {
+                out.push_str(&text);
+            } else {
+                push_json_str(out, &text);
+            }
+        }
+        PgKind::Text => push_json_str(out, std::str::from_utf8(bytes).map_err(|e| e.to_string())?),
+        PgKind::Char => {
+            // "char" is a single byte; Postgres shows bytes ≥ 0x80 as octal escapes.
+            let text = match bytes.first() {
+                None => String::new(),
+                Some(b) if b.is_ascii() => (*b as char).to_string(),
+                Some(b) => format!("\\{b:03o}"),
+            };
+            push_json_str(out, &text);
+        }
+        PgKind::Bytea => {
+            let mut hex = String::with_capacity(2 + bytes.len() * 2);
+            hex.push_str("\\x");
+            for b in bytes {
+                write!(hex, "{b:02x}").unwrap();
+            }
+            push_json_str(out, &hex);
+        }
+        PgKind::Uuid => {
+            let b = fixed::<16>(bytes)?;
+            let mut text = String::with_capacity(36);
+            for (i, byte) in b.iter().enumerate() {
+                if matches!(i, 4 | 6 | 8 | 10) {
+                    text.push('-');
+                }
+                write!(text, "{byte:02x}").unwrap();
+            }
+            push_json_str(out, &text);
+        }
+        // Postgres validated the JSON; it goes into the result text as it is.
+        PgKind::Json => out.push_str(std::str::from_utf8(bytes).map_err(|e| e.to_string())?),
+        PgKind::Jsonb => {
+            let (version, text) = bytes.split_first().ok_or("empty jsonb")?;
+            if *version != 1 {
+                return Err(format!("jsonb version {version}"));
+            }
+            out.push_str(std::str::from_utf8(text).map_err(|e| e.to_string())?);
+        }
+        PgKind::JsonPath => {
+            let text = bytes.get(1..).ok_or("empty jsonpath")?;
+            push_json_str(out, std::str::from_utf8(text).map_err(|e| e.to_string())?);
+        }
+        PgKind::Date => push_json_str(
+            out,
+            &datetime::format_date(i32::from_be_bytes(fixed(bytes)?)),
+        ),
+        PgKind::Time => push_json_str(
+            out,
+            &datetime::format_time(i64::from_be_bytes(fixed(bytes)?)),
+        ),
+        PgKind::TimeTz => {
+            let b = fixed::<12>(bytes)?;
+            let micros = i64::from_be_bytes(b[..8].try_into().unwrap());
+            let zone = i32::from_be_bytes(b[8..].try_into().unwrap());
+            push_json_str(out, &datetime::format_timetz(micros, zone));
+        }
+        PgKind::Timestamp => push_json_str(
+            out,
+            &datetime::format_timestamp(i64::from_be_bytes(fixed(bytes)?), false),
+        ),
+        PgKind::Timestamptz => push_json_str(
+            out,
+            &datetime::format_timestamp(i64::from_be_bytes(fixed(bytes)?), true),
+        ),
+        PgKind::Interval => {
+            let b = fixed::<16>(bytes)?;
+            let micros = i64::from_be_bytes(b[..8].try_into().unwrap());
+            let days = i32::from_be_bytes(b[8..12].try_into().unwrap());
+            let months = i32::from_be_bytes(b[12..].try_into().unwrap());
+            push_json_str(out, &datetime::format_interval(micros, days, months));
+        }
+        PgKind::Void => out.push_str("null"),
+        PgKind::Array { element, .. } => write_array(element, bytes, style, out)?,
+        PgKind::Composite(fields) => write_composite(Some(fields), bytes, style, out)?,
+        PgKind::Record => write_composite(None, bytes, style, out)?,
+        PgKind::Unsupported(name) => return Err(format!("unsupported type {name}")),
+    }
+    Ok(())
+}
+
+/// NaN and the infinities are not JSON numbers: they become the strings Postgres prints.
+fn write_float(v: f64, as_f32: Option<f32>, _style: ValueStyle, out: &mut String) {
+    use std::fmt::Write;
+    if v.is_nan() {
+        out.push_str("\"NaN\"");
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 {
+            "\"Infinity\""
+        } else {
+            "\"-Infinity\""
+        });
+    } else if let Some(f) = as_f32 {
+        // Shortest text that reads back as the same f32, as Postgres prints a real.
+        write!(out, "{f}").unwrap();
+    } else {
+        write!(out, "{v}").unwrap();
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let slice = self
+            .bytes
+            .get(self.at..self.at + n)
+            .ok_or("truncated value")?;
+        self.at += n;
+        Ok(slice)
+    }
+    fn i32(&mut self) -> Result<i32, String> {
+        Ok(i32::from_be_bytes(self.take(4)?.try_into().unwrap()))
+    }
+    /// A length-prefixed value; `None` for NULL.
+    fn value(&mut self) -> Result<Option<&'a [u8]>, String> {
+        let len = self.i32()?;
+        if len < 0 {
+            Ok(None)
+        } else {
+            self.take(len as usize).map(Some)
+        }
+    }
+}
+
+fn write_array(
+    element: &PgKind,
+    bytes: &[u8],
+    style: ValueStyle,
+    out: &mut String,
+) -> Result<(), String> {
+    let mut r = Reader { bytes, at: 0 };
+    let ndim = r.i32()?;
+    let _has_null = r.i32()?;
+    let _element_oid = r.i32()?;
+    if ndim == 0 {
+        out.push_str("[]");
+        return Ok(());
+    }
+    let mut dims = Vec::with_capacity(ndim as usize);
+    for _ in 0..ndim {
+        dims.push(r.i32()?.max(0) as usize);
+        let _lower_bound = r.i32()?;
+    }
+    write_array_level(element, &dims, &mut r, style, out)
+}
+
+fn write_array_level(
+    element: &PgKind,
+    dims: &[usize],
+    r: &mut Reader<'_>,
+    style: ValueStyle,
+    out: &mut String,
+) -> Result<(), String> {
+    out.push('[');
+    for i in 0..dims[0] {
+        if i > 0 {
+            out.push(',');
+        }
+        if dims.len() > 1 {
+            write_array_level(element, &dims[1..], r, style, out)?;
+        } else {
+            match r.value()? {
+                Some(bytes) => write_value(element, bytes, style, out)?,
+                None => out.push_str("null"),
+            }
+        }
+    }
+    out.push(']');
+    Ok(())
+}
+
+/// A composite value: its field count, then each field's OID and length-prefixed value.
+fn write_composite(
+    fields: Option<&Vec<(String, PgKind)>>,
+    bytes: &[u8],
+    style: ValueStyle,
+    out: &mut String,
+) -> Result<(), String> {
+    let mut r = Reader { bytes, at: 0 };
+    let count = r.i32()?.max(0) as usize;
+    out.push('{');
+    for i in 0..count {
+        if i > 0 {
+            out.push(',');
+        }
+        let field_oid = r.i32()? as u32;
+        let (name, kind) = match fields.and_then(|f| f.get(i)) {
+            Some((name, kind)) => (name.clone(), kind.clone()),
+            None => (format!("f{}", i + 1), classify_oid(field_oid)),
+        };
+        push_json_str(out, &name);
+        out.push(':');
+        match r.value()? {
+            Some(bytes) => write_value(&kind, bytes, style, out)?,
+            None => out.push_str("null"),
+        }
+    }
+    out.push('}');
+    Ok(())
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn push_json_str(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            out.push_str(&format!("\\u{b:04x}"));
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(kind: PgKind, bytes: &[u8], style: ValueStyle) -> String {
+        let mut out = String::new();
+        write_value(&kind, bytes, style, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn json_strings_escape_controls_and_quotes() {
+        let mut out = String::new();
+        push_json_str(&mut out, "a\"b\\c\nd\u{1}é");
+        assert_eq!(out, "\"a\\\"b\\\\c\\nd\\u0001é\"");
+        let parsed: String = serde_json::from_str(&out).unwrap();
+        assert_eq!(parsed, "a\"b\\c\nd\u{1}é");
+    }
+
+    #[test]
+    fn int8_is_a_string_for_the_driver_and_a_number_for_to_json() {
+        let bytes = 9007199254740993i64.to_be_bytes();
+        assert_eq!(
+            render(PgKind::Int8, &bytes, ValueStyle::Driver),
+            "\"9007199254740993\""
+        );
+        assert_eq!(
+            render(PgKind::Int8, &bytes, ValueStyle::ToJson),
+            "9007199254740993"
+        );
+    }
+
+    #[test]
+    fn floats_keep_specials_as_strings() {
+        assert_eq!(
+            render(PgKind::Float8, &f64::NAN.to_be_bytes(), ValueStyle::Driver),
+            "\"NaN\""
+        );
+        assert_eq!(
+            render(PgKind::Float8, &0.1f64.to_be_bytes(), ValueStyle::Driver),
+            "0.1"
+        );
+        assert_eq!(
+            render(PgKind::Float4, &0.1f32.to_be_bytes(), ValueStyle::Driver),
+            "0.1"
+        );
+        assert_eq!(
+            render(PgKind::Float8, &1.0f64.to_be_bytes(), ValueStyle::Driver),
+            "1"
+        );
+    }
+
+    #[test]
+    fn uuid_bytea_and_bool() {
+        let uuid = [
+            0xa0, 0xee, 0xbc, 0x99, 0x9c, 0x0b, 0x4e, 0xf8, 0xbb, 0x6d, 0x6b, 0xb9, 0xbd, 0x38,
+            0x0a, 0x11,
+        ];
+        assert_eq!(
+            render(PgKind::Uuid, &uuid, ValueStyle::Driver),
+            "\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\""
+        );
+        assert_eq!(
+            render(PgKind::Bytea, &[0xde, 0xad], ValueStyle::Driver),
+            "\"\\\\xdead\""
+        );
+        assert_eq!(render(PgKind::Bool, &[1], ValueStyle::Driver), "true");
+    }
+
+    #[test]
+    fn arrays_nest_by_dimension() {
+        // int4[][] {{1,2},{3,NULL}}
+        let mut bytes = Vec::new();
+        for v in [2i32, 1, 23, 2, 1, 2, 1] {
+            bytes.extend_from_slice(&v.to_be_bytes());
+        }
+        for v in [1i32, 2, 3] {
+            bytes.extend_from_slice(&4i32.to_be_bytes());
+            bytes.extend_from_slice(&v.to_be_bytes());
+        }
+        bytes.extend_from_slice(&(-1i32).to_be_bytes());
+        assert_eq!(
+            render(
+                PgKind::Array {
+                    element: Box::new(PgKind::Int4),
+                    element_oid: 23
+                },
+                &bytes,
+                ValueStyle::Driver
+            ),
+            "[[1,2],[3,null]]"
+        );
+    }
+
+    #[test]
+    fn truncated_values_are_errors_not_panics() {
+        let mut out = String::new();
+        assert!(write_value(&PgKind::Int4, &[0, 1], ValueStyle::Driver, &mut out).is_err());
+        let kind = PgKind::Array {
+            element: Box::new(PgKind::Int4),
+            element_oid: 23,
+        };
+        assert!(write_value(&kind, &[0, 0, 0, 1, 0, 0], ValueStyle::Driver, &mut out).is_err());
+    }
+}

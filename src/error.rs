@@ -1,0 +1,162 @@
+//! The one error type of the library and the stable `code` each variant carries to JavaScript.
+//!
+//! JS code switches on `error.code`, so codes never change once shipped: the SQLSTATE for errors
+//! the server reported, and an upper-case word for everything the library decided itself. An
+//! error crosses the FFI as a JSON envelope (`{"error":{…}}`) that the facade in `index.js` turns
+//! into a real `Error` with every field set; no message ever embeds JSON, and no message ever
+//! contains a password (connection strings are masked before they reach any text).
+
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// A config value is out of range or of the wrong kind.
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+
+    /// Every connection was busy for the whole `connectionTimeout`.
+    #[error("timed out after {waited_ms} ms waiting for a database connection (maxConnections {max_connections}, all in use)")]
+    PoolTimeout {
+        waited_ms: u64,
+        max_connections: u32,
+    },
+
+    /// `close()` was called; a later `initialize()` opens a new pool.
+    #[error("the pool is closed")]
+    PoolClosed,
+
+    /// The server could not be reached, or the connection broke with the outcome unknown.
+    #[error("{0}")]
+    ConnectionFailed(String),
+
+    /// A JS value cannot be sent as the type Postgres expects for that parameter.
+    #[error("{0}")]
+    InvalidParameter(String),
+
+    /// A result column has a type this library cannot decode; checked before the statement runs.
+    #[error("{0}")]
+    UnsupportedType(String),
+
+    /// The server rejected the statement; `code` is the SQLSTATE.
+    #[error("{}", .0.message)]
+    Database(Box<DatabaseErrorFields>),
+
+    /// A bug in this library (a caught panic, a protocol surprise).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What Postgres said about a failed statement, as node-postgres exposes it.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseErrorFields {
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<String>,
+    pub severity: String,
+}
+
+impl PoolError {
+    /// The stable code JS sees as `error.code`.
+    pub fn code(&self) -> &str {
+        match self {
+            PoolError::InvalidConfig(_) => "INVALID_CONFIG",
+            PoolError::PoolTimeout { .. } => "POOL_TIMEOUT",
+            PoolError::PoolClosed => "POOL_CLOSED",
+            PoolError::ConnectionFailed(_) => "CONNECTION_FAILED",
+            PoolError::InvalidParameter(_) => "INVALID_PARAMETER",
+            PoolError::UnsupportedType(_) => "UNSUPPORTED_TYPE",
+            PoolError::Database(fields) => &fields.code,
+            PoolError::Internal(_) => "INTERNAL",
+        }
+    }
+
+    /// The JSON envelope the facade turns into a JS `Error`.
+    pub fn to_envelope(&self) -> String {
+        let error = match self {
+            PoolError::Database(fields) => serde_json::json!(fields),
+            other => serde_json::json!({ "code": other.code(), "message": other.to_string() }),
+        };
+        serde_json::json!({ "error": error }).to_string()
+    }
+
+    /// Turns a caught panic payload into an error instead of letting it cross the FFI.
+    pub fn from_panic(payload: Box<dyn std::any::Any + Send>) -> Self {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string());
+        PoolError::Internal(format!("panic in connection-pools: {what}"))
+    }
+}
+
+impl From<PoolError> for napi::Error<String> {
+    fn from(err: PoolError) -> Self {
+        napi::Error::new(err.code().to_string(), err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_stable() {
+        assert_eq!(PoolError::PoolClosed.code(), "POOL_CLOSED");
+        assert_eq!(
+            PoolError::PoolTimeout {
+                waited_ms: 5,
+                max_connections: 1
+            }
+            .code(),
+            "POOL_TIMEOUT"
+        );
+        let db = PoolError::Database(Box::new(DatabaseErrorFields {
+            code: "23505".into(),
+            message: "duplicate key".into(),
+            ..Default::default()
+        }));
+        assert_eq!(db.code(), "23505");
+    }
+
+    #[test]
+    fn envelope_carries_code_and_fields() {
+        let db = PoolError::Database(Box::new(DatabaseErrorFields {
+            code: "23505".into(),
+            message: "duplicate key".into(),
+            detail: Some("Key (id)=(1) already exists.".into()),
+            severity: "ERROR".into(),
+            ..Default::default()
+        }));
+        let v: serde_json::Value = serde_json::from_str(&db.to_envelope()).unwrap();
+        assert_eq!(v["error"]["code"], "23505");
+        assert_eq!(v["error"]["detail"], "Key (id)=(1) already exists.");
+        assert!(v["error"].get("hint").is_none());
+
+        let v: serde_json::Value =
+            serde_json::from_str(&PoolError::PoolClosed.to_envelope()).unwrap();
+        assert_eq!(v["error"]["code"], "POOL_CLOSED");
+        assert_eq!(v["error"]["message"], "the pool is closed");
+    }
+
+    #[test]
+    fn panic_payloads_become_internal_errors() {
+        let err = PoolError::from_panic(Box::new("boom"));
+        assert_eq!(err.code(), "INTERNAL");
+        assert!(err.to_string().contains("boom"));
+    }
+}

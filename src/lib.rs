@@ -1,0 +1,9 @@
+//! connection-pools: Postgres and OpenAI pools for Node.js, written in Rust.
+//!
+//! Each module owns one job; the napi classes (`db::NativeDatabasePool`) stay thin and the logic
+//! they call is plain Rust with its own unit tests.
+#![deny(clippy::all)]
+
+pub mod db;
+pub mod error;
+pub mod stats;
