@@ -86,7 +86,9 @@ impl DbPool {
 
     /// The sqlx pool; must be called from inside the tokio runtime (it spawns maintenance).
     fn pool(&self) -> &PgPool {
-        self.pool.get_or_init(|| {
+        let mut created = false;
+        let pool = self.pool.get_or_init(|| {
+            created = true;
             let dead_seen_at_us = self.dead_seen_at_us.clone();
             let epoch = self.epoch;
             PgPoolOptions::new()
@@ -109,7 +111,24 @@ impl DbPool {
                     })
                 })
                 .connect_lazy_with(self.config.connect_options.clone())
-        })
+        });
+        if created {
+            self.fill_min_connections(pool.clone());
+        }
+        pool
+    }
+
+    /// A lazy sqlx pool only tops up `min_connections` after it reaps one, so on first use the
+    /// pool opens them here: checking out `min` connections at once forces each to be opened.
+    fn fill_min_connections(&self, pool: PgPool) {
+        let min = self.config.min_connections;
+        if min == 0 {
+            return;
+        }
+        tokio::spawn(async move {
+            let held = futures::future::join_all((0..min).map(|_| pool.acquire())).await;
+            drop(held);
+        });
     }
 
     fn note_dead_connection(&self) {

@@ -1,0 +1,152 @@
+// npm run bench: connection-pools against pg and postgres.js, side by side, in one run.
+//
+// Every driver gets the same server, the same pool size and the same statements. Each
+// (shape, callers) cell is measured for every driver in each round, in a rotating order, and
+// the report shows the median of the rounds: the machine is small and noisy, so single runs lie.
+// Environment: DATABASE_URL (default: an embedded PostgreSQL), BENCH_ROUNDS (5), BENCH_MS (1500),
+// BENCH_POOL (10).
+import { createRequire } from 'node:module'
+import { performance } from 'node:perf_hooks'
+import os from 'node:os'
+import { startEmbeddedPostgres } from '../scripts/embedded-postgres.mjs'
+
+const require = createRequire(import.meta.url)
+const { DatabasePool } = require('..')
+const pg = require('pg')
+const postgres = require('postgres')
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
+const CELL_MS = Number(process.env.BENCH_MS ?? 1500)
+const POOL = Number(process.env.BENCH_POOL ?? 10)
+const ROWS = 10_000
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+const percentile = (sorted, p) => sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]
+
+/** Runs `call` from `callers` concurrent loops for `ms`; returns queries/s, p50 and p99 in ms. */
+async function measure(call, callers, ms) {
+  const latencies = []
+  const end = performance.now() + ms
+  let n = 0
+  const loop = async () => {
+    while (performance.now() < end) {
+      const started = performance.now()
+      await call(n++)
+      latencies.push(performance.now() - started)
+    }
+  }
+  const started = performance.now()
+  await Promise.all(Array.from({ length: callers }, loop))
+  const elapsed = performance.now() - started
+  latencies.sort((a, b) => a - b)
+  return { qps: (latencies.length / elapsed) * 1000, p50: percentile(latencies, 50), p99: percentile(latencies, 99) }
+}
+
+async function main() {
+  let embedded = null
+  let url = process.env.DATABASE_URL
+  if (!url) {
+    embedded = await startEmbeddedPostgres({ password: 'bench-pw' })
+    url = embedded.url
+  }
+
+  DatabasePool.initialize({ connectionString: url, maxConnections: POOL, minConnections: POOL })
+  const ours = DatabasePool.getAdminClient()
+  const pgPool = new pg.Pool({ connectionString: url, max: POOL })
+  const sql = postgres(url, { max: POOL, onnotice: () => {} })
+
+  await ours.query('drop table if exists bench_users')
+  await ours.query(`create table bench_users (
+    id int primary key, email text not null, name text not null, score float8 not null,
+    active bool not null, created_at timestamptz not null)`)
+  await ours.query(
+    `insert into bench_users
+     select g, 'user' || g || '@example.com', 'User ' || g, g * 1.5, g % 2 = 0, now() - g * interval '1 minute'
+     from generate_series(1, $1::int) g`,
+    [ROWS],
+  )
+  await ours.query('analyze bench_users')
+
+  const ONE = 'select id, email, name, score, active, created_at from bench_users where id = $1'
+  const MANY = 'select id, email, name, score, active, created_at from bench_users where id <= $1'
+  const id = (i) => (i % ROWS) + 1
+
+  const shapes = {
+    'single-row pk select': {
+      'connection-pools': (i) => ours.query(ONE, [id(i)]),
+      pg: (i) => pgPool.query(ONE, [id(i)]),
+      'postgres.js': (i) => sql.unsafe(ONE, [id(i)], { prepare: true }),
+    },
+    '1000-row select': {
+      'connection-pools': () => ours.query(MANY, [1000]),
+      pg: () => pgPool.query(MANY, [1000]),
+      'postgres.js': () => sql.unsafe(MANY, [1000], { prepare: true }),
+    },
+  }
+  const cells = []
+  for (const [shape, drivers] of Object.entries(shapes)) {
+    for (const callers of [1, 10, 50]) cells.push({ shape, callers, drivers })
+  }
+  cells.push({
+    shape: 'executeQuery vs bare (single-row)',
+    callers: 10,
+    drivers: {
+      'connection-pools': (i) => ours.query(ONE, [id(i)]),
+      'executeQuery(...)': (i) => DatabasePool.executeQuery(() => ours.query(ONE, [id(i)]), true),
+    },
+  })
+
+  // Sanity: every driver returns the same rows before anything is timed.
+  const check = [await ours.query(ONE, [7]), await pgPool.query(ONE, [7]), await sql.unsafe(ONE, [7])]
+  if (check.some((r) => (r.rows ?? r).length !== 1)) throw new Error('drivers disagree on the test row')
+
+  console.log(`connection-pools bench: pool ${POOL}, ${ROUNDS} rounds × ${CELL_MS} ms per cell, ` +
+    `${os.cpus().length} CPUs, Node ${process.version}, server ${embedded ? 'embedded-postgres' : 'DATABASE_URL'}`)
+  const results = cells.map(() => ({}))
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [c, cell] of cells.entries()) {
+      const names = Object.keys(cell.drivers)
+      const order = names.map((_, k) => names[(k + round) % names.length])
+      for (const name of order) {
+        await measure(cell.drivers[name], cell.callers, 200) // warm-up
+        const r = await measure(cell.drivers[name], cell.callers, CELL_MS)
+        ;(results[c][name] ??= []).push(r)
+      }
+    }
+    process.stderr.write(`round ${round + 1}/${ROUNDS} done\n`)
+  }
+
+  const fmt = (x, d = 0) => x.toFixed(d).padStart(9)
+  for (const [c, cell] of cells.entries()) {
+    console.log(`\n${cell.shape}, ${cell.callers} caller${cell.callers > 1 ? 's' : ''}`)
+    console.log(`${'driver'.padEnd(20)}${'q/s'.padStart(9)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}   ratio (ours ÷ driver, q/s)`)
+    const summary = {}
+    for (const [name, runs] of Object.entries(results[c])) {
+      summary[name] = {
+        qps: median(runs.map((r) => r.qps)),
+        p50: median(runs.map((r) => r.p50)),
+        p99: median(runs.map((r) => r.p99)),
+      }
+    }
+    const oursQps = summary['connection-pools'].qps
+    for (const [name, s] of Object.entries(summary)) {
+      const ratio = name === 'connection-pools' ? '' : `   ${(oursQps / s.qps).toFixed(2)}×`
+      console.log(`${name.padEnd(20)}${fmt(s.qps)}${fmt(s.p50, 3)}${fmt(s.p99, 3)}${ratio}`)
+    }
+  }
+
+  await ours.query('drop table if exists bench_users')
+  await DatabasePool.close()
+  await pgPool.end()
+  await sql.end()
+  if (embedded) await embedded.stop()
+}
+
+main().catch((err) => {
+  console.error(err)
+  process.exit(1)
+})
