@@ -88,6 +88,24 @@ describe('results', () => {
     }
   })
 
+  test('enums travel as their labels and domains as their base type, both ways', async () => {
+    const mood = uniqueName('mood')
+    const positive = uniqueName('positive')
+    const client = DatabasePool.getAdminClient()
+    await client.query(`create type ${mood} as enum ('sad', 'happy')`)
+    await client.query(`create domain ${positive} as int check (value > 0)`)
+    try {
+      expect(await one(`select $1::${mood} as v`, ['happy'])).toBe('happy')
+      expect(await one(`select array['sad','happy']::${mood}[] as v`)).toEqual(['sad', 'happy'])
+      expect(await one(`select $1::${positive} as v`, [5])).toBe(5)
+      const err = await client.query(`select $1::${mood} as v`, ['angry']).catch((e) => e)
+      expect(err.code).toBe('22P02')
+    } finally {
+      await client.query(`drop type ${mood}`)
+      await client.query(`drop domain ${positive}`)
+    }
+  })
+
   test('an unsupported result type is refused before the statement runs, with a hint', async () => {
     const table = uniqueName('types_points')
     const client = DatabasePool.getAdminClient()

