@@ -13,7 +13,10 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 export declare class NativeDatabasePool {
   /** Validates the options (JSON text) against the environment defaults (JSON text). */
   constructor(configJson: string, envJson: string)
-  /** Runs one statement; resolves to JSON text: `{"rows":[…],"rowCount":n}` or `{"error":{…}}`. */
+  /**
+   * Runs one statement; resolves to JSON text: `{"columns":[…],"rows":[[…],…],"rowCount":n}`
+   * (rows as arrays in column order) or `{"error":{…}}`.
+   */
   query(sql: string, params?: unknown[] | null, toJsonStyle?: boolean | null): Promise<string>
   /** `SELECT 1` bounded by `connectionTimeout`; never rejects. */
   healthCheck(): Promise<NativeHealth>

@@ -88,6 +88,23 @@ describe('results', () => {
     }
   })
 
+  test('column names of any shape become own properties; the last duplicate wins', async () => {
+    const { rows } = await DatabasePool.getAdminClient().query(
+      `select 1 as "__proto__", 2 as "a""b", 3 as "ü n", 4 as "x", 5 as "x", 6 as "constructor"`,
+    )
+    const row = rows[0]
+    expect(Object.getPrototypeOf(row)).toBe(Object.prototype)
+    expect(Object.getOwnPropertyDescriptor(row, '__proto__')?.value).toBe(1)
+    expect(row['a"b']).toBe(2)
+    expect(row['ü n']).toBe(3)
+    expect(row.x).toBe(5)
+    expect(row.constructor).toBe(6)
+  })
+
+  test('an empty result has no rows and counts zero', async () => {
+    await expect(DatabasePool.getAdminClient().query('select 1 as a where false')).resolves.toEqual({ rows: [], rowCount: 0 })
+  })
+
   test('enums travel as their labels and domains as their base type, both ways', async () => {
     const mood = uniqueName('mood')
     const positive = uniqueName('positive')

@@ -7,6 +7,7 @@
 
 const { NativeDatabasePool } = require('../binding.js')
 const { ConnectionPoolError, errorFrom, rethrowNative } = require('./errors')
+const { rowsToObjects } = require('./rows')
 
 /** The native pool in use; created by initialize(), or from the environment on first use. */
 let current = null
@@ -31,9 +32,9 @@ function pool() {
 }
 
 function parseResult(json) {
-  const result = JSON.parse(json)
-  if (result.error) throw errorFrom(result.error)
-  return result
+  const reply = JSON.parse(json)
+  if (reply.error) throw errorFrom(reply.error)
+  return { rows: rowsToObjects(reply), rowCount: reply.rowCount }
 }
 
 /** A client bound to a role; every call goes to the current pool. */

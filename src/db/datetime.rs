@@ -18,18 +18,25 @@ fn pg_epoch() -> NaiveDateTime {
         .expect("2000-01-01 is a valid date")
 }
 
-fn format_year(out: &mut String, year: i32) {
-    if year <= 0 {
-        // Postgres has no year 0: 1 BC is year 0 in the proleptic calendar chrono uses.
-        out.push_str(&format!("{:04}", 1 - year));
-    } else {
-        out.push_str(&format!("{year:04}"));
+/// Appends `value` zero-padded to `width` digits (the hot path of every date and time written).
+fn push_padded(out: &mut String, value: u64, width: usize) {
+    let mut digits = itoa::Buffer::new();
+    let text = digits.format(value);
+    for _ in text.len()..width {
+        out.push('0');
     }
+    out.push_str(text);
 }
 
 fn format_date_into(out: &mut String, date: NaiveDate) {
-    format_year(out, date.year());
-    out.push_str(&format!("-{:02}-{:02}", date.month(), date.day()));
+    // Postgres has no year 0: 1 BC is year 0 in the proleptic calendar chrono uses.
+    let year = date.year();
+    let shown = if year <= 0 { 1 - year } else { year };
+    push_padded(out, shown as u64, 4);
+    out.push('-');
+    push_padded(out, date.month() as u64, 2);
+    out.push('-');
+    push_padded(out, date.day() as u64, 2);
 }
 
 fn bc_suffix(out: &mut String, year: i32) {
@@ -40,63 +47,83 @@ fn bc_suffix(out: &mut String, year: i32) {
 
 /// `HH:MM:SS` plus `.ffffff` with trailing zeros dropped.
 fn format_time_of_day(out: &mut String, micros_of_day: i64) {
-    let secs = micros_of_day / MICROS_PER_SEC;
-    let frac = micros_of_day % MICROS_PER_SEC;
-    out.push_str(&format!(
-        "{:02}:{:02}:{:02}",
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60
-    ));
-    push_fraction(out, frac);
+    let secs = (micros_of_day / MICROS_PER_SEC) as u64;
+    push_padded(out, secs / 3600, 2);
+    out.push(':');
+    push_padded(out, (secs / 60) % 60, 2);
+    out.push(':');
+    push_padded(out, secs % 60, 2);
+    push_fraction(out, micros_of_day % MICROS_PER_SEC);
 }
 
 fn push_fraction(out: &mut String, micros: i64) {
-    if micros != 0 {
-        let digits = format!(".{:06}", micros.abs());
-        out.push_str(digits.trim_end_matches('0'));
+    let mut fraction = micros.unsigned_abs();
+    if fraction == 0 {
+        return;
     }
+    let mut width = 6;
+    while fraction % 10 == 0 {
+        fraction /= 10;
+        width -= 1;
+    }
+    out.push('.');
+    push_padded(out, fraction, width);
 }
 
-/// A `date` (days since 2000-01-01).
-pub fn format_date(days: i32) -> String {
+/// Appends a `date` (days since 2000-01-01).
+pub fn write_date(out: &mut String, days: i32) {
     match days {
-        i32::MAX => return "infinity".into(),
-        i32::MIN => return "-infinity".into(),
+        i32::MAX => return out.push_str("infinity"),
+        i32::MIN => return out.push_str("-infinity"),
         _ => {}
     }
     let date = pg_epoch().date() + Duration::days(days as i64);
-    let mut out = String::with_capacity(10);
-    format_date_into(&mut out, date);
-    bc_suffix(&mut out, date.year());
-    out
+    format_date_into(out, date);
+    bc_suffix(out, date.year());
 }
 
-/// A `timestamp` (µs since 2000-01-01), or a `timestamptz` in UTC when `with_offset`.
-pub fn format_timestamp(micros: i64, with_offset: bool) -> String {
+/// Appends a `timestamp` (µs since 2000-01-01), or a `timestamptz` in UTC when `with_offset`.
+pub fn write_timestamp(out: &mut String, micros: i64, with_offset: bool) {
     match micros {
-        i64::MAX => return "infinity".into(),
-        i64::MIN => return "-infinity".into(),
+        i64::MAX => return out.push_str("infinity"),
+        i64::MIN => return out.push_str("-infinity"),
         _ => {}
     }
     let days = micros.div_euclid(MICROS_PER_DAY);
     let micros_of_day = micros.rem_euclid(MICROS_PER_DAY);
     let date = pg_epoch().date() + Duration::days(days);
-    let mut out = String::with_capacity(32);
-    format_date_into(&mut out, date);
+    format_date_into(out, date);
     out.push('T');
-    format_time_of_day(&mut out, micros_of_day);
+    format_time_of_day(out, micros_of_day);
     if with_offset {
         out.push_str("+00:00");
     }
-    bc_suffix(&mut out, date.year());
+    bc_suffix(out, date.year());
+}
+
+/// Appends a `time` (µs since midnight).
+pub fn write_time(out: &mut String, micros: i64) {
+    format_time_of_day(out, micros);
+}
+
+/// A `date` (days since 2000-01-01).
+pub fn format_date(days: i32) -> String {
+    let mut out = String::with_capacity(10);
+    write_date(&mut out, days);
+    out
+}
+
+/// A `timestamp`, or a `timestamptz` in UTC when `with_offset`.
+pub fn format_timestamp(micros: i64, with_offset: bool) -> String {
+    let mut out = String::with_capacity(32);
+    write_timestamp(&mut out, micros, with_offset);
     out
 }
 
 /// A `time` (µs since midnight).
 pub fn format_time(micros: i64) -> String {
     let mut out = String::with_capacity(15);
-    format_time_of_day(&mut out, micros);
+    write_time(&mut out, micros);
     out
 }
 

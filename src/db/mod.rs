@@ -82,7 +82,8 @@ impl NativeDatabasePool {
         })
     }
 
-    /// Runs one statement; resolves to JSON text: `{"rows":[…],"rowCount":n}` or `{"error":{…}}`.
+    /// Runs one statement; resolves to JSON text: `{"columns":[…],"rows":[[…],…],"rowCount":n}`
+    /// (rows as arrays in column order) or `{"error":{…}}`.
     #[napi(ts_args_type = "sql: string, params?: unknown[] | null, toJsonStyle?: boolean | null")]
     pub async fn query(
         &self,

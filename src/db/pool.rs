@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use futures::TryStreamExt;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgArguments, PgConnection, PgDatabaseError, PgPool, PgPoolOptions};
-use sqlx::{Arguments, AssertSqlSafe, Either, Executor, Postgres, Row, SqlSafeStr, Statement};
+use sqlx::{Arguments, AssertSqlSafe, Either, Executor, Postgres, SqlSafeStr, Statement};
 
 use super::config::PoolConfig;
 use super::params::{encode_all, Param};
@@ -30,7 +30,7 @@ use crate::stats::{OutcomeCounters, OutcomeSnapshot};
 /// A connection idle longer than this is pinged before use (NAT and firewalls drop quiet sockets).
 const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(30);
 
-/// The rows of one statement as JSON text, and how many rows it returned or changed.
+/// One statement's reply as JSON text: `{"columns":[…],"rows":[[…],…],"rowCount":n}`.
 pub struct QueryOutput {
     pub json: String,
 }
@@ -259,9 +259,11 @@ impl DbPool {
                 .map_err(|e| AttemptError::Final(PoolError::Internal(e.to_string())))?;
         }
 
+        let encoder = RowEncoder::new(statement.columns(), style);
         let mut out = String::with_capacity(256);
-        out.push_str("{\"rows\":[");
-        let mut encoder: Option<RowEncoder> = None;
+        out.push_str("{\"columns\":");
+        out.push_str(encoder.columns_json());
+        out.push_str(",\"rows\":[");
         let mut rows_written = 0u64;
         let mut row_count = 0u64;
         let outcome: Result<(), sqlx::Error> = async {
@@ -270,8 +272,6 @@ impl DbPool {
                 match item {
                     Either::Left(done) => row_count += done.rows_affected(),
                     Either::Right(row) => {
-                        let encoder =
-                            encoder.get_or_insert_with(|| RowEncoder::new(row.columns(), style));
                         if rows_written > 0 {
                             out.push(',');
                         }
