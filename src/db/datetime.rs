@@ -62,7 +62,7 @@ fn push_fraction(out: &mut String, micros: i64) {
         return;
     }
     let mut width = 6;
-    while fraction % 10 == 0 {
+    while fraction.is_multiple_of(10) {
         fraction /= 10;
         width -= 1;
     }
