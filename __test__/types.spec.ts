@@ -176,6 +176,14 @@ describe('parameters', () => {
     expect(await one(`select ${sql} as v`, [param])).toEqual(expected)
   })
 
+  test('a parameter type that cannot be sent yet is refused with a cast hint; the cast works', async () => {
+    const client = DatabasePool.getAdminClient()
+    const err = await client.query('select $1::interval as v', ['1 day']).catch((e) => e)
+    expect(err.code).toBe('UNSUPPORTED_TYPE')
+    expect(err.message).toContain('$1::text')
+    expect(await one('select $1::text::interval as v', ['1 day'])).toBe('1 day')
+  })
+
   test('values are bound, never spliced into the SQL', async () => {
     const hostile = `'); drop table pg_class; --`
     expect(await one('select $1::text as v', [hostile])).toBe(hostile)

@@ -99,7 +99,17 @@ pub struct EncodeError {
     message: String,
 }
 
+/// SQLSTATE feature_not_supported: a parameter type this library cannot encode. It is reported
+/// as `UNSUPPORTED_TYPE` with a hint to cast, since Postgres itself would have accepted the text.
+const FEATURE_NOT_SUPPORTED: &str = "0A000";
+
 impl EncodeError {
+    fn unsupported() -> Self {
+        Self {
+            sqlstate: FEATURE_NOT_SUPPORTED,
+            message: String::new(),
+        }
+    }
     fn syntax(type_name: &str, shown: impl std::fmt::Display) -> Self {
         Self {
             sqlstate: "22P02",
@@ -120,7 +130,7 @@ impl EncodeError {
     }
     fn for_parameter(self, position: usize, ty: &PgTypeInfo) -> PoolError {
         use sqlx::TypeInfo;
-        if self.sqlstate == "UNSUPPORTED_TYPE" {
+        if self.sqlstate == FEATURE_NOT_SUPPORTED {
             return PoolError::UnsupportedType(format!(
                 "parameter ${position} has type {}, which connection-pools cannot send yet; \
                  write ${position}::text in the SQL and pass a string",
@@ -281,12 +291,7 @@ fn encode(param: &Param, kind: &PgKind) -> Result<Option<Vec<u8>>, EncodeError> 
         | PgKind::Interval
         | PgKind::Composite(_)
         | PgKind::Record
-        | PgKind::Unsupported(_) => {
-            return Err(EncodeError {
-                sqlstate: "UNSUPPORTED_TYPE",
-                message: String::new(),
-            })
-        }
+        | PgKind::Unsupported(_) => return Err(EncodeError::unsupported()),
     };
     Ok(Some(bytes))
 }
