@@ -18,6 +18,11 @@ export declare class NativeDatabasePool {
    * (rows as arrays in column order) or `{"error":{…}}`.
    */
   query(sql: string, params?: unknown[] | null, toJsonStyle?: boolean | null): Promise<string>
+  /**
+   * Runs one query-builder request (JSON text, see `builder::RequestSpec`); resolves to JSON
+   * text with the rows, count and PostgREST status, or the error and its status.
+   */
+  request(specJson: string, anonymous?: boolean | undefined | null): Promise<string>
   /** `SELECT 1` bounded by `connectionTimeout`; never rejects. */
   healthCheck(): Promise<NativeHealth>
   stats(): NativeDatabaseStats

@@ -8,6 +8,7 @@
 const { NativeDatabasePool } = require('../binding.js')
 const { ConnectionPoolError, errorFrom, rethrowNative } = require('./errors')
 const { rowsToObjects } = require('./rows')
+const { QueryBuilder, rpcBuilder } = require('./builder')
 
 /** The native pool in use; created by initialize(), or from the environment on first use. */
 let current = null
@@ -42,6 +43,23 @@ class DatabaseClient {
   constructor(kind) {
     /** 'admin' (the login role) or 'anon'. */
     this.kind = kind
+    this._role = { anonymous: kind === 'anon' }
+  }
+
+  /** The supabase-js query builder on `table` (or `schema.table`). */
+  from(table) {
+    if (typeof table !== 'string') {
+      throw new ConnectionPoolError('INVALID_ARGUMENT', 'from(table): table must be a string')
+    }
+    return new QueryBuilder(pool, this._role, table)
+  }
+
+  /** Calls a Postgres function with named arguments, as supabase-js's rpc(). */
+  rpc(functionName, args, options) {
+    if (typeof functionName !== 'string') {
+      throw new ConnectionPoolError('INVALID_ARGUMENT', 'rpc(fn, args): fn must be a string')
+    }
+    return rpcBuilder(pool, this._role, functionName, args, options)
   }
 
   /**

@@ -4,11 +4,15 @@
 //! API. Results and errors of statements cross as JSON text (one `JSON.parse` on the JS side is
 //! far cheaper than building objects through napi); every async entry point catches panics.
 
+pub mod builder;
 pub mod config;
 pub mod datetime;
+pub mod filters;
+pub mod ident;
 pub mod numeric;
 pub mod params;
 pub mod pool;
+pub mod request;
 pub mod rows;
 pub mod types;
 
@@ -104,6 +108,18 @@ impl NativeDatabasePool {
             pool.query(&sql, &params, style)
                 .await
                 .map(|output| output.json)
+        }))
+        .await
+    }
+
+    /// Runs one query-builder request (JSON text, see `builder::RequestSpec`); resolves to JSON
+    /// text with the rows, count and PostgREST status, or the error and its status.
+    #[napi]
+    pub async fn request(&self, spec_json: String, anonymous: Option<bool>) -> String {
+        let pool = self.inner.clone();
+        let anonymous = anonymous.unwrap_or(false);
+        Box::pin(settle_to_json(async move {
+            Ok(request::run(&pool, &spec_json, anonymous).await)
         }))
         .await
     }

@@ -1,0 +1,484 @@
+//! Row filters of the query builder: `eq`, `in`, `not`, `or('a.eq.1,b.gt.2')`, ... as SQL.
+//!
+//! Filters arrive either structured (`eq('id', 5)`: a column, an operator, a JSON value) or in
+//! PostgREST's text syntax (`or()`, `not()`, `filter()`), which is parsed here into the same tree,
+//! never pasted. Columns go through `ident::quote`, operators are a closed set, and every value
+//! becomes a bound parameter whose type Postgres infers from the column it is compared with.
+
+use serde_json::Value;
+
+use super::ident::{quote, request_error};
+use super::params::Param;
+use crate::error::PoolError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operator {
+    Eq,
+    Neq,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+    Like,
+    Ilike,
+    Match,
+    Imatch,
+    Is,
+    IsDistinct,
+    In,
+    Contains,
+    ContainedBy,
+    Overlaps,
+}
+
+impl Operator {
+    /// PostgREST's operator names, plus the postgrest-js method names that differ from them.
+    pub fn parse(name: &str) -> Result<Self, PoolError> {
+        Ok(match name {
+            "eq" => Operator::Eq,
+            "neq" => Operator::Neq,
+            "gt" => Operator::Gt,
+            "gte" => Operator::Gte,
+            "lt" => Operator::Lt,
+            "lte" => Operator::Lte,
+            "like" => Operator::Like,
+            "ilike" => Operator::Ilike,
+            "match" => Operator::Match,
+            "imatch" => Operator::Imatch,
+            "is" => Operator::Is,
+            "isdistinct" => Operator::IsDistinct,
+            "in" => Operator::In,
+            "cs" | "contains" => Operator::Contains,
+            "cd" | "containedBy" => Operator::ContainedBy,
+            "ov" | "overlaps" => Operator::Overlaps,
+            other => {
+                return Err(request_error(
+                    format!("unknown filter operator '{other}'"),
+                    Some("operators: eq neq gt gte lt lte like ilike match imatch is isdistinct in cs cd ov".into()),
+                ))
+            }
+        })
+    }
+
+    fn sql(self) -> &'static str {
+        match self {
+            Operator::Eq => "=",
+            Operator::Neq => "<>",
+            Operator::Gt => ">",
+            Operator::Gte => ">=",
+            Operator::Lt => "<",
+            Operator::Lte => "<=",
+            Operator::Like => "LIKE",
+            Operator::Ilike => "ILIKE",
+            Operator::Match => "~",
+            Operator::Imatch => "~*",
+            Operator::IsDistinct => "IS DISTINCT FROM",
+            Operator::Contains => "@>",
+            Operator::ContainedBy => "<@",
+            Operator::Overlaps => "&&",
+            Operator::Is | Operator::In => unreachable!("rendered specially"),
+        }
+    }
+}
+
+/// The operand of `is`: the only values `IS` takes, so it is written as a keyword, not bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsValue {
+    Null,
+    True,
+    False,
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    Compare {
+        column: String,
+        op: Operator,
+        value: Param,
+        negate: bool,
+    },
+    Is {
+        column: String,
+        value: IsValue,
+        negate: bool,
+    },
+    Group {
+        any: bool,
+        items: Vec<Condition>,
+        negate: bool,
+    },
+}
+
+/// A JSON value from the JS side as a bound parameter.
+pub fn json_param(value: &Value) -> Param {
+    match value {
+        Value::Null => Param::Null,
+        Value::Bool(b) => Param::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            // Whole numbers stay exact as text (an int8 column reads them without rounding).
+            Some(i) if i.unsigned_abs() > (1u64 << 53) => Param::Text(i.to_string()),
+            _ => Param::Number(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => Param::Text(s.clone()),
+        Value::Array(items) => Param::Array(items.iter().map(json_param).collect()),
+        Value::Object(_) => Param::Json(value.to_string()),
+    }
+}
+
+fn is_value(text: &str) -> Result<IsValue, PoolError> {
+    match text.to_ascii_lowercase().as_str() {
+        "null" => Ok(IsValue::Null),
+        "true" => Ok(IsValue::True),
+        "false" => Ok(IsValue::False),
+        "unknown" => Ok(IsValue::Unknown),
+        _ => Err(request_error(
+            format!("'{text}' is not a value for is (null, true, false or unknown)"),
+            None,
+        )),
+    }
+}
+
+/// A structured filter: `op(column, value)` with a JSON value.
+pub fn structured(
+    column: &str,
+    op: &str,
+    value: &Value,
+    negate: bool,
+) -> Result<Condition, PoolError> {
+    let op = Operator::parse(op)?;
+    match op {
+        Operator::Is => {
+            let text = match value {
+                Value::Null => "null".to_string(),
+                Value::Bool(b) => b.to_string(),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            Ok(Condition::Is {
+                column: column.to_string(),
+                value: is_value(&text)?,
+                negate,
+            })
+        }
+        Operator::In => {
+            let items = match value {
+                Value::Array(items) => items.iter().map(json_param).collect(),
+                // `in('id', '(1,2)')`: PostgREST's list syntax.
+                Value::String(s) => parse_list(s)?.into_iter().map(Param::Text).collect(),
+                other => {
+                    return Err(request_error(
+                        format!("in() takes an array of values, not {other}"),
+                        None,
+                    ))
+                }
+            };
+            Ok(Condition::Compare {
+                column: column.to_string(),
+                op,
+                value: Param::Array(items),
+                negate,
+            })
+        }
+        _ => Ok(Condition::Compare {
+            column: column.to_string(),
+            op,
+            value: json_param(value),
+            negate,
+        }),
+    }
+}
+
+/// A filter in PostgREST's text syntax for one column: `eq.5`, `not.in.(1,2)`, `is.null`.
+pub fn from_text(column: &str, op_and_value: &str) -> Result<Condition, PoolError> {
+    let (negate, rest) = match op_and_value.strip_prefix("not.") {
+        Some(rest) => (true, rest),
+        None => (false, op_and_value),
+    };
+    let (op, value) = rest.split_once('.').ok_or_else(|| {
+        request_error(
+            format!("'{op_and_value}' is not an operator and a value (like eq.5)"),
+            None,
+        )
+    })?;
+    let op = Operator::parse(op)?;
+    match op {
+        Operator::Is => Ok(Condition::Is {
+            column: column.to_string(),
+            value: is_value(value)?,
+            negate,
+        }),
+        Operator::In => Ok(Condition::Compare {
+            column: column.to_string(),
+            op,
+            value: Param::Array(parse_list(value)?.into_iter().map(Param::Text).collect()),
+            negate,
+        }),
+        _ => Ok(Condition::Compare {
+            column: column.to_string(),
+            op,
+            value: Param::Text(unquote(value)?),
+            negate,
+        }),
+    }
+}
+
+/// The argument of `or()` (and of nested `and(...)`): conditions separated by commas.
+pub fn parse_logic(expression: &str, any: bool, negate: bool) -> Result<Condition, PoolError> {
+    let items = split_top_level(expression)?
+        .into_iter()
+        .map(parse_item)
+        .collect::<Result<Vec<_>, _>>()?;
+    if items.is_empty() {
+        return Err(request_error("an empty logic tree", None));
+    }
+    Ok(Condition::Group { any, items, negate })
+}
+
+fn parse_item(item: &str) -> Result<Condition, PoolError> {
+    let item = item.trim();
+    let (negate, body) = match item.strip_prefix("not.") {
+        Some(rest) if rest.starts_with("and(") || rest.starts_with("or(") => (true, rest),
+        _ => (false, item),
+    };
+    for (prefix, any) in [("and(", false), ("or(", true)] {
+        if let Some(inner) = body.strip_prefix(prefix) {
+            let inner = inner.strip_suffix(')').ok_or_else(|| {
+                request_error(format!("unbalanced parentheses in '{item}'"), None)
+            })?;
+            return parse_logic(inner, any, negate);
+        }
+    }
+    let (column, rest) = item.split_once('.').ok_or_else(|| {
+        request_error(
+            format!("'{item}' is not a condition (like column.eq.value)"),
+            None,
+        )
+    })?;
+    from_text(unquote(column)?.as_str(), rest)
+}
+
+/// Splits on commas outside parentheses and double quotes.
+pub(crate) fn split_top_level(text: &str) -> Result<Vec<&str>, PoolError> {
+    let mut parts = Vec::new();
+    let (mut depth, mut quoted, mut escaped, mut start) = (0i32, false, false, 0);
+    for (i, ch) in text.char_indices() {
+        match ch {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err(request_error(
+                        format!("unbalanced parentheses in '{text}'"),
+                        None,
+                    ));
+                }
+            }
+            ',' if !quoted && depth == 0 => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if depth != 0 || quoted {
+        return Err(request_error(
+            format!("unbalanced parentheses or quotes in '{text}'"),
+            None,
+        ));
+    }
+    parts.push(&text[start..]);
+    Ok(parts.into_iter().filter(|p| !p.trim().is_empty()).collect())
+}
+
+/// `"a \"b\""` → `a "b"`; an unquoted value is taken as it is.
+pub(crate) fn unquote(value: &str) -> Result<String, PoolError> {
+    let Some(inner) = value.strip_prefix('"') else {
+        return Ok(value.to_string());
+    };
+    let inner = inner
+        .strip_suffix('"')
+        .ok_or_else(|| request_error(format!("unterminated quotes in '{value}'"), None))?;
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(ch) = chars.next() {
+        if ch == '\\' {
+            if let Some(next) = chars.next() {
+                out.push(next);
+            }
+        } else {
+            out.push(ch);
+        }
+    }
+    Ok(out)
+}
+
+/// `(1,2,"three, four")` → the items.
+fn parse_list(text: &str) -> Result<Vec<String>, PoolError> {
+    let inner = text
+        .trim()
+        .strip_prefix('(')
+        .and_then(|t| t.strip_suffix(')'))
+        .ok_or_else(|| request_error(format!("'{text}' is not a list like (1,2,3)"), None))?;
+    split_top_level(inner)?
+        .into_iter()
+        .map(|item| unquote(item.trim()))
+        .collect()
+}
+
+/// Renders a condition, appending its values to `params` (placeholders continue from their count).
+pub fn render(condition: &Condition, params: &mut Vec<Param>) -> Result<String, PoolError> {
+    let negated = |sql: String, negate: bool| {
+        if negate {
+            format!("NOT ({sql})")
+        } else {
+            sql
+        }
+    };
+    match condition {
+        Condition::Is {
+            column,
+            value,
+            negate,
+        } => {
+            let keyword = match value {
+                IsValue::Null => "NULL",
+                IsValue::True => "TRUE",
+                IsValue::False => "FALSE",
+                IsValue::Unknown => "UNKNOWN",
+            };
+            Ok(negated(format!("{} IS {keyword}", quote(column)?), *negate))
+        }
+        Condition::Compare {
+            column,
+            op,
+            value,
+            negate,
+        } => {
+            let column = quote(column)?;
+            let value = match (op, value) {
+                // PostgREST accepts * as the LIKE wildcard (it is safe in URLs); so do we.
+                (Operator::Like | Operator::Ilike, Param::Text(pattern)) => {
+                    Param::Text(pattern.replace('*', "%"))
+                }
+                (_, value) => value.clone(),
+            };
+            params.push(value);
+            let placeholder = format!("${}", params.len());
+            let sql = match op {
+                Operator::In => format!("{column} = ANY({placeholder})"),
+                op => format!("{column} {} {placeholder}", op.sql()),
+            };
+            Ok(negated(sql, *negate))
+        }
+        Condition::Group { any, items, negate } => {
+            let joiner = if *any { " OR " } else { " AND " };
+            let parts = items
+                .iter()
+                .map(|c| render(c, params))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(negated(format!("({})", parts.join(joiner)), *negate))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sql(condition: &Condition) -> (String, Vec<Param>) {
+        let mut params = Vec::new();
+        let text = render(condition, &mut params).unwrap();
+        (text, params)
+    }
+
+    #[test]
+    fn structured_filters_bind_their_values() {
+        let (text, params) = sql(&structured("id", "eq", &json!(5), false).unwrap());
+        assert_eq!(text, "\"id\" = $1");
+        assert_eq!(params, vec![Param::Number(5.0)]);
+        let (text, params) = sql(&structured("id", "in", &json!([1, 2]), true).unwrap());
+        assert_eq!(text, "NOT (\"id\" = ANY($1))");
+        assert_eq!(
+            params,
+            vec![Param::Array(vec![Param::Number(1.0), Param::Number(2.0)])]
+        );
+        let (text, params) = sql(&structured("deleted_at", "is", &json!(null), false).unwrap());
+        assert_eq!(text, "\"deleted_at\" IS NULL");
+        assert!(params.is_empty());
+        let (_, params) = sql(&structured("name", "like", &json!("a*"), false).unwrap());
+        assert_eq!(params, vec![Param::Text("a%".into())]);
+    }
+
+    #[test]
+    fn or_syntax_is_parsed_into_a_tree() {
+        let tree = parse_logic(
+            "id.eq.1,and(name.like.*x*,age.not.gt.30),status.in.(a,\"b,c\")",
+            true,
+            false,
+        )
+        .unwrap();
+        let (text, params) = sql(&tree);
+        assert_eq!(
+            text,
+            "(\"id\" = $1 OR (\"name\" LIKE $2 AND NOT (\"age\" > $3)) OR \"status\" = ANY($4))"
+        );
+        assert_eq!(params[1], Param::Text("%x%".into()));
+        assert_eq!(
+            params[3],
+            Param::Array(vec![Param::Text("a".into()), Param::Text("b,c".into())])
+        );
+        let negated = parse_logic("not.or(a.is.null,b.is.true)", false, false).unwrap();
+        assert_eq!(sql(&negated).0, "(NOT ((\"a\" IS NULL OR \"b\" IS TRUE)))");
+    }
+
+    #[test]
+    fn hostile_text_stays_data() {
+        let tree = parse_logic("name.eq.x'; drop table users; --", true, false).unwrap();
+        let (text, params) = sql(&tree);
+        assert_eq!(text, "(\"name\" = $1)");
+        assert_eq!(params, vec![Param::Text("x'; drop table users; --".into())]);
+        // Parentheses in a value need quotes, as in PostgREST.
+        let tree = parse_logic("name.eq.\"x'); drop table users; --\"", true, false).unwrap();
+        assert_eq!(
+            sql(&tree).1,
+            vec![Param::Text("x'); drop table users; --".into())]
+        );
+        assert!(parse_logic("name.eq.x'); drop table users; --", true, false).is_err());
+        let tree = parse_logic("\"we\"\"ird\".eq.1", true, false);
+        assert!(tree.is_ok());
+    }
+
+    #[test]
+    fn malformed_expressions_are_errors() {
+        for bad in [
+            "",
+            "id",
+            "id.eq",
+            "id.nope.1",
+            "and(id.eq.1",
+            "id.in.1,2",
+            "a.is.maybe",
+            "x.eq.\"open",
+        ] {
+            assert!(parse_logic(bad, true, false).is_err(), "{bad}");
+        }
+        assert!(structured("id", "drop", &json!(1), false).is_err());
+    }
+
+    #[test]
+    fn big_integers_stay_exact() {
+        assert_eq!(
+            json_param(&json!(9007199254740993i64)),
+            Param::Text("9007199254740993".into())
+        );
+        assert_eq!(
+            json_param(&json!({"a": 1})),
+            Param::Json("{\"a\":1}".into())
+        );
+    }
+}
