@@ -17,12 +17,14 @@ export declare class NativeDatabasePool {
    * Runs one statement; resolves to JSON text: `{"columns":[…],"rows":[[…],…],"rowCount":n}`
    * (rows as arrays in column order) or `{"error":{…}}`.
    */
-  query(sql: string, params?: unknown[] | null, toJsonStyle?: boolean | null): Promise<string>
+  query(sql: string, params?: unknown[] | null, toJsonStyle?: boolean | null, role?: string | null, claims?: string | null): Promise<string>
   /**
    * Runs one query-builder request (JSON text, see `builder::RequestSpec`); resolves to JSON
    * text with the rows, count and PostgREST status, or the error and its status.
    */
-  request(specJson: string, anonymous?: boolean | undefined | null): Promise<string>
+  request(specJson: string, anonymous?: boolean | undefined | null, role?: string | undefined | null, claims?: string | undefined | null): Promise<string>
+  /** Verifies a user's access token (HS256, `jwtSecret`); throws `INVALID_TOKEN`. */
+  verifyToken(token: string): NativeVerifiedToken
   /** `SELECT 1` bounded by `connectionTimeout`; never rejects. */
   healthCheck(): Promise<NativeHealth>
   stats(): NativeDatabaseStats
@@ -69,4 +71,13 @@ export interface NativeHealth {
   message: string
   /** Milliseconds the probe took; null when it failed. */
   responseTime?: number
+}
+
+/** A verified access token: the role its statements run as and the claims they see. */
+export interface NativeVerifiedToken {
+  role: string
+  /** JSON text for `request.jwt.claims`. */
+  claims: string
+  /** Epoch seconds after which the token is refused (exp plus the clock-skew allowance). */
+  expiresAt?: number
 }

@@ -46,13 +46,11 @@ function postgrestError(fields) {
 
 class FilterBuilder {
   /**
-   * @param {() => object} native returns the native pool to run on
-   * @param {{ anonymous: boolean }} role
+   * @param {(specJson: string) => Promise<string>} run sends a recorded request to the pool
    * @param {object} request the recorded request
    */
-  constructor(native, role, request) {
-    this._native = native
-    this._role = role
+  constructor(run, request) {
+    this._run = run
     this._request = request
     this._single = null // 'single' | 'maybeSingle'
     this._throwOnError = false
@@ -134,7 +132,7 @@ class FilterBuilder {
   }
 
   async _execute() {
-    const reply = JSON.parse(await this._native().request(JSON.stringify(this._request), this._role.anonymous))
+    const reply = JSON.parse(await this._run(JSON.stringify(this._request)))
     let result
     if (reply.error) {
       result = { data: null, error: postgrestError(reply.error), count: null, status: reply.status }
@@ -191,14 +189,13 @@ function singleRow(rows, mode) {
 }
 
 class QueryBuilder {
-  constructor(native, role, table) {
-    this._native = native
-    this._role = role
+  constructor(run, table) {
+    this._run = run
     this._table = table
   }
 
   _start(method, fields) {
-    return new FilterBuilder(this._native, this._role, {
+    return new FilterBuilder(this._run, {
       table: this._table,
       method,
       filters: [],
@@ -230,8 +227,8 @@ class QueryBuilder {
 }
 
 /** `client.rpc(fn, args, { head, count })`: filters, order and range apply to its rows. */
-function rpcBuilder(native, role, functionName, args, { head = false, count } = {}) {
-  return new FilterBuilder(native, role, {
+function rpcBuilder(run, functionName, args, { head = false, count } = {}) {
+  return new FilterBuilder(run, {
     table: functionName,
     method: 'rpc',
     values: args ?? null,

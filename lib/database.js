@@ -38,34 +38,38 @@ function parseResult(json) {
   return { rows: rowsToObjects(reply), rowCount: reply.rowCount }
 }
 
-/** A client bound to a role; every call goes to the current pool. */
+/** Rejects when a user token has expired since the client was made (PostgREST checks per request). */
+function expiredToken(identity) {
+  return identity.expiresAt !== null && Date.now() / 1000 > identity.expiresAt
+}
+
+/**
+ * A client bound to an identity; every call goes to the current pool.
+ * - admin: the login role, no transaction wrapper (bypasses row-level security).
+ * - anon: the pool's anonRole with claims {"role": anonRole}, as PostgREST runs anonymous requests.
+ * - user: a verified access token's role and claims.
+ */
 class DatabaseClient {
-  constructor(kind) {
-    /** 'admin' (the login role) or 'anon'. */
+  constructor(kind, identity = null) {
+    /** 'admin', 'anon' or 'user'. */
     this.kind = kind
-    this._role = { anonymous: kind === 'anon' }
+    this._identity = identity
   }
 
-  /** The supabase-js query builder on `table` (or `schema.table`). */
-  from(table) {
-    if (typeof table !== 'string') {
-      throw new ConnectionPoolError('INVALID_ARGUMENT', 'from(table): table must be a string')
+  /** { role, claims, anonymous, expiresAt } for this call, or null for the admin client. */
+  _context() {
+    if (this.kind === 'admin') return null
+    if (this.kind === 'anon') {
+      const role = pool().config().anonRole
+      return { role, claims: JSON.stringify({ role }), anonymous: true, expiresAt: null }
     }
-    return new QueryBuilder(pool, this._role, table)
-  }
-
-  /** Calls a Postgres function with named arguments, as supabase-js's rpc(). */
-  rpc(functionName, args, options) {
-    if (typeof functionName !== 'string') {
-      throw new ConnectionPoolError('INVALID_ARGUMENT', 'rpc(fn, args): fn must be a string')
-    }
-    return rpcBuilder(pool, this._role, functionName, args, options)
+    return this._identity
   }
 
   /**
    * Runs one statement with bound parameters ($1, $2, ...).
    * Resolves to { rows, rowCount }; rejects with a DatabaseError (code = SQLSTATE) or a
-   * ConnectionPoolError (POOL_TIMEOUT, POOL_CLOSED, CONNECTION_FAILED, ...).
+   * ConnectionPoolError (POOL_TIMEOUT, POOL_CLOSED, CONNECTION_FAILED, INVALID_TOKEN, ...).
    */
   query(sql, params) {
     // Not an async function: one promise from native code, one .then, no extra ticks.
@@ -75,13 +79,48 @@ class DatabaseClient {
     if (params !== undefined && params !== null && !Array.isArray(params)) {
       return Promise.reject(new ConnectionPoolError('INVALID_ARGUMENT', 'query(sql, params): params must be an array'))
     }
-    let native
+    let native, context
     try {
       native = pool()
+      context = this._context()
     } catch (err) {
       return Promise.reject(err)
     }
-    return native.query(sql, params ?? null).then(parseResult, rethrowNative)
+    if (context === null) return native.query(sql, params ?? null).then(parseResult, rethrowNative)
+    if (expiredToken(context)) {
+      return Promise.reject(new ConnectionPoolError('INVALID_TOKEN', 'invalid access token: the token has expired'))
+    }
+    return native.query(sql, params ?? null, false, context.role, context.claims).then(parseResult, rethrowNative)
+  }
+
+  /** The supabase-js query builder on `table` (or `schema.table`). */
+  from(table) {
+    if (typeof table !== 'string') {
+      throw new ConnectionPoolError('INVALID_ARGUMENT', 'from(table): table must be a string')
+    }
+    return new QueryBuilder(this._runner(), table)
+  }
+
+  /** Calls a Postgres function with named arguments, as supabase-js's rpc(). */
+  rpc(functionName, args, options) {
+    if (typeof functionName !== 'string') {
+      throw new ConnectionPoolError('INVALID_ARGUMENT', 'rpc(fn, args): fn must be a string')
+    }
+    return rpcBuilder(this._runner(), functionName, args, options)
+  }
+
+  /** How the builder sends a recorded request: JSON text in, JSON text out. */
+  _runner() {
+    return (specJson) => {
+      const context = this._context()
+      if (context === null) return pool().request(specJson, false)
+      if (expiredToken(context)) {
+        return Promise.resolve(
+          JSON.stringify({ error: { code: 'PGRST301', message: 'JWT expired' }, status: 401 }),
+        )
+      }
+      return pool().request(specJson, context.anonymous, context.role, context.claims)
+    }
   }
 }
 
@@ -109,8 +148,27 @@ class DatabasePool {
     return adminClient
   }
 
-  static getUserClient() {
-    return anonClient
+  /**
+   * No options: the anonymous client (a singleton). `{ accessToken }`: a client for that user;
+   * the token is verified now (HS256 with jwtSecret) and throws INVALID_TOKEN if it is bad.
+   */
+  static getUserClient(options) {
+    if (options === undefined || options === null || options.accessToken === undefined) return anonClient
+    if (typeof options.accessToken !== 'string') {
+      throw new ConnectionPoolError('INVALID_TOKEN', 'invalid access token: accessToken must be a string')
+    }
+    let verified
+    try {
+      verified = pool().verifyToken(options.accessToken)
+    } catch (err) {
+      rethrowNative(err)
+    }
+    return new DatabaseClient('user', {
+      role: verified.role,
+      claims: verified.claims,
+      anonymous: false,
+      expiresAt: verified.expiresAt ?? null,
+    })
   }
 
   /**

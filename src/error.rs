@@ -29,6 +29,10 @@ pub enum PoolError {
     #[error("{0}")]
     ConnectionFailed(String),
 
+    /// A user's access token failed verification (signature, algorithm, expiry, shape).
+    #[error("{0}")]
+    InvalidToken(String),
+
     /// A JS value cannot be sent as the type Postgres expects for that parameter.
     #[error("{0}")]
     InvalidParameter(String),
@@ -78,6 +82,7 @@ impl PoolError {
             PoolError::PoolClosed => "POOL_CLOSED",
             PoolError::ConnectionFailed(_) => "CONNECTION_FAILED",
             PoolError::InvalidParameter(_) => "INVALID_PARAMETER",
+            PoolError::InvalidToken(_) => "INVALID_TOKEN",
             PoolError::UnsupportedType(_) => "UNSUPPORTED_TYPE",
             PoolError::Database(fields) => &fields.code,
             PoolError::Internal(_) => "INTERNAL",

@@ -1,10 +1,32 @@
-// Starts the PostgreSQL the specs run against, unless DATABASE_URL names one already.
+// Starts the PostgreSQL the specs run against, unless DATABASE_URL names one already, and makes
+// sure the Supabase roles the user clients switch to exist (anon, authenticated).
 // The embedded server has a password so that the specs can check it never leaks.
+import pg from 'pg'
 import { startEmbeddedPostgres } from '../../scripts/embedded-postgres.mjs'
 
+async function createSupabaseRoles(url) {
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  try {
+    for (const role of ['anon', 'authenticated']) {
+      await client.query(`
+        DO $$ BEGIN
+          CREATE ROLE ${role} NOLOGIN;
+        EXCEPTION WHEN duplicate_object THEN NULL;
+        END $$`)
+      await client.query(`GRANT ${role} TO current_user`).catch(() => {}) // a superuser needs no grant
+      await client.query(`GRANT USAGE ON SCHEMA public TO ${role}`)
+    }
+  } finally {
+    await client.end()
+  }
+}
+
 export default async function globalSetup() {
-  if (process.env.DATABASE_URL) return
-  const embedded = await startEmbeddedPostgres({ password: 'cp-test-Secret-71x' })
-  globalThis.__EMBEDDED_PG__ = embedded
-  process.env.DATABASE_URL = embedded.url
+  if (!process.env.DATABASE_URL) {
+    const embedded = await startEmbeddedPostgres({ password: 'cp-test-Secret-71x' })
+    globalThis.__EMBEDDED_PG__ = embedded
+    process.env.DATABASE_URL = embedded.url
+  }
+  await createSupabaseRoles(process.env.DATABASE_URL)
 }

@@ -4,6 +4,7 @@
 //! API. Results and errors of statements cross as JSON text (one `JSON.parse` on the JS side is
 //! far cheaper than building objects through napi); every async entry point catches panics.
 
+pub mod auth;
 pub mod builder;
 pub mod config;
 pub mod datetime;
@@ -66,6 +67,16 @@ pub struct NativeDatabaseConfig {
     pub authenticated_role: String,
 }
 
+/// A verified access token: the role its statements run as and the claims they see.
+#[napi(object)]
+pub struct NativeVerifiedToken {
+    pub role: String,
+    /// JSON text for `request.jwt.claims`.
+    pub claims: String,
+    /// Epoch seconds after which the token is refused (exp plus the clock-skew allowance).
+    pub expires_at: Option<f64>,
+}
+
 /// The outcome of a health probe.
 #[napi(object)]
 pub struct NativeHealth {
@@ -88,12 +99,16 @@ impl NativeDatabasePool {
 
     /// Runs one statement; resolves to JSON text: `{"columns":[…],"rows":[[…],…],"rowCount":n}`
     /// (rows as arrays in column order) or `{"error":{…}}`.
-    #[napi(ts_args_type = "sql: string, params?: unknown[] | null, toJsonStyle?: boolean | null")]
+    #[napi(
+        ts_args_type = "sql: string, params?: unknown[] | null, toJsonStyle?: boolean | null, role?: string | null, claims?: string | null"
+    )]
     pub async fn query(
         &self,
         sql: String,
         params: Option<Vec<Param>>,
         to_json_style: Option<bool>,
+        role: Option<String>,
+        claims: Option<String>,
     ) -> String {
         let pool = self.inner.clone();
         let style = if to_json_style.unwrap_or(false) {
@@ -102,10 +117,11 @@ impl NativeDatabasePool {
             ValueStyle::Driver
         };
         let params = params.unwrap_or_default();
+        let role = role_context(role, claims);
         // Boxed so that napi moves a pointer, not the whole statement future, when it spawns
         // this call onto the runtime.
         Box::pin(settle_to_json(async move {
-            pool.query(&sql, &params, style)
+            pool.query(&sql, &params, style, role.as_ref())
                 .await
                 .map(|output| output.json)
         }))
@@ -115,13 +131,36 @@ impl NativeDatabasePool {
     /// Runs one query-builder request (JSON text, see `builder::RequestSpec`); resolves to JSON
     /// text with the rows, count and PostgREST status, or the error and its status.
     #[napi]
-    pub async fn request(&self, spec_json: String, anonymous: Option<bool>) -> String {
+    pub async fn request(
+        &self,
+        spec_json: String,
+        anonymous: Option<bool>,
+        role: Option<String>,
+        claims: Option<String>,
+    ) -> String {
         let pool = self.inner.clone();
         let anonymous = anonymous.unwrap_or(false);
+        let role = role_context(role, claims);
         Box::pin(settle_to_json(async move {
-            Ok(request::run(&pool, &spec_json, anonymous).await)
+            Ok(request::run(&pool, &spec_json, role.as_ref(), anonymous).await)
         }))
         .await
+    }
+
+    /// Verifies a user's access token (HS256, `jwtSecret`); throws `INVALID_TOKEN`.
+    #[napi(catch_unwind)]
+    pub fn verify_token(&self, token: String) -> napi::Result<NativeVerifiedToken, String> {
+        let config = self.inner.config();
+        let verified = auth::verify(
+            &token,
+            config.jwt_secret.as_deref(),
+            &config.authenticated_role,
+        )?;
+        Ok(NativeVerifiedToken {
+            role: verified.role,
+            claims: verified.claims_json,
+            expires_at: verified.expires_at.map(|s| s as f64),
+        })
     }
 
     /// `SELECT 1` bounded by `connectionTimeout`; never rejects.
@@ -206,6 +245,13 @@ impl NativeDatabasePool {
             .catch_unwind()
             .await;
     }
+}
+
+fn role_context(role: Option<String>, claims: Option<String>) -> Option<pool::RoleContext> {
+    role.map(|role| pool::RoleContext {
+        role,
+        claims: claims.unwrap_or_else(|| "{}".to_string()),
+    })
 }
 
 /// Reads a JS parameter: null/undefined, boolean, number, string, bigint, Date, Buffer or

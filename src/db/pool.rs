@@ -35,6 +35,25 @@ pub struct QueryOutput {
     pub json: String,
 }
 
+/// The role a user client's statements run as, and the JWT claims they see.
+#[derive(Debug, Clone)]
+pub struct RoleContext {
+    pub role: String,
+    /// JSON text for `request.jwt.claims`.
+    pub claims: String,
+}
+
+/// `BEGIN`, then the role and claims for this transaction only (`set_config(..., true)`).
+async fn begin_as(conn: &mut PgConnection, role: &RoleContext) -> Result<(), sqlx::Error> {
+    conn.execute(AssertSqlSafe("BEGIN")).await?;
+    sqlx::query("SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)")
+        .bind(role.role.as_str())
+        .bind(role.claims.as_str())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Live gauges and counters for `getStats()`.
 pub struct PoolSnapshot {
     pub total_connections: u32,
@@ -146,9 +165,12 @@ impl DbPool {
         sql: &str,
         params: &[Param],
         style: ValueStyle,
+        role: Option<&RoleContext>,
     ) -> Result<QueryOutput, PoolError> {
         let started = Instant::now();
-        let result = self.run_with_retries(sql, params, style, started).await;
+        let result = self
+            .run_with_retries(sql, params, style, role, started)
+            .await;
         if let Err(PoolError::PoolTimeout { .. } | PoolError::ConnectionFailed(_)) = &result {
             if started.elapsed() >= self.config.connection_timeout {
                 self.acquire_timeouts.fetch_add(1, Ordering::Relaxed);
@@ -164,12 +186,13 @@ impl DbPool {
         sql: &str,
         params: &[Param],
         style: ValueStyle,
+        role: Option<&RoleContext>,
         started: Instant,
     ) -> Result<QueryOutput, PoolError> {
         let deadline = started + self.config.connection_timeout;
         let mut retries = 0;
         loop {
-            match self.attempt(sql, params, style, deadline).await {
+            match self.attempt(sql, params, style, role, deadline).await {
                 Ok(output) => return Ok(output),
                 Err(AttemptError::Final(err)) => return Err(err),
                 Err(AttemptError::Retry(err)) => {
@@ -234,17 +257,58 @@ impl DbPool {
         sql: &str,
         params: &[Param],
         style: ValueStyle,
+        role: Option<&RoleContext>,
         deadline: Instant,
     ) -> Result<QueryOutput, AttemptError> {
         let mut conn = self.acquire(deadline).await?;
+        let Some(role) = role else {
+            return self.run_statement(&mut conn, sql, params, style).await;
+        };
 
+        // As PostgREST: a transaction whose role and claims are local to it, so nothing carries
+        // over to the connection's next borrower. Nothing of the statement is sent before this
+        // succeeds, so a connection failure here is retryable.
+        if let Err(err) = begin_as(&mut conn, role).await {
+            self.roll_back(&mut conn).await;
+            return Err(self.after_failure(&mut conn, err, true));
+        }
+        let result = self.run_statement(&mut conn, sql, params, style).await;
+        if result.is_err() {
+            self.roll_back(&mut conn).await;
+            return result;
+        }
+        if let Err(err) = conn.execute(AssertSqlSafe("COMMIT")).await {
+            // The statement ran; whether its transaction committed is not known to us.
+            self.roll_back(&mut conn).await;
+            return Err(match self.after_failure(&mut conn, err, false) {
+                AttemptError::Retry(e) | AttemptError::Final(e) => AttemptError::Final(e),
+            });
+        }
+        result
+    }
+
+    /// Ends a failed transaction; a connection that cannot even do that is not reused.
+    async fn roll_back(&self, conn: &mut CheckedOut) {
+        if conn.execute(AssertSqlSafe("ROLLBACK")).await.is_err() {
+            conn.inner.close_on_drop();
+        }
+    }
+
+    /// Prepares, binds and runs one statement on a checked-out connection.
+    async fn run_statement(
+        &self,
+        conn: &mut CheckedOut,
+        sql: &str,
+        params: &[Param],
+        style: ValueStyle,
+    ) -> Result<QueryOutput, AttemptError> {
         // Nothing has been sent for this statement yet: any connection failure here is retryable.
         let statement = match conn
             .prepare_with(AssertSqlSafe(sql.to_string()).into_sql_str(), &[])
             .await
         {
             Ok(statement) => statement,
-            Err(err) => return Err(self.after_failure(&mut conn, err, true)),
+            Err(err) => return Err(self.after_failure(conn, err, true)),
         };
         check_columns(statement.columns()).map_err(AttemptError::Final)?;
         let types = match statement.parameters() {
@@ -289,7 +353,7 @@ impl DbPool {
             if let sqlx::Error::Decode(inner) = err {
                 return Err(AttemptError::Final(PoolError::Internal(inner.to_string())));
             }
-            return Err(self.after_failure(&mut conn, err, false));
+            return Err(self.after_failure(conn, err, false));
         }
         out.push_str("],\"rowCount\":");
         out.push_str(&row_count.max(rows_written).to_string());
@@ -479,7 +543,7 @@ mod tests {
             super::PoolConfig::from_json("{}", r#"{"DATABASE_URL":"postgres://u@localhost/db"}"#)
                 .unwrap();
         let pool = super::DbPool::new(config);
-        let fut = pool.query("select 1", &[], super::ValueStyle::Driver);
+        let fut = pool.query("select 1", &[], super::ValueStyle::Driver, None);
         assert!(
             std::mem::size_of_val(&fut) < 2048,
             "{}",

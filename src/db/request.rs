@@ -8,15 +8,20 @@ use serde_json::Value;
 
 use super::builder::{build, status_for_error, BuiltStatement, CountMode, Method, RequestSpec};
 use super::params::Param;
-use super::pool::DbPool;
+use super::pool::{DbPool, RoleContext};
 use super::rows::ValueStyle;
 use crate::error::PoolError;
 
 /// Beyond this many planned rows an `estimated` count stays an estimate (PostgREST's idea).
 const ESTIMATE_EXACT_BELOW: i64 = 1000;
 
-pub async fn run(pool: &DbPool, spec_json: &str, anonymous: bool) -> String {
-    match run_inner(pool, spec_json).await {
+pub async fn run(
+    pool: &DbPool,
+    spec_json: &str,
+    role: Option<&RoleContext>,
+    anonymous: bool,
+) -> String {
+    match run_inner(pool, spec_json, role).await {
         Ok(reply) => reply,
         Err(err) => error_reply(&err, anonymous),
     }
@@ -28,6 +33,7 @@ fn error_reply(err: &PoolError, anonymous: bool) -> String {
         "CONNECTION_FAILED" | "POOL_CLOSED" => 503,
         "INTERNAL" => 500,
         "INVALID_PARAMETER" | "UNSUPPORTED_TYPE" | "INVALID_ARGUMENT" => 400,
+        "INVALID_TOKEN" => 401,
         code => status_for_error(code, anonymous),
     };
     let mut envelope: Value = serde_json::from_str(&err.to_envelope()).unwrap_or(Value::Null);
@@ -35,7 +41,11 @@ fn error_reply(err: &PoolError, anonymous: bool) -> String {
     envelope.to_string()
 }
 
-async fn run_inner(pool: &DbPool, spec_json: &str) -> Result<String, PoolError> {
+async fn run_inner(
+    pool: &DbPool,
+    spec_json: &str,
+    role: Option<&RoleContext>,
+) -> Result<String, PoolError> {
     let mut spec: RequestSpec = serde_json::from_str(spec_json).map_err(|e| {
         super::ident::request_error(format!("malformed builder request: {e}"), None)
     })?;
@@ -45,13 +55,13 @@ async fn run_inner(pool: &DbPool, spec_json: &str) -> Result<String, PoolError> 
     let built = build(&spec)?;
 
     let count = match (spec.count, &built.count) {
-        (Some(mode), Some(statement)) => Some(count_rows(pool, mode, statement).await?),
+        (Some(mode), Some(statement)) => Some(count_rows(pool, mode, statement, role).await?),
         _ => None,
     };
     let (reply, row_count) = match &built.data {
         Some(statement) => {
             let json = pool
-                .query(&statement.sql, &statement.params, ValueStyle::ToJson)
+                .query(&statement.sql, &statement.params, ValueStyle::ToJson, role)
                 .await?
                 .json;
             let row_count = row_count_of(&json);
@@ -90,7 +100,7 @@ async fn primary_key(pool: &DbPool, table: &str) -> Result<Vec<String>, PoolErro
          WHERE i.indrelid = to_regclass($1) AND i.indisprimary";
     let relation = super::ident::quote_relation(table)?;
     let json = pool
-        .query(SQL, &[Param::Text(relation)], ValueStyle::ToJson)
+        .query(SQL, &[Param::Text(relation)], ValueStyle::ToJson, None)
         .await?
         .json;
     Ok(first_value(&json)
@@ -109,10 +119,11 @@ async fn count_rows(
     pool: &DbPool,
     mode: CountMode,
     statement: &BuiltStatement,
+    role: Option<&RoleContext>,
 ) -> Result<i64, PoolError> {
     let exact = || async {
         let json = pool
-            .query(&statement.sql, &statement.params, ValueStyle::ToJson)
+            .query(&statement.sql, &statement.params, ValueStyle::ToJson, role)
             .await?
             .json;
         first_value(&json)
@@ -122,7 +133,7 @@ async fn count_rows(
     let planned = || async {
         let sql = format!("EXPLAIN (FORMAT JSON) {}", statement.sql);
         let json = pool
-            .query(&sql, &statement.params, ValueStyle::ToJson)
+            .query(&sql, &statement.params, ValueStyle::ToJson, role)
             .await?
             .json;
         first_value(&json)
