@@ -109,14 +109,102 @@ export type QueryParam =
   | QueryParam[]
   | { [key: string]: unknown }
 
-/** A client bound to a role. Every call goes to the current pool. */
+/** postgrest-js's error shape: database errors carry the SQLSTATE in `code`. */
+export interface PostgrestError {
+  message: string
+  details: string | null
+  hint: string | null
+  /** SQLSTATE (`23505`), or PostgREST's own (`PGRST116`, `PGRST100`, `PGRST301`). */
+  code: string
+}
+
+/** What an awaited builder resolves to; database errors land in `error`, not thrown. */
+export interface PostgrestResponse<T> {
+  data: T | null
+  error: PostgrestError | null
+  /** With `{ count }`: the matching rows (select) or the affected rows (mutations); else null. */
+  count: number | null
+  /** 200 OK, 201 Created, 204 No Content, or PostgREST's status for the error (409, 404, 406, ...). */
+  status: number
+  statusText: string
+}
+
+export type CountOption = 'exact' | 'planned' | 'estimated'
+
+/** A builder after `single()`/`maybeSingle()`: resolves to one row (or null). */
+export interface PostgrestSingleBuilder<T> extends PromiseLike<PostgrestResponse<T>> {
+  /** Throw a `PostgrestError` instead of resolving with `error`. */
+  throwOnError(): this
+}
+
+/** Filters, modifiers and result options of a builder chain (postgrest-js's names). */
+export interface PostgrestFilterBuilder<T extends Row = Row> extends PromiseLike<PostgrestResponse<T[]>> {
+  eq(column: string, value: unknown): this
+  neq(column: string, value: unknown): this
+  gt(column: string, value: unknown): this
+  gte(column: string, value: unknown): this
+  lt(column: string, value: unknown): this
+  lte(column: string, value: unknown): this
+  /** `*` works as `%`, as in PostgREST. */
+  like(column: string, pattern: string): this
+  ilike(column: string, pattern: string): this
+  is(column: string, value: null | boolean): this
+  in(column: string, values: readonly unknown[]): this
+  /** `@>`: arrays, jsonb (pass an object), ranges. */
+  contains(column: string, value: unknown): this
+  /** `<@` */
+  containedBy(column: string, value: unknown): this
+  /** `&&` */
+  overlaps(column: string, value: unknown): this
+  /** `eq` for every key. */
+  match(query: Record<string, unknown>): this
+  /** e.g. `not('id', 'in', '(1,2)')`, `not('name', 'is', null)`: value in PostgREST syntax. */
+  not(column: string, operator: string, value: unknown): this
+  /** PostgREST logic syntax: `or('age.gt.30,and(name.eq.Ann,active.is.true)')`; parsed, never pasted. */
+  or(filters: string): this
+  /** `filter('id', 'in', '(1,2)')`: operator and value in PostgREST syntax. */
+  filter(column: string, operator: string, value: unknown): this
+  /** After insert/update/upsert/delete: also return the affected rows. */
+  select<R extends Row = Row>(columns?: string): PostgrestFilterBuilder<R>
+  order(column: string, options?: { ascending?: boolean; nullsFirst?: boolean }): this
+  limit(count: number): this
+  /** Rows `from` to `to`, both included, 0-based. */
+  range(from: number, to: number): this
+  /** Exactly one row, else `PGRST116` with status 406. */
+  single(): PostgrestSingleBuilder<T>
+  /** One row or null; more than one is `PGRST116`. */
+  maybeSingle(): PostgrestSingleBuilder<T | null>
+  throwOnError(): this
+}
+
+/** `client.from(table)`: the start of a builder chain. */
+export interface PostgrestQueryBuilder {
+  /** `columns`: `*`, `id, name`, `alias:column`, `column::text`. Related-table embedding is not supported yet. */
+  select<R extends Row = Row>(columns?: string, options?: { head?: boolean; count?: CountOption }): PostgrestFilterBuilder<R>
+  /** Missing keys are NULL (postgrest-js's default). Resolves with data null unless `.select()` follows. */
+  insert(values: Row | Row[], options?: { count?: CountOption }): PostgrestFilterBuilder
+  /** `onConflict` defaults to the primary key. */
+  upsert(values: Row | Row[], options?: { onConflict?: string; ignoreDuplicates?: boolean; count?: CountOption }): PostgrestFilterBuilder
+  update(values: Row, options?: { count?: CountOption }): PostgrestFilterBuilder
+  delete(options?: { count?: CountOption }): PostgrestFilterBuilder
+}
+
+/**
+ * A client bound to an identity. Every call goes to the current pool.
+ * `admin` runs as the login role; `anon` and `user` run each statement in a transaction as their
+ * role with `request.jwt.claims` set (row-level security applies), as PostgREST does.
+ */
 export interface DatabaseClient {
-  readonly kind: 'admin' | 'anon'
+  readonly kind: 'admin' | 'anon' | 'user'
   /**
    * Runs one statement; parameters are bound ($1, $2, ...), never interpolated.
    * Rejects with a `DatabaseError` (code = SQLSTATE) or a `ConnectionPoolError`.
    */
   query<R extends Row = Row>(sql: string, params?: QueryParam[] | null): Promise<QueryResult<R>>
+  /** The supabase-js query builder on `table` (or `schema.table`). */
+  from(table: string): PostgrestQueryBuilder
+  /** Calls a Postgres function with named arguments; a scalar result comes back as the bare value. */
+  rpc(fn: string, args?: Record<string, unknown>, options?: { head?: boolean; count?: CountOption }): PostgrestFilterBuilder<any>
 }
 
 export declare class DatabasePool {
@@ -124,8 +212,12 @@ export declare class DatabasePool {
   static initialize(config?: DatabasePoolConfig): void
   /** The admin client (login role), a singleton. */
   static getAdminClient(): DatabaseClient
-  /** The anonymous user client, a singleton. */
-  static getUserClient(): DatabaseClient
+  /**
+   * No options: the anonymous client (a singleton, role `anonRole`). `{ accessToken }`: a client
+   * for that user; the JWT is verified now (HS256 with `jwtSecret`) and a bad, tampered or expired
+   * token throws `INVALID_TOKEN`.
+   */
+  static getUserClient(options?: { accessToken?: string }): DatabaseClient
   /**
    * Runs `fn` and returns its result. Statements inside are retried by the pool when they
    * provably did not run; `fn` itself is never re-run.
@@ -148,6 +240,7 @@ export type ConnectionPoolErrorCode =
   | 'POOL_TIMEOUT'
   | 'POOL_CLOSED'
   | 'CONNECTION_FAILED'
+  | 'INVALID_TOKEN'
   | 'UNSUPPORTED_TYPE'
   | 'INTERNAL'
 
@@ -170,6 +263,14 @@ export declare class DatabaseError extends Error {
   readonly column?: string
   readonly constraint?: string
   readonly severity?: string
+}
+
+/** Thrown by `throwOnError()`. */
+export declare class PostgrestError extends Error {
+  readonly name: 'PostgrestError'
+  readonly code: string
+  readonly details: string | null
+  readonly hint: string | null
 }
 
 /** The seed's admin client export (database.ts). */

@@ -3,6 +3,7 @@
 
 const database = require('./lib/database')
 const errors = require('./lib/errors')
+const { PostgrestError } = require('./lib/builder')
 
 module.exports = {
   DatabasePool: database.DatabasePool,
@@ -12,4 +13,5 @@ module.exports = {
   checkDatabaseHealth: database.checkDatabaseHealth,
   ConnectionPoolError: errors.ConnectionPoolError,
   DatabaseError: errors.DatabaseError,
+  PostgrestError,
 }

@@ -77,3 +77,20 @@ export async function rejectionOf(promise: Promise<unknown>): Promise<any> {
   }
   throw new Error('expected the promise to reject, but it resolved')
 }
+
+/** A tagged URL whose connections resolve unqualified names in `schema` first. */
+export function urlWithSchema(appName: string, schema: string): string {
+  const url = new URL(taggedUrl(appName))
+  url.searchParams.set('options', `-c search_path=${schema},public`)
+  return url.toString()
+}
+
+/** An HS256 JWT, signed with node's HMAC: what Supabase Auth hands a signed-in user. */
+export function signToken(payload: Record<string, unknown>, secret: string): string {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const { createHmac } = require('node:crypto') as typeof import('node:crypto')
+  const encode = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url')
+  const body = `${encode({ alg: 'HS256', typ: 'JWT' })}.${encode(payload)}`
+  const signature = createHmac('sha256', secret).update(body).digest('base64url')
+  return `${body}.${signature}`
+}
