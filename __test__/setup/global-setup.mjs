@@ -1,6 +1,8 @@
 // Starts the PostgreSQL the specs run against, unless DATABASE_URL names one already, and makes
 // sure the Supabase roles the user clients switch to exist (anon, authenticated).
 // The embedded server has a password so that the specs can check it never leaks.
+import { mkdirSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
 import pg from 'pg'
 import { startEmbeddedPostgres } from '../../scripts/embedded-postgres.mjs'
 
@@ -24,7 +26,12 @@ async function createSupabaseRoles(url) {
 
 export default async function globalSetup() {
   if (!process.env.DATABASE_URL) {
-    const embedded = await startEmbeddedPostgres({ password: 'cp-test-Secret-71x' })
+    const outputDir = path.resolve('test-output')
+    mkdirSync(outputDir, { recursive: true })
+    const statementLog = path.join(outputDir, 'postgres-statements.log')
+    writeFileSync(statementLog, '')
+    const embedded = await startEmbeddedPostgres({ password: 'cp-test-Secret-71x', statementLog })
+    process.env.CP_TEST_STATEMENT_LOG = statementLog
     globalThis.__EMBEDDED_PG__ = embedded
     process.env.DATABASE_URL = embedded.url
   }
