@@ -70,6 +70,9 @@ async function main() {
     [ROWS],
   )
   await ours.query('analyze bench_users')
+  // The roles the user client switches to, as on Supabase.
+  await ours.query(`DO $$ BEGIN CREATE ROLE anon NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`)
+  await ours.query('grant select on bench_users to anon')
 
   const ONE = 'select id, email, name, score, active, created_at from bench_users where id = $1'
   const MANY = 'select id, email, name, score, active, created_at from bench_users where id <= $1'
@@ -99,6 +102,36 @@ async function main() {
       'executeQuery(...)': (i) => DatabasePool.executeQuery(() => ours.query(ONE, [id(i)]), true),
     },
   })
+  // The builder against our raw path and postgres.js, on the statements it generates.
+  const THREE = 'select id, email, name from bench_users where id = $1'
+  cells.push({
+    shape: "builder from('bench_users').select('id,email,name').eq('id', n)",
+    callers: 10,
+    drivers: {
+      'connection-pools': (i) => ours.from('bench_users').select('id,email,name').eq('id', id(i)),
+      'raw query()': (i) => ours.query(THREE, [id(i)]),
+      'postgres.js': (i) => sql.unsafe(THREE, [id(i)], { prepare: true }),
+    },
+  })
+  cells.push({
+    shape: "builder 1000-row select('*').lte('id', 1000)",
+    callers: 10,
+    drivers: {
+      'connection-pools': () => ours.from('bench_users').select('*').lte('id', 1000),
+      'raw query()': () => ours.query('select * from bench_users where id <= $1', [1000]),
+      'postgres.js': () => sql.unsafe('select * from bench_users where id <= $1', [1000], { prepare: true }),
+    },
+  })
+  // The user client wraps each statement in a transaction with role and claims, as PostgREST does.
+  const anon = DatabasePool.getUserClient()
+  cells.push({
+    shape: 'user client (anon, RLS) vs admin client, single-row builder',
+    callers: 10,
+    drivers: {
+      'connection-pools': (i) => anon.from('bench_users').select('id,email,name').eq('id', id(i)),
+      'admin client': (i) => ours.from('bench_users').select('id,email,name').eq('id', id(i)),
+    },
+  })
 
   // Sanity: every driver returns the same rows before anything is timed.
   const check = [await ours.query(ONE, [7]), await pgPool.query(ONE, [7]), await sql.unsafe(ONE, [7])]
@@ -125,7 +158,7 @@ async function main() {
   const fmt = (x, d = 0) => x.toFixed(d).padStart(9)
   for (const [c, cell] of cells.entries()) {
     console.log(`\n${cell.shape}, ${cell.callers} caller${cell.callers > 1 ? 's' : ''}`)
-    console.log(`${'driver'.padEnd(20)}${'q/s'.padStart(9)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}   ratio (ours ÷ driver, q/s)`)
+    console.log(`${'driver'.padEnd(20)}${'q/s'.padStart(9)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}   ratio (first row ÷ this row, q/s)`)
     const summary = {}
     for (const [name, runs] of Object.entries(results[c])) {
       summary[name] = {
