@@ -82,7 +82,11 @@ async fn run_inner(
     };
     // Splice the statement's reply (already JSON) into ours without re-serializing the rows.
     let mut out = match reply {
-        Some(json) => json.trim_end_matches('}').to_string() + ",",
+        Some(mut json) => {
+            json.pop(); // the closing brace; the reply goes on with our fields
+            json.push(',');
+            json
+        }
         None => String::from("{"),
     };
     out.push_str(&format!(
