@@ -6,4 +6,5 @@
 
 pub mod db;
 pub mod error;
+pub mod openai;
 pub mod stats;
