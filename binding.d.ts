@@ -35,6 +35,27 @@ export declare class NativeDatabasePool {
   close(): Promise<void>
 }
 
+/** A native OpenAI pool. Created by `OpenAIPool.initialize()`; not for direct use. */
+export declare class NativeOpenAiPool {
+  constructor(configJson: string, envJson: string)
+  /**
+   * One API call through the queue (or a held slot); resolves to JSON text:
+   * `{"status":…,"requestId":…,"body":…}` or `{"error":{…}}`.
+   */
+  request(method: string, path: string, body?: string | undefined | null, model?: string | undefined | null, slotId?: number | undefined | null): Promise<string>
+  /** Waits for a slot for an `executeRequest` callback; resolves to `{"slot":id}` or an error. */
+  acquireSlot(model?: string | undefined | null): Promise<string>
+  releaseSlot(slotId: number): void
+  stats(): NativeOpenAiStats
+  queueStatus(): NativeQueueStatus
+  config(): NativeOpenAiConfig
+  resetStats(): void
+  healthCheck(): Promise<NativeOpenAiHealth>
+  get closed(): boolean
+  /** Stops admitting, fails queued calls with POOL_CLOSED, lets in-flight ones finish within `timeout`. */
+  close(): Promise<void>
+}
+
 /** The effective configuration, with the connection string's password masked. */
 export interface NativeDatabaseConfig {
   maxConnections: number
@@ -71,6 +92,51 @@ export interface NativeHealth {
   message: string
   /** Milliseconds the probe took; null when it failed. */
   responseTime?: number
+}
+
+export interface NativeOpenAiConfig {
+  maxConcurrentRequests: number
+  requestTimeout: number
+  maxRetries: number
+  retryDelay: number
+  timeout: number
+  baseURL: string
+  organization?: string
+  project?: string
+  maxQueueSize?: number
+  /** Whether an API key is configured; the key itself is never shown. */
+  hasApiKey: boolean
+}
+
+export interface NativeOpenAiHealth {
+  healthy: boolean
+  message: string
+  responseTime?: number
+}
+
+export interface NativeOpenAiStats {
+  totalRequests: number
+  activeRequests: number
+  successfulRequests: number
+  failedRequests: number
+  rateLimitedRequests: number
+  averageResponseTime: number
+  p50ResponseTime: number
+  p95ResponseTime: number
+  p99ResponseTime: number
+  averageTokensUsed: number
+  totalTokensUsed: number
+  retries: number
+  lastRequestTime?: number
+  requestsByModel: Record<string, number>
+  /** JSON text of the latest x-ratelimit-* readings. */
+  rateLimitJson: string
+}
+
+export interface NativeQueueStatus {
+  queueLength: number
+  activeRequests: number
+  maxConcurrent: number
 }
 
 /** A verified access token: the role its statements run as and the claims they see. */

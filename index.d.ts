@@ -281,3 +281,139 @@ export declare const supabase: DatabaseClient
 export declare function testConnection(): Promise<boolean>
 /** The same answer as `DatabasePool.healthCheck()`. */
 export declare function checkDatabaseHealth(): Promise<HealthCheckResult>
+
+/** Options of `OpenAIPool.initialize()`. Every field is optional. */
+export interface OpenAIPoolConfig {
+  /** Requests in flight at once, process-wide; the rest queue first come, first served. Default 10. */
+  maxConcurrentRequests?: number
+  /** Milliseconds one HTTP attempt may take. Default 60000 ms. */
+  requestTimeout?: number
+  /** Retries of 408/409/429/5xx, connection errors and timeouts (never 400/401/403/404/422, never insufficient_quota). Default 3. */
+  maxRetries?: number
+  /** Base of the exponential backoff when the server gives no retry-after. Default 1000 ms. */
+  retryDelay?: number
+  /** Milliseconds the whole call may take: queue wait, attempts and backoff. Default 60000 ms. */
+  timeout?: number
+  /** Default: env `OPENAI_API_KEY`. Never shown by getPoolConfig(), stats or errors. */
+  apiKey?: string
+  /** Default: env `OPENAI_BASE_URL`, else `https://api.openai.com/v1`. */
+  baseURL?: string
+  organization?: string
+  project?: string
+  /** Callers allowed to wait; beyond it calls reject with `QUEUE_FULL`. Default: unbounded. */
+  maxQueueSize?: number
+}
+
+export interface EffectiveOpenAIPoolConfig {
+  maxConcurrentRequests: number
+  /** ms */
+  requestTimeout: number
+  maxRetries: number
+  /** ms */
+  retryDelay: number
+  /** ms */
+  timeout: number
+  baseURL: string
+  organization: string | null
+  project: string | null
+  maxQueueSize: number | null
+  /** Whether an API key is configured (the key itself is never shown). */
+  hasApiKey: boolean
+}
+
+/** The latest `x-ratelimit-*` values (null until seen); resets in milliseconds. */
+export interface RateLimitStatus {
+  limitRequests: number | null
+  remainingRequests: number | null
+  resetRequestsMs: number | null
+  limitTokens: number | null
+  remainingTokens: number | null
+  resetTokensMs: number | null
+}
+
+export interface OpenAIStats {
+  /** Calls since the last reset (a call counts once however many attempts it took). */
+  totalRequests: number
+  /** Requests holding a slot right now. */
+  activeRequests: number
+  successfulRequests: number
+  failedRequests: number
+  /** Every 429 received. */
+  rateLimitedRequests: number
+  /** ms per call over the last 1000 calls, queue wait and retries included. */
+  averageResponseTime: number
+  p50ResponseTime: number
+  p95ResponseTime: number
+  p99ResponseTime: number
+  /** Mean `usage.total_tokens` of the calls that reported usage. */
+  averageTokensUsed: number
+  totalTokensUsed: number
+  /** Extra attempts made. */
+  retries: number
+  /** Epoch ms of the last call, or null. */
+  lastRequestTime: number | null
+  /** Calls per model (from the request body's `model`, else executeRequest's). */
+  requestsByModel: Record<string, number>
+  rateLimit: RateLimitStatus
+}
+
+export interface QueueStatus {
+  /** Callers waiting for a slot right now. */
+  queueLength: number
+  /** Requests holding a slot right now. */
+  activeRequests: number
+  maxConcurrent: number
+}
+
+/** The OpenAI client: bodies and results are the public API's JSON. */
+export interface OpenAIClient {
+  chat: { completions: { create(body: Record<string, unknown>): Promise<any> } }
+  embeddings: { create(body: Record<string, unknown>): Promise<any> }
+  models: { list(): Promise<{ object: 'list'; data: any[] }> }
+}
+
+export declare class OpenAIPool {
+  /** Validates `config` (throws `INVALID_CONFIG`) and replaces the current pool. */
+  static initialize(config?: OpenAIPoolConfig): void
+  /** The client, a singleton (also exported as `openai`). */
+  static getClient(): OpenAIClient
+  /** Waits for a slot, runs `fn(client)` holding it (its requests use that slot), releases it however `fn` ends. */
+  static executeRequest<T>(fn: (client: OpenAIClient) => T, model?: string): Promise<Awaited<T>>
+  static getStats(): OpenAIStats
+  static getPoolConfig(): EffectiveOpenAIPoolConfig
+  static getQueueStatus(): QueueStatus
+  static resetStats(): void
+  /** Lists models with a short deadline; never rejects. */
+  static healthCheck(): Promise<{ healthy: boolean; message: string; stats: OpenAIStats | null; responseTime: number | null }>
+  /** Stops admitting, rejects queued calls with `POOL_CLOSED`, lets in-flight ones finish within `timeout`. */
+  static close(): Promise<void>
+}
+
+/** An OpenAI API error, named as openai-node names it. */
+export declare class OpenAIError extends Error {
+  readonly name:
+    | 'RateLimitError'
+    | 'AuthenticationError'
+    | 'BadRequestError'
+    | 'NotFoundError'
+    | 'PermissionDeniedError'
+    | 'ConflictError'
+    | 'UnprocessableEntityError'
+    | 'InternalServerError'
+    | 'APIError'
+    | 'APIConnectionError'
+    | 'APITimeoutError'
+    | 'QueueFullError'
+    | 'PoolClosedError'
+  readonly status?: number
+  /** The API's error code, or ours: `QUEUE_FULL`, `POOL_CLOSED`, `TIMEOUT`, `CONNECTION_ERROR`. */
+  readonly code: string | null
+  readonly type: string | null
+  readonly param: string | null
+  readonly requestId: string | null
+}
+
+/** The seed's openai.ts client export. */
+export declare const openai: OpenAIClient
+/** Resolves true when the API answers a model list. Never rejects. */
+export declare function testOpenAIConnection(): Promise<boolean>

@@ -2,6 +2,7 @@
 // connection-pools: the package entry. Importing it opens no connection.
 
 const database = require('./lib/database')
+const openai = require('./lib/openai')
 const errors = require('./lib/errors')
 const { PostgrestError } = require('./lib/builder')
 
@@ -11,6 +12,10 @@ module.exports = {
   supabase: database.supabase,
   testConnection: database.testConnection,
   checkDatabaseHealth: database.checkDatabaseHealth,
+  OpenAIPool: openai.OpenAIPool,
+  openai: openai.openai,
+  testOpenAIConnection: openai.testOpenAIConnection,
+  OpenAIError: openai.OpenAIError,
   ConnectionPoolError: errors.ConnectionPoolError,
   DatabaseError: errors.DatabaseError,
   PostgrestError,

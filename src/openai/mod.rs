@@ -1,5 +1,232 @@
-//! The OpenAI pool: one HTTP client, a fair queue every request passes, retries, accounting.
+//! The napi surface of the OpenAI pool: a thin class over `client::OpenAiPool`.
+//!
+//! `index.js` wraps it in the seed's static `OpenAIPool` API and an openai-node-shaped client.
+//! Replies and errors cross as JSON text; every async entry point catches panics.
 
+pub mod accounting;
+pub mod client;
+pub mod config;
 pub mod queue;
 pub mod ratelimit;
 pub mod retry;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use napi_derive::napi;
+
+use crate::error::PoolError;
+use client::{ApiError, OpenAiPool};
+use config::OpenAiConfig;
+
+/// A native OpenAI pool. Created by `OpenAIPool.initialize()`; not for direct use.
+#[napi]
+pub struct NativeOpenAiPool {
+    inner: Arc<OpenAiPool>,
+}
+
+#[napi(object)]
+pub struct NativeOpenAiStats {
+    pub total_requests: f64,
+    pub active_requests: u32,
+    pub successful_requests: f64,
+    pub failed_requests: f64,
+    pub rate_limited_requests: f64,
+    pub average_response_time: f64,
+    pub p50_response_time: f64,
+    pub p95_response_time: f64,
+    pub p99_response_time: f64,
+    pub average_tokens_used: f64,
+    pub total_tokens_used: f64,
+    pub retries: f64,
+    pub last_request_time: Option<f64>,
+    pub requests_by_model: HashMap<String, u32>,
+    /// JSON text of the latest x-ratelimit-* readings.
+    pub rate_limit_json: String,
+}
+
+#[napi(object)]
+pub struct NativeQueueStatus {
+    pub queue_length: u32,
+    pub active_requests: u32,
+    pub max_concurrent: u32,
+}
+
+#[napi(object)]
+pub struct NativeOpenAiConfig {
+    pub max_concurrent_requests: u32,
+    pub request_timeout: f64,
+    pub max_retries: u32,
+    pub retry_delay: f64,
+    pub timeout: f64,
+    #[napi(js_name = "baseURL")]
+    pub base_url: String,
+    pub organization: Option<String>,
+    pub project: Option<String>,
+    pub max_queue_size: Option<f64>,
+    /// Whether an API key is configured; the key itself is never shown.
+    pub has_api_key: bool,
+}
+
+#[napi(object)]
+pub struct NativeOpenAiHealth {
+    pub healthy: bool,
+    pub message: String,
+    pub response_time: Option<f64>,
+}
+
+/// Runs an async entry point to JSON text; a panic becomes an `INTERNAL` error reply.
+async fn settle<F>(work: F) -> String
+where
+    F: std::future::Future<Output = Result<String, ApiError>>,
+{
+    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+        Ok(Ok(json)) => json,
+        Ok(Err(err)) => err.envelope(),
+        Err(panic) => PoolError::from_panic(panic).to_envelope(),
+    }
+}
+
+#[napi]
+impl NativeOpenAiPool {
+    #[napi(constructor, catch_unwind)]
+    pub fn new(config_json: String, env_json: String) -> napi::Result<Self, String> {
+        let config = OpenAiConfig::from_json(&config_json, &env_json)?;
+        Ok(NativeOpenAiPool {
+            inner: Arc::new(OpenAiPool::new(config)?),
+        })
+    }
+
+    /// One API call through the queue (or a held slot); resolves to JSON text:
+    /// `{"status":…,"requestId":…,"body":…}` or `{"error":{…}}`.
+    #[napi]
+    pub async fn request(
+        &self,
+        method: String,
+        path: String,
+        body: Option<String>,
+        model: Option<String>,
+        slot_id: Option<u32>,
+    ) -> String {
+        let pool = self.inner.clone();
+        Box::pin(settle(async move {
+            let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|_| ApiError {
+                name: "APIError",
+                message: format!("unknown HTTP method {method}"),
+                status: None,
+                code: Some("INVALID_ARGUMENT".into()),
+                error_type: None,
+                param: None,
+                request_id: None,
+            })?;
+            pool.call(method, &path, body, model, slot_id).await
+        }))
+        .await
+    }
+
+    /// Waits for a slot for an `executeRequest` callback; resolves to `{"slot":id}` or an error.
+    #[napi]
+    pub async fn acquire_slot(&self, model: Option<String>) -> String {
+        let pool = self.inner.clone();
+        settle(async move {
+            pool.acquire_slot(model)
+                .await
+                .map(|id| format!("{{\"slot\":{id}}}"))
+        })
+        .await
+    }
+
+    #[napi]
+    pub fn release_slot(&self, slot_id: u32) {
+        self.inner.release_slot(slot_id);
+    }
+
+    #[napi(catch_unwind)]
+    pub fn stats(&self) -> NativeOpenAiStats {
+        let s = self.inner.accounting.snapshot();
+        let (_, active, _) = self.inner.queue.status();
+        let o = s.outcomes;
+        NativeOpenAiStats {
+            total_requests: o.total as f64,
+            active_requests: active as u32,
+            successful_requests: o.successful as f64,
+            failed_requests: o.failed as f64,
+            rate_limited_requests: s.rate_limited as f64,
+            average_response_time: o.latency.average_ms,
+            p50_response_time: o.latency.p50_ms,
+            p95_response_time: o.latency.p95_ms,
+            p99_response_time: o.latency.p99_ms,
+            average_tokens_used: s.average_tokens,
+            total_tokens_used: s.tokens_total as f64,
+            retries: s.retries as f64,
+            last_request_time: o.last_at_ms.map(|ms| ms as f64),
+            requests_by_model: s.by_model.into_iter().map(|(k, v)| (k, v as u32)).collect(),
+            rate_limit_json: serde_json::to_string(&s.rate_limit).unwrap_or_else(|_| "{}".into()),
+        }
+    }
+
+    #[napi(catch_unwind)]
+    pub fn queue_status(&self) -> NativeQueueStatus {
+        let (waiting, active, max) = self.inner.queue.status();
+        NativeQueueStatus {
+            queue_length: waiting as u32,
+            active_requests: active as u32,
+            max_concurrent: max as u32,
+        }
+    }
+
+    #[napi(catch_unwind)]
+    pub fn config(&self) -> NativeOpenAiConfig {
+        let c = &self.inner.config;
+        NativeOpenAiConfig {
+            max_concurrent_requests: c.max_concurrent_requests as u32,
+            request_timeout: c.request_timeout.as_millis() as f64,
+            max_retries: c.max_retries,
+            retry_delay: c.retry_delay.as_millis() as f64,
+            timeout: c.timeout.as_millis() as f64,
+            base_url: c.base_url.clone(),
+            organization: c.organization.clone(),
+            project: c.project.clone(),
+            max_queue_size: c.max_queue_size.map(|n| n as f64),
+            has_api_key: c.api_key.is_some(),
+        }
+    }
+
+    #[napi(catch_unwind)]
+    pub fn reset_stats(&self) {
+        self.inner.accounting.reset();
+    }
+
+    #[napi]
+    pub async fn health_check(&self) -> NativeOpenAiHealth {
+        let pool = self.inner.clone();
+        let probe = async move { pool.health_check().await };
+        match std::panic::AssertUnwindSafe(probe).catch_unwind().await {
+            Ok((healthy, message, response_time)) => NativeOpenAiHealth {
+                healthy,
+                message,
+                response_time,
+            },
+            Err(panic) => NativeOpenAiHealth {
+                healthy: false,
+                message: format!("OpenAI unhealthy: {}", PoolError::from_panic(panic)),
+                response_time: None,
+            },
+        }
+    }
+
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.inner.queue.is_closed()
+    }
+
+    /// Stops admitting, fails queued calls with POOL_CLOSED, lets in-flight ones finish within `timeout`.
+    #[napi]
+    pub async fn close(&self) {
+        let pool = self.inner.clone();
+        let _ = std::panic::AssertUnwindSafe(async move { pool.close().await })
+            .catch_unwind()
+            .await;
+    }
+}

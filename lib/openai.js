@@ -1,0 +1,199 @@
+'use strict'
+// OpenAIPool: the seed's static API over the native OpenAI pool, and an openai-node-shaped
+// client (chat.completions.create, embeddings.create, models.list) whose every request passes the
+// pool's queue. Bodies and results are the public API's JSON.
+
+const { NativeOpenAiPool } = require('../binding.js')
+const { ConnectionPoolError, rethrowNative } = require('./errors')
+
+/** An OpenAI API error, named as openai-node names it (RateLimitError, NotFoundError, ...). */
+class OpenAIError extends Error {
+  constructor(fields) {
+    super(fields.message)
+    this.name = fields.name ?? 'APIError'
+    this.status = fields.status ?? undefined
+    this.code = fields.code ?? null
+    this.type = fields.type ?? null
+    this.param = fields.param ?? null
+    this.requestId = fields.requestId ?? null
+  }
+}
+
+let current = null
+
+function environmentDefaults() {
+  return JSON.stringify({
+    OPENAI_API_KEY: process.env.OPENAI_API_KEY,
+    OPENAI_BASE_URL: process.env.OPENAI_BASE_URL,
+    OPENAI_ORG_ID: process.env.OPENAI_ORG_ID,
+    OPENAI_PROJECT_ID: process.env.OPENAI_PROJECT_ID,
+  })
+}
+
+function pool() {
+  if (current === null) OpenAIPool.initialize()
+  return current
+}
+
+function parseReply(json) {
+  const reply = JSON.parse(json)
+  if (reply.error) throw new OpenAIError(reply.error)
+  return reply.body
+}
+
+/**
+ * The client. `slot` is set for the client handed to an executeRequest callback: its requests
+ * use the callback's slot instead of queueing again.
+ */
+class OpenAIClient {
+  constructor(slot = null, model = null) {
+    this._slot = slot
+    this._model = model
+    const request = (method, path, body) => this._request(method, path, body)
+    this.chat = {
+      completions: {
+        /** POST /chat/completions. (Streaming is not supported yet.) */
+        create(body) {
+          if (body && body.stream) {
+            return Promise.reject(new ConnectionPoolError('INVALID_ARGUMENT', 'stream: true is not supported yet'))
+          }
+          return request('POST', 'chat/completions', body)
+        },
+      },
+    }
+    this.embeddings = {
+      /** POST /embeddings */
+      create: (body) => request('POST', 'embeddings', body),
+    }
+    this.models = {
+      /** GET /models: resolves to the API's list object; iterate `data`. */
+      list: () => request('GET', 'models'),
+    }
+  }
+
+  _request(method, path, body) {
+    let native
+    try {
+      native = pool()
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const json = body === undefined ? null : JSON.stringify(body)
+    return native.request(method, path, json, this._model, this._slot).then(parseReply)
+  }
+}
+
+const sharedClient = new OpenAIClient()
+
+class OpenAIPool {
+  /** Validates `config` and replaces the current pool; the previous one drains in the background. */
+  static initialize(config = {}) {
+    if (config === null || typeof config !== 'object' || Array.isArray(config)) {
+      throw new ConnectionPoolError('INVALID_CONFIG', 'invalid config: options must be an object')
+    }
+    let next
+    try {
+      next = new NativeOpenAiPool(
+        JSON.stringify(config, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v)),
+        environmentDefaults(),
+      )
+    } catch (err) {
+      rethrowNative(err)
+    }
+    const previous = current
+    current = next
+    if (previous !== null && !previous.closed) previous.close().catch(() => {})
+  }
+
+  /** The OpenAI client, a singleton. */
+  static getClient() {
+    return sharedClient
+  }
+
+  /**
+   * Waits for a slot, runs `fn(client)` holding it (requests made with that client use the same
+   * slot: no second wait), releases it however `fn` ends, and returns `fn`'s result.
+   */
+  static async executeRequest(fn, model) {
+    if (typeof fn !== 'function') {
+      throw new ConnectionPoolError('INVALID_ARGUMENT', 'executeRequest(fn, model): fn must be a function')
+    }
+    const native = pool()
+    const { slot } = parseReplySlot(await native.acquireSlot(model ?? null))
+    try {
+      return await fn(new OpenAIClient(slot, model ?? null))
+    } finally {
+      native.releaseSlot(slot)
+    }
+  }
+
+  static getStats() {
+    const { rateLimitJson, lastRequestTime, ...stats } = pool().stats()
+    const limits = JSON.parse(rateLimitJson)
+    return {
+      ...stats,
+      lastRequestTime: lastRequestTime ?? null,
+      rateLimit: {
+        limitRequests: limits.limitRequests ?? null,
+        remainingRequests: limits.remainingRequests ?? null,
+        resetRequestsMs: limits.resetRequestsMs ?? null,
+        limitTokens: limits.limitTokens ?? null,
+        remainingTokens: limits.remainingTokens ?? null,
+        resetTokensMs: limits.resetTokensMs ?? null,
+      },
+    }
+  }
+
+  static getPoolConfig() {
+    const config = pool().config()
+    return {
+      ...config,
+      organization: config.organization ?? null,
+      project: config.project ?? null,
+      maxQueueSize: config.maxQueueSize ?? null,
+    }
+  }
+
+  static getQueueStatus() {
+    return pool().queueStatus()
+  }
+
+  static resetStats() {
+    pool().resetStats()
+  }
+
+  /** Lists models with a short deadline; never rejects. */
+  static async healthCheck() {
+    let native
+    try {
+      native = pool()
+    } catch (err) {
+      return { healthy: false, message: `OpenAI unhealthy: ${err.message}`, stats: null, responseTime: null }
+    }
+    const health = await native.healthCheck()
+    return {
+      healthy: health.healthy,
+      message: health.message,
+      stats: OpenAIPool.getStats(),
+      responseTime: health.responseTime ?? null,
+    }
+  }
+
+  /** Stops admitting, rejects queued calls with POOL_CLOSED, lets in-flight ones finish within `timeout`. */
+  static async close() {
+    if (current !== null) await current.close()
+  }
+}
+
+function parseReplySlot(json) {
+  const reply = JSON.parse(json)
+  if (reply.error) throw new OpenAIError(reply.error)
+  return reply
+}
+
+/** The seed's openai.ts helper: true when the API answers. */
+async function testOpenAIConnection() {
+  return (await OpenAIPool.healthCheck()).healthy
+}
+
+module.exports = { OpenAIPool, OpenAIClient, OpenAIError, openai: sharedClient, testOpenAIConnection }

@@ -1,0 +1,153 @@
+// An OpenAI-compatible HTTP server on loopback: the specs' and the benchmark's API, so that no test
+// needs the internet or a key. It answers /v1/models, /v1/chat/completions and /v1/embeddings the
+// way the public API does (fixed ids and timestamps, so two clients get byte-equal JSON), and
+// records what it saw: requests, their arrival times, the in-flight peak and TCP connections.
+// A spec scripts failures with enqueue(): the next requests get those answers first.
+'use strict'
+const { createServer } = require('node:http')
+
+const CREATED = 1_700_000_000
+
+function chatCompletion(body) {
+  const last = Array.isArray(body.messages) ? body.messages[body.messages.length - 1] : null
+  const content = `echo: ${typeof last?.content === 'string' ? last.content : ''}`
+  return {
+    id: 'chatcmpl-standin',
+    object: 'chat.completion',
+    created: CREATED,
+    model: body.model ?? 'unknown',
+    choices: [{ index: 0, message: { role: 'assistant', content, refusal: null }, logprobs: null, finish_reason: 'stop' }],
+    usage: { prompt_tokens: 5, completion_tokens: 7, total_tokens: 12 },
+    system_fingerprint: 'fp_standin',
+  }
+}
+
+const VECTOR = [0.125, -0.5, 0.75]
+
+function embeddings(body) {
+  const inputs = Array.isArray(body.input) ? body.input : [body.input]
+  // The official SDK asks for base64 (little-endian float32) and decodes it; others get floats.
+  const embedding = body.encoding_format === 'base64' ? Buffer.from(new Float32Array(VECTOR).buffer).toString('base64') : VECTOR
+  return {
+    object: 'list',
+    data: inputs.map((_, index) => ({ object: 'embedding', index, embedding })),
+    model: body.model ?? 'unknown',
+    usage: { prompt_tokens: inputs.length * 2, total_tokens: inputs.length * 2 },
+  }
+}
+
+const MODELS = {
+  object: 'list',
+  data: [
+    { id: 'gpt-4o-mini', object: 'model', created: CREATED, owned_by: 'openai' },
+    { id: 'text-embedding-3-small', object: 'model', created: CREATED, owned_by: 'openai' },
+  ],
+}
+
+/**
+ * @param {{ latencyMs?: number }} options
+ */
+async function startOpenAIStandIn({ latencyMs = 0 } = {}) {
+  const scripted = []
+  const state = {
+    latencyMs,
+    requests: 0,
+    inFlight: 0,
+    peakInFlight: 0,
+    connections: 0,
+    arrivals: [],
+    paths: [],
+    authorization: [],
+  }
+  const sockets = new Set()
+
+  const server = createServer((req, res) => {
+    const chunks = []
+    req.on('data', (c) => chunks.push(c))
+    req.on('end', async () => {
+      state.requests++
+      state.inFlight++
+      state.peakInFlight = Math.max(state.peakInFlight, state.inFlight)
+      state.arrivals.push(Date.now())
+      state.paths.push(`${req.method} ${req.url}`)
+      state.authorization.push(req.headers.authorization ?? null)
+      let finished = false
+      const finish = () => {
+        if (!finished) {
+          finished = true
+          state.inFlight--
+        }
+      }
+      res.on('close', finish)
+      const script = scripted.shift()
+      if (script?.hang) return // never answers; the client's timeout must end it
+      const delay = script?.delayMs ?? state.latencyMs
+      if (delay > 0) await new Promise((r) => setTimeout(r, delay))
+      const headers = {
+        'content-type': 'application/json',
+        'x-request-id': `req_${state.requests}`,
+        'x-ratelimit-limit-requests': '500',
+        'x-ratelimit-remaining-requests': String(Math.max(0, 500 - state.requests)),
+        'x-ratelimit-reset-requests': '120ms',
+        'x-ratelimit-limit-tokens': '30000',
+        'x-ratelimit-remaining-tokens': '29988',
+        'x-ratelimit-reset-tokens': '6m0s',
+        ...(script?.headers ?? {}),
+      }
+      if (script?.status) {
+        res.writeHead(script.status, headers)
+        res.end(JSON.stringify(script.body ?? { error: { message: `scripted ${script.status}`, type: 'server_error', param: null, code: null } }))
+        return finish()
+      }
+      let body = {}
+      try {
+        body = chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : {}
+      } catch {
+        res.writeHead(400, headers)
+        res.end(JSON.stringify({ error: { message: 'invalid JSON body', type: 'invalid_request_error', param: null, code: null } }))
+        return finish()
+      }
+      const route = `${req.method} ${req.url}`
+      const answer =
+        route === 'GET /v1/models' ? MODELS
+        : route === 'POST /v1/chat/completions' ? chatCompletion(body)
+        : route === 'POST /v1/embeddings' ? embeddings(body)
+        : null
+      if (answer === null) {
+        res.writeHead(404, headers)
+        res.end(JSON.stringify({ error: { message: `Unknown request URL: ${route}`, type: 'invalid_request_error', param: null, code: 'unknown_url' } }))
+      } else {
+        res.writeHead(200, headers)
+        res.end(JSON.stringify(answer))
+      }
+      finish()
+    })
+  })
+  server.on('connection', (socket) => {
+    state.connections++
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+  })
+  server.keepAliveTimeout = 60_000
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address()
+
+  return {
+    url: `http://127.0.0.1:${port}/v1`,
+    state,
+    /** The next requests get these answers, in order: { status, headers, body, delayMs, hang }. */
+    enqueue: (...answers) => scripted.push(...answers),
+    /** Forgets counts and scripts (connections stay open). */
+    reset() {
+      scripted.length = 0
+      Object.assign(state, { requests: 0, inFlight: 0, peakInFlight: 0, connections: sockets.size, arrivals: [], paths: [], authorization: [] })
+    },
+    close: () =>
+      new Promise((resolve) => {
+        for (const socket of sockets) socket.destroy()
+        server.close(() => resolve())
+      }),
+  }
+}
+
+module.exports = { startOpenAIStandIn }

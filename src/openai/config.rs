@@ -1,0 +1,213 @@
+//! `OpenAIPool.initialize(config)`: the options, their defaults, and their validation.
+//!
+//! As for the database pool, options arrive as JSON text so that every malformed value gets one
+//! `INVALID_CONFIG` message. The API key is kept for the Authorization header and never shown:
+//! `getPoolConfig()` reports only whether one is set.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::PoolError;
+
+struct Defaults;
+impl Defaults {
+    const MAX_CONCURRENT_REQUESTS: f64 = 10.0;
+    const REQUEST_TIMEOUT_MS: f64 = 60_000.0;
+    const MAX_RETRIES: f64 = 3.0;
+    const RETRY_DELAY_MS: f64 = 1_000.0;
+    const TIMEOUT_MS: f64 = 60_000.0;
+    const BASE_URL: &'static str = "https://api.openai.com/v1";
+}
+
+const MAX_DURATION_MS: f64 = 2_147_483_647.0;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawConfig {
+    max_concurrent_requests: Option<f64>,
+    request_timeout: Option<f64>,
+    max_retries: Option<f64>,
+    retry_delay: Option<f64>,
+    timeout: Option<f64>,
+    api_key: Option<String>,
+    #[serde(rename = "baseURL")]
+    base_url: Option<String>,
+    organization: Option<String>,
+    project: Option<String>,
+    max_queue_size: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ConfigEnv {
+    #[serde(rename = "OPENAI_API_KEY")]
+    api_key: Option<String>,
+    #[serde(rename = "OPENAI_BASE_URL")]
+    base_url: Option<String>,
+    #[serde(rename = "OPENAI_ORG_ID")]
+    organization: Option<String>,
+    #[serde(rename = "OPENAI_PROJECT_ID")]
+    project: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OpenAiConfig {
+    pub max_concurrent_requests: usize,
+    /// One HTTP attempt.
+    pub request_timeout: Duration,
+    pub max_retries: u32,
+    pub retry_delay: Duration,
+    /// The whole call: queue wait, attempts and backoff.
+    pub timeout: Duration,
+    pub api_key: Option<String>,
+    /// Without a trailing slash.
+    pub base_url: String,
+    pub organization: Option<String>,
+    pub project: Option<String>,
+    pub max_queue_size: Option<usize>,
+}
+
+fn invalid(message: String) -> PoolError {
+    PoolError::InvalidConfig(message)
+}
+
+fn whole(
+    name: &str,
+    value: Option<f64>,
+    default: f64,
+    min: f64,
+    max: f64,
+) -> Result<f64, PoolError> {
+    let v = value.unwrap_or(default);
+    if !v.is_finite() || v.fract() != 0.0 || v < min || v > max {
+        return Err(invalid(format!(
+            "{name} must be a whole number from {min} to {max}, got {v}"
+        )));
+    }
+    Ok(v)
+}
+
+impl OpenAiConfig {
+    pub fn from_json(config_json: &str, env_json: &str) -> Result<Self, PoolError> {
+        let raw: RawConfig = if config_json.trim().is_empty() {
+            RawConfig::default()
+        } else {
+            serde_json::from_str(config_json).map_err(|e| {
+                let text = e.to_string();
+                match text.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
+                    Some(field) => invalid(format!("unknown option '{field}'")),
+                    None if text.starts_with("invalid type") => invalid(
+                        "an option has the wrong type (numbers must be numbers, names must be strings)"
+                            .into(),
+                    ),
+                    None => invalid("options must be an object".into()),
+                }
+            })?
+        };
+        let env: ConfigEnv = serde_json::from_str(env_json).unwrap_or_default();
+
+        let base_url = raw
+            .base_url
+            .or(env.base_url)
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| Defaults::BASE_URL.to_string());
+        let parsed = url::Url::parse(&base_url)
+            .map_err(|e| invalid(format!("baseURL is not a valid URL ({e})")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(invalid(
+                "baseURL must start with http:// or https://".into(),
+            ));
+        }
+        let max_queue_size = match raw.max_queue_size {
+            None => None,
+            Some(v) => Some(whole("maxQueueSize", Some(v), 0.0, 0.0, 1e9)? as usize),
+        };
+        Ok(OpenAiConfig {
+            max_concurrent_requests: whole(
+                "maxConcurrentRequests",
+                raw.max_concurrent_requests,
+                Defaults::MAX_CONCURRENT_REQUESTS,
+                1.0,
+                10_000.0,
+            )? as usize,
+            request_timeout: Duration::from_millis(whole(
+                "requestTimeout",
+                raw.request_timeout,
+                Defaults::REQUEST_TIMEOUT_MS,
+                1.0,
+                MAX_DURATION_MS,
+            )? as u64),
+            max_retries: whole(
+                "maxRetries",
+                raw.max_retries,
+                Defaults::MAX_RETRIES,
+                0.0,
+                100.0,
+            )? as u32,
+            retry_delay: Duration::from_millis(whole(
+                "retryDelay",
+                raw.retry_delay,
+                Defaults::RETRY_DELAY_MS,
+                0.0,
+                MAX_DURATION_MS,
+            )? as u64),
+            timeout: Duration::from_millis(whole(
+                "timeout",
+                raw.timeout,
+                Defaults::TIMEOUT_MS,
+                1.0,
+                MAX_DURATION_MS,
+            )? as u64),
+            api_key: raw.api_key.or(env.api_key).filter(|k| !k.is_empty()),
+            base_url: base_url.trim_end_matches('/').to_string(),
+            organization: raw.organization.or(env.organization),
+            project: raw.project.or(env.project),
+            max_queue_size,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_seed() {
+        let c = OpenAiConfig::from_json("{}", "{}").unwrap();
+        assert_eq!(c.max_concurrent_requests, 10);
+        assert_eq!(c.request_timeout, Duration::from_millis(60_000));
+        assert_eq!(c.max_retries, 3);
+        assert_eq!(c.retry_delay, Duration::from_millis(1000));
+        assert_eq!(c.timeout, Duration::from_millis(60_000));
+        assert_eq!(c.base_url, "https://api.openai.com/v1");
+        assert_eq!(c.max_queue_size, None);
+        assert_eq!(c.api_key, None);
+    }
+
+    #[test]
+    fn env_supplies_key_and_url() {
+        let c = OpenAiConfig::from_json(
+            r#"{"maxQueueSize": 5}"#,
+            r#"{"OPENAI_API_KEY":"sk-test","OPENAI_BASE_URL":"http://127.0.0.1:9/v1/"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.api_key.as_deref(), Some("sk-test"));
+        assert_eq!(c.base_url, "http://127.0.0.1:9/v1");
+        assert_eq!(c.max_queue_size, Some(5));
+    }
+
+    #[test]
+    fn bad_values_are_invalid_config() {
+        for bad in [
+            r#"{"maxConcurrentRequests":0}"#,
+            r#"{"requestTimeout":-5}"#,
+            r#"{"maxRetries":1.5}"#,
+            r#"{"timeout":"60s"}"#,
+            r#"{"baseURL":"ftp://x"}"#,
+            r#"{"maxConcurentRequests":3}"#,
+        ] {
+            let err = OpenAiConfig::from_json(bad, "{}").unwrap_err();
+            assert_eq!(err.code(), "INVALID_CONFIG", "{bad}");
+        }
+    }
+}
