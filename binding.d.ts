@@ -43,6 +43,15 @@ export declare class NativeOpenAiPool {
    * `{"status":…,"requestId":…,"body":…}` or `{"error":{…}}`.
    */
   request(method: string, path: string, body?: string | undefined | null, model?: string | undefined | null, slotId?: number | undefined | null): Promise<string>
+  /**
+   * Starts a streaming request (retried only before its first byte); resolves to
+   * `{"stream":id}` or an error.
+   */
+  openStream(path: string, body: string, model?: string | undefined | null, slotId?: number | undefined | null): Promise<string>
+  /** The next chunk: `{"chunk":…}`, `{"done":true}` at the end, or an error (which ends it). */
+  nextChunk(streamId: number): Promise<string>
+  /** Ends a stream early: aborts its HTTP request and frees its slot now. */
+  cancelStream(streamId: number): void
   /** Waits for a slot for an `executeRequest` callback; resolves to `{"slot":id}` or an error. */
   acquireSlot(model?: string | undefined | null): Promise<string>
   releaseSlot(slotId: number): void

@@ -225,3 +225,59 @@ test('bad options are refused with INVALID_CONFIG', () => {
     expect(() => OpenAIPool.initialize(bad as any)).toThrow(expect.objectContaining({ code: 'INVALID_CONFIG' }))
   }
 })
+
+describe('streaming', () => {
+  test('a stream yields the chunks in order, as the official SDK sees them; usage feeds the stats', async () => {
+    useServer()
+    const body = { ...chatBody, stream: true, stream_options: { include_usage: true } }
+    const ours: any[] = []
+    for await (const chunk of await openai.chat.completions.create(body)) ours.push(chunk)
+    const sdk = new OpenAI({ apiKey: API_KEY, baseURL: server.url })
+    const theirs: any[] = []
+    const sdkStream = (await sdk.chat.completions.create(body as any)) as unknown as AsyncIterable<unknown>
+    for await (const chunk of sdkStream) theirs.push(chunk)
+    expect(ours).toEqual(JSON.parse(JSON.stringify(theirs)))
+    expect(ours.map((c) => c.choices[0]?.delta?.content ?? '').join('')).toBe('echo: Hello')
+    expect(ours[ours.length - 1].usage.total_tokens).toBe(12)
+    expect(OpenAIPool.getStats()).toMatchObject({ totalRequests: 1, successfulRequests: 1, totalTokensUsed: 12 })
+    expect(OpenAIPool.getQueueStatus().activeRequests).toBe(0)
+  })
+
+  test('breaking out after the first chunk aborts the request and frees the slot at once', async () => {
+    useServer({ maxConcurrentRequests: 1 })
+    server.state.chunkDelayMs = 200
+    const stream = await openai.chat.completions.create({ ...chatBody, stream: true })
+    expect(OpenAIPool.getQueueStatus().activeRequests).toBe(1)
+    for await (const chunk of stream) {
+      expect(chunk.object).toBe('chat.completion.chunk')
+      break
+    }
+    expect(OpenAIPool.getQueueStatus()).toEqual({ queueLength: 0, activeRequests: 0, maxConcurrent: 1 })
+    await eventually(() => server.state.streamsAborted === 1)
+    server.state.chunkDelayMs = 0
+    await expect(openai.models.list()).resolves.toMatchObject({ object: 'list' })
+  })
+
+  test('a stream that goes quiet fails with APITimeoutError and frees its slot', async () => {
+    useServer({ requestTimeout: 150, maxConcurrentRequests: 1 })
+    server.enqueue({ hangAfterChunks: 1 })
+    const chunks: any[] = []
+    const err = await rejectionOf(
+      (async () => {
+        for await (const chunk of await openai.chat.completions.create({ ...chatBody, stream: true })) chunks.push(chunk)
+      })(),
+    )
+    expect(chunks).toHaveLength(1)
+    expect(err).toMatchObject({ name: 'APITimeoutError' })
+    expect(OpenAIPool.getQueueStatus().activeRequests).toBe(0)
+  })
+
+  test('a stream is retried before its first byte (a 429 first, then the stream)', async () => {
+    useServer({ retryDelay: 1 })
+    server.enqueue({ status: 429, headers: { 'retry-after-ms': '5' } })
+    const chunks: any[] = []
+    for await (const chunk of await openai.chat.completions.create({ ...chatBody, stream: true })) chunks.push(chunk)
+    expect(chunks.length).toBeGreaterThan(2)
+    expect(OpenAIPool.getStats()).toMatchObject({ rateLimitedRequests: 1, retries: 1, successfulRequests: 1 })
+  })
+})

@@ -52,13 +52,11 @@ class OpenAIClient {
     const request = (method, path, body) => this._request(method, path, body)
     this.chat = {
       completions: {
-        /** POST /chat/completions. (Streaming is not supported yet.) */
-        create(body) {
-          if (body && body.stream) {
-            return Promise.reject(new ConnectionPoolError('INVALID_ARGUMENT', 'stream: true is not supported yet'))
-          }
-          return request('POST', 'chat/completions', body)
-        },
+        /**
+         * POST /chat/completions. With `stream: true` it resolves to an async iterable of chunks;
+         * leaving the loop early aborts the request and frees its slot.
+         */
+        create: (body) => (body && body.stream ? this._stream('chat/completions', body) : request('POST', 'chat/completions', body)),
       },
     }
     this.embeddings = {
@@ -71,6 +69,12 @@ class OpenAIClient {
     }
   }
 
+  async _stream(path, body) {
+    const native = pool()
+    const { stream: id } = parseReplySlot(await native.openStream(path, JSON.stringify(body), this._model, this._slot))
+    return new ChatCompletionStream(native, id)
+  }
+
   _request(method, path, body) {
     let native
     try {
@@ -80,6 +84,46 @@ class OpenAIClient {
     }
     const json = body === undefined ? null : JSON.stringify(body)
     return native.request(method, path, json, this._model, this._slot).then(parseReply)
+  }
+}
+
+/** The chunks of a streamed completion, as openai-node's Stream: `for await (const chunk of stream)`. */
+class ChatCompletionStream {
+  constructor(native, id) {
+    this._native = native
+    this._id = id
+    this._ended = false
+    this.controller = { abort: () => this._end() }
+  }
+
+  _end() {
+    if (!this._ended) {
+      this._ended = true
+      this._native.cancelStream(this._id)
+    }
+  }
+
+  [Symbol.asyncIterator]() {
+    return {
+      next: async () => {
+        if (this._ended) return { done: true, value: undefined }
+        const reply = JSON.parse(await this._native.nextChunk(this._id))
+        if (reply.error) {
+          this._ended = true
+          throw new OpenAIError(reply.error)
+        }
+        if (reply.done) {
+          this._ended = true
+          return { done: true, value: undefined }
+        }
+        return { done: false, value: reply.chunk }
+      },
+      // Called when the loop is left early (break, return, throw): stop the request now.
+      return: async () => {
+        this._end()
+        return { done: true, value: undefined }
+      },
+    }
   }
 }
 

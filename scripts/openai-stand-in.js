@@ -36,6 +36,19 @@ function embeddings(body) {
   }
 }
 
+/** The chunks of a streamed completion, as the API sends them (content split into words). */
+function chatChunks(body) {
+  const completion = chatCompletion(body)
+  const includeUsage = Boolean(body.stream_options && body.stream_options.include_usage)
+  const base = { id: completion.id, object: 'chat.completion.chunk', created: CREATED, model: completion.model, system_fingerprint: 'fp_standin' }
+  const usage = includeUsage ? { usage: null } : {}
+  const chunk = (delta, finish = null) => ({ ...base, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }], ...usage })
+  const words = completion.choices[0].message.content.split(/(?= )/)
+  const chunks = [chunk({ role: 'assistant', content: '', refusal: null }), ...words.map((w) => chunk({ content: w })), chunk({}, 'stop')]
+  if (includeUsage) chunks.push({ ...base, choices: [], usage: completion.usage })
+  return chunks
+}
+
 const MODELS = {
   object: 'list',
   data: [
@@ -58,6 +71,10 @@ async function startOpenAIStandIn({ latencyMs = 0 } = {}) {
     arrivals: [],
     paths: [],
     authorization: [],
+    /** Streams whose client went away before the last chunk. */
+    streamsAborted: 0,
+    /** Milliseconds between stream chunks. */
+    chunkDelayMs: 0,
   }
   const sockets = new Set()
 
@@ -108,6 +125,23 @@ async function startOpenAIStandIn({ latencyMs = 0 } = {}) {
         return finish()
       }
       const route = `${req.method} ${req.url}`
+      if (route === 'POST /v1/chat/completions' && body.stream) {
+        res.writeHead(200, { ...headers, 'content-type': 'text/event-stream', 'cache-control': 'no-cache' })
+        const chunks = chatChunks(body)
+        let completed = false
+        res.on('close', () => {
+          if (!completed) state.streamsAborted++
+        })
+        for (const [i, chunk] of chunks.entries()) {
+          if (res.destroyed) return
+          res.write(`data: ${JSON.stringify(chunk)}\n\n`)
+          if (script?.hangAfterChunks === i + 1) return // goes quiet mid-stream
+          if (state.chunkDelayMs > 0) await new Promise((r) => setTimeout(r, state.chunkDelayMs))
+        }
+        completed = true
+        res.end('data: [DONE]\n\n')
+        return finish()
+      }
       const answer =
         route === 'GET /v1/models' ? MODELS
         : route === 'POST /v1/chat/completions' ? chatCompletion(body)
@@ -140,7 +174,7 @@ async function startOpenAIStandIn({ latencyMs = 0 } = {}) {
     /** Forgets counts and scripts (connections stay open). */
     reset() {
       scripted.length = 0
-      Object.assign(state, { requests: 0, inFlight: 0, peakInFlight: 0, connections: sockets.size, arrivals: [], paths: [], authorization: [] })
+      Object.assign(state, { requests: 0, inFlight: 0, peakInFlight: 0, connections: sockets.size, arrivals: [], paths: [], authorization: [], streamsAborted: 0, chunkDelayMs: 0 })
     },
     close: () =>
       new Promise((resolve) => {

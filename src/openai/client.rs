@@ -1,6 +1,9 @@
 //! The OpenAI pool's HTTP side: one reqwest client, every request through the queue, retries in
 //! this one layer, and the accounting. Bodies go out and come back as the API's JSON text.
 
+// ApiError travels only on the failure path, where its size costs nothing worth a Box.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
@@ -33,7 +36,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn local(name: &'static str, code: &str, message: impl Into<String>) -> Self {
+    pub(super) fn local(name: &'static str, code: &str, message: impl Into<String>) -> Self {
         ApiError {
             name,
             message: message.into(),
@@ -45,7 +48,7 @@ impl ApiError {
         }
     }
 
-    fn timeout(message: impl Into<String>) -> Self {
+    pub(super) fn timeout(message: impl Into<String>) -> Self {
         ApiError::local("APITimeoutError", "TIMEOUT", message)
     }
 
@@ -69,6 +72,20 @@ impl ApiError {
                 "request timed out after {} ms (waiting for a free slot)",
                 timeout.as_millis()
             )),
+        }
+    }
+
+    /// An `{"error": {...}}` event inside a stream (the API reports mid-stream failures so).
+    pub(super) fn from_stream_error(error: &Value) -> Self {
+        let text = |key: &str| error.get(key).and_then(Value::as_str).map(str::to_string);
+        ApiError {
+            name: "APIError",
+            message: text("message").unwrap_or_else(|| "the stream reported an error".into()),
+            status: None,
+            code: text("code"),
+            error_type: text("type"),
+            param: text("param"),
+            request_id: None,
         }
     }
 
@@ -122,10 +139,8 @@ pub struct OpenAiPool {
 
 /// One attempt's outcome, before the retry decision.
 enum Attempt {
-    Success {
-        body: String,
-        request_id: Option<String>,
-    },
+    /// A 2xx response; its body is still to be read.
+    Success(reqwest::Response),
     Failed {
         error: ApiError,
         retryable: bool,
@@ -181,6 +196,40 @@ impl OpenAiPool {
         self.held().remove(&id);
     }
 
+    /// Where a call may run until, and the model a held slot was taken for.
+    pub(super) fn call_bounds(
+        &self,
+        started: Instant,
+        held_slot: Option<u32>,
+    ) -> Result<(Instant, Option<String>), ApiError> {
+        match held_slot {
+            Some(id) => match self.held().get(&id) {
+                Some(held) => Ok((held.deadline, held.model.clone())),
+                None => Err(ApiError::local(
+                    "APIUserAbortError",
+                    "SLOT_RELEASED",
+                    "this client belonged to an executeRequest callback that has finished",
+                )),
+            },
+            None => Ok((started + self.config.timeout, None)),
+        }
+    }
+
+    /// Counts the call against the model its body names (or the caller's / the slot's).
+    pub(super) fn count_model(
+        &self,
+        body: Option<&str>,
+        model: Option<String>,
+        held_model: Option<String>,
+    ) {
+        let body_model = body
+            .and_then(|b| serde_json::from_str::<Value>(b).ok())
+            .and_then(|v| v.get("model").and_then(Value::as_str).map(str::to_string));
+        if let Some(model) = body_model.or(model).or(held_model) {
+            self.accounting.count_model(&model);
+        }
+    }
+
     /// One API call: queue, attempts with retries, accounting. Resolves to the JSON reply
     /// `{"status":…,"requestId":…,"body":<the API's JSON>}`.
     pub async fn call(
@@ -192,42 +241,52 @@ impl OpenAiPool {
         held_slot: Option<u32>,
     ) -> Result<String, ApiError> {
         let started = Instant::now();
-        let (deadline, held_model) = match held_slot {
-            Some(id) => match self.held().get(&id) {
-                Some(held) => (held.deadline, held.model.clone()),
-                None => {
-                    return Err(ApiError::local(
-                        "APIUserAbortError",
-                        "SLOT_RELEASED",
-                        "this client belonged to an executeRequest callback that has finished",
-                    ))
-                }
-            },
-            None => (started + self.config.timeout, None),
-        };
-        let body_model = body
-            .as_deref()
-            .and_then(|b| serde_json::from_str::<Value>(b).ok())
-            .and_then(|v| v.get("model").and_then(Value::as_str).map(str::to_string));
-        if let Some(model) = body_model.or(model).or(held_model) {
-            self.accounting.count_model(&model);
+        let (deadline, held_model) = self.call_bounds(started, held_slot)?;
+        self.count_model(body.as_deref(), model, held_model);
+        let result = async {
+            let (response, _slot) = self
+                .send_with_retries(
+                    method.clone(),
+                    path,
+                    body.as_deref(),
+                    held_slot.is_some(),
+                    deadline,
+                )
+                .await?;
+            let request_id = header_value(response.headers(), "x-request-id");
+            // A body that breaks off after the headers is lost: report it, do not resend.
+            let text = response
+                .text()
+                .await
+                .map_err(|err| transport_error(&err, self.config.request_timeout))?;
+            // hyper hands the connection back to its idle pool from its own task once the body
+            // is done; let that run before the slot goes to the next caller, so the next request
+            // reuses this connection instead of opening another.
+            tokio::task::yield_now().await;
+            if let Some(tokens) = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| total_tokens(&v))
+            {
+                self.accounting.add_tokens(tokens);
+            }
+            Ok(reply_json(200, request_id.as_deref(), &text))
         }
-        let result = self
-            .call_with_retries(method, path, body.as_deref(), held_slot.is_some(), deadline)
-            .await;
+        .await;
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         self.accounting.outcomes.record(result.is_ok(), elapsed_ms);
         result
     }
 
-    async fn call_with_retries(
+    /// Queue, attempts and retries until a 2xx response's headers arrive. Returns that response
+    /// (its body unread) with the slot it holds, so a stream can keep the slot while it flows.
+    pub(super) async fn send_with_retries(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<&str>,
         slot_held: bool,
         deadline: Instant,
-    ) -> Result<String, ApiError> {
+    ) -> Result<(reqwest::Response, Option<Slot>), ApiError> {
         let url = format!("{}/{}", self.config.base_url, path.trim_start_matches('/'));
         let mut retry = 0u32;
         loop {
@@ -248,45 +307,35 @@ impl OpenAiPool {
                     self.config.timeout.as_millis()
                 )));
             }
-            let attempt = self
+            let (error, retryable, wait) = match self
                 .attempt(
                     method.clone(),
                     &url,
                     body,
                     self.config.request_timeout.min(remaining),
                 )
-                .await;
-            // Backing off must not hold a place others could use.
-            drop(slot);
-            match attempt {
-                Attempt::Success { body, request_id } => {
-                    if let Some(tokens) = serde_json::from_str::<Value>(&body)
-                        .ok()
-                        .and_then(|v| total_tokens(&v))
-                    {
-                        self.accounting.add_tokens(tokens);
-                    }
-                    return Ok(reply_json(200, request_id.as_deref(), &body));
-                }
+                .await
+            {
+                Attempt::Success(response) => return Ok((response, slot)),
                 Attempt::Failed {
                     error,
                     retryable,
                     wait,
-                } => {
-                    if !retryable || retry >= self.config.max_retries {
-                        return Err(error);
-                    }
-                    let wait = wait.unwrap_or_else(|| {
-                        backoff(self.config.retry_delay, retry, fastrand::f64())
-                    });
-                    if Instant::now() + wait >= deadline {
-                        return Err(error);
-                    }
-                    tokio::time::sleep(wait).await;
-                    retry += 1;
-                    self.accounting.count_retry();
-                }
+                } => (error, retryable, wait),
+            };
+            // Backing off must not hold a place others could use.
+            drop(slot);
+            if !retryable || retry >= self.config.max_retries {
+                return Err(error);
             }
+            let wait =
+                wait.unwrap_or_else(|| backoff(self.config.retry_delay, retry, fastrand::f64()));
+            if Instant::now() + wait >= deadline {
+                return Err(error);
+            }
+            tokio::time::sleep(wait).await;
+            retry += 1;
+            self.accounting.count_retry();
         }
     }
 
@@ -320,21 +369,14 @@ impl OpenAiPool {
         let headers = response.headers().clone();
         let header = |name: &str| header_value(&headers, name);
         self.accounting.update_rate_limit(&header);
-        let request_id = header("x-request-id");
-        let text = match response.text().await {
-            Ok(text) => text,
-            Err(err) => return transport_failure(&err, timeout),
-        };
         if (200..300).contains(&status) {
-            return Attempt::Success {
-                body: text,
-                request_id,
-            };
+            return Attempt::Success(response);
         }
         if status == 429 {
             self.accounting.count_rate_limited();
         }
-        let error = ApiError::from_response(status, &text, request_id);
+        let text = response.text().await.unwrap_or_default();
+        let error = ApiError::from_response(status, &text, header("x-request-id"));
         let retryable = should_retry(&Failure::Status {
             status,
             header: &header,
@@ -366,12 +408,20 @@ impl OpenAiPool {
             }
         };
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let outcome = self
+        let outcome = match self
             .attempt(reqwest::Method::GET, &url, None, remaining)
-            .await;
+            .await
+        {
+            Attempt::Success(response) => response
+                .text()
+                .await
+                .map(|_| ())
+                .map_err(|e| transport_error(&e, remaining)),
+            Attempt::Failed { error, .. } => Err(error),
+        };
         drop(slot);
         match outcome {
-            Attempt::Success { .. } => {
+            Ok(()) => {
                 let ms = started.elapsed().as_secs_f64() * 1000.0;
                 (
                     true,
@@ -379,9 +429,7 @@ impl OpenAiPool {
                     Some(ms),
                 )
             }
-            Attempt::Failed { error, .. } => {
-                (false, format!("OpenAI unhealthy: {}", error.message), None)
-            }
+            Err(error) => (false, format!("OpenAI unhealthy: {}", error.message), None),
         }
     }
 
@@ -397,8 +445,8 @@ fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-fn transport_failure(err: &reqwest::Error, timeout: Duration) -> Attempt {
-    let error = if err.is_timeout() {
+pub(super) fn transport_error(err: &reqwest::Error, timeout: Duration) -> ApiError {
+    if err.is_timeout() {
         ApiError::timeout(format!(
             "request timed out after {} ms",
             timeout.as_millis()
@@ -410,9 +458,12 @@ fn transport_failure(err: &reqwest::Error, timeout: Duration) -> Attempt {
             "CONNECTION_ERROR",
             format!("connection error: {err}"),
         )
-    };
+    }
+}
+
+fn transport_failure(err: &reqwest::Error, timeout: Duration) -> Attempt {
     Attempt::Failed {
-        error,
+        error: transport_error(err, timeout),
         retryable: true,
         wait: None,
     }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod queue;
 pub mod ratelimit;
 pub mod retry;
+pub mod stream;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +25,38 @@ use config::OpenAiConfig;
 #[napi]
 pub struct NativeOpenAiPool {
     inner: Arc<OpenAiPool>,
+    streams: Arc<StreamRegistry>,
+}
+
+/// Open streams by id; removing one drops it, which aborts its request and frees its slot.
+#[derive(Default)]
+struct StreamRegistry {
+    next_id: std::sync::atomic::AtomicU32,
+    open: std::sync::Mutex<HashMap<u32, Arc<tokio::sync::Mutex<stream::ChatStream>>>>,
+}
+
+impl StreamRegistry {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<u32, Arc<tokio::sync::Mutex<stream::ChatStream>>>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn insert(&self, stream: stream::ChatStream) -> u32 {
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        self.lock()
+            .insert(id, Arc::new(tokio::sync::Mutex::new(stream)));
+        id
+    }
+    fn get(&self, id: u32) -> Option<Arc<tokio::sync::Mutex<stream::ChatStream>>> {
+        self.lock().get(&id).cloned()
+    }
+    fn remove(&self, id: u32) {
+        let removed = self.lock().remove(&id);
+        drop(removed);
+    }
 }
 
 #[napi(object)]
@@ -95,6 +128,7 @@ impl NativeOpenAiPool {
         let config = OpenAiConfig::from_json(&config_json, &env_json)?;
         Ok(NativeOpenAiPool {
             inner: Arc::new(OpenAiPool::new(config)?),
+            streams: Arc::default(),
         })
     }
 
@@ -123,6 +157,54 @@ impl NativeOpenAiPool {
             pool.call(method, &path, body, model, slot_id).await
         }))
         .await
+    }
+
+    /// Starts a streaming request (retried only before its first byte); resolves to
+    /// `{"stream":id}` or an error.
+    #[napi]
+    pub async fn open_stream(
+        &self,
+        path: String,
+        body: String,
+        model: Option<String>,
+        slot_id: Option<u32>,
+    ) -> String {
+        let (pool, streams) = (self.inner.clone(), self.streams.clone());
+        Box::pin(settle(async move {
+            let stream = stream::ChatStream::open(pool, &path, body, model, slot_id).await?;
+            Ok(format!("{{\"stream\":{}}}", streams.insert(stream)))
+        }))
+        .await
+    }
+
+    /// The next chunk: `{"chunk":…}`, `{"done":true}` at the end, or an error (which ends it).
+    #[napi]
+    pub async fn next_chunk(&self, stream_id: u32) -> String {
+        let streams = self.streams.clone();
+        Box::pin(settle(async move {
+            let Some(stream) = streams.get(stream_id) else {
+                return Ok("{\"done\":true}".to_string());
+            };
+            let next = stream.lock().await.next().await;
+            match next {
+                Ok(Some(chunk)) => Ok(format!("{{\"chunk\":{chunk}}}")),
+                Ok(None) => {
+                    streams.remove(stream_id);
+                    Ok("{\"done\":true}".to_string())
+                }
+                Err(error) => {
+                    streams.remove(stream_id);
+                    Err(error)
+                }
+            }
+        }))
+        .await
+    }
+
+    /// Ends a stream early: aborts its HTTP request and frees its slot now.
+    #[napi]
+    pub fn cancel_stream(&self, stream_id: u32) {
+        self.streams.remove(stream_id);
     }
 
     /// Waits for a slot for an `executeRequest` callback; resolves to `{"slot":id}` or an error.

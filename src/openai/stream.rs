@@ -1,0 +1,154 @@
+//! Streaming chat completions: server-sent events parsed in Rust (eventsource-stream), handed to
+//! JS one chunk at a time.
+//!
+//! A stream holds its queue slot until it ends: `[DONE]`, an error, or the JS side leaving the
+//! loop early (which drops the stream here, aborting the HTTP request and freeing the slot at
+//! once). Retries happen only before the first byte, in `send_with_retries`. Each wait for the
+//! next chunk is bounded by `requestTimeout`. The usage chunk (`stream_options.include_usage`)
+//! feeds the token counts; the call is counted once, when the stream ends.
+
+// ApiError travels only on the failure path, where its size costs nothing worth a Box.
+#![allow(clippy::result_large_err)]
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use eventsource_stream::{EventStreamError, Eventsource};
+use futures::{Stream, StreamExt};
+use serde_json::Value;
+
+use super::accounting::total_tokens;
+use super::client::{transport_error, ApiError, OpenAiPool};
+use super::queue::Slot;
+
+type Events = Pin<
+    Box<
+        dyn Stream<Item = Result<eventsource_stream::Event, EventStreamError<reqwest::Error>>>
+            + Send,
+    >,
+>;
+
+pub struct ChatStream {
+    pool: Arc<OpenAiPool>,
+    events: Events,
+    _slot: Option<Slot>,
+    started: Instant,
+    /// Set once the outcome has been counted.
+    counted: bool,
+}
+
+impl ChatStream {
+    pub async fn open(
+        pool: Arc<OpenAiPool>,
+        path: &str,
+        body: String,
+        model: Option<String>,
+        held_slot: Option<u32>,
+    ) -> Result<ChatStream, ApiError> {
+        let started = Instant::now();
+        let (deadline, held_model) = pool.call_bounds(started, held_slot)?;
+        pool.count_model(Some(&body), model, held_model);
+        match pool
+            .send_with_retries(
+                reqwest::Method::POST,
+                path,
+                Some(&body),
+                held_slot.is_some(),
+                deadline,
+            )
+            .await
+        {
+            Ok((response, slot)) => Ok(ChatStream {
+                events: Box::pin(response.bytes_stream().eventsource()),
+                pool,
+                _slot: slot,
+                started,
+                counted: false,
+            }),
+            Err(error) => {
+                pool.accounting
+                    .outcomes
+                    .record(false, started.elapsed().as_secs_f64() * 1000.0);
+                Err(error)
+            }
+        }
+    }
+
+    fn finish(&mut self, succeeded: bool) {
+        if !self.counted {
+            self.counted = true;
+            self.pool
+                .accounting
+                .outcomes
+                .record(succeeded, self.started.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+
+    /// The next chunk's JSON text, or `None` once the stream has ended.
+    pub async fn next(&mut self) -> Result<Option<String>, ApiError> {
+        let idle = self.pool.config.request_timeout;
+        loop {
+            let event = match tokio::time::timeout(idle, self.events.next()).await {
+                Err(_) => {
+                    self.finish(false);
+                    return Err(ApiError::timeout(format!(
+                        "no stream data for {} ms",
+                        idle.as_millis()
+                    )));
+                }
+                Ok(None) => {
+                    self.finish(true);
+                    return Ok(None);
+                }
+                Ok(Some(Err(EventStreamError::Transport(err)))) => {
+                    self.finish(false);
+                    return Err(transport_error(&err, idle));
+                }
+                Ok(Some(Err(err))) => {
+                    self.finish(false);
+                    return Err(ApiError::local(
+                        "APIError",
+                        "STREAM_ERROR",
+                        format!("malformed event stream: {err}"),
+                    ));
+                }
+                Ok(Some(Ok(event))) => event,
+            };
+            let data = event.data.trim();
+            if data.is_empty() {
+                continue;
+            }
+            if data == "[DONE]" {
+                self.finish(true);
+                return Ok(None);
+            }
+            let parsed: Value = match serde_json::from_str(data) {
+                Ok(value) => value,
+                Err(_) => {
+                    self.finish(false);
+                    return Err(ApiError::local(
+                        "APIError",
+                        "STREAM_ERROR",
+                        "a stream event is not JSON",
+                    ));
+                }
+            };
+            if let Some(error) = parsed.get("error") {
+                self.finish(false);
+                return Err(ApiError::from_stream_error(error));
+            }
+            if let Some(tokens) = total_tokens(&parsed) {
+                self.pool.accounting.add_tokens(tokens);
+            }
+            return Ok(Some(data.to_string()));
+        }
+    }
+}
+
+impl Drop for ChatStream {
+    /// Left early: the client chose to stop; the call still counts, as a success.
+    fn drop(&mut self) {
+        self.finish(true);
+    }
+}
