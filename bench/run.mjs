@@ -11,7 +11,10 @@ import os from 'node:os'
 import { startEmbeddedPostgres } from '../scripts/embedded-postgres.mjs'
 
 const require = createRequire(import.meta.url)
-const { DatabasePool } = require('..')
+const { DatabasePool, OpenAIPool, openai } = require('..')
+const { startOpenAIStandIn } = require('../scripts/openai-stand-in.js')
+const OpenAI = require('openai')
+const undici = require('undici')
 const pg = require('pg')
 const postgres = require('postgres')
 
@@ -174,11 +177,77 @@ async function main() {
     }
   }
 
+  await benchOpenAI(only)
+
   await ours.query('drop table if exists bench_users')
   await DatabasePool.close()
   await pgPool.end()
   await sql.end()
   if (embedded) await embedded.stop()
+}
+
+/**
+ * OpenAI: our client, the official SDK and a bare undici Pool (the limit) against the loopback
+ * stand-in with 0 ms and 20 ms service time; each driver gets its own server so that the TCP
+ * connections it opened can be counted.
+ */
+async function benchOpenAI(only) {
+  const MAX = 10
+  const body = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hello' }] }
+  const json = JSON.stringify(body)
+  const servers = {
+    'connection-pools': await startOpenAIStandIn(),
+    'openai SDK': await startOpenAIStandIn(),
+    'bare undici': await startOpenAIStandIn(),
+  }
+  OpenAIPool.initialize({ baseURL: servers['connection-pools'].url, apiKey: 'sk-bench', maxConcurrentRequests: MAX, maxRetries: 0 })
+  const sdk = new OpenAI({ baseURL: servers['openai SDK'].url, apiKey: 'sk-bench' })
+  const origin = new URL(servers['bare undici'].url).origin
+  const bare = new undici.Pool(origin, { connections: MAX })
+  const drivers = {
+    'connection-pools': () => openai.chat.completions.create(body),
+    'openai SDK': () => sdk.chat.completions.create(body),
+    'bare undici': async () => {
+      const res = await bare.request({ path: '/v1/chat/completions', method: 'POST', body: json, headers: { 'content-type': 'application/json', authorization: 'Bearer sk-bench' } })
+      return res.body.json()
+    },
+  }
+  const cells = []
+  for (const serviceMs of [0, 20]) for (const callers of [10, 100]) cells.push({ serviceMs, callers })
+  const selected = cells.filter((c) => !only || `openai ${c.serviceMs}ms ${c.callers}`.includes(only))
+  if (selected.length === 0) return
+  const results = selected.map(() => ({}))
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [c, cell] of selected.entries()) {
+      const names = Object.keys(drivers)
+      for (const name of names.map((_, k) => names[(k + round) % names.length])) {
+        const server = servers[name]
+        server.state.latencyMs = cell.serviceMs
+        await measure(drivers[name], cell.callers, 200)
+        const r = await measure(drivers[name], cell.callers, CELL_MS)
+        ;(results[c][name] ??= []).push(r)
+      }
+    }
+    process.stderr.write(`openai round ${round + 1}/${ROUNDS} done\n`)
+  }
+  for (const [c, cell] of selected.entries()) {
+    console.log(`\nopenai chat.completions.create, ${cell.serviceMs} ms service time, ${cell.callers} callers`)
+    console.log(`${'driver'.padEnd(20)}${'req/s'.padStart(9)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}   ratio (first row ÷ this row)`)
+    const summary = {}
+    for (const [name, runs] of Object.entries(results[c])) {
+      summary[name] = { qps: median(runs.map((r) => r.qps)), p50: median(runs.map((r) => r.p50)), p99: median(runs.map((r) => r.p99)) }
+    }
+    const first = summary['connection-pools'].qps
+    for (const [name, s] of Object.entries(summary)) {
+      const ratio = name === 'connection-pools' ? '' : `   ${(first / s.qps).toFixed(2)}×`
+      console.log(`${name.padEnd(20)}${s.qps.toFixed(0).padStart(9)}${s.p50.toFixed(3).padStart(9)}${s.p99.toFixed(3).padStart(9)}${ratio}`)
+    }
+  }
+  console.log('\nTCP connections each driver opened over the whole OpenAI run:')
+  for (const [name, server] of Object.entries(servers)) console.log(`  ${name.padEnd(18)} ${server.state.connections}`)
+  await OpenAIPool.close()
+  await bare.close()
+  for (const server of Object.values(servers)) await server.close()
 }
 
 main().catch((err) => {
