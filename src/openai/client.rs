@@ -153,7 +153,11 @@ impl OpenAiPool {
         // reqwest is built without a bundled crypto provider; use ring, as sqlx does.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(config.max_concurrent_requests)
+            // hyper returns a connection to its idle pool from its own task, a moment after the
+            // body is read; a waiter given the slot in that moment opens another connection. An
+            // idle pool of twice the slots keeps such extras for reuse instead of closing them and
+            // racing again (measured: 292 connections over a bench run at 1×, 11 at 2×).
+            .pool_max_idle_per_host(config.max_concurrent_requests * 2)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
             .build()
