@@ -8,24 +8,11 @@
 const { NativeDatabasePool } = require('../binding.js')
 const { ConnectionPoolError, errorFrom, rethrowNative } = require('./errors')
 const { rowsToObjects } = require('./rows')
+const { createNativePool, retire } = require('./native')
 const { QueryBuilder, rpcBuilder } = require('./builder')
 
 /** The native pool in use; created by initialize(), or from the environment on first use. */
 let current = null
-
-function environmentDefaults() {
-  return JSON.stringify({
-    DATABASE_URL: process.env.DATABASE_URL,
-    SUPABASE_JWT_SECRET: process.env.SUPABASE_JWT_SECRET,
-  })
-}
-
-/** NaN and Infinity would become null in JSON and silently mean "default"; keep them visible. */
-function optionsJson(config) {
-  return JSON.stringify(config, (_key, value) =>
-    typeof value === 'number' && !Number.isFinite(value) ? String(value) : value,
-  )
-}
 
 function pool() {
   if (current === null) DatabasePool.initialize()
@@ -130,18 +117,13 @@ const anonClient = new DatabaseClient('anon')
 class DatabasePool {
   /** Validates config and replaces the current pool; the previous one drains in the background. */
   static initialize(config = {}) {
-    if (config === null || typeof config !== 'object' || Array.isArray(config)) {
-      throw new ConnectionPoolError('INVALID_CONFIG', 'invalid config: options must be an object')
-    }
-    let next
-    try {
-      next = new NativeDatabasePool(optionsJson(config), environmentDefaults())
-    } catch (err) {
-      rethrowNative(err)
-    }
+    const next = createNativePool(NativeDatabasePool, config, {
+      DATABASE_URL: process.env.DATABASE_URL,
+      SUPABASE_JWT_SECRET: process.env.SUPABASE_JWT_SECRET,
+    })
     const previous = current
     current = next
-    if (previous !== null && !previous.closed) previous.close().catch(() => {})
+    retire(previous)
   }
 
   static getAdminClient() {

@@ -4,7 +4,8 @@
 // pool's queue. Bodies and results are the public API's JSON.
 
 const { NativeOpenAiPool } = require('../binding.js')
-const { ConnectionPoolError, rethrowNative } = require('./errors')
+const { ConnectionPoolError } = require('./errors')
+const { createNativePool, retire } = require('./native')
 
 /** An OpenAI API error, named as openai-node names it (RateLimitError, NotFoundError, ...). */
 class OpenAIError extends Error {
@@ -20,15 +21,6 @@ class OpenAIError extends Error {
 }
 
 let current = null
-
-function environmentDefaults() {
-  return JSON.stringify({
-    OPENAI_API_KEY: process.env.OPENAI_API_KEY,
-    OPENAI_BASE_URL: process.env.OPENAI_BASE_URL,
-    OPENAI_ORG_ID: process.env.OPENAI_ORG_ID,
-    OPENAI_PROJECT_ID: process.env.OPENAI_PROJECT_ID,
-  })
-}
 
 function pool() {
   if (current === null) OpenAIPool.initialize()
@@ -132,21 +124,15 @@ const sharedClient = new OpenAIClient()
 class OpenAIPool {
   /** Validates `config` and replaces the current pool; the previous one drains in the background. */
   static initialize(config = {}) {
-    if (config === null || typeof config !== 'object' || Array.isArray(config)) {
-      throw new ConnectionPoolError('INVALID_CONFIG', 'invalid config: options must be an object')
-    }
-    let next
-    try {
-      next = new NativeOpenAiPool(
-        JSON.stringify(config, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v)),
-        environmentDefaults(),
-      )
-    } catch (err) {
-      rethrowNative(err)
-    }
+    const next = createNativePool(NativeOpenAiPool, config, {
+      OPENAI_API_KEY: process.env.OPENAI_API_KEY,
+      OPENAI_BASE_URL: process.env.OPENAI_BASE_URL,
+      OPENAI_ORG_ID: process.env.OPENAI_ORG_ID,
+      OPENAI_PROJECT_ID: process.env.OPENAI_PROJECT_ID,
+    })
     const previous = current
     current = next
-    if (previous !== null && !previous.closed) previous.close().catch(() => {})
+    retire(previous)
   }
 
   /** The OpenAI client, a singleton. */

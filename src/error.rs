@@ -109,16 +109,28 @@ impl PoolError {
     }
 }
 
+/// An error that can be sent to JS as a JSON error reply.
+pub trait ErrorReply {
+    fn reply(&self) -> String;
+}
+
+impl ErrorReply for PoolError {
+    fn reply(&self) -> String {
+        self.to_envelope()
+    }
+}
+
 /// Runs an async entry point to its JSON reply: the result, an error envelope, or, if the code
 /// panicked, an `INTERNAL` error envelope. Nothing unwinds into napi.
-pub async fn settle_to_json<F>(work: F) -> String
+pub async fn settle_to_json<F, E>(work: F) -> String
 where
-    F: std::future::Future<Output = Result<String, PoolError>>,
+    F: std::future::Future<Output = Result<String, E>>,
+    E: ErrorReply,
 {
     use futures::FutureExt;
     match std::panic::AssertUnwindSafe(work).catch_unwind().await {
         Ok(Ok(json)) => json,
-        Ok(Err(err)) => err.to_envelope(),
+        Ok(Err(err)) => err.reply(),
         Err(panic) => PoolError::from_panic(panic).to_envelope(),
     }
 }
@@ -178,7 +190,7 @@ mod tests {
             if true {
                 panic!("decoder exploded");
             }
-            Ok(String::new())
+            Ok::<_, PoolError>(String::new())
         }));
         let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
         assert_eq!(v["error"]["code"], "INTERNAL");

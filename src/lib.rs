@@ -7,4 +7,5 @@
 pub mod db;
 pub mod error;
 pub mod openai;
+pub mod options;
 pub mod stats;

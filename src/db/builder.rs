@@ -244,6 +244,18 @@ fn order_clause(order: &[OrderSpec]) -> Result<String, PoolError> {
     Ok(format!(" ORDER BY {}", parts.join(", ")))
 }
 
+/// `limit()` and `range()`: integers this module holds, written as literals.
+fn paging_clause(spec: &RequestSpec) -> String {
+    let mut sql = String::new();
+    if let Some(limit) = spec.limit {
+        sql.push_str(&format!(" LIMIT {limit}"));
+    }
+    if let Some(offset) = spec.offset.filter(|o| *o > 0) {
+        sql.push_str(&format!(" OFFSET {offset}"));
+    }
+    sql
+}
+
 fn select_statement(
     spec: &RequestSpec,
     relation: &str,
@@ -254,12 +266,7 @@ fn select_statement(
     let mut sql = format!("SELECT {list} FROM {relation}");
     sql.push_str(&where_clause(conditions, &mut params)?);
     sql.push_str(&order_clause(&spec.order)?);
-    if let Some(limit) = spec.limit {
-        sql.push_str(&format!(" LIMIT {limit}"));
-    }
-    if let Some(offset) = spec.offset.filter(|o| *o > 0) {
-        sql.push_str(&format!(" OFFSET {offset}"));
-    }
+    sql.push_str(&paging_clause(spec));
     Ok(BuiltStatement { sql, params })
 }
 
@@ -415,12 +422,7 @@ fn rpc_statement(
     let mut sql = format!("SELECT {list} FROM {function}({})", args.join(", "));
     sql.push_str(&where_clause(conditions, &mut params)?);
     sql.push_str(&order_clause(&spec.order)?);
-    if let Some(limit) = spec.limit {
-        sql.push_str(&format!(" LIMIT {limit}"));
-    }
-    if let Some(offset) = spec.offset.filter(|o| *o > 0) {
-        sql.push_str(&format!(" OFFSET {offset}"));
-    }
+    sql.push_str(&paging_clause(spec));
     Ok(BuiltStatement { sql, params })
 }
 

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use sqlx::postgres::PgConnectOptions;
 
 use crate::error::PoolError;
+use crate::options::whole_number;
 
 /// The seed's defaults plus ours, in one place.
 struct Defaults;
@@ -80,12 +81,7 @@ pub struct PoolConfig {
 impl PoolConfig {
     /// Parses and validates `config_json` (the options object) against `env_json` (defaults).
     pub fn from_json(config_json: &str, env_json: &str) -> Result<Self, PoolError> {
-        let raw: RawConfig = if config_json.trim().is_empty() {
-            RawConfig::default()
-        } else {
-            serde_json::from_str(config_json)
-                .map_err(|e| invalid(format!("options: {}", describe_serde_error(&e))))?
-        };
+        let raw: RawConfig = crate::options::parse(config_json)?;
         let env: ConfigEnv = serde_json::from_str(env_json).unwrap_or_default();
         Self::validate(raw, env)
     }
@@ -178,40 +174,6 @@ impl PoolConfig {
 
 fn invalid(message: String) -> PoolError {
     PoolError::InvalidConfig(message)
-}
-
-/// serde's messages quote the offending value; for a connection string that could be a password,
-/// so only the position and the kind of problem are kept.
-fn describe_serde_error(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    if let Some(field) = text
-        .strip_prefix("unknown field `")
-        .and_then(|rest| rest.split('`').next())
-    {
-        return format!("unknown option '{field}'");
-    }
-    if text.starts_with("invalid type") {
-        // "invalid type: string \"10\", expected f64 at line 1 column 22" → name the option instead.
-        return "an option has the wrong type (numbers must be numbers, names must be strings)"
-            .to_string();
-    }
-    format!("not a valid options object ({:?})", e.classify())
-}
-
-fn whole_number(
-    name: &str,
-    value: Option<f64>,
-    default: f64,
-    min: f64,
-    max: f64,
-) -> Result<f64, PoolError> {
-    let v = value.unwrap_or(default);
-    if !v.is_finite() || v.fract() != 0.0 || v < min || v > max {
-        return Err(invalid(format!(
-            "{name} must be a whole number from {min} to {max}, got {v}"
-        )));
-    }
-    Ok(v)
 }
 
 /// Role names go into `set_config('role', …)` later; they must be plain identifiers.

@@ -142,7 +142,7 @@ impl NativeDatabasePool {
         let anonymous = anonymous.unwrap_or(false);
         let role = role_context(role, claims);
         Box::pin(settle_to_json(async move {
-            Ok(request::run(&pool, &spec_json, role.as_ref(), anonymous).await)
+            Ok::<_, PoolError>(request::run(&pool, &spec_json, role.as_ref(), anonymous).await)
         }))
         .await
     }

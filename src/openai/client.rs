@@ -55,7 +55,15 @@ impl ApiError {
     pub fn envelope(&self) -> String {
         serde_json::json!({ "error": self }).to_string()
     }
+}
 
+impl crate::error::ErrorReply for ApiError {
+    fn reply(&self) -> String {
+        self.envelope()
+    }
+}
+
+impl ApiError {
     fn from_queue(err: QueueError, timeout: Duration) -> Self {
         match err {
             QueueError::Full => ApiError::local(

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::PoolError;
+use crate::options::whole_number;
 
 struct Defaults;
 impl Defaults {
@@ -71,39 +72,9 @@ fn invalid(message: String) -> PoolError {
     PoolError::InvalidConfig(message)
 }
 
-fn whole(
-    name: &str,
-    value: Option<f64>,
-    default: f64,
-    min: f64,
-    max: f64,
-) -> Result<f64, PoolError> {
-    let v = value.unwrap_or(default);
-    if !v.is_finite() || v.fract() != 0.0 || v < min || v > max {
-        return Err(invalid(format!(
-            "{name} must be a whole number from {min} to {max}, got {v}"
-        )));
-    }
-    Ok(v)
-}
-
 impl OpenAiConfig {
     pub fn from_json(config_json: &str, env_json: &str) -> Result<Self, PoolError> {
-        let raw: RawConfig = if config_json.trim().is_empty() {
-            RawConfig::default()
-        } else {
-            serde_json::from_str(config_json).map_err(|e| {
-                let text = e.to_string();
-                match text.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
-                    Some(field) => invalid(format!("unknown option '{field}'")),
-                    None if text.starts_with("invalid type") => invalid(
-                        "an option has the wrong type (numbers must be numbers, names must be strings)"
-                            .into(),
-                    ),
-                    None => invalid("options must be an object".into()),
-                }
-            })?
-        };
+        let raw: RawConfig = crate::options::parse(config_json)?;
         let env: ConfigEnv = serde_json::from_str(env_json).unwrap_or_default();
 
         let base_url = raw
@@ -120,38 +91,38 @@ impl OpenAiConfig {
         }
         let max_queue_size = match raw.max_queue_size {
             None => None,
-            Some(v) => Some(whole("maxQueueSize", Some(v), 0.0, 0.0, 1e9)? as usize),
+            Some(v) => Some(whole_number("maxQueueSize", Some(v), 0.0, 0.0, 1e9)? as usize),
         };
         Ok(OpenAiConfig {
-            max_concurrent_requests: whole(
+            max_concurrent_requests: whole_number(
                 "maxConcurrentRequests",
                 raw.max_concurrent_requests,
                 Defaults::MAX_CONCURRENT_REQUESTS,
                 1.0,
                 10_000.0,
             )? as usize,
-            request_timeout: Duration::from_millis(whole(
+            request_timeout: Duration::from_millis(whole_number(
                 "requestTimeout",
                 raw.request_timeout,
                 Defaults::REQUEST_TIMEOUT_MS,
                 1.0,
                 MAX_DURATION_MS,
             )? as u64),
-            max_retries: whole(
+            max_retries: whole_number(
                 "maxRetries",
                 raw.max_retries,
                 Defaults::MAX_RETRIES,
                 0.0,
                 100.0,
             )? as u32,
-            retry_delay: Duration::from_millis(whole(
+            retry_delay: Duration::from_millis(whole_number(
                 "retryDelay",
                 raw.retry_delay,
                 Defaults::RETRY_DELAY_MS,
                 0.0,
                 MAX_DURATION_MS,
             )? as u64),
-            timeout: Duration::from_millis(whole(
+            timeout: Duration::from_millis(whole_number(
                 "timeout",
                 raw.timeout,
                 Defaults::TIMEOUT_MS,

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use futures::FutureExt;
 use napi_derive::napi;
 
-use crate::error::PoolError;
+use crate::error::{settle_to_json, PoolError};
 use client::{ApiError, OpenAiPool};
 use config::OpenAiConfig;
 
@@ -109,18 +109,6 @@ pub struct NativeOpenAiHealth {
     pub response_time: Option<f64>,
 }
 
-/// Runs an async entry point to JSON text; a panic becomes an `INTERNAL` error reply.
-async fn settle<F>(work: F) -> String
-where
-    F: std::future::Future<Output = Result<String, ApiError>>,
-{
-    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
-        Ok(Ok(json)) => json,
-        Ok(Err(err)) => err.envelope(),
-        Err(panic) => PoolError::from_panic(panic).to_envelope(),
-    }
-}
-
 #[napi]
 impl NativeOpenAiPool {
     #[napi(constructor, catch_unwind)]
@@ -144,7 +132,7 @@ impl NativeOpenAiPool {
         slot_id: Option<u32>,
     ) -> String {
         let pool = self.inner.clone();
-        Box::pin(settle(async move {
+        Box::pin(settle_to_json(async move {
             let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|_| ApiError {
                 name: "APIError",
                 message: format!("unknown HTTP method {method}"),
@@ -170,9 +158,9 @@ impl NativeOpenAiPool {
         slot_id: Option<u32>,
     ) -> String {
         let (pool, streams) = (self.inner.clone(), self.streams.clone());
-        Box::pin(settle(async move {
+        Box::pin(settle_to_json(async move {
             let stream = stream::ChatStream::open(pool, &path, body, model, slot_id).await?;
-            Ok(format!("{{\"stream\":{}}}", streams.insert(stream)))
+            Ok::<_, ApiError>(format!("{{\"stream\":{}}}", streams.insert(stream)))
         }))
         .await
     }
@@ -181,7 +169,7 @@ impl NativeOpenAiPool {
     #[napi]
     pub async fn next_chunk(&self, stream_id: u32) -> String {
         let streams = self.streams.clone();
-        Box::pin(settle(async move {
+        Box::pin(settle_to_json(async move {
             let Some(stream) = streams.get(stream_id) else {
                 return Ok("{\"done\":true}".to_string());
             };
@@ -211,7 +199,7 @@ impl NativeOpenAiPool {
     #[napi]
     pub async fn acquire_slot(&self, model: Option<String>) -> String {
         let pool = self.inner.clone();
-        settle(async move {
+        settle_to_json(async move {
             pool.acquire_slot(model)
                 .await
                 .map(|id| format!("{{\"slot\":{id}}}"))

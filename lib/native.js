@@ -1,0 +1,32 @@
+'use strict'
+// What both pools' initialize() share: checking the options object, handing it to the native
+// constructor as JSON (keeping NaN and Infinity visible instead of letting JSON turn them into
+// null, which would silently mean "default"), and draining the pool being replaced.
+
+const { ConnectionPoolError, rethrowNative } = require('./errors')
+
+/**
+ * @param {new (optionsJson: string, envJson: string) => object} NativeClass
+ * @param {unknown} config
+ * @param {Record<string, string | undefined>} env the environment variables that supply defaults
+ */
+function createNativePool(NativeClass, config, env) {
+  if (config === null || typeof config !== 'object' || Array.isArray(config)) {
+    throw new ConnectionPoolError('INVALID_CONFIG', 'invalid config: options must be an object')
+  }
+  const optionsJson = JSON.stringify(config, (_key, value) =>
+    typeof value === 'number' && !Number.isFinite(value) ? String(value) : value,
+  )
+  try {
+    return new NativeClass(optionsJson, JSON.stringify(env))
+  } catch (err) {
+    rethrowNative(err)
+  }
+}
+
+/** Lets a replaced pool finish what it is doing, then close, without blocking the caller. */
+function retire(previous) {
+  if (previous !== null && !previous.closed) previous.close().catch(() => {})
+}
+
+module.exports = { createNativePool, retire }
