@@ -63,7 +63,7 @@ class OpenAIClient {
 
   async _stream(path, body) {
     const native = pool()
-    const { stream: id } = parseReplySlot(await native.openStream(path, JSON.stringify(body), this._model, this._slot))
+    const { stream: id } = parseReplySlot(await native.openStream(path, JSON.stringify(body), modelOf(body, this._model), this._slot))
     return new ChatCompletionStream(native, id)
   }
 
@@ -75,8 +75,13 @@ class OpenAIClient {
       return Promise.reject(err)
     }
     const json = body === undefined ? null : JSON.stringify(body)
-    return native.request(method, path, json, this._model, this._slot).then(parseReply)
+    return native.request(method, path, json, modelOf(body, this._model), this._slot).then(parseReply)
   }
+}
+
+/** The model a request counts against: its body's, else the one executeRequest was given. */
+function modelOf(body, fallback) {
+  return body && typeof body.model === 'string' ? body.model : fallback
 }
 
 /** The chunks of a streamed completion, as openai-node's Stream: `for await (const chunk of stream)`. */

@@ -227,17 +227,22 @@ impl OpenAiPool {
         }
     }
 
-    /// Counts the call against the model its body names (or the caller's / the slot's).
+    /// Counts the call against its model: the one the caller names (the JS client passes the
+    /// body's `model`, so the body need not be parsed again here), else the body's, else the one
+    /// `executeRequest` was given.
     pub(super) fn count_model(
         &self,
         body: Option<&str>,
         model: Option<String>,
         held_model: Option<String>,
     ) {
-        let body_model = body
-            .and_then(|b| serde_json::from_str::<Value>(b).ok())
-            .and_then(|v| v.get("model").and_then(Value::as_str).map(str::to_string));
-        if let Some(model) = body_model.or(model).or(held_model) {
+        let model = model
+            .or_else(|| {
+                body.and_then(|b| serde_json::from_str::<Value>(b).ok())
+                    .and_then(|v| v.get("model").and_then(Value::as_str).map(str::to_string))
+            })
+            .or(held_model);
+        if let Some(model) = model {
             self.accounting.count_model(&model);
         }
     }
