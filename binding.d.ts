@@ -65,6 +65,9 @@ export declare class NativeOpenAiPool {
   close(): Promise<void>
 }
 
+/** The Content-Type that `renderMetrics` text must be served with. */
+export declare const METRICS_CONTENT_TYPE: string
+
 /** The effective configuration, with the connection string's password masked. */
 export interface NativeDatabaseConfig {
   maxConnections: number
@@ -156,3 +159,6 @@ export interface NativeVerifiedToken {
   /** Epoch seconds after which the token is refused (exp plus the clock-skew allowance). */
   expiresAt?: number
 }
+
+/** The OpenMetrics text of the given pools, ending in `# EOF`; serve it with `metricsContentType`. */
+export declare function renderMetrics(database?: NativeDatabasePool | undefined | null, openai?: NativeOpenAiPool | undefined | null): string

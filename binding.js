@@ -837,3 +837,5 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.NativeDatabasePool = nativeBinding.NativeDatabasePool
 module.exports.NativeOpenAiPool = nativeBinding.NativeOpenAiPool
+module.exports.METRICS_CONTENT_TYPE = nativeBinding.METRICS_CONTENT_TYPE
+module.exports.renderMetrics = nativeBinding.renderMetrics

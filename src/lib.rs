@@ -6,6 +6,8 @@
 
 pub mod db;
 pub mod error;
+pub mod metrics;
+pub mod metrics_napi;
 pub mod openai;
 pub mod options;
 pub mod stats;

@@ -82,6 +82,82 @@ pub fn epoch_ms_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Upper bounds, in seconds, of the latency histogram's buckets (the last one is +Inf).
+///
+/// One set for both pools, wide enough for a sub-millisecond primary-key lookup and for a
+/// two-minute completion: Prometheus can only aggregate histograms whose buckets match.
+pub const BUCKET_BOUNDS_SECONDS: [f64; 18] = [
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    f64::INFINITY,
+];
+
+/// Cumulative-since-reset latency counts per bucket, for Prometheus (the window above is for
+/// `getStats()`: it forgets, a histogram must not).
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    /// Non-cumulative count per bucket of `BUCKET_BOUNDS_SECONDS`.
+    counts: [AtomicU64; BUCKET_BOUNDS_SECONDS.len()],
+    /// Sum of all samples in microseconds (an integer so that it can be one atomic add).
+    sum_us: AtomicU64,
+}
+
+/// A copy of the histogram: `(upper bound in seconds, count in that bucket alone)`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HistogramSnapshot {
+    pub buckets: Vec<(f64, u64)>,
+    pub sum_seconds: f64,
+    pub count: u64,
+}
+
+impl LatencyHistogram {
+    pub fn record(&self, ms: f64) {
+        let seconds = ms / 1000.0;
+        let bucket = BUCKET_BOUNDS_SECONDS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(BUCKET_BOUNDS_SECONDS.len() - 1);
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add((ms * 1000.0).round().max(0.0) as u64, Ordering::Relaxed);
+    }
+
+    pub fn reset(&self) {
+        for count in &self.counts {
+            count.store(0, Ordering::Relaxed);
+        }
+        self.sum_us.store(0, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let buckets: Vec<(f64, u64)> = BUCKET_BOUNDS_SECONDS
+            .iter()
+            .zip(&self.counts)
+            .map(|(bound, count)| (*bound, count.load(Ordering::Relaxed)))
+            .collect();
+        HistogramSnapshot {
+            count: buckets.iter().map(|(_, n)| n).sum(),
+            buckets,
+            sum_seconds: self.sum_us.load(Ordering::Relaxed) as f64 / 1_000_000.0,
+        }
+    }
+}
+
 /// The outcome counters shared by both pools: totals, last activity and the latency window.
 #[derive(Debug, Default)]
 pub struct OutcomeCounters {
@@ -91,16 +167,18 @@ pub struct OutcomeCounters {
     /// Epoch ms of the last completed operation; 0 means none yet.
     last_at_ms: AtomicU64,
     latency: Mutex<LatencyWindow>,
+    histogram: LatencyHistogram,
 }
 
 /// A consistent-enough copy of the counters for one `getStats()` answer.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct OutcomeSnapshot {
     pub total: u64,
     pub successful: u64,
     pub failed: u64,
     pub last_at_ms: Option<u64>,
     pub latency: LatencySummary,
+    pub histogram: HistogramSnapshot,
 }
 
 impl OutcomeCounters {
@@ -112,6 +190,7 @@ impl OutcomeCounters {
             self.failed.fetch_add(1, Ordering::Relaxed);
         }
         self.last_at_ms.store(epoch_ms_now(), Ordering::Relaxed);
+        self.histogram.record(elapsed_ms);
         self.latency
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -123,6 +202,7 @@ impl OutcomeCounters {
         self.successful.store(0, Ordering::Relaxed);
         self.failed.store(0, Ordering::Relaxed);
         self.last_at_ms.store(0, Ordering::Relaxed);
+        self.histogram.reset();
         self.latency
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -141,6 +221,7 @@ impl OutcomeCounters {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .summary(),
+            histogram: self.histogram.snapshot(),
         }
     }
 }
@@ -206,5 +287,34 @@ mod tests {
         assert_eq!((s.total, s.successful, s.failed), (0, 0, 0));
         assert_eq!(s.last_at_ms, None);
         assert_eq!(s.latency, LatencySummary::default());
+        assert_eq!(s.histogram.count, 0);
+    }
+
+    #[test]
+    fn histogram_puts_each_sample_in_the_first_bucket_that_holds_it() {
+        let h = LatencyHistogram::default();
+        h.record(0.5); // exactly 0.0005 s: the first bucket (bounds are inclusive)
+        h.record(0.6);
+        h.record(200.0);
+        h.record(1_000_000.0); // beyond 120 s: +Inf
+        let s = h.snapshot();
+        assert_eq!(s.count, 4);
+        assert_eq!(s.buckets[0], (0.0005, 1));
+        assert_eq!(s.buckets[1], (0.001, 1));
+        assert_eq!(s.buckets[8], (0.25, 1));
+        assert_eq!(s.buckets.last(), Some(&(f64::INFINITY, 1)));
+        assert!((s.sum_seconds - 1000.2011).abs() < 1e-9);
+        h.reset();
+        assert_eq!(h.snapshot().count, 0);
+    }
+
+    #[test]
+    fn histogram_counts_match_the_outcome_totals() {
+        let c = OutcomeCounters::default();
+        for ms in [1.0, 10.0, 100.0] {
+            c.record(true, ms);
+        }
+        let s = c.snapshot();
+        assert_eq!(s.histogram.count, s.total);
     }
 }

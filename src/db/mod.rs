@@ -337,3 +337,13 @@ fn json_stringify(env: napi::sys::napi_env, value: napi::sys::napi_value) -> nap
     let arg = unsafe { Unknown::from_raw_unchecked(env.raw(), value) };
     stringify.apply(json, arg)
 }
+
+impl NativeDatabasePool {
+    /// This pool's part of `/metrics`.
+    pub fn metrics(&self) -> crate::metrics::DbMetrics {
+        crate::metrics::DbMetrics {
+            pool: self.inner.snapshot(),
+            max_connections: self.inner.config().max_connections,
+        }
+    }
+}

@@ -55,6 +55,7 @@ async fn begin_as(conn: &mut PgConnection, role: &RoleContext) -> Result<(), sql
 }
 
 /// Live gauges and counters for `getStats()`.
+#[derive(Debug)]
 pub struct PoolSnapshot {
     pub total_connections: u32,
     pub idle_connections: u32,

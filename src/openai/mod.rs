@@ -300,3 +300,16 @@ impl NativeOpenAiPool {
             .await;
     }
 }
+
+impl NativeOpenAiPool {
+    /// This pool's part of `/metrics`.
+    pub fn metrics(&self) -> crate::metrics::OpenAiMetrics {
+        let (queue_length, in_flight, max_concurrent) = self.inner.queue.status();
+        crate::metrics::OpenAiMetrics {
+            accounting: self.inner.accounting.snapshot(),
+            queue_length,
+            in_flight,
+            max_concurrent,
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! The Prometheus exposition of both pools, rendered from the same snapshots as `getStats()`.
+//!
+//! The text is OpenMetrics 1.0 (what Prometheus negotiates first), written by the
+//! `prometheus-client` crate rather than by hand: it owns the escaping of label values (a model
+//! name is caller-supplied text), the `_total`/`_bucket`/`_sum`/`_count` suffixes and `# EOF`.
+//! Each scrape builds a throw-away registry whose collectors hold one snapshot per pool, so what
+//! `/metrics` reports is exactly what `getStats()` would report at that instant, nothing kept twice.
+//!
+//! Counters restart at zero after `resetStats()`; Prometheus treats that as a counter reset, which
+//! `rate()` and `increase()` already handle.
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::db::pool::PoolSnapshot;
+use crate::openai::accounting::AccountingSnapshot;
+use crate::stats::HistogramSnapshot;
+
+/// Every metric name starts with this (`connection_pools_db_connections`, …).
+pub const PREFIX: &str = "connection_pools";
+
+/// What the Content-Type of the rendered text must say.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The database pool at one instant.
+#[derive(Debug)]
+pub struct DbMetrics {
+    pub pool: PoolSnapshot,
+    pub max_connections: u32,
+}
+
+/// The OpenAI pool at one instant.
+#[derive(Debug)]
+pub struct OpenAiMetrics {
+    pub accounting: AccountingSnapshot,
+    pub queue_length: usize,
+    pub in_flight: usize,
+    pub max_concurrent: usize,
+}
+
+/// The whole exposition, ending in `# EOF`. A pool that is `None` (not configured) is left out.
+pub fn render(db: Option<DbMetrics>, openai: Option<OpenAiMetrics>) -> String {
+    let mut registry = Registry::with_prefix(PREFIX);
+    if let Some(db) = db {
+        registry.register_collector(Box::new(db));
+    }
+    if let Some(openai) = openai {
+        registry.register_collector(Box::new(openai));
+    }
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+    text
+}
+
+/// Descriptor-writing helpers: one call per metric family.
+struct Families<'a>(DescriptorEncoder<'a>);
+
+impl Families<'_> {
+    fn gauge<N>(&mut self, name: &str, help: &str, value: N) -> std::fmt::Result
+    where
+        N: EncodeGaugeValue + std::fmt::Debug + Send + Sync + 'static,
+    {
+        let gauge = ConstGauge::new(value);
+        gauge.encode(
+            self.0
+                .encode_descriptor(name, help, None, MetricType::Gauge)?,
+        )
+    }
+
+    fn counter(&mut self, name: &str, help: &str, value: u64) -> std::fmt::Result {
+        let counter = ConstCounter::new(value);
+        counter.encode(
+            self.0
+                .encode_descriptor(name, help, None, MetricType::Counter)?,
+        )
+    }
+
+    /// One family with one label whose values are given with their samples.
+    fn labelled(
+        &mut self,
+        name: &str,
+        help: &str,
+        metric_type: MetricType,
+        label: &str,
+        samples: &[(&str, i64)],
+    ) -> std::fmt::Result {
+        let mut family = self.0.encode_descriptor(name, help, None, metric_type)?;
+        for (value, sample) in samples {
+            let labels = [(label, *value)];
+            let sample_encoder = family.encode_family(&labels)?;
+            match metric_type {
+                MetricType::Counter => ConstCounter::new(*sample as u64).encode(sample_encoder)?,
+                _ => ConstGauge::new(*sample).encode(sample_encoder)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn seconds_histogram(
+        &mut self,
+        name: &str,
+        help: &str,
+        histogram: &HistogramSnapshot,
+    ) -> std::fmt::Result {
+        let mut family =
+            self.0
+                .encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
+        family.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            histogram.sum_seconds,
+            histogram.count,
+            &histogram.buckets,
+            None,
+        )
+    }
+}
+
+impl Collector for DbMetrics {
+    fn encode(&self, encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let mut f = Families(encoder);
+        let total = self.pool.total_connections;
+        let idle = self.pool.idle_connections;
+        let outcomes = &self.pool.outcomes;
+        f.labelled(
+            "db_connections",
+            "Open connections to Postgres by state (active = checked out by a statement).",
+            MetricType::Gauge,
+            "state",
+            &[("active", (total - idle) as i64), ("idle", idle as i64)],
+        )?;
+        f.gauge(
+            "db_connections_max",
+            "The pool's maxConnections.",
+            self.max_connections as i64,
+        )?;
+        f.gauge(
+            "db_waiting_requests",
+            "Statements waiting for a connection.",
+            self.pool.waiting_requests as i64,
+        )?;
+        f.counter(
+            "db_queries",
+            "Statements run, successful or not.",
+            outcomes.total,
+        )?;
+        f.counter(
+            "db_query_failures",
+            "Statements that ended in an error.",
+            outcomes.failed,
+        )?;
+        f.counter(
+            "db_acquire_timeouts",
+            "Statements that gave up waiting for a connection (POOL_TIMEOUT).",
+            self.pool.acquire_timeouts,
+        )?;
+        f.seconds_histogram(
+            "db_query_duration",
+            "Time from a statement's call to its result, including the wait for a connection.",
+            &outcomes.histogram,
+        )
+    }
+}
+
+impl Collector for OpenAiMetrics {
+    fn encode(&self, encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let mut f = Families(encoder);
+        let a = &self.accounting;
+        f.gauge(
+            "openai_requests_in_flight",
+            "API requests holding one of the maxConcurrentRequests slots.",
+            self.in_flight as i64,
+        )?;
+        f.gauge(
+            "openai_queue_length",
+            "API requests waiting for a slot.",
+            self.queue_length as i64,
+        )?;
+        f.gauge(
+            "openai_max_concurrent_requests",
+            "The pool's maxConcurrentRequests.",
+            self.max_concurrent as i64,
+        )?;
+        f.counter(
+            "openai_requests",
+            "API calls made, successful or not (a retried call counts once).",
+            a.outcomes.total,
+        )?;
+        f.counter(
+            "openai_request_failures",
+            "API calls that ended in an error after their retries.",
+            a.outcomes.failed,
+        )?;
+        f.counter(
+            "openai_rate_limited_responses",
+            "429 responses received, retried or not.",
+            a.rate_limited,
+        )?;
+        f.counter(
+            "openai_retries",
+            "Attempts beyond each call's first.",
+            a.retries,
+        )?;
+        f.counter(
+            "openai_tokens",
+            "Tokens reported in responses' usage.",
+            a.tokens_total,
+        )?;
+        let by_model: Vec<(&str, i64)> = a
+            .by_model
+            .iter()
+            .map(|(model, n)| (model.as_str(), *n as i64))
+            .collect();
+        f.labelled(
+            "openai_model_requests",
+            "API calls by model.",
+            MetricType::Counter,
+            "model",
+            &by_model,
+        )?;
+        let limits = &a.rate_limit;
+        for (name, help, value) in [
+            (
+                "openai_ratelimit_remaining_requests",
+                "x-ratelimit-remaining-requests of the latest response.",
+                limits.remaining_requests,
+            ),
+            (
+                "openai_ratelimit_remaining_tokens",
+                "x-ratelimit-remaining-tokens of the latest response.",
+                limits.remaining_tokens,
+            ),
+            (
+                "openai_ratelimit_limit_requests",
+                "x-ratelimit-limit-requests of the latest response.",
+                limits.limit_requests,
+            ),
+            (
+                "openai_ratelimit_limit_tokens",
+                "x-ratelimit-limit-tokens of the latest response.",
+                limits.limit_tokens,
+            ),
+        ] {
+            // Absent until a response has carried the header: no sample beats a made-up zero.
+            if let Some(value) = value {
+                f.gauge(name, help, value)?;
+            }
+        }
+        f.seconds_histogram(
+            "openai_request_duration",
+            "Time from an API call to its result, including queueing and retries.",
+            &a.outcomes.histogram,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::OutcomeCounters;
+
+    fn db_metrics() -> DbMetrics {
+        let counters = OutcomeCounters::default();
+        counters.record(true, 0.7);
+        counters.record(false, 30.0);
+        DbMetrics {
+            pool: PoolSnapshot {
+                total_connections: 5,
+                idle_connections: 3,
+                waiting_requests: 4,
+                acquire_timeouts: 1,
+                outcomes: counters.snapshot(),
+            },
+            max_connections: 10,
+        }
+    }
+
+    fn sample<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+        text.lines()
+            .find(|line| line.split(' ').next() == Some(name))
+            .and_then(|line| line.rsplit(' ').next())
+    }
+
+    #[test]
+    fn database_families_carry_the_snapshot() {
+        let text = render(Some(db_metrics()), None);
+        let s = |name| sample(&text, name);
+        assert_eq!(
+            s("connection_pools_db_connections{state=\"active\"}"),
+            Some("2")
+        );
+        assert_eq!(
+            s("connection_pools_db_connections{state=\"idle\"}"),
+            Some("3")
+        );
+        assert_eq!(s("connection_pools_db_connections_max"), Some("10"));
+        assert_eq!(s("connection_pools_db_waiting_requests"), Some("4"));
+        assert_eq!(s("connection_pools_db_queries_total"), Some("2"));
+        assert_eq!(s("connection_pools_db_query_failures_total"), Some("1"));
+        assert_eq!(s("connection_pools_db_acquire_timeouts_total"), Some("1"));
+        assert_eq!(
+            s("connection_pools_db_query_duration_seconds_bucket{le=\"0.001\"}"),
+            Some("1")
+        );
+        assert_eq!(
+            s("connection_pools_db_query_duration_seconds_bucket{le=\"+Inf\"}"),
+            Some("2")
+        );
+        assert_eq!(
+            s("connection_pools_db_query_duration_seconds_count"),
+            Some("2")
+        );
+        assert!(text.contains("# UNIT connection_pools_db_query_duration_seconds seconds"));
+        assert!(text.ends_with("# EOF\n"));
+        assert!(!text.contains("openai"));
+    }
+
+    #[test]
+    fn hostile_model_names_are_escaped_not_injected() {
+        let mut accounting = AccountingSnapshot::default();
+        accounting
+            .by_model
+            .insert("evil\"} 1\nconnection_pools_fake 9\\".into(), 3);
+        let text = render(
+            None,
+            Some(OpenAiMetrics {
+                accounting,
+                queue_length: 0,
+                in_flight: 0,
+                max_concurrent: 10,
+            }),
+        );
+        assert!(!text.lines().any(|l| l.starts_with("connection_pools_fake")));
+        assert!(text.contains(r#"model="evil\"} 1\nconnection_pools_fake 9\\"} 3"#));
+    }
+
+    #[test]
+    fn rate_limit_gauges_appear_only_once_seen() {
+        let mut accounting = AccountingSnapshot::default();
+        let metrics = |accounting| OpenAiMetrics {
+            accounting,
+            queue_length: 2,
+            in_flight: 10,
+            max_concurrent: 10,
+        };
+        let text = render(None, Some(metrics(accounting.clone())));
+        assert!(!text.contains("ratelimit_remaining_requests"));
+        assert_eq!(
+            sample(&text, "connection_pools_openai_queue_length"),
+            Some("2")
+        );
+        accounting.rate_limit.remaining_requests = Some(499.0);
+        let text = render(None, Some(metrics(accounting)));
+        assert_eq!(
+            sample(
+                &text,
+                "connection_pools_openai_ratelimit_remaining_requests"
+            ),
+            Some("499.0")
+        );
+    }
+}
