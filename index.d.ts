@@ -242,6 +242,7 @@ export type ConnectionPoolErrorCode =
   | 'CONNECTION_FAILED'
   | 'INVALID_TOKEN'
   | 'UNSUPPORTED_TYPE'
+  | 'MISSING_DEPENDENCY'
   | 'INTERNAL'
 
 export declare class ConnectionPoolError extends Error {
@@ -417,3 +418,37 @@ export declare class OpenAIError extends Error {
 export declare const openai: OpenAIClient
 /** Resolves true when the API answers a model list. Never rejects. */
 export declare function testOpenAIConnection(): Promise<boolean>
+
+// ---------------------------------------------------------------------------------------------
+// Monitoring routes
+
+/** An Express-compatible middleware: `(req, res, next) => void`. */
+export type ConnectionsMiddleware = (req: any, res: any, next: (err?: unknown) => void) => unknown
+
+export interface ConnectionsRouterOptions {
+  /**
+   * Your backend's own auth middleware. When given, it alone decides who gets in (call `next()`
+   * to let a request through; answer or call `next(err)` to refuse). The dashboard page is a
+   * browser navigation, so it is reachable only if this middleware accepts one (cookies, say).
+   */
+  authenticate?: ConnectionsMiddleware
+  /**
+   * The bearer token the routes require (`Authorization: Bearer <token>`), compared in constant
+   * time. Default: env `CONNECTIONS_API_TOKEN`. `GET /dashboard` also accepts it once as
+   * `?token=`; the page moves it out of the address bar and sends it as a header.
+   * With neither `authenticate` nor a token, `createConnectionsRouter` throws `INVALID_CONFIG`.
+   */
+  token?: string
+}
+
+/**
+ * The seed's monitoring routes for `app.use('/api/connections', createConnectionsRouter(...))`:
+ * `GET /stats`, `GET /database/stats`, `GET /database/health`, `POST /database/reset-stats`,
+ * `GET /openai/stats`, `GET /openai/health`, `GET /openai/queue`, `POST /openai/reset-stats`,
+ * answering `{ success: true, data }` or `{ success: false, error: { message } }`; plus
+ * `GET /metrics` (OpenMetrics text for Prometheus) and `GET /dashboard` (a live HTML page).
+ * Needs `express` (a peer dependency) installed. Throws `INVALID_CONFIG` without auth.
+ * The return value is an `express.Router` (typed here as the middleware it is, so that this
+ * package's types do not need `@types/express`).
+ */
+export declare function createConnectionsRouter(options?: ConnectionsRouterOptions): ConnectionsMiddleware

@@ -5,6 +5,7 @@ const database = require('./lib/database')
 const openai = require('./lib/openai')
 const errors = require('./lib/errors')
 const { PostgrestError } = require('./lib/builder')
+const { createConnectionsRouter } = require('./lib/router')
 
 module.exports = {
   DatabasePool: database.DatabasePool,
@@ -19,4 +20,5 @@ module.exports = {
   ConnectionPoolError: errors.ConnectionPoolError,
   DatabaseError: errors.DatabaseError,
   PostgrestError,
+  createConnectionsRouter,
 }

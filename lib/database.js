@@ -214,6 +214,8 @@ async function checkDatabaseHealth() {
 }
 
 module.exports = {
+  /** The current native pool (created from the environment if none); for the monitoring router. */
+  nativePool: pool,
   DatabasePool,
   DatabaseClient,
   supabaseAdmin: adminClient,

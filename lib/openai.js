@@ -231,4 +231,12 @@ async function testOpenAIConnection() {
   return (await OpenAIPool.healthCheck()).healthy
 }
 
-module.exports = { OpenAIPool, OpenAIClient, OpenAIError, openai: sharedClient, testOpenAIConnection }
+module.exports = {
+  /** The current native pool (created from the environment if none); for the monitoring router. */
+  nativePool: pool,
+  OpenAIPool,
+  OpenAIClient,
+  OpenAIError,
+  openai: sharedClient,
+  testOpenAIConnection,
+}
