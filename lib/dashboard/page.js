@@ -53,7 +53,7 @@
         series: [{}].concat(spec.series.map(function (label, i) {
           return { label: label, stroke: palette[i % palette.length], width: 2, value: function (_u, v) { return v == null ? '–' : round(v) + spec.unit } }
         })),
-        axes: [{}, { size: 60 }],
+        axes: [{}, { size: 72 }],
       },
       data[spec.id],
       box,
