@@ -16,8 +16,15 @@ const { startOpenAIStandIn } = require('../scripts/openai-stand-in.js')
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const TOKEN = 'dashboard-token-Kp3-not-in-the-url'
 const CHART_IDS = ['db-connections', 'openai-queue', 'db-latency', 'openai-latency', 'rates', 'tokens']
-// The first series' stroke colour in lib/dashboard/page.js.
-const FIRST_SERIES_RGB = [0x15, 0x65, 0xc0]
+// The series stroke colours in lib/dashboard/page.js (axes and grid are grey, so a pixel of one
+// of these on a chart's canvas is a drawn series).
+const SERIES_RGB = [
+  [0x15, 0x65, 0xc0],
+  [0x2e, 0x7d, 0x32],
+  [0xef, 0x6c, 0x00],
+  [0xc6, 0x28, 0x28],
+  [0x6a, 0x1b, 0x9a],
+]
 
 const haveChromium = existsSync(CHROMIUM)
 if (!haveChromium) console.warn(`${CHROMIUM} is missing: the dashboard browser spec is skipped (apt-get install chromium)`)
@@ -110,7 +117,7 @@ browserTest('the dashboard draws every chart from live stats, behind the API tok
   expect(await page.locator('#status').textContent()).toMatch(/^live/)
 
   const charts = await page.evaluate(
-    ({ ids, rgb }) => {
+    ({ ids, colours }) => {
       const dash = (window as any).connectionPoolsDashboard
       return ids.map((id: string) => {
         const d = dash.data[id] as Array<Array<number | null>>
@@ -118,13 +125,14 @@ browserTest('the dashboard draws every chart from live stats, behind the API tok
         const pixels = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data
         let seriesPixels = 0
         for (let i = 0; i < pixels.length; i += 4) {
-          if (Math.abs(pixels[i] - rgb[0]) < 8 && Math.abs(pixels[i + 1] - rgb[1]) < 8 && Math.abs(pixels[i + 2] - rgb[2]) < 8) seriesPixels++
+          const near = (c: number[]) => Math.abs(pixels[i] - c[0]) < 8 && Math.abs(pixels[i + 1] - c[1]) < 8 && Math.abs(pixels[i + 2] - c[2]) < 8
+          if (colours.some(near)) seriesPixels++
         }
         const values = d.slice(1).flat().filter((v): v is number => typeof v === 'number')
         return { id, points: d[0].length, max: Math.max(0, ...values), seriesPixels }
       })
     },
-    { ids: CHART_IDS, rgb: FIRST_SERIES_RGB },
+    { ids: CHART_IDS, colours: SERIES_RGB },
   )
 
   for (const chart of charts) {

@@ -2,7 +2,7 @@
 // a free loopback port, a password. Used by the test setup, the benchmark and the demo backend
 // when DATABASE_URL is not set.
 import { appendFileSync } from 'node:fs'
-import { mkdtemp } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -49,7 +49,17 @@ export async function startEmbeddedPostgres({ password, maxConnections = 300, st
   await server.start()
   return {
     url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
-    stop: () => server.stop(),
+    stop: async () => {
+      // A Ctrl-C in a terminal reaches postgres too, and it may have exited already; the
+      // package's stop() would then wait for an 'exit' event that has been and gone.
+      const child = server.process
+      if (child && (child.exitCode !== null || child.signalCode !== null)) {
+        server.process = undefined
+        await rm(databaseDir, { recursive: true, force: true })
+        return
+      }
+      await server.stop()
+    },
     server,
   }
 }

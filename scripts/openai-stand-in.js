@@ -58,9 +58,11 @@ const MODELS = {
 }
 
 /**
- * @param {{ latencyMs?: number }} options
+ * @param {{ latencyMs?: number, record?: boolean }} options
+ *   record: keep each request's arrival time, path and Authorization header in `state` (the
+ *   specs read them); the long-running demo backend turns it off so memory stays flat
  */
-async function startOpenAIStandIn({ latencyMs = 0 } = {}) {
+async function startOpenAIStandIn({ latencyMs = 0, record = true } = {}) {
   const scripted = []
   const state = {
     latencyMs,
@@ -85,9 +87,11 @@ async function startOpenAIStandIn({ latencyMs = 0 } = {}) {
       state.requests++
       state.inFlight++
       state.peakInFlight = Math.max(state.peakInFlight, state.inFlight)
-      state.arrivals.push(Date.now())
-      state.paths.push(`${req.method} ${req.url}`)
-      state.authorization.push(req.headers.authorization ?? null)
+      if (record) {
+        state.arrivals.push(Date.now())
+        state.paths.push(`${req.method} ${req.url}`)
+        state.authorization.push(req.headers.authorization ?? null)
+      }
       let finished = false
       const finish = () => {
         if (!finished) {
