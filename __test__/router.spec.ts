@@ -311,3 +311,37 @@ describe('auth configuration', () => {
     }
   })
 })
+
+test('the router works the same under Express 4 (the oldest the peer range allows)', async () => {
+  // A fresh copy of the package whose require('express') finds Express 4, as in a backend that
+  // has Express 4 installed: the router itself is then built by Express 4.
+  let pkg: any
+  jest.isolateModules(() => {
+    jest.doMock('express', () => jest.requireActual('express4'))
+    pkg = require('..')
+  })
+  const express4 = jest.requireActual('express4')
+  expect(express4.Router).not.toBe(express.Router)
+  pkg.OpenAIPool.initialize({ baseURL: stand.url, apiKey: API_KEY })
+  pkg.DatabasePool.initialize({ connectionString: taggedUrl(uniqueName('cp_router4')) })
+  const router = pkg.createConnectionsRouter({ token: TOKEN })
+  // Express 4 routers are functions whose prototype is express.Router itself.
+  expect(Object.getPrototypeOf(router)).toBe(express4.Router)
+  const app = express4()
+  app.use('/api/connections', router)
+  const { server: s, base: root } = await listen(app)
+  try {
+    expect((await call('GET', '/stats', {}, root)).status).toBe(401)
+    const stats = await call('GET', '/stats', auth, root)
+    expect(stats.status).toBe(200)
+    expect(stats.json().data.openai.queue).toEqual({ queueLength: 0, activeRequests: 0, maxConcurrent: 10 })
+    expect((await call('GET', '/openai/reset-stats', auth, root)).status).toBe(405)
+    expect((await call('POST', '/openai/reset-stats', auth, root)).json().success).toBe(true)
+    expect((await call('GET', '/metrics', auth, root)).text).toMatch(/# EOF\n$/)
+    expect((await call('GET', `/dashboard?token=${TOKEN}`, {}, root)).status).toBe(200)
+  } finally {
+    await new Promise((resolve) => s.close(resolve))
+    await pkg.DatabasePool.close()
+    await pkg.OpenAIPool.close()
+  }
+})

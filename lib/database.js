@@ -8,7 +8,7 @@
 const { NativeDatabasePool } = require('../binding.js')
 const { ConnectionPoolError, errorFrom, rethrowNative } = require('./errors')
 const { rowsToObjects } = require('./rows')
-const { createNativePool, retire } = require('./native')
+const { createNativePool, retire, healthReport } = require('./native')
 const { QueryBuilder, rpcBuilder } = require('./builder')
 
 /** The native pool in use; created by initialize(), or from the environment on first use. */
@@ -180,20 +180,8 @@ class DatabasePool {
   }
 
   /** Never rejects; resolves within connectionTimeout. */
-  static async healthCheck() {
-    let native
-    try {
-      native = pool()
-    } catch (err) {
-      return { healthy: false, message: `Database unhealthy: ${err.message}`, stats: null, responseTime: null }
-    }
-    const health = await native.healthCheck()
-    return {
-      healthy: health.healthy,
-      message: health.message,
-      stats: DatabasePool.getStats(),
-      responseTime: health.responseTime ?? null,
-    }
+  static healthCheck() {
+    return healthReport('Database', pool, DatabasePool.getStats)
   }
 
   /** Drains and closes the pool; later statements reject with POOL_CLOSED until initialize(). */

@@ -29,4 +29,27 @@ function retire(previous) {
   if (previous !== null && !previous.closed) previous.close().catch(() => {})
 }
 
-module.exports = { createNativePool, retire }
+/**
+ * The seed's healthCheck() answer for a pool: `{ healthy, message, stats, responseTime }`.
+ * Never rejects: a pool that cannot even be created (bad environment) is reported unhealthy.
+ * @param {string} label 'Database' or 'OpenAI', for the message
+ * @param {() => object} currentPool the module's pool(), which may throw
+ * @param {() => object} getStats the public getStats()
+ */
+async function healthReport(label, currentPool, getStats) {
+  let native
+  try {
+    native = currentPool()
+  } catch (err) {
+    return { healthy: false, message: `${label} unhealthy: ${err.message}`, stats: null, responseTime: null }
+  }
+  const health = await native.healthCheck()
+  return {
+    healthy: health.healthy,
+    message: health.message,
+    stats: getStats(),
+    responseTime: health.responseTime ?? null,
+  }
+}
+
+module.exports = { createNativePool, retire, healthReport }

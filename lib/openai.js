@@ -5,7 +5,7 @@
 
 const { NativeOpenAiPool } = require('../binding.js')
 const { ConnectionPoolError } = require('./errors')
-const { createNativePool, retire } = require('./native')
+const { createNativePool, retire, healthReport } = require('./native')
 
 /** An OpenAI API error, named as openai-node names it (RateLimitError, NotFoundError, ...). */
 class OpenAIError extends Error {
@@ -198,20 +198,8 @@ class OpenAIPool {
   }
 
   /** Lists models with a short deadline; never rejects. */
-  static async healthCheck() {
-    let native
-    try {
-      native = pool()
-    } catch (err) {
-      return { healthy: false, message: `OpenAI unhealthy: ${err.message}`, stats: null, responseTime: null }
-    }
-    const health = await native.healthCheck()
-    return {
-      healthy: health.healthy,
-      message: health.message,
-      stats: OpenAIPool.getStats(),
-      responseTime: health.responseTime ?? null,
-    }
+  static healthCheck() {
+    return healthReport('OpenAI', pool, OpenAIPool.getStats)
   }
 
   /** Stops admitting, rejects queued calls with POOL_CLOSED, lets in-flight ones finish within `timeout`. */
