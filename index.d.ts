@@ -269,9 +269,11 @@ export declare class DatabaseError extends Error {
 /** Thrown by `throwOnError()`. */
 export declare class PostgrestError extends Error {
   readonly name: 'PostgrestError'
-  readonly code: string
-  readonly details: string | null
-  readonly hint: string | null
+  // Not readonly: these merge with the PostgrestError interface above (the `error` of a
+  // response), and merged declarations must agree.
+  code: string
+  details: string | null
+  hint: string | null
 }
 
 /** The seed's admin client export (database.ts). */
