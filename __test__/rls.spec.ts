@@ -142,3 +142,16 @@ test('after 1000 concurrent user statements, no role or claim reaches an admin s
   expect(adminSeen).toHaveLength(100)
   for (const seen of adminSeen) expect(seen).toEqual({ who: loginRole, claims: null })
 })
+
+test('claims with quotes, backslashes and SQL in them reach policies exactly as signed', async () => {
+  // The role and claims are written into the transaction's setup as escape-string literals:
+  // whatever a claim holds must come back byte for byte and must not run as SQL.
+  const hostile = `x'); drop table ${schema}.notes; -- \\' \\\\ $$ "quoted" é ✓`
+  const client = DatabasePool.getUserClient({ accessToken: tokenFor(userA, { nickname: hostile }) })
+  const { rows } = await client.query(
+    `select current_setting('request.jwt.claims', true)::json ->> 'nickname' as nickname, current_user as who`,
+  )
+  expect(rows).toEqual([{ nickname: hostile, who: 'authenticated' }])
+  const { rows: left } = await DatabasePool.getAdminClient().query(`select count(*)::int as n from ${schema}.notes`)
+  expect(left[0].n).toBeGreaterThan(0)
+})

@@ -82,6 +82,28 @@ pub fn cast_type(name: &str) -> Result<&str, PoolError> {
     }
 }
 
+/// A string as an escape-string literal (`E'...'`), or `None` when it holds a NUL character
+/// (which no Postgres text can hold, and which would cut a simple-query message short).
+///
+/// `E''` strings read backslash escapes whatever `standard_conforming_strings` says, so escaping
+/// both `\\` and `'` with a backslash gives the same literal on every server configuration; a
+/// plain `'...'` literal with doubled quotes would change meaning if that setting were off.
+pub fn quote_literal(text: &str) -> Option<String> {
+    if text.contains('\0') {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len() + 4);
+    out.push_str("E'");
+    for c in text.chars() {
+        if c == '\\' || c == '\'' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('\'');
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +143,27 @@ mod tests {
         assert!(cast_type("int4[]").is_ok());
         for bad in ["Text", "text; drop", "int(4)", "", "a b", "text)--"] {
             assert!(cast_type(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn literals_escape_quotes_and_backslashes() {
+        assert_eq!(quote_literal("anon").as_deref(), Some("E'anon'"));
+        assert_eq!(
+            quote_literal(r#"{"sub":"a'b\\c"}"#).as_deref(),
+            Some(r#"E'{"sub":"a\'b\\\\c"}'"#)
+        );
+        assert_eq!(quote_literal("x\0y"), None);
+        // A hostile value stays inside its literal: every quote in the output is escaped.
+        let hostile = quote_literal("'); DROP TABLE users; --\\").unwrap();
+        let inner = &hostile[2..hostile.len() - 1];
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                assert!(matches!(chars.next(), Some('\\') | Some('\'')));
+            } else {
+                assert_ne!(c, '\'');
+            }
         }
     }
 }

@@ -43,14 +43,24 @@ pub struct RoleContext {
     pub claims: String,
 }
 
-/// `BEGIN`, then the role and claims for this transaction only (`set_config(..., true)`).
+/// `BEGIN`, then the role and claims for this transaction only (`set_config(..., true)`), in one
+/// simple-query message: one round trip instead of two. The values are written as escape-string
+/// literals (`ident::quote_literal`), the one place a caller-influenced value is not bound as a
+/// parameter; the simple-query protocol has no parameters, and saving the round trip is worth a
+/// quarter of a user client's statement time.
 async fn begin_as(conn: &mut PgConnection, role: &RoleContext) -> Result<(), sqlx::Error> {
-    conn.execute(AssertSqlSafe("BEGIN")).await?;
-    sqlx::query("SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)")
-        .bind(role.role.as_str())
-        .bind(role.claims.as_str())
-        .execute(&mut *conn)
-        .await?;
+    let (Some(role_literal), Some(claims_literal)) = (
+        super::ident::quote_literal(&role.role),
+        super::ident::quote_literal(&role.claims),
+    ) else {
+        return Err(sqlx::Error::Protocol(
+            "a role or claims value contains a NUL character".into(),
+        ));
+    };
+    let sql = format!(
+        "BEGIN; SELECT set_config('role', {role_literal}, true), set_config('request.jwt.claims', {claims_literal}, true)"
+    );
+    conn.execute(AssertSqlSafe(sql)).await?;
     Ok(())
 }
 
@@ -261,6 +271,11 @@ impl DbPool {
         role: Option<&RoleContext>,
         deadline: Instant,
     ) -> Result<QueryOutput, AttemptError> {
+        if role.is_some_and(|r| r.role.contains('\0') || r.claims.contains('\0')) {
+            return Err(AttemptError::Final(PoolError::InvalidToken(
+                "invalid access token: its role or claims contain a NUL character".into(),
+            )));
+        }
         let mut conn = self.acquire(deadline).await?;
         let Some(role) = role else {
             return self.run_statement(&mut conn, sql, params, style).await;
