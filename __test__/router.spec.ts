@@ -296,6 +296,7 @@ describe('auth configuration', () => {
     const authenticate = (req: any, res: any, next: (err?: unknown) => void) => {
       if (req.headers['x-user'] === 'admin') return next()
       if (req.headers['x-user'] === 'broken') return next(Object.assign(new Error('session store down'), { status: 503 }))
+      if (req.headers['x-user'] === 'buggy') return next(new Error('internal detail: password=hunter2'))
       res.status(403).json({ success: false, error: { message: 'Forbidden' } })
     }
     app.use('/api/connections', createConnectionsRouter({ authenticate, token: TOKEN }))
@@ -306,6 +307,10 @@ describe('auth configuration', () => {
       const broken = await call('GET', '/openai/queue', { 'x-user': 'broken' }, root)
       expect(broken.status).toBe(503)
       expect(broken.json()).toEqual({ success: false, error: { message: 'session store down' } })
+      // An error without a status is a bug: 500, and its message stays on the server.
+      const buggy = await call('GET', '/openai/queue', { 'x-user': 'buggy' }, root)
+      expect(buggy.status).toBe(500)
+      expect(buggy.json()).toEqual({ success: false, error: { message: 'Internal error' } })
     } finally {
       await new Promise((resolve) => s.close(resolve))
     }

@@ -68,12 +68,19 @@ function answer(handler) {
   }
 }
 
-/** Health answers 200 when healthy, 503 with the same data when not (load balancers read the status). */
+/**
+ * Health answers 200 when healthy, 503 with the same data when not (load balancers read the
+ * status). Every handler catches its own errors: Express 4 does not catch rejected promises.
+ */
 function health(check) {
   return async (_req, res) => {
-    const result = await check()
-    if (result.healthy) res.json({ success: true, data: result })
-    else fail(res, 503, result.message, result)
+    try {
+      const result = await check()
+      if (result.healthy) res.json({ success: true, data: result })
+      else fail(res, 503, result.message, result)
+    } catch (err) {
+      fail(res, 500, err?.message ?? String(err))
+    }
   }
 }
 
@@ -137,10 +144,16 @@ function createConnectionsRouter(options = {}) {
     res.set('Content-Type', 'text/html; charset=utf-8').send(dashboardHtml())
   })
 
-  // Errors passed to next() by the backend's authenticate middleware or by Express itself.
+  // Errors passed to next() by the backend's authenticate middleware or thrown by a handler.
+  // An error that names its HTTP status was meant for the client and keeps its message (unless
+  // http-errors marked it private); any other is a bug, whose message stays on the server.
   router.use((err, _req, res, _next) => {
-    const status = Number.isInteger(err?.status ?? err?.statusCode) ? (err.status ?? err.statusCode) : 500
-    fail(res, status >= 400 && status < 600 ? status : 500, err?.expose === false ? 'Internal error' : (err?.message ?? 'Internal error'))
+    const status = err?.status ?? err?.statusCode
+    if (Number.isInteger(status) && status >= 400 && status < 600 && err.expose !== false) {
+      fail(res, status, String(err.message))
+    } else {
+      fail(res, Number.isInteger(status) && status >= 400 && status < 600 ? status : 500, 'Internal error')
+    }
   })
 
   return router
