@@ -40,6 +40,12 @@ beforeAll(async () => {
   DatabasePool.initialize({ connectionString: taggedUrl(uniqueName('cp_dash')), maxConnections: 4 })
   OpenAIPool.initialize({ baseURL: stand.url, apiKey: 'sk-test-DashKey-777', retryDelay: 5, maxConcurrentRequests: 3 })
   const app = express()
+  // An app-wide policy as helmet sets it, which forbids inline scripts: the dashboard must still
+  // work (its response carries its own policy with a per-response nonce).
+  app.use((_req, res, next) => {
+    res.set('Content-Security-Policy', "default-src 'self'")
+    next()
+  })
   app.use('/api/connections', createConnectionsRouter({ token: TOKEN }))
   server = await new Promise<Server>((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s))
@@ -104,6 +110,7 @@ browserTest('the dashboard draws every chart from live stats, behind the API tok
   try {
     const response = await page.goto(`${base}/dashboard?token=${TOKEN}`)
     expect(response?.status()).toBe(200)
+    expect(response?.headers()['content-security-policy']).toMatch(/script-src 'nonce-[A-Za-z0-9+/=]{24}'/)
     // Five polls: four rate samples after the first reading.
     await page.waitForFunction(() => (window as any).connectionPoolsDashboard?.polls >= 5, null, { timeout: 30000 })
   } finally {

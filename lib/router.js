@@ -11,7 +11,7 @@ const database = require('./database')
 const openai = require('./openai')
 const { renderMetrics, METRICS_CONTENT_TYPE } = require('../binding.js')
 const { createAuthGuard } = require('./auth')
-const { dashboardHtml } = require('./dashboard')
+const { dashboardPage } = require('./dashboard')
 
 const { DatabasePool } = database
 const { OpenAIPool } = openai
@@ -141,7 +141,10 @@ function createConnectionsRouter(options = {}) {
   })
 
   router.get('/dashboard', (_req, res) => {
-    res.set('Content-Type', 'text/html; charset=utf-8').send(dashboardHtml())
+    const page = dashboardPage()
+    // Replaces any app-wide policy for this one response: the page needs its inline scripts.
+    res.set('Content-Security-Policy', page.contentSecurityPolicy)
+    res.set('Content-Type', 'text/html; charset=utf-8').send(page.html)
   })
 
   // Errors passed to next() by the backend's authenticate middleware or thrown by a handler.
