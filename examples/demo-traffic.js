@@ -21,6 +21,7 @@ function startDemoTraffic({ baseUrl, standIn }) {
       for (let i = 0; i < burst; i++) calls.push(get(`/api/users/${1 + ((tick + i) % 5)}`))
       calls.push(get('/api/users'))
       if ((tick + worker) % 2 === 0) calls.push(post('/api/chat', { message: `demo message ${tick}` }))
+      if (tick % 5 === worker) calls.push(post('/api/embed', { text: `demo text ${tick}` }))
       if (tick % 25 === 0) calls.push(get('/api/users/not-a-number'))
       if (tick % 30 === 0) standIn.enqueue({ status: 429, headers: { 'retry-after-ms': '200' }, body: { error: { message: 'Rate limit reached (demo)', type: 'requests' } } })
       await Promise.all(calls)

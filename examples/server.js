@@ -11,7 +11,7 @@
 const crypto = require('node:crypto')
 const express = require('express')
 // In your backend: require('connection-pools')
-const { DatabasePool, OpenAIPool, supabaseAdmin, createConnectionsRouter, testConnection, testOpenAIConnection } = require('..')
+const { DatabasePool, OpenAIPool, supabaseAdmin, openai, createConnectionsRouter, testConnection, testOpenAIConnection } = require('..')
 const { startLocalPostgres, startLocalOpenAI } = require('./local-services')
 const { startDemoTraffic } = require('./demo-traffic')
 
@@ -50,6 +50,18 @@ function buildApp(token) {
         'gpt-4o-mini',
       )
       res.json({ success: true, data: { reply: completion.choices[0].message.content, usage: completion.usage } })
+    } catch (err) {
+      res.status(err.status ?? 502).json({ success: false, error: { message: err.message } })
+    }
+  })
+
+  // The seed's backward-compatible usage: the shared `openai` client, called directly. It passes
+  // the same queue as executeRequest does.
+  app.post('/api/embed', async (req, res) => {
+    const input = typeof req.body?.text === 'string' ? req.body.text : ''
+    try {
+      const result = await openai.embeddings.create({ model: 'text-embedding-3-small', input })
+      res.json({ success: true, data: { dimensions: result.data[0].embedding.length, usage: result.usage } })
     } catch (err) {
       res.status(err.status ?? 502).json({ success: false, error: { message: err.message } })
     }
@@ -108,7 +120,7 @@ async function main() {
   console.log(`  Dashboard: ${origin}/api/connections/dashboard?token=${token}`)
   console.log(`  Stats:     curl -H "Authorization: Bearer ${token}" ${origin}/api/connections/stats`)
   console.log(`  Metrics:   curl -H "Authorization: Bearer ${token}" ${origin}/api/connections/metrics`)
-  console.log(`  App:       ${origin}/api/users  ·  POST ${origin}/api/chat  ·  ${origin}/health`)
+  console.log(`  App:       ${origin}/api/users  ·  POST ${origin}/api/chat  ·  POST ${origin}/api/embed  ·  ${origin}/health`)
   console.log(line)
 
   let stopping = false
