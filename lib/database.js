@@ -156,9 +156,10 @@ class DatabasePool {
   /**
    * Runs fn and returns its result. Statements inside fn are already retried by the pool when
    * they provably did not run (maxRetries, retryDelay); fn itself is never re-run, because it
-   * may contain statements that did run.
+   * may contain statements that did run. The seed's second argument (isAdmin) is accepted and
+   * ignored: fn chooses its client itself.
    */
-  static async executeQuery(fn, _isAdmin = false) {
+  static async executeQuery(fn) {
     if (typeof fn !== 'function') {
       throw new ConnectionPoolError('INVALID_ARGUMENT', 'executeQuery(fn): fn must be a function')
     }

@@ -24,7 +24,7 @@ function factoryFor(columns) {
   return make
 }
 
-/** `{ columns, rows: [[...]], rowCount }` → `{ rows: [{...}], rowCount }`. */
+/** The rows of a native reply `{ columns, rows: [[...]], rowCount }`, as an array of objects. */
 function rowsToObjects(reply) {
   const { columns, rows } = reply
   if (rows.length === 0) return []

@@ -33,10 +33,6 @@ pub enum PoolError {
     #[error("{0}")]
     InvalidToken(String),
 
-    /// A JS value cannot be sent as the type Postgres expects for that parameter.
-    #[error("{0}")]
-    InvalidParameter(String),
-
     /// A result column has a type this library cannot decode; checked before the statement runs.
     #[error("{0}")]
     UnsupportedType(String),
@@ -81,7 +77,6 @@ impl PoolError {
             PoolError::PoolTimeout { .. } => "POOL_TIMEOUT",
             PoolError::PoolClosed => "POOL_CLOSED",
             PoolError::ConnectionFailed(_) => "CONNECTION_FAILED",
-            PoolError::InvalidParameter(_) => "INVALID_PARAMETER",
             PoolError::InvalidToken(_) => "INVALID_TOKEN",
             PoolError::UnsupportedType(_) => "UNSUPPORTED_TYPE",
             PoolError::Database(fields) => &fields.code,

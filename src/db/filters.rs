@@ -32,7 +32,7 @@ pub enum Operator {
 }
 
 impl Operator {
-    /// PostgREST's operator names, plus the postgrest-js method names that differ from them.
+    /// PostgREST's operator names (postgrest-js maps its method names, e.g. `contains`, to these).
     pub fn parse(name: &str) -> Result<Self, PoolError> {
         Ok(match name {
             "eq" => Operator::Eq,
@@ -48,9 +48,9 @@ impl Operator {
             "is" => Operator::Is,
             "isdistinct" => Operator::IsDistinct,
             "in" => Operator::In,
-            "cs" | "contains" => Operator::Contains,
-            "cd" | "containedBy" => Operator::ContainedBy,
-            "ov" | "overlaps" => Operator::Overlaps,
+            "cs" => Operator::Contains,
+            "cd" => Operator::ContainedBy,
+            "ov" => Operator::Overlaps,
             other => {
                 return Err(request_error(
                     format!("unknown filter operator '{other}'"),

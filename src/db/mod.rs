@@ -1,7 +1,7 @@
 //! The napi surface of the database pool: a thin class over `pool::DbPool`.
 //!
-//! JS never sees this class directly; `index.js` wraps it in the seed's static `DatabasePool`
-//! API. Results and errors of statements cross as JSON text (one `JSON.parse` on the JS side is
+//! JS never sees this class directly; `lib/database.js` wraps it in the seed's static
+//! `DatabasePool` API. Results and errors of statements cross as JSON text (one `JSON.parse` on the JS side is
 //! far cheaper than building objects through napi); every async entry point catches panics.
 
 pub mod auth;

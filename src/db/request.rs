@@ -32,7 +32,7 @@ fn error_reply(err: &PoolError, anonymous: bool) -> String {
         "POOL_TIMEOUT" => 504,
         "CONNECTION_FAILED" | "POOL_CLOSED" => 503,
         "INTERNAL" => 500,
-        "INVALID_PARAMETER" | "UNSUPPORTED_TYPE" | "INVALID_ARGUMENT" => 400,
+        "UNSUPPORTED_TYPE" | "INVALID_ARGUMENT" => 400,
         "INVALID_TOKEN" => 401,
         code => status_for_error(code, anonymous),
     };

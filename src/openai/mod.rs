@@ -1,6 +1,6 @@
 //! The napi surface of the OpenAI pool: a thin class over `client::OpenAiPool`.
 //!
-//! `index.js` wraps it in the seed's static `OpenAIPool` API and an openai-node-shaped client.
+//! `lib/openai.js` wraps it in the seed's static `OpenAIPool` API and an openai-node-shaped client.
 //! Replies and errors cross as JSON text; every async entry point catches panics.
 
 pub mod accounting;
