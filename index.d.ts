@@ -220,7 +220,8 @@ export declare class DatabasePool {
   static getUserClient(options?: { accessToken?: string }): DatabaseClient
   /**
    * Runs `fn` and returns its result. Statements inside are retried by the pool when they
-   * provably did not run; `fn` itself is never re-run.
+   * provably did not run; `fn` itself is never re-run. `isAdmin` is the seed's argument, accepted
+   * and ignored: `fn` picks its client itself.
    */
   static executeQuery<T>(fn: () => T, isAdmin?: boolean): Promise<Awaited<T>>
   static getStats(): ConnectionStats
