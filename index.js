@@ -1,24 +1,27 @@
 'use strict'
 // connection-pools: the package entry. Importing it opens no connection.
+//
+// Each export is assigned as `exports.name = ...` on purpose: that is the form Node's CommonJS
+// export detection (cjs-module-lexer) recognises, so an ES module can write
+// `import { DatabasePool, OpenAIPool } from 'connection-pools'` and get the very same objects
+// (one pool per process) as `require`. There is no second, ESM copy of the package to drift apart.
 
 const database = require('./lib/database')
 const openai = require('./lib/openai')
 const errors = require('./lib/errors')
-const { PostgrestError } = require('./lib/builder')
-const { createConnectionsRouter } = require('./lib/router')
+const builder = require('./lib/builder')
+const router = require('./lib/router')
 
-module.exports = {
-  DatabasePool: database.DatabasePool,
-  supabaseAdmin: database.supabaseAdmin,
-  supabase: database.supabase,
-  testConnection: database.testConnection,
-  checkDatabaseHealth: database.checkDatabaseHealth,
-  OpenAIPool: openai.OpenAIPool,
-  openai: openai.openai,
-  testOpenAIConnection: openai.testOpenAIConnection,
-  OpenAIError: openai.OpenAIError,
-  ConnectionPoolError: errors.ConnectionPoolError,
-  DatabaseError: errors.DatabaseError,
-  PostgrestError,
-  createConnectionsRouter,
-}
+exports.DatabasePool = database.DatabasePool
+exports.supabaseAdmin = database.supabaseAdmin
+exports.supabase = database.supabase
+exports.testConnection = database.testConnection
+exports.checkDatabaseHealth = database.checkDatabaseHealth
+exports.OpenAIPool = openai.OpenAIPool
+exports.openai = openai.openai
+exports.testOpenAIConnection = openai.testOpenAIConnection
+exports.OpenAIError = openai.OpenAIError
+exports.ConnectionPoolError = errors.ConnectionPoolError
+exports.DatabaseError = errors.DatabaseError
+exports.PostgrestError = builder.PostgrestError
+exports.createConnectionsRouter = router.createConnectionsRouter
