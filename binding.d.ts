@@ -23,8 +23,17 @@ export declare class NativeDatabasePool {
    * text with the rows, count and PostgREST status, or the error and its status.
    */
   request(specJson: string, anonymous?: boolean | undefined | null, role?: string | undefined | null, claims?: string | undefined | null): Promise<string>
-  /** Verifies a user's access token (HS256, `jwtSecret`); throws `INVALID_TOKEN`. */
-  verifyToken(token: string): NativeVerifiedToken
+  /**
+   * Verifies a user's access token with what is at hand (the HS256 secret, cached signing
+   * keys); throws `INVALID_TOKEN`. Null when its signing key must be fetched first: then
+   * call `verifyTokenAsync`.
+   */
+  verifyToken(token: string): NativeVerifiedToken | null
+  /**
+   * Verifies a user's access token, fetching the signing keys if needed (bounded by a
+   * timeout). Never rejects: the outcome carries either the token or the error.
+   */
+  verifyTokenAsync(token: string): Promise<NativeTokenOutcome>
   /** `SELECT 1` bounded by `connectionTimeout`; never rejects. */
   healthCheck(): Promise<NativeHealth>
   stats(): NativeDatabaseStats
@@ -79,6 +88,12 @@ export interface NativeDatabaseConfig {
   connectionString: string
   anonRole: string
   authenticatedRole: string
+  /** Where the asymmetric signing keys are fetched from, if configured. */
+  jwksUrl?: string
+  /** The roles a verified token may run as. */
+  allowedRoles: Array<string>
+  /** Whether HS256 tokens can be verified (the secret itself never leaves Rust). */
+  jwtSecretConfigured: boolean
 }
 
 /** Live connection gauges and statement counters. */
@@ -96,6 +111,12 @@ export interface NativeDatabaseStats {
   p95ResponseTime: number
   p99ResponseTime: number
   lastQueryTime?: number
+}
+
+/** A library error as data: its stable code and message. */
+export interface NativeErrorInfo {
+  code: string
+  message: string
 }
 
 /** The outcome of a health probe. */
@@ -149,6 +170,12 @@ export interface NativeQueueStatus {
   queueLength: number
   activeRequests: number
   maxConcurrent: number
+}
+
+/** The outcome of an asynchronous token verification: exactly one of the two is set. */
+export interface NativeTokenOutcome {
+  token?: NativeVerifiedToken
+  error?: NativeErrorInfo
 }
 
 /** A verified access token: the role its statements run as and the claims they see. */

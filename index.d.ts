@@ -28,8 +28,28 @@ export interface DatabasePoolConfig {
   anonRole?: string
   /** Role for verified tokens without a `role` claim. Default `'authenticated'`. */
   authenticatedRole?: string
-  /** HS256 secret that user tokens are verified with. Default: env `SUPABASE_JWT_SECRET`. */
+  /**
+   * Supabase's legacy shared secret: user tokens signed with HS256 are verified with it (and
+   * only with it). Default: env `SUPABASE_JWT_SECRET`. May be set together with `jwksUrl`.
+   */
   jwtSecret?: string
+  /**
+   * Where Supabase's asymmetric signing keys are published (a JWKS document): user tokens signed
+   * with ES256, RS256 (or whatever each key declares) are verified by their `kid` against it.
+   * Default: env `SUPABASE_JWKS_URL`, else `<env SUPABASE_URL>/auth/v1/.well-known/jwks.json`.
+   * `https://` only (`http://` on loopback). Fetched on the first token that needs it, with a
+   * timeout of 5 s (or `connectionTimeout` if shorter); cached for its `Cache-Control: max-age`
+   * (60 s to 1 h; 10 min without one); fetched again early when a token names an unknown kid, at
+   * most once every 30 s. The admin client never uses it.
+   */
+  jwksUrl?: string
+  /**
+   * The roles a verified token's `role` claim may name; any other is refused with
+   * `INVALID_TOKEN`. The login role of a connection string is often a superuser, so without this
+   * a validly signed token could claim `postgres`. Replaces the default list, which is
+   * `[anonRole, authenticatedRole, 'service_role']`.
+   */
+  allowedRoles?: string[]
 }
 
 /** The effective configuration; the connection string's password is shown as `****`. */
@@ -47,6 +67,11 @@ export interface EffectiveDatabasePoolConfig {
   connectionString: string
   anonRole: string
   authenticatedRole: string
+  /** null when no key set is configured. */
+  jwksUrl: string | null
+  allowedRoles: string[]
+  /** Whether HS256 tokens can be verified; the secret itself is never shown. */
+  jwtSecretConfigured: boolean
 }
 
 /** `DatabasePool.getStats()`. Gauges are live; counters cover every statement since the last reset. */
@@ -214,8 +239,11 @@ export declare class DatabasePool {
   static getAdminClient(): DatabaseClient
   /**
    * No options: the anonymous client (a singleton, role `anonRole`). `{ accessToken }`: a client
-   * for that user; the JWT is verified now (HS256 with `jwtSecret`) and a bad, tampered or expired
-   * token throws `INVALID_TOKEN`.
+   * for that user. The JWT is verified now when its key is at hand (HS256 with `jwtSecret`, or a
+   * cached signing key from `jwksUrl`), and a bad, tampered, expired or disallowed-role token
+   * throws `INVALID_TOKEN`. A token whose signing key must first be fetched is verified before
+   * the client's first statement; that statement then rejects with `INVALID_TOKEN` (builder:
+   * `PGRST301`, status 401) if the token fails.
    */
   static getUserClient(options?: { accessToken?: string }): DatabaseClient
   /**

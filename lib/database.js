@@ -30,17 +30,26 @@ function expiredToken(identity) {
   return identity.expiresAt !== null && Date.now() / 1000 > identity.expiresAt
 }
 
+/** A user client's identity from the native verifier's answer. */
+function userIdentity(verified) {
+  return { role: verified.role, claims: verified.claims, anonymous: false, expiresAt: verified.expiresAt ?? null }
+}
+
 /**
  * A client bound to an identity; every call goes to the current pool.
  * - admin: the login role, no transaction wrapper (bypasses row-level security).
  * - anon: the pool's anonRole with claims {"role": anonRole}, as PostgREST runs anonymous requests.
- * - user: a verified access token's role and claims.
+ * - user: a verified access token's role and claims. A token whose signing key is not cached yet
+ *   (asymmetric keys from jwksUrl) is verified before the client's first statement; until then
+ *   the client holds only the token.
  */
 class DatabaseClient {
-  constructor(kind, identity = null) {
+  constructor(kind, identity = null, pendingToken = null) {
     /** 'admin', 'anon' or 'user'. */
     this.kind = kind
     this._identity = identity
+    this._pendingToken = pendingToken
+    this._verifying = null
   }
 
   /** { role, claims, anonymous, expiresAt } for this call, or null for the admin client. */
@@ -51,6 +60,33 @@ class DatabaseClient {
       return { role, claims: JSON.stringify({ role }), anonymous: true, expiresAt: null }
     }
     return this._identity
+  }
+
+  /**
+   * Verifies a pending token (one fetch of the signing keys at most, shared by concurrent calls).
+   * Rejects with INVALID_TOKEN; a later call tries again, within the key cache's own limits.
+   */
+  _verifyPending() {
+    if (this._verifying === null) {
+      let native
+      try {
+        native = pool()
+      } catch (err) {
+        return Promise.reject(err)
+      }
+      this._verifying = native
+        .verifyTokenAsync(this._pendingToken)
+        .then((outcome) => {
+          this._verifying = null
+          if (outcome.error) throw errorFrom(outcome.error)
+          this._identity = userIdentity(outcome.token)
+          this._pendingToken = null
+        })
+      this._verifying.catch(() => {
+        this._verifying = null
+      })
+    }
+    return this._verifying
   }
 
   /**
@@ -66,6 +102,7 @@ class DatabaseClient {
     if (params !== undefined && params !== null && !Array.isArray(params)) {
       return Promise.reject(new ConnectionPoolError('INVALID_ARGUMENT', 'query(sql, params): params must be an array'))
     }
+    if (this._pendingToken !== null) return this._verifyPending().then(() => this.query(sql, params))
     let native, context
     try {
       native = pool()
@@ -99,6 +136,12 @@ class DatabaseClient {
   /** How the builder sends a recorded request: JSON text in, JSON text out. */
   _runner() {
     return (specJson) => {
+      if (this._pendingToken !== null) {
+        return this._verifyPending().then(
+          () => this._runner()(specJson),
+          (err) => JSON.stringify({ error: { code: 'PGRST301', message: err.message }, status: 401 }),
+        )
+      }
       const context = this._context()
       if (context === null) return pool().request(specJson, false)
       if (expiredToken(context)) {
@@ -120,6 +163,8 @@ class DatabasePool {
     const next = createNativePool(NativeDatabasePool, config, {
       DATABASE_URL: process.env.DATABASE_URL,
       SUPABASE_JWT_SECRET: process.env.SUPABASE_JWT_SECRET,
+      SUPABASE_JWKS_URL: process.env.SUPABASE_JWKS_URL,
+      SUPABASE_URL: process.env.SUPABASE_URL,
     })
     const previous = current
     current = next
@@ -131,8 +176,10 @@ class DatabasePool {
   }
 
   /**
-   * No options: the anonymous client (a singleton). `{ accessToken }`: a client for that user;
-   * the token is verified now (HS256 with jwtSecret) and throws INVALID_TOKEN if it is bad.
+   * No options: the anonymous client (a singleton). `{ accessToken }`: a client for that user.
+   * The token is verified now when its key is at hand (the HS256 jwtSecret, or a cached signing
+   * key) and throws INVALID_TOKEN if it is bad; a token whose signing key must first be fetched
+   * (jwksUrl) is verified before the client's first statement, which then rejects instead.
    */
   static getUserClient(options) {
     if (options === undefined || options === null || options.accessToken === undefined) return anonClient
@@ -145,12 +192,8 @@ class DatabasePool {
     } catch (err) {
       rethrowNative(err)
     }
-    return new DatabaseClient('user', {
-      role: verified.role,
-      claims: verified.claims,
-      anonymous: false,
-      expiresAt: verified.expiresAt ?? null,
-    })
+    if (verified === null) return new DatabaseClient('user', null, options.accessToken)
+    return new DatabaseClient('user', userIdentity(verified))
   }
 
   /**
@@ -173,7 +216,8 @@ class DatabasePool {
   }
 
   static getPoolConfig() {
-    return pool().config()
+    const config = pool().config()
+    return { ...config, jwksUrl: config.jwksUrl ?? null }
   }
 
   static resetStats() {

@@ -26,6 +26,8 @@ impl Defaults {
     const RETRY_DELAY_MS: u64 = 1_000;
     const ANON_ROLE: &'static str = "anon";
     const AUTHENTICATED_ROLE: &'static str = "authenticated";
+    /// Supabase's role for trusted server-side tokens; allowed by default, as Supabase does.
+    const SERVICE_ROLE: &'static str = "service_role";
     /// Shown in `pg_stat_activity` unless the connection string names its own.
     const APPLICATION_NAME: &'static str = "connection-pools";
 }
@@ -49,6 +51,8 @@ struct RawConfig {
     anon_role: Option<String>,
     authenticated_role: Option<String>,
     jwt_secret: Option<String>,
+    jwks_url: Option<String>,
+    allowed_roles: Option<Vec<String>>,
 }
 
 /// The environment variables that supply defaults, read by the facade from `process.env`.
@@ -58,6 +62,10 @@ pub struct ConfigEnv {
     pub database_url: Option<String>,
     #[serde(rename = "SUPABASE_JWT_SECRET")]
     pub supabase_jwt_secret: Option<String>,
+    #[serde(rename = "SUPABASE_JWKS_URL")]
+    pub supabase_jwks_url: Option<String>,
+    #[serde(rename = "SUPABASE_URL")]
+    pub supabase_url: Option<String>,
 }
 
 /// A validated configuration.
@@ -76,6 +84,10 @@ pub struct PoolConfig {
     pub anon_role: String,
     pub authenticated_role: String,
     pub jwt_secret: Option<String>,
+    /// Where the asymmetric signing keys are published (a JWKS document).
+    pub jwks_url: Option<String>,
+    /// The roles a verified token may run as.
+    pub allowed_roles: Vec<String>,
 }
 
 impl PoolConfig {
@@ -87,6 +99,7 @@ impl PoolConfig {
     }
 
     fn validate(raw: RawConfig, env: ConfigEnv) -> Result<Self, PoolError> {
+        let jwks_url = jwks_url(raw.jwks_url.clone(), &env)?;
         let max_connections = whole_number(
             "maxConnections",
             raw.max_connections,
@@ -154,6 +167,17 @@ impl PoolConfig {
             .jwt_secret
             .or(env.supabase_jwt_secret)
             .filter(|s| !s.is_empty());
+        let allowed_roles = match raw.allowed_roles {
+            None => vec![
+                anon_role.clone(),
+                authenticated_role.clone(),
+                Defaults::SERVICE_ROLE.to_string(),
+            ],
+            Some(roles) => roles
+                .into_iter()
+                .map(|role| role_name("allowedRoles", Some(role), ""))
+                .collect::<Result<_, _>>()?,
+        };
 
         Ok(PoolConfig {
             max_connections,
@@ -168,8 +192,48 @@ impl PoolConfig {
             anon_role,
             authenticated_role,
             jwt_secret,
+            jwks_url,
+            allowed_roles,
         })
     }
+}
+
+/// The key set's address: the option, else env `SUPABASE_JWKS_URL`, else the one Supabase
+/// publishes under env `SUPABASE_URL`. HTTPS only, except on loopback: keys fetched in the clear
+/// over a network could be swapped by anyone on the path, and would then sign any role.
+fn jwks_url(option: Option<String>, env: &ConfigEnv) -> Result<Option<String>, PoolError> {
+    let non_empty = |s: &Option<String>| s.clone().filter(|s| !s.trim().is_empty());
+    let Some(url) = non_empty(&option)
+        .or_else(|| non_empty(&env.supabase_jwks_url))
+        .or_else(|| {
+            non_empty(&env.supabase_url).map(|base| {
+                format!(
+                    "{}/auth/v1/.well-known/jwks.json",
+                    base.trim().trim_end_matches('/')
+                )
+            })
+        })
+    else {
+        return Ok(None);
+    };
+    let parsed =
+        url::Url::parse(url.trim()).map_err(|_| invalid("jwksUrl is not a valid URL".into()))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => {
+            return Err(invalid(
+                "jwksUrl must be an https:// URL (http:// only on loopback)".into(),
+            ))
+        }
+    }
+    Ok(Some(parsed.to_string()))
 }
 
 fn invalid(message: String) -> PoolError {
@@ -263,6 +327,55 @@ mod tests {
         assert_eq!(c.retry_delay, Duration::from_millis(1_000));
         assert_eq!(c.anon_role, "anon");
         assert_eq!(c.authenticated_role, "authenticated");
+        assert_eq!(c.allowed_roles, ["anon", "authenticated", "service_role"]);
+        assert_eq!(c.jwks_url, None);
+    }
+
+    #[test]
+    fn allowed_roles_follow_the_configured_roles_or_the_option() {
+        let c = cfg(r#"{"anonRole":"web_anon"}"#).unwrap();
+        assert_eq!(
+            c.allowed_roles,
+            ["web_anon", "authenticated", "service_role"]
+        );
+        let c = cfg(r#"{"allowedRoles":["authenticated","editor"]}"#).unwrap();
+        assert_eq!(c.allowed_roles, ["authenticated", "editor"]);
+        for bad in [
+            r#"{"allowedRoles":["x; drop"]}"#,
+            r#"{"allowedRoles":"anon"}"#,
+        ] {
+            assert_eq!(cfg(bad).unwrap_err().code(), "INVALID_CONFIG", "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_key_set_url_comes_from_the_option_or_the_environment() {
+        let with_env = |env: &str| {
+            PoolConfig::from_json("{}", &format!(r#"{{"DATABASE_URL":"{URL}",{env}}}"#)).unwrap()
+        };
+        assert_eq!(
+            with_env(r#""SUPABASE_URL":"https://abc.supabase.co/""#)
+                .jwks_url
+                .as_deref(),
+            Some("https://abc.supabase.co/auth/v1/.well-known/jwks.json")
+        );
+        assert_eq!(
+            with_env(
+                r#""SUPABASE_URL":"https://a.co","SUPABASE_JWKS_URL":"https://keys.example/j""#
+            )
+            .jwks_url
+            .as_deref(),
+            Some("https://keys.example/j")
+        );
+        let c = cfg(r#"{"jwksUrl":"http://127.0.0.1:8080/jwks"}"#).unwrap();
+        assert_eq!(c.jwks_url.as_deref(), Some("http://127.0.0.1:8080/jwks"));
+        for bad in [
+            r#"{"jwksUrl":"http://auth.example/jwks"}"#,
+            r#"{"jwksUrl":"ftp://127.0.0.1/jwks"}"#,
+            r#"{"jwksUrl":"not a url"}"#,
+        ] {
+            assert_eq!(cfg(bad).unwrap_err().code(), "INVALID_CONFIG", "{bad}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod config;
 pub mod datetime;
 pub mod filters;
 pub mod ident;
+pub mod jwks;
 pub mod numeric;
 pub mod params;
 pub mod pool;
@@ -33,6 +34,7 @@ use rows::ValueStyle;
 #[napi]
 pub struct NativeDatabasePool {
     inner: Arc<DbPool>,
+    tokens: Arc<auth::TokenVerifier>,
 }
 
 /// Live connection gauges and statement counters.
@@ -65,6 +67,12 @@ pub struct NativeDatabaseConfig {
     pub connection_string: String,
     pub anon_role: String,
     pub authenticated_role: String,
+    /// Where the asymmetric signing keys are fetched from, if configured.
+    pub jwks_url: Option<String>,
+    /// The roles a verified token may run as.
+    pub allowed_roles: Vec<String>,
+    /// Whether HS256 tokens can be verified (the secret itself never leaves Rust).
+    pub jwt_secret_configured: bool,
 }
 
 /// A verified access token: the role its statements run as and the claims they see.
@@ -75,6 +83,20 @@ pub struct NativeVerifiedToken {
     pub claims: String,
     /// Epoch seconds after which the token is refused (exp plus the clock-skew allowance).
     pub expires_at: Option<f64>,
+}
+
+/// A library error as data: its stable code and message.
+#[napi(object)]
+pub struct NativeErrorInfo {
+    pub code: String,
+    pub message: String,
+}
+
+/// The outcome of an asynchronous token verification: exactly one of the two is set.
+#[napi(object)]
+pub struct NativeTokenOutcome {
+    pub token: Option<NativeVerifiedToken>,
+    pub error: Option<NativeErrorInfo>,
 }
 
 /// The outcome of a health probe.
@@ -92,8 +114,25 @@ impl NativeDatabasePool {
     #[napi(constructor, catch_unwind)]
     pub fn new(config_json: String, env_json: String) -> napi::Result<Self, String> {
         let config = PoolConfig::from_json(&config_json, &env_json)?;
+        let key_set = match &config.jwks_url {
+            Some(url) => Some(
+                jwks::KeySet::new(
+                    url.clone(),
+                    jwks::FETCH_TIMEOUT.min(config.connection_timeout),
+                )
+                .map_err(PoolError::Internal)?,
+            ),
+            None => None,
+        };
+        let tokens = auth::TokenVerifier::new(
+            config.jwt_secret.clone(),
+            key_set,
+            config.authenticated_role.clone(),
+            config.allowed_roles.clone(),
+        );
         Ok(NativeDatabasePool {
             inner: Arc::new(DbPool::new(config)),
+            tokens: Arc::new(tokens),
         })
     }
 
@@ -147,20 +186,40 @@ impl NativeDatabasePool {
         .await
     }
 
-    /// Verifies a user's access token (HS256, `jwtSecret`); throws `INVALID_TOKEN`.
+    /// Verifies a user's access token with what is at hand (the HS256 secret, cached signing
+    /// keys); throws `INVALID_TOKEN`. Null when its signing key must be fetched first: then
+    /// call `verifyTokenAsync`.
     #[napi(catch_unwind)]
-    pub fn verify_token(&self, token: String) -> napi::Result<NativeVerifiedToken, String> {
-        let config = self.inner.config();
-        let verified = auth::verify(
-            &token,
-            config.jwt_secret.as_deref(),
-            &config.authenticated_role,
-        )?;
-        Ok(NativeVerifiedToken {
-            role: verified.role,
-            claims: verified.claims_json,
-            expires_at: verified.expires_at.map(|s| s as f64),
-        })
+    pub fn verify_token(&self, token: String) -> napi::Result<Option<NativeVerifiedToken>, String> {
+        Ok(self
+            .tokens
+            .verify_now(&token)?
+            .map(NativeVerifiedToken::from))
+    }
+
+    /// Verifies a user's access token, fetching the signing keys if needed (bounded by a
+    /// timeout). Never rejects: the outcome carries either the token or the error.
+    #[napi]
+    pub async fn verify_token_async(&self, token: String) -> NativeTokenOutcome {
+        let tokens = self.tokens.clone();
+        let verify = async move { tokens.verify(&token).await };
+        let result = match std::panic::AssertUnwindSafe(verify).catch_unwind().await {
+            Ok(result) => result,
+            Err(panic) => Err(PoolError::from_panic(panic)),
+        };
+        match result {
+            Ok(verified) => NativeTokenOutcome {
+                token: Some(verified.into()),
+                error: None,
+            },
+            Err(err) => NativeTokenOutcome {
+                token: None,
+                error: Some(NativeErrorInfo {
+                    code: err.code().to_string(),
+                    message: err.to_string(),
+                }),
+            },
+        }
     }
 
     /// `SELECT 1` bounded by `connectionTimeout`; never rejects.
@@ -224,6 +283,9 @@ impl NativeDatabasePool {
             connection_string: c.masked_connection_string.clone(),
             anon_role: c.anon_role.clone(),
             authenticated_role: c.authenticated_role.clone(),
+            jwks_url: c.jwks_url.clone(),
+            allowed_roles: c.allowed_roles.clone(),
+            jwt_secret_configured: c.jwt_secret.is_some(),
         }
     }
 
@@ -244,6 +306,16 @@ impl NativeDatabasePool {
         let _ = std::panic::AssertUnwindSafe(async move { pool.close().await })
             .catch_unwind()
             .await;
+    }
+}
+
+impl From<auth::VerifiedToken> for NativeVerifiedToken {
+    fn from(verified: auth::VerifiedToken) -> Self {
+        NativeVerifiedToken {
+            role: verified.role,
+            claims: verified.claims_json,
+            expires_at: verified.expires_at.map(|s| s as f64),
+        }
     }
 }
 
