@@ -6,12 +6,11 @@
 //! `Defaults` below and nowhere else. The connection string is kept only as parsed options and as
 //! a masked copy for display, so the password cannot leak through `getPoolConfig()`.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
-use sqlx::postgres::PgConnectOptions;
 
+use super::connect::ConnectOptions;
 use crate::error::PoolError;
 use crate::options::whole_number;
 
@@ -28,8 +27,8 @@ impl Defaults {
     const AUTHENTICATED_ROLE: &'static str = "authenticated";
     /// Supabase's role for trusted server-side tokens; allowed by default, as Supabase does.
     const SERVICE_ROLE: &'static str = "service_role";
-    /// Shown in `pg_stat_activity` unless the connection string names its own.
-    const APPLICATION_NAME: &'static str = "connection-pools";
+    /// Statements in flight on one connection at once (pipelined).
+    const PIPELINE_DEPTH: u32 = 8;
 }
 
 /// Upper bounds that catch unit mistakes (seconds passed as ms is fine; ms passed as µs is not).
@@ -47,6 +46,7 @@ struct RawConfig {
     idle_timeout: Option<f64>,
     max_retries: Option<f64>,
     retry_delay: Option<f64>,
+    pipeline_depth: Option<f64>,
     connection_string: Option<String>,
     anon_role: Option<String>,
     authenticated_role: Option<String>,
@@ -78,7 +78,9 @@ pub struct PoolConfig {
     pub idle_timeout: Option<Duration>,
     pub max_retries: u32,
     pub retry_delay: Duration,
-    pub connect_options: PgConnectOptions,
+    /// Most statements in flight on one connection at once; 1 turns pipelining off.
+    pub pipeline_depth: u32,
+    pub connect_options: ConnectOptions,
     /// The connection string with its password replaced by `****`.
     pub masked_connection_string: String,
     pub anon_role: String,
@@ -147,6 +149,13 @@ impl PoolConfig {
             0.0,
             MAX_DURATION_MS,
         )?;
+        let pipeline_depth = whole_number(
+            "pipelineDepth",
+            raw.pipeline_depth,
+            Defaults::PIPELINE_DEPTH as f64,
+            1.0,
+            1000.0,
+        )? as u32;
 
         let url = raw
             .connection_string
@@ -187,6 +196,7 @@ impl PoolConfig {
                 .then(|| Duration::from_millis(idle_timeout_ms as u64)),
             max_retries,
             retry_delay: Duration::from_millis(retry_delay_ms as u64),
+            pipeline_depth,
             connect_options,
             masked_connection_string,
             anon_role,
@@ -257,10 +267,10 @@ fn role_name(name: &str, value: Option<String>, default: &str) -> Result<String,
     Ok(role)
 }
 
-/// Parses a `postgres://` URL into sqlx options and a copy with the password masked.
+/// Parses a `postgres://` URL into connection options and a copy with the password masked.
 ///
 /// Errors never quote the input: it may hold the password.
-pub fn parse_connection_string(url: &str) -> Result<(PgConnectOptions, String), PoolError> {
+pub fn parse_connection_string(url: &str) -> Result<(ConnectOptions, String), PoolError> {
     let mut parsed = url::Url::parse(url).map_err(|e| {
         invalid(format!(
             "connectionString is not a valid URL ({e}); expected postgres://user:password@host:port/database"
@@ -272,12 +282,7 @@ pub fn parse_connection_string(url: &str) -> Result<(PgConnectOptions, String), 
             parsed.scheme()
         )));
     }
-    let mut options = PgConnectOptions::from_str(url).map_err(|_| {
-        invalid("connectionString could not be read as PostgreSQL connection options".into())
-    })?;
-    if !parsed.query_pairs().any(|(k, _)| k == "application_name") {
-        options = options.application_name(Defaults::APPLICATION_NAME);
-    }
+    let options = ConnectOptions::from_url(&parsed)?;
     if parsed.password().is_some() {
         let _ = parsed.set_password(Some("****"));
     }

@@ -1,4 +1,4 @@
-//! The napi surface of the database pool: a thin class over `pool::DbPool`.
+//! The napi surface of the database pool: a thin class over `engine::DbPool`.
 //!
 //! JS never sees this class directly; `lib/database.js` wraps it in the seed's static
 //! `DatabasePool` API. Results and errors of statements cross as JSON text (one `JSON.parse` on the JS side is
@@ -7,7 +7,12 @@
 pub mod auth;
 pub mod builder;
 pub mod config;
+pub mod connect;
+pub mod connection;
+pub mod context;
 pub mod datetime;
+pub mod engine;
+pub mod execute;
 pub mod filters;
 pub mod ident;
 pub mod jwks;
@@ -15,7 +20,9 @@ pub mod numeric;
 pub mod params;
 pub mod pool;
 pub mod request;
+pub mod retry;
 pub mod rows;
+pub mod snapshot;
 pub mod types;
 
 use std::sync::Arc;
@@ -26,8 +33,8 @@ use napi_derive::napi;
 
 use crate::error::{settle_to_json, PoolError};
 use config::PoolConfig;
+use engine::DbPool;
 use params::Param;
-use pool::DbPool;
 use rows::ValueStyle;
 
 /// A native Postgres pool. Created by `DatabasePool.initialize()`; not for direct use.
@@ -319,8 +326,8 @@ impl From<auth::VerifiedToken> for NativeVerifiedToken {
     }
 }
 
-fn role_context(role: Option<String>, claims: Option<String>) -> Option<pool::RoleContext> {
-    role.map(|role| pool::RoleContext {
+fn role_context(role: Option<String>, claims: Option<String>) -> Option<context::RoleContext> {
+    role.map(|role| context::RoleContext {
         role,
         claims: claims.unwrap_or_else(|| "{}".to_string()),
     })

@@ -1,16 +1,14 @@
 //! Bound parameters: JS values encoded as the type Postgres inferred for each `$n`.
 //!
-//! node-postgres sends every parameter as untyped text and lets the server parse it. sqlx binds
-//! in binary only, so the statement is prepared first (cached per connection), the server's
-//! parameter types are read back, and each JS value is encoded here as exactly that type. A value
+//! node-postgres sends every parameter as untyped text and lets the server parse it. Here the
+//! statement is prepared first (cached per connection), the server's parameter types are read
+//! back, and each JS value is encoded in binary as exactly that type. A value
 //! that does not fit gets the SQLSTATE Postgres itself would have raised for the same text
 //! (`22P02` invalid syntax, `22003` out of range, `42804` wrong kind of value), so code written
 //! against node-postgres sees the same codes. Values are never spliced into SQL text.
 
-use sqlx::encode::IsNull;
-use sqlx::error::BoxDynError;
-use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, Postgres};
-use sqlx::{Encode, Type};
+use bytes::BytesMut;
+use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 
 use super::datetime;
 use super::numeric;
@@ -31,41 +29,37 @@ pub enum Param {
     Array(Vec<Param>),
 }
 
-/// A parameter encoded for one statement: wire bytes (or NULL) and the type they are in.
+/// A parameter encoded for one statement: its wire bytes in the statement's type, or NULL.
+#[derive(Debug)]
 pub struct EncodedParam {
     bytes: Option<Vec<u8>>,
-    ty: PgTypeInfo,
 }
 
-impl Type<Postgres> for EncodedParam {
-    fn type_info() -> PgTypeInfo {
-        // Never used: `produces` always answers with the statement's own parameter type.
-        PgTypeInfo::with_name("unknown")
-    }
-}
-
-impl Encode<'_, Postgres> for EncodedParam {
-    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+impl ToSql for EncodedParam {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         match &self.bytes {
             Some(bytes) => {
-                buf.extend_from_slice(bytes);
+                out.extend_from_slice(bytes);
                 Ok(IsNull::No)
             }
             None => Ok(IsNull::Yes),
         }
     }
 
-    fn produces(&self) -> Option<PgTypeInfo> {
-        Some(self.ty.clone())
+    /// Encoded for exactly the type the server described, so any type is accepted here.
+    fn accepts(_ty: &Type) -> bool {
+        true
     }
 
-    fn size_hint(&self) -> usize {
-        self.bytes.as_ref().map_or(0, Vec::len)
-    }
+    to_sql_checked!();
 }
 
 /// Encodes every parameter for the types the server inferred; the count must match.
-pub fn encode_all(params: &[Param], types: &[PgTypeInfo]) -> Result<Vec<EncodedParam>, PoolError> {
+pub fn encode_all(params: &[Param], types: &[Type]) -> Result<Vec<EncodedParam>, PoolError> {
     if params.len() != types.len() {
         return Err(sql_error(
             "08P01",
@@ -84,10 +78,7 @@ pub fn encode_all(params: &[Param], types: &[PgTypeInfo]) -> Result<Vec<EncodedP
         .map(|(i, (param, ty))| {
             let kind = classify(ty);
             let bytes = encode(param, &kind).map_err(|e| e.for_parameter(i + 1, ty))?;
-            Ok(EncodedParam {
-                bytes,
-                ty: ty.clone(),
-            })
+            Ok(EncodedParam { bytes })
         })
         .collect()
 }
@@ -128,8 +119,7 @@ impl EncodeError {
             message: format!("cannot send {what} as type {type_name}"),
         }
     }
-    fn for_parameter(self, position: usize, ty: &PgTypeInfo) -> PoolError {
-        use sqlx::TypeInfo;
+    fn for_parameter(self, position: usize, ty: &Type) -> PoolError {
         if self.sqlstate == FEATURE_NOT_SUPPORTED {
             return PoolError::UnsupportedType(format!(
                 "parameter ${position} has type {}, which connection-pools cannot send yet; \

@@ -7,8 +7,9 @@
 use serde_json::Value;
 
 use super::builder::{build, status_for_error, BuiltStatement, CountMode, Method, RequestSpec};
+use super::context::RoleContext;
+use super::engine::DbPool;
 use super::params::Param;
-use super::pool::{DbPool, RoleContext};
 use super::rows::ValueStyle;
 use crate::error::PoolError;
 

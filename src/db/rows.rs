@@ -11,8 +11,8 @@
 //! strings so nothing loses precision. `ValueStyle::ToJson` renders every value as Postgres's own
 //! `to_json` does (numbers as JSON numbers), which is what PostgREST returns.
 
-use sqlx::postgres::{PgColumn, PgRow};
-use sqlx::{Column, Row, ValueRef};
+use tokio_postgres::types::{FromSql, Type};
+use tokio_postgres::{Column, Row};
 
 use super::datetime;
 use super::numeric;
@@ -34,9 +34,9 @@ pub struct RowEncoder {
 }
 
 /// Refuses a result whose columns include a type this library cannot decode.
-pub fn check_columns(columns: &[PgColumn]) -> Result<(), PoolError> {
+pub fn check_columns(columns: &[Column]) -> Result<(), PoolError> {
     for column in columns {
-        let kind = classify(column.type_info());
+        let kind = classify(column.type_());
         if let Some(name) = kind.unsupported_name() {
             return Err(PoolError::UnsupportedType(format!(
                 "column \"{}\" has type {name}, which connection-pools cannot decode yet; \
@@ -50,7 +50,7 @@ pub fn check_columns(columns: &[PgColumn]) -> Result<(), PoolError> {
 }
 
 impl RowEncoder {
-    pub fn new(columns: &[PgColumn], style: ValueStyle) -> Self {
+    pub fn new(columns: &[Column], style: ValueStyle) -> Self {
         let mut columns_json = String::from("[");
         for (i, column) in columns.iter().enumerate() {
             if i > 0 {
@@ -59,7 +59,7 @@ impl RowEncoder {
             push_json_str(&mut columns_json, column.name());
         }
         columns_json.push(']');
-        let kinds = columns.iter().map(|c| classify(c.type_info())).collect();
+        let kinds = columns.iter().map(|c| classify(c.type_())).collect();
         RowEncoder {
             columns_json,
             kinds,
@@ -72,28 +72,45 @@ impl RowEncoder {
     }
 
     /// Appends one row as a JSON array of its values, in column order.
-    pub fn write_row(&self, row: &PgRow, out: &mut String) -> Result<(), PoolError> {
+    pub fn write_row(&self, row: &Row, out: &mut String) -> Result<(), PoolError> {
         out.push('[');
         for (i, kind) in self.kinds.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            let value = row
-                .try_get_raw(i)
+            let RawValue(value) = row
+                .try_get(i)
                 .map_err(|e| PoolError::Internal(format!("column {i}: {e}")))?;
-            if value.is_null() {
+            let Some(bytes) = value else {
                 out.push_str("null");
                 continue;
-            }
-            let bytes = value
-                .as_bytes()
-                .map_err(|e| PoolError::Internal(format!("column {i}: {e}")))?;
+            };
             write_value(kind, bytes, self.style, out).map_err(|what| {
                 PoolError::Internal(format!("could not decode column {i} ({kind:?}): {what}"))
             })?;
         }
         out.push(']');
         Ok(())
+    }
+}
+
+/// A column's wire bytes as they arrived (None for NULL); the decoding is ours.
+struct RawValue<'a>(Option<&'a [u8]>);
+
+impl<'a> FromSql<'a> for RawValue<'a> {
+    fn from_sql(
+        _ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawValue(Some(raw)))
+    }
+
+    fn from_sql_null(_ty: &Type) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawValue(None))
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
     }
 }
 

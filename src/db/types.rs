@@ -1,12 +1,14 @@
 //! Which Postgres types this library can send and receive, and how it sees each one.
 //!
-//! Both directions work on Postgres's binary wire format (sqlx prepares every statement and binds
-//! and fetches in binary), so each supported type is one `PgKind` with a known byte layout.
+//! Both directions work on Postgres's binary wire format (every statement is prepared, and
+//! parameters and rows travel in binary), so each supported type is one `PgKind` with a known
+//! byte layout. The types come from the server's description of the statement (tokio-postgres
+//! looks up types that are not built in, such as enums, domains and composites, once per
+//! connection).
 //! Domains are seen through to their base type and enums travel as their label text. A type that
 //! maps to no kind is refused before the statement runs, with a hint to cast it to text.
 
-use sqlx::postgres::{PgTypeInfo, PgTypeKind};
-use sqlx::TypeInfo;
+use tokio_postgres::types::{Kind, Type};
 
 /// Built-in type OIDs (from `pg_type.dat`); these never change between servers.
 pub mod oid {
@@ -101,34 +103,31 @@ impl PgKind {
 }
 
 /// Classifies a type as the server described it (parameter or result column).
-pub fn classify(ty: &PgTypeInfo) -> PgKind {
+pub fn classify(ty: &Type) -> PgKind {
     match ty.kind() {
-        PgTypeKind::Domain(base) => return classify(base),
-        PgTypeKind::Enum(_) => return PgKind::Text,
-        PgTypeKind::Array(element) => {
+        Kind::Domain(base) => return classify(base),
+        Kind::Enum(_) => return PgKind::Text,
+        Kind::Array(element) => {
             return PgKind::Array {
                 element: Box::new(classify(element)),
-                element_oid: element.oid().map(|o| o.0).unwrap_or(0),
+                element_oid: element.oid(),
             }
         }
-        PgTypeKind::Composite(fields) => {
+        Kind::Composite(fields) => {
             return PgKind::Composite(
                 fields
                     .iter()
-                    .map(|(name, ty)| (name.clone(), classify(ty)))
+                    .map(|field| (field.name().to_string(), classify(field.type_())))
                     .collect(),
             )
         }
-        PgTypeKind::Range(_) => return PgKind::Unsupported(ty.name().to_lowercase()),
-        PgTypeKind::Simple | PgTypeKind::Pseudo => {}
+        Kind::Simple | Kind::Pseudo => {}
+        _ => return PgKind::Unsupported(ty.name().to_lowercase()),
     }
-    match ty.oid().map(|o| o.0) {
-        Some(oid) => match classify_oid(oid) {
-            PgKind::Unsupported(_) if ty.name().eq_ignore_ascii_case("citext") => PgKind::Text,
-            PgKind::Unsupported(_) => PgKind::Unsupported(ty.name().to_lowercase()),
-            kind => kind,
-        },
-        None => PgKind::Unsupported(ty.name().to_lowercase()),
+    match classify_oid(ty.oid()) {
+        PgKind::Unsupported(_) if ty.name().eq_ignore_ascii_case("citext") => PgKind::Text,
+        PgKind::Unsupported(_) => PgKind::Unsupported(ty.name().to_lowercase()),
+        kind => kind,
     }
 }
 
@@ -166,29 +165,22 @@ pub fn classify_oid(type_oid: u32) -> PgKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sqlx::postgres::Postgres;
-    use sqlx::Type;
 
     #[test]
     fn builtins_classify() {
+        assert_eq!(classify(&Type::INT4), PgKind::Int4);
+        assert_eq!(classify(&Type::TEXT), PgKind::Text);
+        assert_eq!(classify(&Type::FLOAT8), PgKind::Float8);
         assert_eq!(
-            classify(&<i32 as Type<Postgres>>::type_info()),
-            PgKind::Int4
-        );
-        assert_eq!(
-            classify(&<String as Type<Postgres>>::type_info()),
-            PgKind::Text
-        );
-        assert_eq!(
-            classify(&<f64 as Type<Postgres>>::type_info()),
-            PgKind::Float8
-        );
-        assert_eq!(
-            classify(&<Vec<i64> as Type<Postgres>>::type_info()),
+            classify(&Type::INT8_ARRAY),
             PgKind::Array {
                 element: Box::new(PgKind::Int8),
                 element_oid: oid::INT8
             }
+        );
+        assert_eq!(
+            classify(&Type::INT4_RANGE),
+            PgKind::Unsupported("int4range".into())
         );
     }
 

@@ -158,7 +158,7 @@ enum Attempt {
 
 impl OpenAiPool {
     pub fn new(config: OpenAiConfig) -> Result<Self, crate::error::PoolError> {
-        // reqwest is built without a bundled crypto provider; use ring, as sqlx does.
+        // reqwest is built without a bundled crypto provider; use ring.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             // hyper returns a connection to its idle pool from its own task, a moment after the

@@ -1,0 +1,97 @@
+//! One open connection: a tokio-postgres `Client` that many statements share at once, and the
+//! statements prepared on it.
+//!
+//! tokio-postgres pipelines by itself: each request is queued to the connection task the first
+//! time its future is polled, and responses are matched to requests in order. What it cannot do
+//! is keep a group of requests together (a user client's `BEGIN; set_config…`, its statement and
+//! `COMMIT`) when other tasks queue onto the same connection at the same moment. So every request
+//! is queued under `enqueue`, a lock held only for that first, synchronous poll; a group is
+//! queued under one hold, and nothing can land between its parts.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+
+use tokio_postgres::{Client, Statement};
+
+/// Prepared statements kept per connection; past this, the cache starts over (Postgres frees a
+/// statement when its handle is dropped, so the server side shrinks with it).
+const STATEMENT_CACHE_CAPACITY: usize = 512;
+
+pub struct Conn {
+    pub id: u64,
+    client: Client,
+    enqueue: Mutex<()>,
+    statements: Mutex<HashMap<Box<str>, Statement>>,
+}
+
+impl Conn {
+    pub fn new(id: u64, client: Client) -> Self {
+        Conn {
+            id,
+            client,
+            enqueue: Mutex::new(()),
+            statements: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The server or the network ended the session (the connection task has finished).
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// The prepared statement for `sql`, preparing it on first use on this connection.
+    pub async fn prepare_cached(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(statement) = self.cache().get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.queued(self.client.prepare(sql)).await?;
+        let mut cache = self.cache();
+        if cache.len() >= STATEMENT_CACHE_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(sql.into(), statement.clone());
+        Ok(statement)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Statement>> {
+        self.statements.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wraps a request future (or a join of several) so that its first poll, which queues the
+    /// request(s) on the connection, happens under the enqueue lock.
+    pub fn queued<F: Future>(&self, future: F) -> Queued<'_, F> {
+        Queued {
+            lock: &self.enqueue,
+            future: Box::pin(future),
+            first_poll_done: false,
+        }
+    }
+}
+
+/// See `Conn::queued`.
+pub struct Queued<'a, F> {
+    lock: &'a Mutex<()>,
+    future: Pin<Box<F>>,
+    first_poll_done: bool,
+}
+
+impl<F: Future> Future for Queued<'_, F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        if self.first_poll_done {
+            return self.future.as_mut().poll(cx);
+        }
+        self.first_poll_done = true;
+        let lock = self.lock;
+        let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.future.as_mut().poll(cx)
+    }
+}

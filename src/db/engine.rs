@@ -1,0 +1,190 @@
+//! The database pool as the rest of the library sees it: every statement's path (a lease, the
+//! retry policy, the count in the stats), health, gauges and close.
+//!
+//! Every statement is counted exactly once, here, whoever called it. The engine is
+//! tokio-postgres with connections shared by pipelining (`pool.rs`): sqlx, the crate this
+//! started on, cannot pipeline (its issue #408) and so spent a round trip of the server's time
+//! and a wake-up of ours per statement; README's "Why tokio-postgres" has the figures.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::config::PoolConfig;
+use super::context::RoleContext;
+use super::execute::{self, QueryOutput};
+use super::params::Param;
+use super::pool::{AcquireError, Lease, LeaseKind, Pool, PoolOptions};
+use super::retry::{backoff, classify, Failure, Stage};
+use super::rows::ValueStyle;
+use super::snapshot::PoolSnapshot;
+use crate::error::PoolError;
+use crate::stats::OutcomeCounters;
+
+pub struct DbPool {
+    config: PoolConfig,
+    pool: Pool,
+    counters: OutcomeCounters,
+    acquire_timeouts: AtomicU64,
+}
+
+impl DbPool {
+    pub fn new(config: PoolConfig) -> Self {
+        let pool = Pool::new(
+            PoolOptions {
+                max_connections: config.max_connections as usize,
+                min_connections: config.min_connections as usize,
+                pipeline_depth: config.pipeline_depth as usize,
+                connect_timeout: config.connection_timeout,
+                idle_timeout: config.idle_timeout,
+            },
+            config.connect_options.clone(),
+        );
+        DbPool {
+            config,
+            pool,
+            counters: OutcomeCounters::default(),
+            acquire_timeouts: AtomicU64::new(0),
+        }
+    }
+
+    pub fn config(&self) -> &PoolConfig {
+        &self.config
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.pool.is_closed()
+    }
+
+    /// Runs one statement, with the retry policy of `retry.rs`, and counts it.
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: &[Param],
+        style: ValueStyle,
+        role: Option<&RoleContext>,
+    ) -> Result<QueryOutput, PoolError> {
+        let started = Instant::now();
+        let deadline = started + self.config.connection_timeout;
+        let mut retries = 0;
+        let result = loop {
+            let attempt = match self.lease(LeaseKind::Shared, deadline).await {
+                Ok(lease) => execute::run(lease.conn(), sql, params, style, role).await,
+                Err(failure) => Err(failure),
+            };
+            match attempt {
+                Ok(output) => break Ok(output),
+                Err(Failure::Final(err)) => break Err(err),
+                Err(Failure::Retry(err)) => {
+                    let now = Instant::now();
+                    if retries >= self.config.max_retries || now >= deadline {
+                        break Err(err);
+                    }
+                    let wait = backoff(self.config.retry_delay, retries);
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait.min(deadline - now)).await;
+                    }
+                    retries += 1;
+                }
+            }
+        };
+        self.counters
+            .record(result.is_ok(), started.elapsed().as_secs_f64() * 1000.0);
+        result
+    }
+
+    /// A lease, with the pool's reasons for not giving one turned into errors.
+    pub async fn lease(&self, kind: LeaseKind, deadline: Instant) -> Result<Lease, Failure> {
+        match self.pool.acquire(kind, deadline).await {
+            Ok(lease) => Ok(lease),
+            Err(AcquireError::Closed) => Err(Failure::Final(PoolError::PoolClosed)),
+            Err(AcquireError::Connect(failure)) => Err(failure),
+            Err(AcquireError::TimedOut {
+                pool_full,
+                last_connect_error,
+            }) => {
+                self.acquire_timeouts.fetch_add(1, Ordering::Relaxed);
+                let waited_ms = self.config.connection_timeout.as_millis() as u64;
+                Err(Failure::Final(if pool_full {
+                    PoolError::PoolTimeout {
+                        waited_ms,
+                        max_connections: self.config.max_connections,
+                    }
+                } else {
+                    let reason = last_connect_error
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default();
+                    PoolError::ConnectionFailed(format!(
+                        "could not connect to the database within {waited_ms} ms \
+                         (server unreachable or refusing connections){reason}"
+                    ))
+                }))
+            }
+        }
+    }
+
+    /// `SELECT 1` within `connectionTimeout`; never counted as a user statement.
+    pub async fn health_check(&self) -> Result<Duration, PoolError> {
+        if self.is_closed() {
+            return Err(PoolError::PoolClosed);
+        }
+        let started = Instant::now();
+        let deadline = started + self.config.connection_timeout;
+        let probe = async {
+            let lease = self
+                .lease(LeaseKind::Shared, deadline)
+                .await
+                .map_err(Failure::into_error)?;
+            let conn = lease.conn();
+            conn.queued(conn.client().simple_query("SELECT 1"))
+                .await
+                .map_err(|e| classify(&e, Stage::Sent).into_error())?;
+            Ok(started.elapsed())
+        };
+        match tokio::time::timeout_at(deadline.into(), probe).await {
+            Ok(result) => result,
+            Err(_) => Err(PoolError::ConnectionFailed(format!(
+                "no answer from the database within {} ms",
+                self.config.connection_timeout.as_millis()
+            ))),
+        }
+    }
+
+    pub fn snapshot(&self) -> PoolSnapshot {
+        let gauges = self.pool.gauges();
+        PoolSnapshot {
+            total_connections: gauges.total,
+            idle_connections: gauges.idle,
+            waiting_requests: gauges.waiting,
+            acquire_timeouts: self.acquire_timeouts.load(Ordering::Relaxed),
+            outcomes: self.counters.snapshot(),
+        }
+    }
+
+    pub fn reset_stats(&self) {
+        self.counters.reset();
+        self.acquire_timeouts.store(0, Ordering::Relaxed);
+    }
+
+    /// Stops admitting statements, lets running ones finish, closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Futures are moved when napi spawns them and when they are boxed; keep a statement's small.
+    #[test]
+    fn statement_future_stays_small() {
+        let config =
+            super::PoolConfig::from_json("{}", r#"{"DATABASE_URL":"postgres://u@localhost/db"}"#)
+                .unwrap();
+        let pool = super::DbPool::new(config);
+        let fut = pool.query("select 1", &[], super::ValueStyle::Driver, None);
+        assert!(
+            std::mem::size_of_val(&fut) < 2048,
+            "{}",
+            std::mem::size_of_val(&fut)
+        );
+    }
+}
