@@ -14,15 +14,22 @@ export declare class NativeDatabasePool {
   /** Validates the options (JSON text) against the environment defaults (JSON text). */
   constructor(configJson: string, envJson: string)
   /**
-   * Runs one statement; resolves to JSON text: `{"columns":[…],"rows":[[…],…],"rowCount":n}`
-   * (rows as arrays in column order) or `{"error":{…}}`.
+   * Registers the callback that is called (with no arguments) when replies are ready to
+   * `drain()`. Called once, right after construction.
    */
-  query(sql: string, params?: unknown[] | null, toJsonStyle?: boolean | null, role?: string | null, claims?: string | null): Promise<string>
+  onComplete(callback: DrainCallback): void
   /**
-   * Runs one query-builder request (JSON text, see `builder::RequestSpec`); resolves to JSON
-   * text with the rows, count and PostgREST status, or the error and its status.
+   * Queues one statement; its reply (`{"columns":[…],"rows":[[…],…],"rowCount":n}` or
+   * `{"error":{…}}`) arrives through `drain()` under `id`.
    */
-  request(specJson: string, anonymous?: boolean | undefined | null, role?: string | undefined | null, claims?: string | undefined | null): Promise<string>
+  submit(id: number, sql: string, params?: unknown[] | null, toJsonStyle?: boolean | null, role?: string | null, claims?: string | null): void
+  /**
+   * Queues one query-builder request (JSON text, see `builder::RequestSpec`); its reply (rows,
+   * count and PostgREST status, or the error and its status) arrives through `drain()`.
+   */
+  submitRequest(id: number, specJson: string, anonymous?: boolean | undefined | null, role?: string | undefined | null, claims?: string | undefined | null): void
+  /** Every reply that arrived since the last drain. */
+  drain(): NativeReplies
   /**
    * Verifies a user's access token with what is at hand (the HS256 secret, cached signing
    * keys); throws `INVALID_TOKEN`. Null when its signing key must be fetched first: then
@@ -170,6 +177,12 @@ export interface NativeQueueStatus {
   queueLength: number
   activeRequests: number
   maxConcurrent: number
+}
+
+/** Replies drained in one batch: `json` is a JSON array with one reply per id, in order. */
+export interface NativeReplies {
+  ids: Array<number>
+  json: string
 }
 
 /** The outcome of an asynchronous token verification: exactly one of the two is set. */

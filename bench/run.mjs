@@ -30,7 +30,11 @@ const median = (xs) => {
 }
 const percentile = (sorted, p) => sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]
 
-/** Runs `call` from `callers` concurrent loops for `ms`; returns queries/s, p50 and p99 in ms. */
+/**
+ * Runs `call` from `callers` concurrent loops for `ms`; returns queries/s, p50 and p99 in ms, and
+ * the client's CPU per call in µs (process.cpuUsage: user + system time of every thread of this
+ * process, Node's and the addon's tokio workers alike; the server is another process).
+ */
 async function measure(call, callers, ms) {
   const latencies = []
   const end = performance.now() + ms
@@ -42,11 +46,18 @@ async function measure(call, callers, ms) {
       latencies.push(performance.now() - started)
     }
   }
+  const cpuBefore = process.cpuUsage()
   const started = performance.now()
   await Promise.all(Array.from({ length: callers }, loop))
   const elapsed = performance.now() - started
+  const cpu = process.cpuUsage(cpuBefore)
   latencies.sort((a, b) => a - b)
-  return { qps: (latencies.length / elapsed) * 1000, p50: percentile(latencies, 50), p99: percentile(latencies, 99) }
+  return {
+    qps: (latencies.length / elapsed) * 1000,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    cpuUs: (cpu.user + cpu.system) / latencies.length,
+  }
 }
 
 async function main() {
@@ -60,6 +71,7 @@ async function main() {
   DatabasePool.initialize({ connectionString: url, maxConnections: POOL, minConnections: POOL })
   const ours = DatabasePool.getAdminClient()
   const pgPool = new pg.Pool({ connectionString: url, max: POOL })
+  pgPool.on('error', () => {}) // the embedded server's shutdown at the end
   const sql = postgres(url, { max: POOL, onnotice: () => {} })
 
   await ours.query('drop table if exists bench_users')
@@ -82,14 +94,17 @@ async function main() {
   const id = (i) => (i % ROWS) + 1
 
   const shapes = {
+    // pg in its fastest ordinary form, named prepared statements, and its default (unnamed) one.
     'single-row pk select': {
       'connection-pools': (i) => ours.query(ONE, [id(i)]),
-      pg: (i) => pgPool.query(ONE, [id(i)]),
+      'pg (named)': (i) => pgPool.query({ name: 'bench_one', text: ONE, values: [id(i)] }),
+      'pg (unnamed)': (i) => pgPool.query(ONE, [id(i)]),
       'postgres.js': (i) => sql.unsafe(ONE, [id(i)], { prepare: true }),
     },
     '1000-row select': {
       'connection-pools': () => ours.query(MANY, [1000]),
-      pg: () => pgPool.query(MANY, [1000]),
+      'pg (named)': () => pgPool.query({ name: 'bench_many', text: MANY, values: [1000] }),
+      'pg (unnamed)': () => pgPool.query(MANY, [1000]),
       'postgres.js': () => sql.unsafe(MANY, [1000], { prepare: true }),
     },
   }
@@ -161,29 +176,61 @@ async function main() {
   const fmt = (x, d = 0) => x.toFixed(d).padStart(9)
   for (const [c, cell] of cells.entries()) {
     console.log(`\n${cell.shape}, ${cell.callers} caller${cell.callers > 1 ? 's' : ''}`)
-    console.log(`${'driver'.padEnd(20)}${'q/s'.padStart(9)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}   ratio (first row ÷ this row, q/s)`)
+    console.log(`${'driver'.padEnd(20)}${'q/s'.padStart(9)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'CPU µs'.padStart(9)}` +
+      '   q/s ratio, CPU ratio (first row ÷ this row)')
     const summary = {}
     for (const [name, runs] of Object.entries(results[c])) {
       summary[name] = {
         qps: median(runs.map((r) => r.qps)),
         p50: median(runs.map((r) => r.p50)),
         p99: median(runs.map((r) => r.p99)),
+        cpuUs: median(runs.map((r) => r.cpuUs)),
       }
     }
-    const oursQps = summary['connection-pools'].qps
+    const first = summary['connection-pools']
     for (const [name, s] of Object.entries(summary)) {
-      const ratio = name === 'connection-pools' ? '' : `   ${(oursQps / s.qps).toFixed(2)}×`
-      console.log(`${name.padEnd(20)}${fmt(s.qps)}${fmt(s.p50, 3)}${fmt(s.p99, 3)}${ratio}`)
+      const ratio = name === 'connection-pools'
+        ? ''
+        : `   ${(first.qps / s.qps).toFixed(2)}×, ${(first.cpuUs / s.cpuUs).toFixed(2)}×`
+      console.log(`${name.padEnd(20)}${fmt(s.qps)}${fmt(s.p50, 3)}${fmt(s.p99, 3)}${fmt(s.cpuUs, 1)}${ratio}`)
     }
   }
 
+  if (!only || 'burst'.includes(only) || only.includes('burst')) await burstMemory(ours, url)
   await benchOpenAI(only)
 
-  await ours.query('drop table if exists bench_users')
-  await DatabasePool.close()
-  await pgPool.end()
-  await sql.end()
-  if (embedded) await embedded.stop()
+  const step = (what) => process.env.BENCH_DEBUG && process.stderr.write(`${what}\n`)
+  step('drop'); await ours.query('drop table if exists bench_users')
+  step('close'); await DatabasePool.close()
+  step('pg'); await pgPool.end()
+  step('postgres.js'); await sql.end()
+  step('embedded'); if (embedded) await embedded.stop()
+}
+
+/**
+ * Memory under a burst: 50,000 statements issued at once while every connection is blocked (a
+ * table lock held by another session), so that all but the pipelines' few are waiting; reports
+ * the process's RSS growth per waiting statement, then lets them all finish.
+ */
+async function burstMemory(ours, url) {
+  const BURST = 50_000
+  const blocker = new pg.Client({ connectionString: url })
+  await blocker.connect()
+  await blocker.query('begin')
+  await blocker.query('lock table bench_users in access exclusive mode')
+  global.gc?.()
+  const before = process.memoryUsage()
+  const pending = Array.from({ length: BURST }, (_, i) => ours.query('select id from bench_users where id = $1', [(i % ROWS) + 1]))
+  // Let every call reach the native side and the pool's queue.
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  const waiting = DatabasePool.getStats().waitingRequests
+  const after = process.memoryUsage()
+  await blocker.query('commit')
+  await Promise.all(pending)
+  await blocker.end()
+  console.log(`\nburst: ${BURST} statements issued against ${POOL} blocked connections; ${waiting} waiting in the pool`)
+  console.log(`  RSS +${((after.rss - before.rss) / 1048576).toFixed(1)} MB = ${((after.rss - before.rss) / BURST).toFixed(0)} B per statement` +
+    ` (JS heap ${((after.heapUsed - before.heapUsed) / BURST).toFixed(0)} B of it)`)
 }
 
 /**

@@ -132,7 +132,7 @@ class FilterBuilder {
   }
 
   async _execute() {
-    const reply = JSON.parse(await this._run(JSON.stringify(this._request)))
+    const reply = await this._run(JSON.stringify(this._request))
     let result
     if (reply.error) {
       result = { data: null, error: postgrestError(reply.error), count: null, status: reply.status }

@@ -1,7 +1,7 @@
 'use strict'
 // DatabasePool: the seed's static API over one native Postgres pool.
 //
-// The native pool (Rust, sqlx) does the work; this module keeps the seed's shape: a lazily
+// The native pool (Rust, tokio-postgres) does the work; this module keeps the seed's shape: a lazily
 // created current pool, singleton clients that always talk to the current pool (so
 // `initialize()` can replace it under them), and the backward-compatible helpers.
 
@@ -9,6 +9,7 @@ const { NativeDatabasePool } = require('../binding.js')
 const { ConnectionPoolError, errorFrom, rethrowNative } = require('./errors')
 const { rowsToObjects } = require('./rows')
 const { createNativePool, retire, healthReport } = require('./native')
+const { Submissions } = require('./submissions')
 const { QueryBuilder, rpcBuilder } = require('./builder')
 
 /** The native pool in use; created by initialize(), or from the environment on first use. */
@@ -19,8 +20,7 @@ function pool() {
   return current
 }
 
-function parseResult(json) {
-  const reply = JSON.parse(json)
+function parseResult(reply) {
   if (reply.error) throw errorFrom(reply.error)
   return { rows: rowsToObjects(reply), rowCount: reply.rowCount }
 }
@@ -95,7 +95,7 @@ class DatabaseClient {
    * ConnectionPoolError (POOL_TIMEOUT, POOL_CLOSED, CONNECTION_FAILED, INVALID_TOKEN, ...).
    */
   query(sql, params) {
-    // Not an async function: one promise from native code, one .then, no extra ticks.
+    // Not an async function: one promise per statement, one .then, no extra ticks.
     if (typeof sql !== 'string') {
       return Promise.reject(new ConnectionPoolError('INVALID_ARGUMENT', 'query(sql, params): sql must be a string'))
     }
@@ -110,11 +110,14 @@ class DatabaseClient {
     } catch (err) {
       return Promise.reject(err)
     }
-    if (context === null) return native.query(sql, params ?? null).then(parseResult, rethrowNative)
+    const submissions = native.submissions
+    if (context === null) return submissions.statement(sql, params ?? null).then(parseResult, rethrowNative)
     if (expiredToken(context)) {
       return Promise.reject(new ConnectionPoolError('INVALID_TOKEN', 'invalid access token: the token has expired'))
     }
-    return native.query(sql, params ?? null, false, context.role, context.claims).then(parseResult, rethrowNative)
+    return submissions
+      .statement(sql, params ?? null, false, context.role, context.claims)
+      .then(parseResult, rethrowNative)
   }
 
   /** The supabase-js query builder on `table` (or `schema.table`). */
@@ -133,23 +136,22 @@ class DatabaseClient {
     return rpcBuilder(this._runner(), functionName, args, options)
   }
 
-  /** How the builder sends a recorded request: JSON text in, JSON text out. */
+  /** How the builder sends a recorded request: JSON text in, the reply object out. */
   _runner() {
     return (specJson) => {
       if (this._pendingToken !== null) {
         return this._verifyPending().then(
           () => this._runner()(specJson),
-          (err) => JSON.stringify({ error: { code: 'PGRST301', message: err.message }, status: 401 }),
+          (err) => ({ error: { code: 'PGRST301', message: err.message }, status: 401 }),
         )
       }
       const context = this._context()
-      if (context === null) return pool().request(specJson, false)
+      const submissions = pool().submissions
+      if (context === null) return submissions.request(specJson, false)
       if (expiredToken(context)) {
-        return Promise.resolve(
-          JSON.stringify({ error: { code: 'PGRST301', message: 'JWT expired' }, status: 401 }),
-        )
+        return Promise.resolve({ error: { code: 'PGRST301', message: 'JWT expired' }, status: 401 })
       }
-      return pool().request(specJson, context.anonymous, context.role, context.claims)
+      return submissions.request(specJson, context.anonymous, context.role, context.claims)
     }
   }
 }
@@ -166,6 +168,7 @@ class DatabasePool {
       SUPABASE_JWKS_URL: process.env.SUPABASE_JWKS_URL,
       SUPABASE_URL: process.env.SUPABASE_URL,
     })
+    next.submissions = new Submissions(next)
     const previous = current
     current = next
     retire(previous)

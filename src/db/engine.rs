@@ -63,7 +63,20 @@ impl DbPool {
         style: ValueStyle,
         role: Option<&RoleContext>,
     ) -> Result<QueryOutput, PoolError> {
-        let started = Instant::now();
+        self.query_since(Instant::now(), sql, params, style, role)
+            .await
+    }
+
+    /// `query` for a statement that has been waiting since `started` (in the submission queue):
+    /// `connectionTimeout` and the latency count from then.
+    pub async fn query_since(
+        &self,
+        started: Instant,
+        sql: &str,
+        params: &[Param],
+        style: ValueStyle,
+        role: Option<&RoleContext>,
+    ) -> Result<QueryOutput, PoolError> {
         let deadline = started + self.config.connection_timeout;
         let mut retries = 0;
         let result = loop {

@@ -23,15 +23,17 @@ pub mod request;
 pub mod retry;
 pub mod rows;
 pub mod snapshot;
+pub mod submit;
 pub mod types;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use futures::FutureExt;
 use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 
-use crate::error::{settle_to_json, PoolError};
+use crate::error::PoolError;
 use config::PoolConfig;
 use engine::DbPool;
 use params::Param;
@@ -42,6 +44,27 @@ use rows::ValueStyle;
 pub struct NativeDatabasePool {
     inner: Arc<DbPool>,
     tokens: Arc<auth::TokenVerifier>,
+    /// Set by `onComplete`, before the first submission.
+    dispatcher: OnceLock<Arc<submit::Dispatcher>>,
+}
+
+/// Replies drained in one batch: `json` is a JSON array with one reply per id, in order.
+#[napi(object)]
+pub struct NativeReplies {
+    pub ids: Vec<u32>,
+    pub json: String,
+}
+
+/// The JS callback that drains replies, called without arguments; weak, so that it never keeps
+/// Node alive by itself (the facade keeps it alive while statements are pending).
+type DrainCallback = ThreadsafeFunction<(), (), (), Status, false, true>;
+
+struct CallDrain(DrainCallback);
+
+impl submit::Notify for CallDrain {
+    fn notify(&self) {
+        self.0.call((), ThreadsafeFunctionCallMode::NonBlocking);
+    }
 }
 
 /// Live connection gauges and statement counters.
@@ -140,57 +163,95 @@ impl NativeDatabasePool {
         Ok(NativeDatabasePool {
             inner: Arc::new(DbPool::new(config)),
             tokens: Arc::new(tokens),
+            dispatcher: OnceLock::new(),
         })
     }
 
-    /// Runs one statement; resolves to JSON text: `{"columns":[…],"rows":[[…],…],"rowCount":n}`
-    /// (rows as arrays in column order) or `{"error":{…}}`.
+    /// Registers the callback that is called (with no arguments) when replies are ready to
+    /// `drain()`. Called once, right after construction.
+    #[napi(catch_unwind)]
+    pub fn on_complete(&self, callback: DrainCallback) -> napi::Result<(), String> {
+        let dispatcher = submit::Dispatcher::new(self.inner.clone(), Box::new(CallDrain(callback)));
+        self.dispatcher
+            .set(dispatcher)
+            .map_err(|_| napi::Error::new("INTERNAL".to_string(), "onComplete was already called"))
+    }
+
+    fn dispatcher(&self) -> napi::Result<&Arc<submit::Dispatcher>, String> {
+        self.dispatcher
+            .get()
+            .ok_or_else(|| napi::Error::new("INTERNAL".to_string(), "onComplete was not called"))
+    }
+
+    /// Queues one statement; its reply (`{"columns":[…],"rows":[[…],…],"rowCount":n}` or
+    /// `{"error":{…}}`) arrives through `drain()` under `id`.
     #[napi(
-        ts_args_type = "sql: string, params?: unknown[] | null, toJsonStyle?: boolean | null, role?: string | null, claims?: string | null"
+        catch_unwind,
+        ts_args_type = "id: number, sql: string, params?: unknown[] | null, toJsonStyle?: boolean | null, role?: string | null, claims?: string | null"
     )]
-    pub async fn query(
+    pub fn submit(
         &self,
+        id: u32,
         sql: String,
         params: Option<Vec<Param>>,
         to_json_style: Option<bool>,
         role: Option<String>,
         claims: Option<String>,
-    ) -> String {
-        let pool = self.inner.clone();
+    ) -> napi::Result<(), String> {
         let style = if to_json_style.unwrap_or(false) {
             ValueStyle::ToJson
         } else {
             ValueStyle::Driver
         };
-        let params = params.unwrap_or_default();
-        let role = role_context(role, claims);
-        // Boxed so that napi moves a pointer, not the whole statement future, when it spawns
-        // this call onto the runtime.
-        Box::pin(settle_to_json(async move {
-            pool.query(&sql, &params, style, role.as_ref())
-                .await
-                .map(|output| output.json)
-        }))
-        .await
+        self.dispatcher()?.submit(submit::Submission {
+            id,
+            work: submit::Work::Statement {
+                sql,
+                params: params.unwrap_or_default(),
+                style,
+            },
+            role: role_context(role, claims),
+            submitted: std::time::Instant::now(),
+        });
+        Ok(())
     }
 
-    /// Runs one query-builder request (JSON text, see `builder::RequestSpec`); resolves to JSON
-    /// text with the rows, count and PostgREST status, or the error and its status.
-    #[napi]
-    pub async fn request(
+    /// Queues one query-builder request (JSON text, see `builder::RequestSpec`); its reply (rows,
+    /// count and PostgREST status, or the error and its status) arrives through `drain()`.
+    #[napi(catch_unwind)]
+    pub fn submit_request(
         &self,
+        id: u32,
         spec_json: String,
         anonymous: Option<bool>,
         role: Option<String>,
         claims: Option<String>,
-    ) -> String {
-        let pool = self.inner.clone();
-        let anonymous = anonymous.unwrap_or(false);
-        let role = role_context(role, claims);
-        Box::pin(settle_to_json(async move {
-            Ok::<_, PoolError>(request::run(&pool, &spec_json, role.as_ref(), anonymous).await)
-        }))
-        .await
+    ) -> napi::Result<(), String> {
+        self.dispatcher()?.submit(submit::Submission {
+            id,
+            work: submit::Work::Request {
+                spec_json,
+                anonymous: anonymous.unwrap_or(false),
+            },
+            role: role_context(role, claims),
+            submitted: std::time::Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// Every reply that arrived since the last drain.
+    #[napi(catch_unwind)]
+    pub fn drain(&self) -> NativeReplies {
+        match self.dispatcher.get() {
+            Some(dispatcher) => {
+                let (ids, json) = dispatcher.drain();
+                NativeReplies { ids, json }
+            }
+            None => NativeReplies {
+                ids: Vec::new(),
+                json: "[]".into(),
+            },
+        }
     }
 
     /// Verifies a user's access token with what is at hand (the HS256 secret, cached signing
@@ -258,7 +319,7 @@ impl NativeDatabasePool {
 
     #[napi(catch_unwind)]
     pub fn stats(&self) -> NativeDatabaseStats {
-        let s = self.inner.snapshot();
+        let s = self.snapshot();
         let o = s.outcomes;
         NativeDatabaseStats {
             total_connections: s.total_connections,
@@ -418,10 +479,19 @@ fn json_stringify(env: napi::sys::napi_env, value: napi::sys::napi_value) -> nap
 }
 
 impl NativeDatabasePool {
+    /// The engine's gauges, with statements still in the submission queue counted as waiting.
+    fn snapshot(&self) -> snapshot::PoolSnapshot {
+        let mut snapshot = self.inner.snapshot();
+        if let Some(dispatcher) = self.dispatcher.get() {
+            snapshot.waiting_requests += dispatcher.queued() as u64;
+        }
+        snapshot
+    }
+
     /// This pool's part of `/metrics`.
     pub fn metrics(&self) -> crate::metrics::DbMetrics {
         crate::metrics::DbMetrics {
-            pool: self.inner.snapshot(),
+            pool: self.snapshot(),
             max_connections: self.inner.config().max_connections,
         }
     }
