@@ -28,6 +28,17 @@ export declare class NativeDatabasePool {
    * count and PostgREST status, or the error and its status) arrives through `drain()`.
    */
   submitRequest(id: number, specJson: string, anonymous?: boolean | undefined | null, role?: string | undefined | null, claims?: string | undefined | null): void
+  /**
+   * Queues the start of a transaction (an exclusive connection, `BEGIN` with the options, the
+   * role and claims if given); its id is `id`, and its reply is `{"ok":true}` or the error.
+   */
+  submitBegin(id: number, isolationLevel?: string | undefined | null, readOnly?: boolean | undefined | null, role?: string | undefined | null, claims?: string | undefined | null): void
+  /** Queues a statement inside transaction `tx`. */
+  submitInTransaction(id: number, tx: number, sql: string, params?: unknown[] | null, toJsonStyle?: boolean | null): void
+  /** Queues a query-builder request inside transaction `tx`. */
+  submitRequestInTransaction(id: number, tx: number, specJson: string, anonymous?: boolean | undefined | null): void
+  /** Queues the end of transaction `tx`: `COMMIT` if `commit`, else `ROLLBACK`. */
+  submitEnd(id: number, tx: number, commit: boolean): void
   /** Every reply that arrived since the last drain. */
   drain(): NativeReplies
   /**
@@ -92,6 +103,7 @@ export interface NativeDatabaseConfig {
   idleTimeout: number
   maxRetries: number
   retryDelay: number
+  pipelineDepth: number
   connectionString: string
   anonRole: string
   authenticatedRole: string

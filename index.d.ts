@@ -22,6 +22,12 @@ export interface DatabasePoolConfig {
   maxRetries?: number
   /** Milliseconds before the second retry, doubling after; the first retry is immediate. Default 1000 ms. */
   retryDelay?: number
+  /**
+   * Most statements in flight on one connection at once: statements from many callers share a
+   * connection (pipelined, each still its own implicit transaction). 1 turns pipelining off.
+   * Default 8.
+   */
+  pipelineDepth?: number
   /** `postgres://user:password@host:port/database`. Default: env `DATABASE_URL`. */
   connectionString?: string
   /** Role of the anonymous user client (row-level security applies). Default `'anon'`. */
@@ -63,6 +69,7 @@ export interface EffectiveDatabasePoolConfig {
   maxRetries: number
   /** ms */
   retryDelay: number
+  pipelineDepth: number
   /** With the password masked. */
   connectionString: string
   anonRole: string
@@ -219,6 +226,27 @@ export interface PostgrestQueryBuilder {
  * `admin` runs as the login role; `anon` and `user` run each statement in a transaction as their
  * role with `request.jwt.claims` set (row-level security applies), as PostgREST does.
  */
+/** What a transaction's callback can do: the statement and builder calls of a client. */
+export interface TransactionClient {
+  /**
+   * Runs one statement inside the transaction. A failed statement aborts the transaction: it
+   * is rolled back when the callback ends, and `transaction()` rejects (with the callback's
+   * error, or with 25P02 if the callback caught the failure and went on).
+   */
+  query<R extends Row = Row>(sql: string, params?: QueryParam[] | null): Promise<QueryResult<R>>
+  /** The supabase-js query builder, inside the transaction. */
+  from(table: string): PostgrestQueryBuilder
+  /** rpc(), inside the transaction. */
+  rpc(fn: string, args?: Record<string, unknown>, options?: { head?: boolean; count?: CountOption }): PostgrestFilterBuilder<any>
+}
+
+export interface TransactionOptions {
+  /** Default: the server's (normally `'read committed'`). */
+  isolationLevel?: 'read committed' | 'repeatable read' | 'serializable'
+  /** `BEGIN READ ONLY`: writes fail with 25006. Default false. */
+  readOnly?: boolean
+}
+
 export interface DatabaseClient {
   readonly kind: 'admin' | 'anon' | 'user'
   /**
@@ -230,6 +258,14 @@ export interface DatabaseClient {
   from(table: string): PostgrestQueryBuilder
   /** Calls a Postgres function with named arguments; a scalar result comes back as the bare value. */
   rpc(fn: string, args?: Record<string, unknown>, options?: { head?: boolean; count?: CountOption }): PostgrestFilterBuilder<any>
+  /**
+   * Runs `fn` in a transaction on one connection, as this client's identity (a user client's
+   * role and claims are set once, for the whole transaction, so RLS applies as that user).
+   * Commits when `fn` resolves and resolves to its result; rolls back when it throws (and
+   * rejects with that error) or when a statement in it failed (25P02). Waits for a connection
+   * at most `connectionTimeout`, and never behind more than one pipeline's flight.
+   */
+  transaction<T>(fn: (tx: TransactionClient) => Promise<T> | T, options?: TransactionOptions): Promise<Awaited<T>>
 }
 
 export declare class DatabasePool {

@@ -115,8 +115,8 @@ function loggedStatements(log: string, appName: string): string[] {
 }
 
 const FIXED_STATEMENTS = [
-  /^SELECT\nattrelid table_oid,/, // sqlx looks up where a result column comes from, once per statement
-  /^BEGIN$/, /^COMMIT$/, /^ROLLBACK$/, /^SELECT 1$/, /^SELECT coalesce\(json_agg\(a\.attname ORDER BY k\.ord\), '\[\]'\) FROM pg_index/]
+  // A counted select runs with its count in one repeatable-read transaction.
+  /^BEGIN( ISOLATION LEVEL REPEATABLE READ)?$/, /^COMMIT$/, /^ROLLBACK$/, /^SELECT 1$/, /^SELECT coalesce\(json_agg\(a\.attname ORDER BY k\.ord\), '\[\]'\) FROM pg_index/]
 const BUILT_SHAPES = /^(SELECT .* FROM |INSERT INTO "|UPDATE "|DELETE FROM "|EXPLAIN \(FORMAT JSON\) SELECT |select coalesce\(json_agg\(q\))/
 
 /**

@@ -136,6 +136,15 @@ class DatabaseClient {
     return rpcBuilder(this._runner(), functionName, args, options)
   }
 
+  /**
+   * Runs fn(tx) in a transaction on one connection, as this client's identity (role and claims
+   * set once for the whole transaction): commits when fn resolves, rolls back when it throws or a
+   * statement in it failed. `options`: { isolationLevel, readOnly }.
+   */
+  transaction(fn, options) {
+    return runTransaction(this, fn, options)
+  }
+
   /** How the builder sends a recorded request: JSON text in, the reply object out. */
   _runner() {
     return (specJson) => {
@@ -154,6 +163,104 @@ class DatabaseClient {
       return submissions.request(specJson, context.anonymous, context.role, context.claims)
     }
   }
+}
+
+const ISOLATION_LEVELS = ['read committed', 'repeatable read', 'serializable']
+
+/**
+ * The client a transaction's callback gets: `query`, `from` and `rpc` as on a DatabaseClient,
+ * all on the transaction's connection, as the identity it began with. Unusable once it ended.
+ */
+class TransactionClient {
+  constructor(submissions, tx, anonymous) {
+    this._submissions = submissions
+    this._tx = tx
+    this._anonymous = anonymous
+    this._ended = false
+  }
+
+  query(sql, params) {
+    if (typeof sql !== 'string') {
+      return Promise.reject(new ConnectionPoolError('INVALID_ARGUMENT', 'query(sql, params): sql must be a string'))
+    }
+    if (params !== undefined && params !== null && !Array.isArray(params)) {
+      return Promise.reject(new ConnectionPoolError('INVALID_ARGUMENT', 'query(sql, params): params must be an array'))
+    }
+    if (this._ended) return Promise.reject(transactionEnded())
+    return this._submissions.statementIn(this._tx, sql, params ?? null).then(parseResult, rethrowNative)
+  }
+
+  from(table) {
+    if (typeof table !== 'string') {
+      throw new ConnectionPoolError('INVALID_ARGUMENT', 'from(table): table must be a string')
+    }
+    return new QueryBuilder(this._runner(), table)
+  }
+
+  rpc(functionName, args, options) {
+    if (typeof functionName !== 'string') {
+      throw new ConnectionPoolError('INVALID_ARGUMENT', 'rpc(fn, args): fn must be a string')
+    }
+    return rpcBuilder(this._runner(), functionName, args, options)
+  }
+
+  _runner() {
+    return (specJson) => {
+      if (this._ended) return Promise.reject(transactionEnded())
+      return this._submissions.requestIn(this._tx, specJson, this._anonymous)
+    }
+  }
+}
+
+function transactionEnded() {
+  return new ConnectionPoolError('INVALID_ARGUMENT', 'the transaction has already ended')
+}
+
+/** Checks transaction()'s options; returns [isolationLevel or null, readOnly]. */
+function transactionOptions(options) {
+  if (options === undefined || options === null) return [null, false]
+  if (typeof options !== 'object') {
+    throw new ConnectionPoolError('INVALID_ARGUMENT', 'transaction(fn, options): options must be an object')
+  }
+  const { isolationLevel = null, readOnly = false } = options
+  if (isolationLevel !== null && !ISOLATION_LEVELS.includes(String(isolationLevel).toLowerCase())) {
+    throw new ConnectionPoolError('INVALID_ARGUMENT', `isolationLevel must be one of: ${ISOLATION_LEVELS.join(', ')}`)
+  }
+  if (typeof readOnly !== 'boolean') {
+    throw new ConnectionPoolError('INVALID_ARGUMENT', 'readOnly must be a boolean')
+  }
+  return [isolationLevel, readOnly]
+}
+
+/** DatabaseClient#transaction. */
+async function runTransaction(client, fn, options) {
+  if (typeof fn !== 'function') {
+    throw new ConnectionPoolError('INVALID_ARGUMENT', 'transaction(fn): fn must be a function')
+  }
+  const [isolationLevel, readOnly] = transactionOptions(options)
+  if (client._pendingToken !== null) await client._verifyPending()
+  const context = client._context()
+  if (context !== null && expiredToken(context)) {
+    throw new ConnectionPoolError('INVALID_TOKEN', 'invalid access token: the token has expired')
+  }
+  const submissions = pool().submissions
+  const { tx, reply } = await submissions
+    .begin(isolationLevel, readOnly, context?.role ?? null, context?.claims ?? null)
+    .catch(rethrowNative)
+  if (reply.error) throw errorFrom(reply.error)
+  const transaction = new TransactionClient(submissions, tx, context?.anonymous ?? false)
+  let result
+  try {
+    result = await fn(transaction)
+  } catch (err) {
+    transaction._ended = true
+    await submissions.end(tx, false)
+    throw err
+  }
+  transaction._ended = true
+  const ended = await submissions.end(tx, true)
+  if (ended.error) throw errorFrom(ended.error)
+  return result
 }
 
 const adminClient = new DatabaseClient('admin')

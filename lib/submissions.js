@@ -31,6 +31,32 @@ class Submissions {
     return this._submit((id) => this._native.submitRequest(id, specJson, anonymous, role, claims))
   }
 
+  /**
+   * Begins a transaction; resolves to `{ tx, reply }`, where `tx` names the transaction in the
+   * calls below and `reply` is `{ ok: true }` or `{ error }`.
+   */
+  begin(isolationLevel, readOnly, role, claims) {
+    let tx = 0
+    const replied = this._submit((id) => {
+      tx = id
+      this._native.submitBegin(id, isolationLevel, readOnly, role, claims)
+    })
+    return replied.then((reply) => ({ tx, reply }))
+  }
+
+  statementIn(tx, sql, params, toJsonStyle) {
+    return this._submit((id) => this._native.submitInTransaction(id, tx, sql, params, toJsonStyle))
+  }
+
+  requestIn(tx, specJson, anonymous) {
+    return this._submit((id) => this._native.submitRequestInTransaction(id, tx, specJson, anonymous))
+  }
+
+  /** Commits (or rolls back) a transaction; resolves to `{ ok: true }` or `{ error }`. */
+  end(tx, commit) {
+    return this._submit((id) => this._native.submitEnd(id, tx, commit))
+  }
+
   _submit(send) {
     const id = this._nextId
     this._nextId = id >= 0x7fffffff ? 1 : id + 1

@@ -2,8 +2,8 @@
 //!
 //! JS code switches on `error.code`, so codes never change once shipped: the SQLSTATE for errors
 //! the server reported, and an upper-case word for everything the library decided itself. An
-//! error crosses the FFI as a JSON envelope (`{"error":{…}}`) that the facade in `index.js` turns
-//! into a real `Error` with every field set; no message ever embeds JSON, and no message ever
+//! error crosses the FFI as a JSON envelope (`{"error":{…}}`) that the facade turns
+//! into a real `Error` with every field set (`lib/errors.js`); no message ever embeds JSON, and no message ever
 //! contains a password (connection strings are masked before they reach any text).
 
 use serde::Serialize;
@@ -32,6 +32,11 @@ pub enum PoolError {
     /// A user's access token failed verification (signature, algorithm, expiry, shape).
     #[error("{0}")]
     InvalidToken(String),
+
+    /// A call was made with arguments it cannot take (an unknown isolation level, a statement
+    /// in a transaction that has ended).
+    #[error("{0}")]
+    InvalidArgument(String),
 
     /// A result column has a type this library cannot decode; checked before the statement runs.
     #[error("{0}")]
@@ -78,6 +83,7 @@ impl PoolError {
             PoolError::PoolClosed => "POOL_CLOSED",
             PoolError::ConnectionFailed(_) => "CONNECTION_FAILED",
             PoolError::InvalidToken(_) => "INVALID_TOKEN",
+            PoolError::InvalidArgument(_) => "INVALID_ARGUMENT",
             PoolError::UnsupportedType(_) => "UNSUPPORTED_TYPE",
             PoolError::Database(fields) => &fields.code,
             PoolError::Internal(_) => "INTERNAL",

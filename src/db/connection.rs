@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::task::{Context, Poll};
 
@@ -25,6 +26,9 @@ pub struct Conn {
     client: Client,
     enqueue: Mutex<()>,
     statements: Mutex<HashMap<Box<str>, Statement>>,
+    /// Set when the session's state is unknown (an abandoned or broken transaction): the pool
+    /// closes the connection instead of lending it again.
+    retired: AtomicBool,
 }
 
 impl Conn {
@@ -34,6 +38,7 @@ impl Conn {
             client,
             enqueue: Mutex::new(()),
             statements: Mutex::new(HashMap::new()),
+            retired: AtomicBool::new(false),
         }
     }
 
@@ -41,9 +46,15 @@ impl Conn {
         &self.client
     }
 
-    /// The server or the network ended the session (the connection task has finished).
+    /// The server or the network ended the session (the connection task has finished), or the
+    /// connection was retired.
     pub fn is_closed(&self) -> bool {
-        self.client.is_closed()
+        self.retired.load(Ordering::Acquire) || self.client.is_closed()
+    }
+
+    /// Lends this connection to nobody again; it closes once its current holder lets go.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
     }
 
     /// The prepared statement for `sql`, preparing it on first use on this connection.

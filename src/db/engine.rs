@@ -100,9 +100,14 @@ impl DbPool {
                 }
             }
         };
-        self.counters
-            .record(result.is_ok(), started.elapsed().as_secs_f64() * 1000.0);
+        self.record(result.is_ok(), started);
         result
+    }
+
+    /// Counts one statement that started at `started` (a transaction's statements count too).
+    pub fn record(&self, ok: bool, started: Instant) {
+        self.counters
+            .record(ok, started.elapsed().as_secs_f64() * 1000.0);
     }
 
     /// A lease, with the pool's reasons for not giving one turned into errors.

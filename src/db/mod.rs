@@ -24,6 +24,7 @@ pub mod retry;
 pub mod rows;
 pub mod snapshot;
 pub mod submit;
+pub mod transaction;
 pub mod types;
 
 use std::sync::{Arc, OnceLock};
@@ -94,6 +95,7 @@ pub struct NativeDatabaseConfig {
     pub idle_timeout: f64,
     pub max_retries: u32,
     pub retry_delay: f64,
+    pub pipeline_depth: u32,
     pub connection_string: String,
     pub anon_role: String,
     pub authenticated_role: String,
@@ -198,22 +200,12 @@ impl NativeDatabasePool {
         role: Option<String>,
         claims: Option<String>,
     ) -> napi::Result<(), String> {
-        let style = if to_json_style.unwrap_or(false) {
-            ValueStyle::ToJson
-        } else {
-            ValueStyle::Driver
+        let work = submit::Work::Statement {
+            sql,
+            params: params.unwrap_or_default(),
+            style: value_style(to_json_style),
         };
-        self.dispatcher()?.submit(submit::Submission {
-            id,
-            work: submit::Work::Statement {
-                sql,
-                params: params.unwrap_or_default(),
-                style,
-            },
-            role: role_context(role, claims),
-            submitted: std::time::Instant::now(),
-        });
-        Ok(())
+        self.queue(id, work, role_context(role, claims))
     }
 
     /// Queues one query-builder request (JSON text, see `builder::RequestSpec`); its reply (rows,
@@ -227,16 +219,81 @@ impl NativeDatabasePool {
         role: Option<String>,
         claims: Option<String>,
     ) -> napi::Result<(), String> {
-        self.dispatcher()?.submit(submit::Submission {
+        let work = submit::Work::Request {
+            spec_json,
+            anonymous: anonymous.unwrap_or(false),
+        };
+        self.queue(id, work, role_context(role, claims))
+    }
+
+    /// Queues the start of a transaction (an exclusive connection, `BEGIN` with the options, the
+    /// role and claims if given); its id is `id`, and its reply is `{"ok":true}` or the error.
+    #[napi(catch_unwind)]
+    pub fn submit_begin(
+        &self,
+        id: u32,
+        isolation_level: Option<String>,
+        read_only: Option<bool>,
+        role: Option<String>,
+        claims: Option<String>,
+    ) -> napi::Result<(), String> {
+        let options = transaction::TxOptions {
+            isolation: isolation_level
+                .as_deref()
+                .map(transaction::Isolation::parse)
+                .transpose()?,
+            read_only: read_only.unwrap_or(false),
+        };
+        self.queue(
             id,
-            work: submit::Work::Request {
-                spec_json,
-                anonymous: anonymous.unwrap_or(false),
-            },
-            role: role_context(role, claims),
-            submitted: std::time::Instant::now(),
-        });
-        Ok(())
+            submit::Work::Begin { options },
+            role_context(role, claims),
+        )
+    }
+
+    /// Queues a statement inside transaction `tx`.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "id: number, tx: number, sql: string, params?: unknown[] | null, toJsonStyle?: boolean | null"
+    )]
+    pub fn submit_in_transaction(
+        &self,
+        id: u32,
+        tx: u32,
+        sql: String,
+        params: Option<Vec<Param>>,
+        to_json_style: Option<bool>,
+    ) -> napi::Result<(), String> {
+        let work = submit::Work::TxStatement {
+            tx,
+            sql,
+            params: params.unwrap_or_default(),
+            style: value_style(to_json_style),
+        };
+        self.queue(id, work, None)
+    }
+
+    /// Queues a query-builder request inside transaction `tx`.
+    #[napi(catch_unwind)]
+    pub fn submit_request_in_transaction(
+        &self,
+        id: u32,
+        tx: u32,
+        spec_json: String,
+        anonymous: Option<bool>,
+    ) -> napi::Result<(), String> {
+        let work = submit::Work::TxRequest {
+            tx,
+            spec_json,
+            anonymous: anonymous.unwrap_or(false),
+        };
+        self.queue(id, work, None)
+    }
+
+    /// Queues the end of transaction `tx`: `COMMIT` if `commit`, else `ROLLBACK`.
+    #[napi(catch_unwind)]
+    pub fn submit_end(&self, id: u32, tx: u32, commit: bool) -> napi::Result<(), String> {
+        self.queue(id, submit::Work::End { tx, commit }, None)
     }
 
     /// Every reply that arrived since the last drain.
@@ -348,6 +405,7 @@ impl NativeDatabasePool {
             idle_timeout: c.idle_timeout.map_or(0.0, |d| d.as_millis() as f64),
             max_retries: c.max_retries,
             retry_delay: c.retry_delay.as_millis() as f64,
+            pipeline_depth: c.pipeline_depth,
             connection_string: c.masked_connection_string.clone(),
             anon_role: c.anon_role.clone(),
             authenticated_role: c.authenticated_role.clone(),
@@ -384,6 +442,14 @@ impl From<auth::VerifiedToken> for NativeVerifiedToken {
             claims: verified.claims_json,
             expires_at: verified.expires_at.map(|s| s as f64),
         }
+    }
+}
+
+fn value_style(to_json_style: Option<bool>) -> ValueStyle {
+    if to_json_style.unwrap_or(false) {
+        ValueStyle::ToJson
+    } else {
+        ValueStyle::Driver
     }
 }
 
@@ -479,6 +545,21 @@ fn json_stringify(env: napi::sys::napi_env, value: napi::sys::napi_value) -> nap
 }
 
 impl NativeDatabasePool {
+    fn queue(
+        &self,
+        id: u32,
+        work: submit::Work,
+        role: Option<context::RoleContext>,
+    ) -> napi::Result<(), String> {
+        self.dispatcher()?.submit(submit::Submission {
+            id,
+            work,
+            role,
+            submitted: std::time::Instant::now(),
+        });
+        Ok(())
+    }
+
     /// The engine's gauges, with statements still in the submission queue counted as waiting.
     fn snapshot(&self) -> snapshot::PoolSnapshot {
         let mut snapshot = self.inner.snapshot();

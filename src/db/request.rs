@@ -1,5 +1,11 @@
 //! Runs one query-builder request: its data statement and, when asked, its count.
 //!
+//! A request of one statement runs on the pool like any statement (pipelined, as the caller's
+//! identity). A request of several (a count beside the rows, an upsert that looks up the primary
+//! key) runs in one transaction, as PostgREST runs every request; a count runs in a repeatable-
+//! read one, so that it and the rows see the same snapshot. Inside `transaction()`, a request
+//! runs in that transaction.
+//!
 //! The reply is JSON text for the facade: `{"columns":…,"rows":…,"rowCount":n,"count":c,
 //! "status":200}` or `{"error":{…},"status":409}`. Values are rendered as Postgres's `to_json`
 //! renders them (what PostgREST returns), and failures carry PostgREST's HTTP status.
@@ -9,23 +15,97 @@ use serde_json::Value;
 use super::builder::{build, status_for_error, BuiltStatement, CountMode, Method, RequestSpec};
 use super::context::RoleContext;
 use super::engine::DbPool;
+use super::execute::QueryOutput;
 use super::params::Param;
 use super::rows::ValueStyle;
+use super::transaction::{Isolation, Transaction, TxOptions};
 use crate::error::PoolError;
 
 /// Beyond this many planned rows an `estimated` count stays an estimate (PostgREST's idea).
 const ESTIMATE_EXACT_BELOW: i64 = 1000;
 
+/// Where a request's statements run.
+pub enum Target<'a> {
+    /// On the pool, each statement by itself, as `role` (or the login role).
+    Pool {
+        pool: &'a DbPool,
+        role: Option<&'a RoleContext>,
+    },
+    /// Inside a transaction (its role, if any, was set when it began).
+    Transaction {
+        pool: &'a DbPool,
+        tx: &'a Transaction,
+    },
+}
+
+impl Target<'_> {
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[Param],
+        style: ValueStyle,
+    ) -> Result<QueryOutput, PoolError> {
+        match self {
+            Target::Pool { pool, role } => pool.query(sql, params, style, *role).await,
+            Target::Transaction { pool, tx } => tx.query(pool, sql, params, style).await,
+        }
+    }
+}
+
+/// Runs a request on the pool; the reply (or error reply) as JSON text.
 pub async fn run(
     pool: &DbPool,
     spec_json: &str,
     role: Option<&RoleContext>,
     anonymous: bool,
 ) -> String {
-    match run_inner(pool, spec_json, role).await {
+    match run_pooled(pool, spec_json, role).await {
         Ok(reply) => reply,
         Err(err) => error_reply(&err, anonymous),
     }
+}
+
+/// Runs a request inside an open transaction.
+pub async fn run_in(pool: &DbPool, tx: &Transaction, spec_json: &str, anonymous: bool) -> String {
+    let target = Target::Transaction { pool, tx };
+    match parse(spec_json) {
+        Ok(spec) => run_spec(&target, spec).await,
+        Err(err) => Err(err),
+    }
+    .unwrap_or_else(|err| error_reply(&err, anonymous))
+}
+
+async fn run_pooled(
+    pool: &DbPool,
+    spec_json: &str,
+    role: Option<&RoleContext>,
+) -> Result<String, PoolError> {
+    let spec = parse(spec_json)?;
+    let looks_up_key = spec.method == Method::Upsert && spec.on_conflict.is_none();
+    let counted_select = spec.method == Method::Select && spec.count.is_some();
+    if !looks_up_key && !counted_select {
+        return run_spec(&Target::Pool { pool, role }, spec).await;
+    }
+    let options = TxOptions {
+        isolation: counted_select.then_some(Isolation::RepeatableRead),
+        read_only: false,
+    };
+    let tx = Transaction::begin(pool, role, options).await?;
+    match run_spec(&Target::Transaction { pool, tx: &tx }, spec).await {
+        Ok(reply) => {
+            tx.finish(true).await?;
+            Ok(reply)
+        }
+        Err(err) => {
+            let _ = tx.finish(false).await;
+            Err(err)
+        }
+    }
+}
+
+fn parse(spec_json: &str) -> Result<RequestSpec, PoolError> {
+    serde_json::from_str(spec_json)
+        .map_err(|e| super::ident::request_error(format!("malformed builder request: {e}"), None))
 }
 
 fn error_reply(err: &PoolError, anonymous: bool) -> String {
@@ -42,27 +122,20 @@ fn error_reply(err: &PoolError, anonymous: bool) -> String {
     envelope.to_string()
 }
 
-async fn run_inner(
-    pool: &DbPool,
-    spec_json: &str,
-    role: Option<&RoleContext>,
-) -> Result<String, PoolError> {
-    let mut spec: RequestSpec = serde_json::from_str(spec_json).map_err(|e| {
-        super::ident::request_error(format!("malformed builder request: {e}"), None)
-    })?;
+async fn run_spec(target: &Target<'_>, mut spec: RequestSpec) -> Result<String, PoolError> {
     if spec.method == Method::Upsert && spec.on_conflict.is_none() {
-        spec.primary_key = primary_key(pool, &spec.table).await?;
+        spec.primary_key = primary_key(target, &spec.table).await?;
     }
     let built = build(&spec)?;
 
     let count = match (spec.count, &built.count) {
-        (Some(mode), Some(statement)) => Some(count_rows(pool, mode, statement, role).await?),
+        (Some(mode), Some(statement)) => Some(count_rows(target, mode, statement).await?),
         _ => None,
     };
     let (reply, row_count) = match &built.data {
         Some(statement) => {
-            let json = pool
-                .query(&statement.sql, &statement.params, ValueStyle::ToJson, role)
+            let json = target
+                .query(&statement.sql, &statement.params, ValueStyle::ToJson)
                 .await?
                 .json;
             let row_count = row_count_of(&json);
@@ -98,14 +171,14 @@ async fn run_inner(
 }
 
 /// The primary key columns of a table, in key order (empty when it has none).
-async fn primary_key(pool: &DbPool, table: &str) -> Result<Vec<String>, PoolError> {
+async fn primary_key(target: &Target<'_>, table: &str) -> Result<Vec<String>, PoolError> {
     const SQL: &str = "SELECT coalesce(json_agg(a.attname ORDER BY k.ord), '[]') \
          FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
          WHERE i.indrelid = to_regclass($1) AND i.indisprimary";
     let relation = super::ident::quote_relation(table)?;
-    let json = pool
-        .query(SQL, &[Param::Text(relation)], ValueStyle::ToJson, None)
+    let json = target
+        .query(SQL, &[Param::Text(relation)], ValueStyle::ToJson)
         .await?
         .json;
     Ok(first_value(&json)
@@ -121,14 +194,13 @@ fn row_count_of(reply: &str) -> u64 {
 }
 
 async fn count_rows(
-    pool: &DbPool,
+    target: &Target<'_>,
     mode: CountMode,
     statement: &BuiltStatement,
-    role: Option<&RoleContext>,
 ) -> Result<i64, PoolError> {
     let exact = || async {
-        let json = pool
-            .query(&statement.sql, &statement.params, ValueStyle::ToJson, role)
+        let json = target
+            .query(&statement.sql, &statement.params, ValueStyle::ToJson)
             .await?
             .json;
         first_value(&json)
@@ -137,8 +209,8 @@ async fn count_rows(
     };
     let planned = || async {
         let sql = format!("EXPLAIN (FORMAT JSON) {}", statement.sql);
-        let json = pool
-            .query(&sql, &statement.params, ValueStyle::ToJson, role)
+        let json = target
+            .query(&sql, &statement.params, ValueStyle::ToJson)
             .await?
             .json;
         first_value(&json)

@@ -11,7 +11,7 @@
 //! when it finishes one. So 50,000 statements queued behind a blocked database cost their SQL,
 //! their parameters and a few dozen bytes each, and they still go out first come, first served.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -21,7 +21,11 @@ use super::engine::DbPool;
 use super::params::Param;
 use super::request;
 use super::rows::ValueStyle;
+use super::transaction::{Transaction, TxOptions};
 use crate::error::{settle_to_json, PoolError};
+
+/// The reply of a submission that returns nothing but success.
+const OK_REPLY: &str = r#"{"ok":true}"#;
 
 /// What a submission asks for.
 pub enum Work {
@@ -32,7 +36,27 @@ pub enum Work {
     },
     /// A query-builder request (JSON text, see `builder::RequestSpec`).
     Request { spec_json: String, anonymous: bool },
+    /// Begins a transaction known from then on by this submission's id.
+    Begin { options: TxOptions },
+    /// A statement inside transaction `tx`.
+    TxStatement {
+        tx: u32,
+        sql: String,
+        params: Vec<Param>,
+        style: ValueStyle,
+    },
+    /// A query-builder request inside transaction `tx`.
+    TxRequest {
+        tx: u32,
+        spec_json: String,
+        anonymous: bool,
+    },
+    /// Commits or rolls back transaction `tx`.
+    End { tx: u32, commit: bool },
 }
+
+/// An open transaction; its statements take turns (one connection, one statement at a time).
+type OpenTransaction = Arc<tokio::sync::Mutex<Option<Transaction>>>;
 
 pub struct Submission {
     pub id: u32,
@@ -62,6 +86,7 @@ pub struct Dispatcher {
     replies: Mutex<Replies>,
     notified: AtomicBool,
     notify: Box<dyn Notify>,
+    transactions: Mutex<HashMap<u32, OpenTransaction>>,
 }
 
 impl Dispatcher {
@@ -78,6 +103,7 @@ impl Dispatcher {
             replies: Mutex::new(Replies::default()),
             notified: AtomicBool::new(false),
             notify,
+            transactions: Mutex::new(HashMap::new()),
         })
     }
 
@@ -131,17 +157,60 @@ impl Dispatcher {
 
     async fn execute(&self, submission: &Submission) -> Result<String, PoolError> {
         let role = submission.role.as_ref();
+        let pool = &self.pool;
         match &submission.work {
-            Work::Statement { sql, params, style } => self
-                .pool
+            Work::Statement { sql, params, style } => pool
                 .query_since(submission.submitted, sql, params, *style, role)
                 .await
                 .map(|output| output.json),
             Work::Request {
                 spec_json,
                 anonymous,
-            } => Ok(request::run(&self.pool, spec_json, role, *anonymous).await),
+            } => Ok(request::run(pool, spec_json, role, *anonymous).await),
+            Work::Begin { options } => {
+                let tx = Transaction::begin(pool, role, *options).await?;
+                self.open_transactions()
+                    .insert(submission.id, Arc::new(tokio::sync::Mutex::new(Some(tx))));
+                Ok(OK_REPLY.into())
+            }
+            Work::TxStatement {
+                tx,
+                sql,
+                params,
+                style,
+            } => {
+                let open = self.transaction(*tx)?;
+                let guard = open.lock().await;
+                let tx = guard.as_ref().ok_or_else(ended)?;
+                tx.query(pool, sql, params, *style)
+                    .await
+                    .map(|output| output.json)
+            }
+            Work::TxRequest {
+                tx,
+                spec_json,
+                anonymous,
+            } => {
+                let open = self.transaction(*tx)?;
+                let guard = open.lock().await;
+                let tx = guard.as_ref().ok_or_else(ended)?;
+                Ok(request::run_in(pool, tx, spec_json, *anonymous).await)
+            }
+            Work::End { tx, commit } => {
+                let open = self.open_transactions().remove(tx).ok_or_else(ended)?;
+                let taken = open.lock().await.take();
+                taken.ok_or_else(ended)?.finish(*commit).await?;
+                Ok(OK_REPLY.into())
+            }
         }
+    }
+
+    fn open_transactions(&self) -> MutexGuard<'_, HashMap<u32, OpenTransaction>> {
+        self.transactions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn transaction(&self, id: u32) -> Result<OpenTransaction, PoolError> {
+        self.open_transactions().get(&id).cloned().ok_or_else(ended)
     }
 
     fn reply(&self, id: u32, json: &str) {
@@ -170,4 +239,8 @@ impl Dispatcher {
         json.push(']');
         (std::mem::take(&mut replies.ids), json)
     }
+}
+
+fn ended() -> PoolError {
+    PoolError::InvalidArgument("the transaction has already ended".into())
 }
