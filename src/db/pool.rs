@@ -6,9 +6,10 @@
 //! - an idle connection first (the most recently used, so surplus ones can age out);
 //! - else the busy connection whose pipeline is moving best: fewest statements in flight, plus a
 //!   penalty for the time since it last completed one, in units of the pool's typical statement
-//!   time. A connection that has completed nothing for `stall_after` (a slow statement at its
-//!   head) takes no more work at all while it is stuck: a fast statement waits for room
-//!   elsewhere rather than queue behind a slow one;
+//!   time. Only moving pipelines qualify: a connection that has completed nothing since it got
+//!   busy (its first statement may be the slow one; unless that was under `YOUNG` ago), or
+//!   nothing for `stall_after`, takes no more work while it is so: a fast statement waits for room elsewhere rather than queue behind a
+//!   slow one;
 //! - and when no connection is idle and the pool is below `maxConnections`, a new one is opened.
 //!
 //! Waiting callers are served first come, first served. When the first in line needs an exclusive
@@ -34,6 +35,9 @@ use super::retry::{classify, Failure, Stage};
 const MIN_STALL: Duration = Duration::from_millis(2);
 /// A pipeline that has completed nothing for this long is stuck whatever the typical time.
 const MAX_STALL: Duration = Duration::from_millis(50);
+/// A connection that got busy this recently may take more statements before its first one is
+/// back: statements submitted together (a batch of callers woken by one drain) share pipelines.
+const YOUNG: Duration = Duration::from_micros(100);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseKind {
@@ -79,7 +83,13 @@ struct Slot {
     exclusive: bool,
     /// Reserved for the exclusive waiter at the head of the line: takes no new statements.
     draining: bool,
-    last_progress: Instant,
+    /// When a statement on this connection last completed, within the current busy spell; None
+    /// while it is idle or has completed nothing since it got busy. Only a pipeline that is
+    /// seen to move takes more statements: one whose first statement has not come back yet may
+    /// be the slow one.
+    last_progress: Option<Instant>,
+    /// When the current busy spell began (a statement leased on an idle connection).
+    busy_since: Instant,
     idle_since: Instant,
 }
 
@@ -267,14 +277,13 @@ impl Inner {
         match kind {
             LeaseKind::Shared => {
                 if slot.in_flight == 0 {
-                    slot.last_progress = now;
+                    slot.busy_since = now;
                 }
                 slot.in_flight += 1;
             }
             LeaseKind::Exclusive => {
                 slot.exclusive = true;
                 slot.draining = false;
-                slot.last_progress = now;
             }
         }
         Lease {
@@ -314,14 +323,21 @@ impl Inner {
             .slots
             .iter_mut()
             .filter(|s| usable(s) && !s.draining && s.in_flight < depth)
-            .filter(|s| now.duration_since(s.last_progress) < stall_after)
-            .min_by(|a, b| {
-                let load = |s: &Slot| {
-                    s.in_flight as f64
-                        + now.duration_since(s.last_progress).as_micros() as f64 / typical_us
+            .filter_map(|s| {
+                let quiet_for = match s.last_progress {
+                    Some(at) => now.duration_since(at),
+                    None if now.duration_since(s.busy_since) < YOUNG => Duration::ZERO,
+                    None => return None,
                 };
-                load(a).total_cmp(&load(b))
-            });
+                (quiet_for < stall_after).then_some((s, quiet_for))
+            })
+            .min_by(|(a, a_quiet), (b, b_quiet)| {
+                let load = |s: &Slot, quiet: &Duration| {
+                    s.in_flight as f64 + quiet.as_micros() as f64 / typical_us
+                };
+                load(a, a_quiet).total_cmp(&load(b, b_quiet))
+            })
+            .map(|(s, _)| s);
         let lease = busy.map(|slot| self.lease(slot, kind, now))?;
         // Busy everywhere: grow toward maxConnections so that the next statements find room.
         if state.opening == 0 {
@@ -357,7 +373,8 @@ impl Inner {
                         in_flight: 0,
                         exclusive: false,
                         draining: false,
-                        last_progress: now,
+                        last_progress: None,
+                        busy_since: now,
                         idle_since: now,
                     });
                     state.last_connect_error = None;
@@ -457,8 +474,9 @@ impl Inner {
             LeaseKind::Shared => slot.in_flight -= 1,
             LeaseKind::Exclusive => slot.exclusive = false,
         }
-        slot.last_progress = now;
+        slot.last_progress = Some(now);
         if slot.in_flight == 0 && !slot.exclusive {
+            slot.last_progress = None;
             slot.idle_since = now;
             if slot.conn.is_closed() || state.closed {
                 state.slots.swap_remove(index);
