@@ -117,7 +117,23 @@ impl Dispatcher {
     }
 
     /// Queues a submission; starts a runner if fewer than `max_runners` are running.
+    ///
+    /// Work inside an open transaction skips the queue: it needs no lease (its transaction holds
+    /// a connection already), and it must never wait for a runner, since the runners may all be
+    /// waiting for the very connection that this transaction can only give back once its
+    /// statements have run. There are at most `maxConnections` open transactions.
     pub fn submit(self: &Arc<Self>, submission: Submission) {
+        if matches!(
+            submission.work,
+            Work::TxStatement { .. } | Work::TxRequest { .. } | Work::End { .. }
+        ) {
+            let this = self.clone();
+            napi::bindgen_prelude::spawn(async move {
+                let reply = settle_to_json(this.execute(&submission)).await;
+                this.reply(submission.id, &reply);
+            });
+            return;
+        }
         self.queue().push_back(submission);
         let started = self
             .runners
