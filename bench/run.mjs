@@ -196,7 +196,7 @@ async function main() {
     }
   }
 
-  if (!only || 'burst'.includes(only) || only.includes('burst')) await burstMemory(ours, url)
+  if (!only || only.includes('burst')) await burstMemory(url)
   await benchOpenAI(only)
 
   const step = (what) => process.env.BENCH_DEBUG && process.stderr.write(`${what}\n`)
@@ -205,32 +205,6 @@ async function main() {
   step('pg'); await pgPool.end()
   step('postgres.js'); await sql.end()
   step('embedded'); if (embedded) await embedded.stop()
-}
-
-/**
- * Memory under a burst: 50,000 statements issued at once while every connection is blocked (a
- * table lock held by another session), so that all but the pipelines' few are waiting; reports
- * the process's RSS growth per waiting statement, then lets them all finish.
- */
-async function burstMemory(ours, url) {
-  const BURST = 50_000
-  const blocker = new pg.Client({ connectionString: url })
-  await blocker.connect()
-  await blocker.query('begin')
-  await blocker.query('lock table bench_users in access exclusive mode')
-  global.gc?.()
-  const before = process.memoryUsage()
-  const pending = Array.from({ length: BURST }, (_, i) => ours.query('select id from bench_users where id = $1', [(i % ROWS) + 1]))
-  // Let every call reach the native side and the pool's queue.
-  await new Promise((resolve) => setTimeout(resolve, 500))
-  const waiting = DatabasePool.getStats().waitingRequests
-  const after = process.memoryUsage()
-  await blocker.query('commit')
-  await Promise.all(pending)
-  await blocker.end()
-  console.log(`\nburst: ${BURST} statements issued against ${POOL} blocked connections; ${waiting} waiting in the pool`)
-  console.log(`  RSS +${((after.rss - before.rss) / 1048576).toFixed(1)} MB = ${((after.rss - before.rss) / BURST).toFixed(0)} B per statement` +
-    ` (JS heap ${((after.heapUsed - before.heapUsed) / BURST).toFixed(0)} B of it)`)
 }
 
 /**
@@ -295,6 +269,20 @@ async function benchOpenAI(only) {
   await OpenAIPool.close()
   await bare.close()
   for (const server of Object.values(servers)) await server.close()
+}
+
+/**
+ * Memory under a burst (bench/burst.mjs), in a fresh process so that the other cells' garbage
+ * does not blur its RSS.
+ */
+async function burstMemory(url) {
+  const { execFileSync } = await import('node:child_process')
+  const script = new URL('./burst.mjs', import.meta.url).pathname
+  const out = execFileSync(process.execPath, ['--expose-gc', script], {
+    env: { ...process.env, DATABASE_URL: url, BENCH_POOL: String(POOL) },
+    encoding: 'utf8',
+  })
+  process.stdout.write(`\n${out}`)
 }
 
 main().catch((err) => {

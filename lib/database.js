@@ -56,8 +56,13 @@ class DatabaseClient {
   _context() {
     if (this.kind === 'admin') return null
     if (this.kind === 'anon') {
-      const role = pool().config().anonRole
-      return { role, claims: JSON.stringify({ role }), anonymous: true, expiresAt: null }
+      // Once per pool: reading the config crosses napi and builds an object.
+      const native = pool()
+      if (native.anonContext === undefined) {
+        const role = native.config().anonRole
+        native.anonContext = { role, claims: JSON.stringify({ role }), anonymous: true, expiresAt: null }
+      }
+      return native.anonContext
     }
     return this._identity
   }

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# A CPU profile of the client at 50 callers (bench/profile-target.mjs) with Linux perf, by shared
+# object and by symbol. Release builds keep their symbol table (Cargo.toml: strip = "debuginfo"),
+# so the addon's frames have names. Needs `perf` (Debian: linux-perf) and `npm run build` first.
+#   bench/profile.sh                 # 5 s, report to stdout
+#   PROFILE_MS=10000 bench/profile.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=$(mktemp /tmp/connection-pools-perf.XXXXXX)
+perf record -F 499 -g -o "$data" -- node bench/profile-target.mjs
+echo "--- CPU by shared object (the addon is connection-pools.*.node; [kernel.kallsyms] is syscalls and wake-ups)"
+perf report -i "$data" --no-children --sort dso --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -15
+echo "--- hottest symbols"
+perf report -i "$data" --no-children --sort dso,sym --stdio 2>/dev/null | grep -v '^#' | grep -E '^ +[0-9]' | head -40
+rm -f "$data"
