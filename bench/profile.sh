@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 data=$(mktemp /tmp/connection-pools-perf.XXXXXX)
 perf record -F 499 -g -o "$data" -- node bench/profile-target.mjs
 echo "--- CPU by shared object (the addon is connection-pools.*.node; [kernel.kallsyms] is syscalls and wake-ups)"
-perf report -i "$data" --no-children --sort dso --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -15
+perf report -i "$data" --no-children -g none --percent-limit 0.5 --sort dso --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -15
 echo "--- hottest symbols"
-perf report -i "$data" --no-children --sort dso,sym --stdio 2>/dev/null | grep -v '^#' | grep -E '^ +[0-9]' | head -40
+perf report -i "$data" --no-children -g none --percent-limit 0.5 --sort dso,sym --stdio 2>/dev/null | grep -v '^#' | grep -E '^ +[0-9]' | head -40
 rm -f "$data"
