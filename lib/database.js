@@ -35,6 +35,36 @@ function userIdentity(verified) {
   return { role: verified.role, claims: verified.claims, anonymous: false, expiresAt: verified.expiresAt ?? null }
 }
 
+/** query()'s argument check, shared by both kinds of client: an error, or null. */
+function invalidQueryArguments(sql, params) {
+  if (typeof sql !== 'string') {
+    return new ConnectionPoolError('INVALID_ARGUMENT', 'query(sql, params): sql must be a string')
+  }
+  if (params !== undefined && params !== null && !Array.isArray(params)) {
+    return new ConnectionPoolError('INVALID_ARGUMENT', 'query(sql, params): params must be an array')
+  }
+  return null
+}
+
+/** from() and rpc(), over a client's `_runner()` (how its builder requests are sent). */
+class BuilderEntry {
+  /** The supabase-js query builder on `table` (or `schema.table`). */
+  from(table) {
+    if (typeof table !== 'string') {
+      throw new ConnectionPoolError('INVALID_ARGUMENT', 'from(table): table must be a string')
+    }
+    return new QueryBuilder(this._runner(), table)
+  }
+
+  /** Calls a Postgres function with named arguments, as supabase-js's rpc(). */
+  rpc(functionName, args, options) {
+    if (typeof functionName !== 'string') {
+      throw new ConnectionPoolError('INVALID_ARGUMENT', 'rpc(fn, args): fn must be a string')
+    }
+    return rpcBuilder(this._runner(), functionName, args, options)
+  }
+}
+
 /**
  * A client bound to an identity; every call goes to the current pool.
  * - admin: the login role, no transaction wrapper (bypasses row-level security).
@@ -43,8 +73,9 @@ function userIdentity(verified) {
  *   (asymmetric keys from jwksUrl) is verified before the client's first statement; until then
  *   the client holds only the token.
  */
-class DatabaseClient {
+class DatabaseClient extends BuilderEntry {
   constructor(kind, identity = null, pendingToken = null) {
+    super()
     /** 'admin', 'anon' or 'user'. */
     this.kind = kind
     this._identity = identity
@@ -101,12 +132,8 @@ class DatabaseClient {
    */
   query(sql, params) {
     // Not an async function: one promise per statement, one .then, no extra ticks.
-    if (typeof sql !== 'string') {
-      return Promise.reject(new ConnectionPoolError('INVALID_ARGUMENT', 'query(sql, params): sql must be a string'))
-    }
-    if (params !== undefined && params !== null && !Array.isArray(params)) {
-      return Promise.reject(new ConnectionPoolError('INVALID_ARGUMENT', 'query(sql, params): params must be an array'))
-    }
+    const invalid = invalidQueryArguments(sql, params)
+    if (invalid !== null) return Promise.reject(invalid)
     if (this._pendingToken !== null) return this._verifyPending().then(() => this.query(sql, params))
     let native, context
     try {
@@ -123,22 +150,6 @@ class DatabaseClient {
     return submissions
       .statement(sql, params ?? null, false, context.role, context.claims)
       .then(parseResult, rethrowNative)
-  }
-
-  /** The supabase-js query builder on `table` (or `schema.table`). */
-  from(table) {
-    if (typeof table !== 'string') {
-      throw new ConnectionPoolError('INVALID_ARGUMENT', 'from(table): table must be a string')
-    }
-    return new QueryBuilder(this._runner(), table)
-  }
-
-  /** Calls a Postgres function with named arguments, as supabase-js's rpc(). */
-  rpc(functionName, args, options) {
-    if (typeof functionName !== 'string') {
-      throw new ConnectionPoolError('INVALID_ARGUMENT', 'rpc(fn, args): fn must be a string')
-    }
-    return rpcBuilder(this._runner(), functionName, args, options)
   }
 
   /**
@@ -176,8 +187,9 @@ const ISOLATION_LEVELS = ['read committed', 'repeatable read', 'serializable']
  * The client a transaction's callback gets: `query`, `from` and `rpc` as on a DatabaseClient,
  * all on the transaction's connection, as the identity it began with. Unusable once it ended.
  */
-class TransactionClient {
+class TransactionClient extends BuilderEntry {
   constructor(submissions, tx, anonymous) {
+    super()
     this._submissions = submissions
     this._tx = tx
     this._anonymous = anonymous
@@ -185,28 +197,9 @@ class TransactionClient {
   }
 
   query(sql, params) {
-    if (typeof sql !== 'string') {
-      return Promise.reject(new ConnectionPoolError('INVALID_ARGUMENT', 'query(sql, params): sql must be a string'))
-    }
-    if (params !== undefined && params !== null && !Array.isArray(params)) {
-      return Promise.reject(new ConnectionPoolError('INVALID_ARGUMENT', 'query(sql, params): params must be an array'))
-    }
-    if (this._ended) return Promise.reject(transactionEnded())
+    const invalid = invalidQueryArguments(sql, params) ?? (this._ended ? transactionEnded() : null)
+    if (invalid !== null) return Promise.reject(invalid)
     return this._submissions.statementIn(this._tx, sql, params ?? null).then(parseResult, rethrowNative)
-  }
-
-  from(table) {
-    if (typeof table !== 'string') {
-      throw new ConnectionPoolError('INVALID_ARGUMENT', 'from(table): table must be a string')
-    }
-    return new QueryBuilder(this._runner(), table)
-  }
-
-  rpc(functionName, args, options) {
-    if (typeof functionName !== 'string') {
-      throw new ConnectionPoolError('INVALID_ARGUMENT', 'rpc(fn, args): fn must be a string')
-    }
-    return rpcBuilder(this._runner(), functionName, args, options)
   }
 
   _runner() {
