@@ -119,15 +119,26 @@ describe('identities under load', () => {
 })
 
 test('no head-of-line blocking: 100 fast statements issued after a pg_sleep(2) all finish before it', async () => {
-  DatabasePool.initialize({ connectionString: taggedUrl(uniqueName('cp_hol')), maxConnections: 5, minConnections: 5 })
+  const app = uniqueName('cp_hol')
+  DatabasePool.initialize({ connectionString: taggedUrl(app), maxConnections: 5, minConnections: 5 })
   const client = DatabasePool.getAdminClient()
   // Warm all five connections (the first statement opens minConnections).
   await client.query('select 1')
   await eventually(() => DatabasePool.getStats().totalConnections === 5)
+  const watcher = await observer()
   let slowDone = false
   const slow = client.query('select pg_sleep(2) as slept').then(() => {
     slowDone = true
   })
+  // The fast statements come while the slow one is running on the server.
+  await eventually(async () => {
+    const { rows } = await watcher.query(
+      `select count(*)::int as n from pg_stat_activity where application_name = $1 and query like 'select pg_sleep(2)%' and state = 'active'`,
+      [app],
+    )
+    return rows[0].n === 1
+  })
+  await watcher.end()
   const finishedBeforeSlow = await Promise.all(
     Array.from({ length: 100 }, (_, i) => client.query('select $1::int as i', [i]).then(({ rows }) => rows[0].i === i && !slowDone)),
   )
