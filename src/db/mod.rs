@@ -1,8 +1,10 @@
 //! The napi surface of the database pool: a thin class over `engine::DbPool`.
 //!
 //! JS never sees this class directly; `lib/database.js` wraps it in the seed's static
-//! `DatabasePool` API. Results and errors of statements cross as JSON text (one `JSON.parse` on the JS side is
-//! far cheaper than building objects through napi); every async entry point catches panics.
+//! `DatabasePool` API. Statements go in through synchronous `submit*` calls and their replies come
+//! back in batches through `drain()` (`submit.rs`, `lib/submissions.js`), as JSON text: one
+//! `JSON.parse` per batch on the JS side is far cheaper than building objects through napi. Every
+//! entry point catches panics.
 
 pub mod auth;
 pub mod builder;
