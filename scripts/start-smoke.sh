@@ -28,8 +28,12 @@ token=${url##*token=}
 origin=$(echo "$url" | grep -o '^http://[^/]*')
 
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$origin/api/connections/stats")" = 401 ]
-curl -fsS -H "Authorization: Bearer $token" "$origin/api/connections/stats" | grep -q '"success":true'
-curl -fsS "$url" | grep -q '<title>connection-pools dashboard</title>'
+# Bodies are read whole before grep looks at them: `curl | grep -q` fails under pipefail when
+# grep has matched and closed the pipe while curl was still writing (curl's exit 23).
+stats=$(curl -fsS -H "Authorization: Bearer $token" "$origin/api/connections/stats")
+grep -q '"success":true' <<<"$stats"
+page=$(curl -fsS "$url")
+grep -q '<title>connection-pools dashboard</title>' <<<"$page"
 echo "start-smoke: dashboard served after $(( SECONDS - started )) s at $origin/api/connections/dashboard"
 
 stop
