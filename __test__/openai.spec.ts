@@ -103,6 +103,20 @@ test('200 executeRequest calls on 10 slots: at most 10 in flight, at most 10 con
   expect(OpenAIPool.getStats().successfulRequests).toBe(200)
 })
 
+test('connections are capped at maxConcurrentRequests: 3000 back-to-back calls never hold a fifth open', async () => {
+  // With 0 ms service the next caller gets a slot the moment a body is read, before hyper has put
+  // that connection back in its idle pool: the race that used to open an extra connection.
+  useServer({ maxConcurrentRequests: 4 })
+  const openBefore = server.state.peakOpenConnections
+  const calls = Array.from({ length: 3000 }, (_, i) => openai.chat.completions.create({ ...chatBody, messages: [{ role: 'user', content: `c${i}` }] }))
+  const results = await Promise.all(calls)
+
+  expect(results[2999].choices[0].message.content).toBe('echo: c2999')
+  expect(server.state.peakInFlight).toBeLessThanOrEqual(4)
+  expect(server.state.peakOpenConnections - openBefore).toBeLessThanOrEqual(4)
+  expect(OpenAIPool.getQueueStatus()).toEqual({ queueLength: 0, activeRequests: 0, maxConcurrent: 4 })
+})
+
 describe('retries', () => {
   const rateLimited = { status: 429, headers: { 'retry-after-ms': '150' }, body: { error: { message: 'Rate limit reached', type: 'requests', param: null, code: 'rate_limit_exceeded' } } }
 

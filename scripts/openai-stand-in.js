@@ -70,6 +70,8 @@ async function startOpenAIStandIn({ latencyMs = 0, record = true } = {}) {
     inFlight: 0,
     peakInFlight: 0,
     connections: 0,
+    /** The most TCP connections open at one time. */
+    peakOpenConnections: 0,
     arrivals: [],
     paths: [],
     authorization: [],
@@ -164,6 +166,7 @@ async function startOpenAIStandIn({ latencyMs = 0, record = true } = {}) {
   server.on('connection', (socket) => {
     state.connections++
     sockets.add(socket)
+    state.peakOpenConnections = Math.max(state.peakOpenConnections, sockets.size)
     socket.on('close', () => sockets.delete(socket))
   })
   server.keepAliveTimeout = 60_000
@@ -178,7 +181,7 @@ async function startOpenAIStandIn({ latencyMs = 0, record = true } = {}) {
     /** Forgets counts and scripts (connections stay open). */
     reset() {
       scripted.length = 0
-      Object.assign(state, { requests: 0, inFlight: 0, peakInFlight: 0, connections: sockets.size, arrivals: [], paths: [], authorization: [], streamsAborted: 0, chunkDelayMs: 0 })
+      Object.assign(state, { requests: 0, inFlight: 0, peakInFlight: 0, connections: sockets.size, peakOpenConnections: sockets.size, arrivals: [], paths: [], authorization: [], streamsAborted: 0, chunkDelayMs: 0 })
     },
     close: () =>
       new Promise((resolve) => {

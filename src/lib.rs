@@ -6,6 +6,7 @@
 
 pub mod db;
 pub mod error;
+pub mod http;
 pub mod metrics;
 pub mod metrics_napi;
 pub mod openai;

@@ -21,6 +21,11 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
+use bytes::Bytes;
+use http_body_util::Full;
+
+use crate::http::{header, read_body, Request};
+
 /// Cache lifetime when the response has no `max-age` (Supabase's own clients use 10 minutes).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(600);
 /// Even `max-age=0` is cached this long: the auth server is not asked once per statement.
@@ -136,7 +141,7 @@ struct State {
 pub struct KeySet {
     url: String,
     fetch_timeout: Duration,
-    http: reqwest::Client,
+    http: crate::http::Transport,
     state: Mutex<State>,
     /// Held while fetching, so that concurrent callers share one fetch.
     fetching: tokio::sync::Mutex<()>,
@@ -144,12 +149,12 @@ pub struct KeySet {
 
 impl KeySet {
     pub fn new(url: String, fetch_timeout: Duration) -> Result<Self, String> {
-        // reqwest is built without a bundled crypto provider; use ring, as the OpenAI pool does.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("HTTP client for the key set: {e}"))?;
+        // One fetch at a time (see `fetching`); hyper follows no redirects.
+        let http = crate::http::Transport::new(crate::http::TransportOptions {
+            max_connections: 1,
+            connection_wait: fetch_timeout,
+            idle_timeout: Duration::from_secs(90),
+        });
         Ok(KeySet {
             url,
             fetch_timeout,
@@ -243,35 +248,30 @@ impl KeySet {
 
     async fn fetch(&self) -> Result<(HashMap<String, Arc<VerifyKey>>, Duration), String> {
         let attempt = async {
+            let request = Request::get(&self.url)
+                .header(header::ACCEPT, "application/json")
+                .body(Full::new(Bytes::new()))
+                .map_err(|_| "the key endpoint URL is not a valid URI".to_string())?;
             let response = self
                 .http
-                .get(&self.url)
-                .header(reqwest::header::ACCEPT, "application/json")
-                .send()
+                .send(request)
                 .await
-                .map_err(|e| describe_http_error(&e))?;
+                .map_err(|_| "the key endpoint is unreachable".to_string())?;
             if !response.status().is_success() {
                 return Err(format!("the key endpoint answered {}", response.status()));
-            }
-            if response
-                .content_length()
-                .is_some_and(|n| n > MAX_BODY_BYTES as u64)
-            {
-                return Err("the key set is larger than 1 MiB".into());
             }
             let ttl = cache_ttl(
                 response
                     .headers()
-                    .get(reqwest::header::CACHE_CONTROL)
+                    .get(header::CACHE_CONTROL)
                     .and_then(|v| v.to_str().ok()),
             );
-            let body = response
-                .bytes()
+            // Errors name no URL: it is configuration, and could carry a token in a query.
+            let body = read_body(response.into_body(), MAX_BODY_BYTES)
                 .await
-                .map_err(|e| describe_http_error(&e))?;
-            if body.len() > MAX_BODY_BYTES {
-                return Err("the key set is larger than 1 MiB".into());
-            }
+                .map_err(|_| {
+                    "the key set could not be read (or is larger than 1 MiB)".to_string()
+                })?;
             Ok((parse_key_set(&body)?, ttl))
         };
         match tokio::time::timeout(self.fetch_timeout, attempt).await {
@@ -282,20 +282,6 @@ impl KeySet {
             )),
         }
     }
-}
-
-/// A reqwest error without the URL (it is configuration, and could carry a token in a query).
-fn describe_http_error(err: &reqwest::Error) -> String {
-    let kind = if err.is_connect() {
-        "the key endpoint is unreachable"
-    } else if err.is_timeout() {
-        "the key endpoint timed out"
-    } else if err.is_body() || err.is_decode() {
-        "the key set could not be read"
-    } else {
-        "the key endpoint request failed"
-    };
-    kind.to_string()
 }
 
 /// A kid from an untrusted token, shortened and stripped for an error message.

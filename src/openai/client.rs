@@ -1,5 +1,6 @@
-//! The OpenAI pool's HTTP side: one reqwest client, every request through the queue, retries in
-//! this one layer, and the accounting. Bodies go out and come back as the API's JSON text.
+//! The OpenAI pool's HTTP side: one keep-alive transport (`crate::http`, its connections capped
+//! at `maxConcurrentRequests`), every request through the queue, retries in this one layer, and
+//! the accounting. Bodies go out and come back as the API's JSON text.
 
 // ApiError travels only on the failure path, where its size costs nothing worth a Box.
 #![allow(clippy::result_large_err)]
@@ -9,7 +10,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+
+use crate::http::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE};
+use crate::http::{read_body, Method, Request, Response, Transport, TransportOptions};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -20,6 +26,9 @@ use super::retry::{backoff, retry_after, should_retry, Failure};
 
 /// How long `healthCheck()` waits for the model list.
 const HEALTH_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The most a reply body may hold (the largest embeddings batches are a few tens of MB).
+const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
 
 /// An error as openai-node names it, or one of the pool's own (`QUEUE_FULL`, `POOL_CLOSED`).
 #[derive(Debug, Clone, Serialize)]
@@ -138,7 +147,7 @@ struct HeldSlot {
 
 pub struct OpenAiPool {
     pub config: OpenAiConfig,
-    http: reqwest::Client,
+    http: Transport,
     pub queue: SlotQueue,
     pub accounting: Accounting,
     held: Mutex<HashMap<u32, HeldSlot>>,
@@ -148,7 +157,7 @@ pub struct OpenAiPool {
 /// One attempt's outcome, before the retry decision.
 enum Attempt {
     /// A 2xx response; its body is still to be read.
-    Success(reqwest::Response),
+    Success(Response<Incoming>),
     Failed {
         error: ApiError,
         retryable: bool,
@@ -158,18 +167,12 @@ enum Attempt {
 
 impl OpenAiPool {
     pub fn new(config: OpenAiConfig) -> Result<Self, crate::error::PoolError> {
-        // reqwest is built without a bundled crypto provider; use ring.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            // hyper returns a connection to its idle pool from its own task, a moment after the
-            // body is read; a waiter given the slot in that moment opens another connection. An
-            // idle pool of twice the slots keeps such extras for reuse instead of closing them and
-            // racing again (measured: 292 connections over a bench run at 1×, 11 at 2×).
-            .pool_max_idle_per_host(config.max_concurrent_requests * 2)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| crate::error::PoolError::Internal(format!("HTTP client: {e}")))?;
+        // As many connections as requests may be in flight: a slot always finds one.
+        let http = Transport::new(TransportOptions {
+            max_connections: config.max_concurrent_requests,
+            connection_wait: config.timeout,
+            idle_timeout: Duration::from_secs(90),
+        });
         Ok(OpenAiPool {
             queue: SlotQueue::new(config.max_concurrent_requests, config.max_queue_size),
             config,
@@ -202,6 +205,11 @@ impl OpenAiPool {
             },
         );
         Ok(id)
+    }
+
+    /// TCP connections opened so far (never more than `maxConcurrentRequests` open at once).
+    pub fn connections_opened(&self) -> u64 {
+        self.http.connections_opened()
     }
 
     pub fn release_slot(&self, id: u32) {
@@ -251,7 +259,7 @@ impl OpenAiPool {
     /// `{"status":…,"requestId":…,"body":<the API's JSON>}`.
     pub async fn call(
         &self,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
         body: Option<String>,
         model: Option<String>,
@@ -272,14 +280,7 @@ impl OpenAiPool {
                 .await?;
             let request_id = header_value(response.headers(), "x-request-id");
             // A body that breaks off after the headers is lost: report it, do not resend.
-            let text = response
-                .text()
-                .await
-                .map_err(|err| transport_error(&err, self.config.request_timeout))?;
-            // hyper hands the connection back to its idle pool from its own task once the body
-            // is done; let that run before the slot goes to the next caller, so the next request
-            // reuses this connection instead of opening another.
-            tokio::task::yield_now().await;
+            let text = self.read_text(response, deadline).await?;
             if let Some(tokens) = serde_json::from_str::<Value>(&text)
                 .ok()
                 .and_then(|v| total_tokens(&v))
@@ -298,12 +299,12 @@ impl OpenAiPool {
     /// (its body unread) with the slot it holds, so a stream can keep the slot while it flows.
     pub(super) async fn send_with_retries(
         &self,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
         body: Option<&str>,
         slot_held: bool,
         deadline: Instant,
-    ) -> Result<(reqwest::Response, Option<Slot>), ApiError> {
+    ) -> Result<(Response<Incoming>, Option<Slot>), ApiError> {
         let url = format!("{}/{}", self.config.base_url, path.trim_start_matches('/'));
         let mut retry = 0u32;
         loop {
@@ -356,14 +357,29 @@ impl OpenAiPool {
         }
     }
 
-    async fn attempt(
+    /// A reply body as text, read by `deadline` (the request's own timeout bounds it too).
+    async fn read_text(
         &self,
-        method: reqwest::Method,
+        response: Response<Incoming>,
+        deadline: Instant,
+    ) -> Result<String, ApiError> {
+        let limit = deadline
+            .saturating_duration_since(Instant::now())
+            .min(self.config.request_timeout);
+        match tokio::time::timeout(limit, read_body(response.into_body(), MAX_BODY_BYTES)).await {
+            Ok(Ok(bytes)) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+            Ok(Err(err)) => Err(connection_error(&err)),
+            Err(_) => Err(timed_out(limit)),
+        }
+    }
+
+    fn build_request(
+        &self,
+        method: Method,
         url: &str,
         body: Option<&str>,
-        timeout: Duration,
-    ) -> Attempt {
-        let mut request = self.http.request(method, url).timeout(timeout);
+    ) -> Result<Request<Full<Bytes>>, ApiError> {
+        let mut request = Request::builder().method(method).uri(url);
         if let Some(key) = &self.config.api_key {
             request = request.header(AUTHORIZATION, format!("Bearer {key}"));
         }
@@ -373,14 +389,44 @@ impl OpenAiPool {
         if let Some(project) = &self.config.project {
             request = request.header("OpenAI-Project", project);
         }
-        if let Some(body) = body {
-            request = request
-                .header(CONTENT_TYPE, "application/json")
-                .body(body.to_string());
-        }
-        let response = match request.send().await {
-            Ok(response) => response,
-            Err(err) => return transport_failure(&err, timeout),
+        let body = match body {
+            Some(body) => {
+                request = request.header(CONTENT_TYPE, "application/json");
+                Full::new(Bytes::copy_from_slice(body.as_bytes()))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        // The builder's error names the part that failed (a header value, the URI), never a value.
+        request.body(body).map_err(|e| {
+            ApiError::local(
+                "APIConnectionError",
+                "INVALID_REQUEST",
+                format!("the request could not be built: {e}"),
+            )
+        })
+    }
+
+    async fn attempt(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&str>,
+        timeout: Duration,
+    ) -> Attempt {
+        let request = match self.build_request(method, url, body) {
+            Ok(request) => request,
+            Err(error) => {
+                return Attempt::Failed {
+                    error,
+                    retryable: false,
+                    wait: None,
+                }
+            }
+        };
+        let response = match tokio::time::timeout(timeout, self.http.send(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(err)) => return transport_failure(connection_error(&err)),
+            Err(_) => return transport_failure(timed_out(timeout)),
         };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
@@ -392,7 +438,12 @@ impl OpenAiPool {
         if status == 429 {
             self.accounting.count_rate_limited();
         }
-        let text = response.text().await.unwrap_or_default();
+        let text = tokio::time::timeout(timeout, read_body(response.into_body(), MAX_BODY_BYTES))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default();
         let error = ApiError::from_response(status, &text, header("x-request-id"));
         let retryable = should_retry(&Failure::Status {
             status,
@@ -425,15 +476,8 @@ impl OpenAiPool {
             }
         };
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let outcome = match self
-            .attempt(reqwest::Method::GET, &url, None, remaining)
-            .await
-        {
-            Attempt::Success(response) => response
-                .text()
-                .await
-                .map(|_| ())
-                .map_err(|e| transport_error(&e, remaining)),
+        let outcome = match self.attempt(Method::GET, &url, None, remaining).await {
+            Attempt::Success(response) => self.read_text(response, deadline).await.map(|_| ()),
             Attempt::Failed { error, .. } => Err(error),
         };
         drop(slot);
@@ -462,25 +506,26 @@ fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-pub(super) fn transport_error(err: &reqwest::Error, timeout: Duration) -> ApiError {
-    if err.is_timeout() {
-        ApiError::timeout(format!(
-            "request timed out after {} ms",
-            timeout.as_millis()
-        ))
-    } else {
-        // reqwest's text names the URL but never the Authorization header.
-        ApiError::local(
-            "APIConnectionError",
-            "CONNECTION_ERROR",
-            format!("connection error: {err}"),
-        )
-    }
+pub(super) fn timed_out(timeout: Duration) -> ApiError {
+    ApiError::timeout(format!(
+        "request timed out after {} ms",
+        timeout.as_millis()
+    ))
 }
 
-fn transport_failure(err: &reqwest::Error, timeout: Duration) -> Attempt {
+/// A transport failure as openai-node reports it. The text comes from `crate::http::describe`,
+/// which never holds a header, so never the API key.
+pub(super) fn connection_error(detail: &str) -> ApiError {
+    ApiError::local(
+        "APIConnectionError",
+        "CONNECTION_ERROR",
+        format!("connection error: {detail}"),
+    )
+}
+
+fn transport_failure(error: ApiError) -> Attempt {
     Attempt::Failed {
-        error: transport_error(err, timeout),
+        error,
         retryable: true,
         wait: None,
     }

@@ -133,15 +133,16 @@ impl NativeOpenAiPool {
     ) -> String {
         let pool = self.inner.clone();
         Box::pin(settle_to_json(async move {
-            let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|_| ApiError {
-                name: "APIError",
-                message: format!("unknown HTTP method {method}"),
-                status: None,
-                code: Some("INVALID_ARGUMENT".into()),
-                error_type: None,
-                param: None,
-                request_id: None,
-            })?;
+            let method =
+                crate::http::Method::from_bytes(method.as_bytes()).map_err(|_| ApiError {
+                    name: "APIError",
+                    message: format!("unknown HTTP method {method}"),
+                    status: None,
+                    code: Some("INVALID_ARGUMENT".into()),
+                    error_type: None,
+                    param: None,
+                    request_id: None,
+                })?;
             pool.call(method, &path, body, model, slot_id).await
         }))
         .await

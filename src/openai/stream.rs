@@ -16,16 +16,16 @@ use std::time::Instant;
 
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures::{Stream, StreamExt};
+use http_body_util::BodyDataStream;
 use serde_json::Value;
 
 use super::accounting::total_tokens;
-use super::client::{transport_error, ApiError, OpenAiPool};
+use super::client::{connection_error, ApiError, OpenAiPool};
 use super::queue::Slot;
 
 type Events = Pin<
     Box<
-        dyn Stream<Item = Result<eventsource_stream::Event, EventStreamError<reqwest::Error>>>
-            + Send,
+        dyn Stream<Item = Result<eventsource_stream::Event, EventStreamError<hyper::Error>>> + Send,
     >,
 >;
 
@@ -51,7 +51,7 @@ impl ChatStream {
         pool.count_model(Some(&body), model, held_model);
         match pool
             .send_with_retries(
-                reqwest::Method::POST,
+                crate::http::Method::POST,
                 path,
                 Some(&body),
                 held_slot.is_some(),
@@ -60,7 +60,7 @@ impl ChatStream {
             .await
         {
             Ok((response, slot)) => Ok(ChatStream {
-                events: Box::pin(response.bytes_stream().eventsource()),
+                events: Box::pin(BodyDataStream::new(response.into_body()).eventsource()),
                 pool,
                 _slot: slot,
                 started,
@@ -103,7 +103,7 @@ impl ChatStream {
                 }
                 Ok(Some(Err(EventStreamError::Transport(err)))) => {
                     self.finish(false);
-                    return Err(transport_error(&err, idle));
+                    return Err(connection_error(&crate::http::describe(&err)));
                 }
                 Ok(Some(Err(err))) => {
                     self.finish(false);
