@@ -104,6 +104,11 @@ export interface NativeDatabaseConfig {
   maxRetries: number
   retryDelay: number
   pipelineDepth: number
+  /** ms; 0 when off. */
+  statementTimeout: number
+  /** 'transaction', 'session' or 'none'. */
+  pooler: string
+  keepAlive: boolean
   connectionString: string
   anonRole: string
   authenticatedRole: string

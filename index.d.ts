@@ -28,6 +28,23 @@ export interface DatabasePoolConfig {
    * Default 8.
    */
   pipelineDepth?: number
+  /**
+   * Milliseconds a statement may run; past it the statement is cancelled on the server and the
+   * caller gets `STATEMENT_TIMEOUT`. A connection that does not answer within
+   * `connectionTimeout` after the cancel (a network that stopped forwarding) is discarded.
+   * 0 = no limit. Default 60000.
+   */
+  statementTimeout?: number
+  /**
+   * What is between the pool and Postgres. `'transaction'` (PgBouncer `pool_mode = transaction`,
+   * Supavisor on port 6543): no named statements, each statement in one flight with its
+   * parameters typed by the server. `'session'` / `'none'`: statements prepared and cached per
+   * connection. Default: `'transaction'` when the URL has port 6543 or `pgbouncer=true`,
+   * else `'none'`.
+   */
+  pooler?: 'transaction' | 'session' | 'none'
+  /** TCP keepalive on every connection (30 s idle, then every 10 s, 3 probes). Default true. */
+  keepAlive?: boolean
   /** `postgres://user:password@host:port/database`. Default: env `DATABASE_URL`. */
   connectionString?: string
   /** Role of the anonymous user client (row-level security applies). Default `'anon'`. */
@@ -70,6 +87,10 @@ export interface EffectiveDatabasePoolConfig {
   /** ms */
   retryDelay: number
   pipelineDepth: number
+  /** ms; 0 = no limit */
+  statementTimeout: number
+  pooler: 'transaction' | 'session' | 'none'
+  keepAlive: boolean
   /** With the password masked. */
   connectionString: string
   anonRole: string
@@ -307,6 +328,7 @@ export type ConnectionPoolErrorCode =
   | 'CONNECTION_FAILED'
   | 'INVALID_TOKEN'
   | 'UNSUPPORTED_TYPE'
+  | 'STATEMENT_TIMEOUT'
   | 'MISSING_DEPENDENCY'
   | 'INTERNAL'
 

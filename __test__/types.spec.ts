@@ -2,6 +2,7 @@
 // in both directions, including the values that lose precision in naive drivers.
 import { DatabasePool } from '..'
 import { taggedUrl, uniqueName } from './helpers'
+import { parameterCases, resultCases } from './type-cases'
 
 const app = uniqueName('cp_types')
 
@@ -16,52 +17,7 @@ async function one(sql: string, params: unknown[] = []): Promise<any> {
 }
 
 describe('results', () => {
-  test.each([
-    ['1::int2', 1],
-    ['(-2147483648)::int4', -2147483648],
-    ['9007199254740993::int8', '9007199254740993'],
-    ['(-9223372036854775808)::int8', '-9223372036854775808'],
-    ['1.5::float4', 1.5],
-    ['0.1::float8', 0.1],
-    ['1e300::float8', 1e300],
-    [`'NaN'::float8`, 'NaN'],
-    [`'Infinity'::float8`, 'Infinity'],
-    [`'-Infinity'::float4`, '-Infinity'],
-    ['1.50::numeric', '1.50'],
-    ['12345678901234567890.123456789012345678::numeric', '12345678901234567890.123456789012345678'],
-    ['0.000001::numeric', '0.000001'],
-    ['(-7)::numeric(10,3)', '-7.000'],
-    [`'NaN'::numeric`, 'NaN'],
-    ['true', true],
-    ['false', false],
-    [`'héllo "wörld"\n\\ tab\t'::text`, 'héllo "wörld"\n\\ tab\t'],
-    [`'abc'::varchar(5)`, 'abc'],
-    [`'ab'::char(4)`, 'ab  '],
-    [`'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid`, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'],
-    [`'2024-02-29'::date`, '2024-02-29'],
-    [`'2024-01-31 12:00:00.123456+00'::timestamptz`, '2024-01-31T12:00:00.123456+00:00'],
-    [`'2024-01-31 14:30:00+02:30'::timestamptz`, '2024-01-31T12:00:00+00:00'],
-    [`'2024-01-31 12:00:00'::timestamp`, '2024-01-31T12:00:00'],
-    [`'infinity'::timestamptz`, 'infinity'],
-    [`'04:05:06.789'::time`, '04:05:06.789'],
-    [`'1 year 2 months 3 days 04:05:06'::interval`, '1 year 2 mons 3 days 04:05:06'],
-    [`'{"a":1,"b":[true,null]}'::json`, { a: 1, b: [true, null] }],
-    [`'{"b":2,"a":{"c":"x"}}'::jsonb`, { a: { c: 'x' }, b: 2 }],
-    [`'[1,"two"]'::jsonb`, [1, 'two']],
-    [`'"just a string"'::jsonb`, 'just a string'],
-    [`array[1,2,null]::int4[]`, [1, 2, null]],
-    [`array['a','b"c']::text[]`, ['a', 'b"c']],
-    [`'{{1,2},{3,4}}'::int8[]`, [['1', '2'], ['3', '4']]],
-    [`'{}'::int4[]`, []],
-    [`array['2024-01-01'::date]`, ['2024-01-01']],
-    [`'\\xdeadbeef'::bytea`, '\\xdeadbeef'],
-    [`''::bytea`, '\\x'],
-    ['null::int4', null],
-    ['null::text', null],
-    ['null::jsonb', null],
-    [`'x'::name`, 'x'],
-    [`row(1, 'a')`, { f1: 1, f2: 'a' }],
-  ])('%s', async (expr, expected) => {
+  test.each(resultCases)('%s', async (expr, expected) => {
     expect(await one(`select ${expr} as v`)).toEqual(expected)
   })
 
@@ -142,37 +98,7 @@ describe('results', () => {
 })
 
 describe('parameters', () => {
-  test.each([
-    ['$1::int2', 7, 7],
-    ['$1::int4', '42', 42],
-    ['$1::int8', 9007199254740993n, '9007199254740993'],
-    ['$1::int8', '-9223372036854775808', '-9223372036854775808'],
-    ['$1::float8', 0.1, 0.1],
-    ['$1::float8', 'NaN', 'NaN'],
-    ['$1::numeric', '12345678901234567890.123456789012345678', '12345678901234567890.123456789012345678'],
-    ['$1::numeric', 2.5, '2.5'],
-    ['$1::bool', true, true],
-    ['$1::bool', 'f', false],
-    ['$1::text', 'héllo\u0001', 'héllo\u0001'],
-    ['$1::text', 12, '12'],
-    ['$1::uuid', 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'],
-    ['$1::date', '2024-02-29', '2024-02-29'],
-    ['$1::timestamptz', new Date('2024-01-31T12:00:00.123Z'), '2024-01-31T12:00:00.123+00:00'],
-    ['$1::timestamptz', '2024-01-31T14:30:00+02:30', '2024-01-31T12:00:00+00:00'],
-    ['$1::timestamp', '2024-01-31 12:00:00', '2024-01-31T12:00:00'],
-    ['$1::time', '23:59:59.5', '23:59:59.5'],
-    ['$1::jsonb', { a: [1, { b: null }], s: "it's" }, { a: [1, { b: null }], s: "it's" }],
-    ['$1::json', '{"raw": true}', { raw: true }],
-    ['$1::jsonb', [1, 'two', { three: 3 }], [1, 'two', { three: 3 }]],
-    ['$1::int4[]', [1, null, 3], [1, null, 3]],
-    ['$1::text[]', ['a', "b'c", ''], ['a', "b'c", '']],
-    ['$1::int4[]', [[1, 2], [3, 4]], [[1, 2], [3, 4]]],
-    ['$1::int4[]', [], []],
-    ['$1::bytea', Buffer.from([0, 1, 254, 255]), '\\x0001feff'],
-    ['$1::bytea', new Uint8Array([7]), '\\x07'],
-    ['$1::int4', null, null],
-    ['$1::text', undefined, null],
-  ])('%s ← %p', async (sql, param, expected) => {
+  test.each(parameterCases)('%s ← %p', async (sql, param, expected) => {
     expect(await one(`select ${sql} as v`, [param])).toEqual(expected)
   })
 

@@ -38,6 +38,10 @@ pub enum PoolError {
     #[error("{0}")]
     InvalidArgument(String),
 
+    /// A statement ran past `statementTimeout`; it was cancelled on the server.
+    #[error("{0}")]
+    StatementTimeout(String),
+
     /// A result column has a type this library cannot decode; checked before the statement runs.
     #[error("{0}")]
     UnsupportedType(String),
@@ -85,6 +89,7 @@ impl PoolError {
             PoolError::InvalidToken(_) => "INVALID_TOKEN",
             PoolError::InvalidArgument(_) => "INVALID_ARGUMENT",
             PoolError::UnsupportedType(_) => "UNSUPPORTED_TYPE",
+            PoolError::StatementTimeout(_) => "STATEMENT_TIMEOUT",
             PoolError::Database(fields) => &fields.code,
             PoolError::Internal(_) => "INTERNAL",
         }

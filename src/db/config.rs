@@ -29,6 +29,30 @@ impl Defaults {
     const SERVICE_ROLE: &'static str = "service_role";
     /// Statements in flight on one connection at once (pipelined).
     const PIPELINE_DEPTH: u32 = 8;
+    const STATEMENT_TIMEOUT_MS: u64 = 60_000;
+}
+
+/// What sits between the pool and Postgres, which decides whether a statement may rely on
+/// server state from an earlier flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooler {
+    /// A transaction pooler (PgBouncer `pool_mode = transaction`, Supavisor on port 6543): each
+    /// transaction may land on another server connection, so no named statements, and each
+    /// statement goes out in one flight with its parameters typed by the server.
+    Transaction,
+    /// A session pooler: one server connection per client connection, as if direct.
+    Session,
+    None,
+}
+
+impl Pooler {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pooler::Transaction => "transaction",
+            Pooler::Session => "session",
+            Pooler::None => "none",
+        }
+    }
 }
 
 /// Upper bounds that catch unit mistakes (seconds passed as ms is fine; ms passed as µs is not).
@@ -47,6 +71,9 @@ struct RawConfig {
     max_retries: Option<f64>,
     retry_delay: Option<f64>,
     pipeline_depth: Option<f64>,
+    statement_timeout: Option<f64>,
+    pooler: Option<String>,
+    keep_alive: Option<bool>,
     connection_string: Option<String>,
     anon_role: Option<String>,
     authenticated_role: Option<String>,
@@ -80,6 +107,11 @@ pub struct PoolConfig {
     pub retry_delay: Duration,
     /// Most statements in flight on one connection at once; 1 turns pipelining off.
     pub pipeline_depth: u32,
+    /// Past it a statement is cancelled on the server; `None` for `statementTimeout: 0`.
+    pub statement_timeout: Option<Duration>,
+    pub pooler: Pooler,
+    /// TCP keepalive on every connection.
+    pub keep_alive: bool,
     pub connect_options: ConnectOptions,
     /// The connection string with its password replaced by `****`.
     pub masked_connection_string: String,
@@ -164,7 +196,28 @@ impl PoolConfig {
             .ok_or_else(|| {
                 invalid("no connection string: pass connectionString or set DATABASE_URL".into())
             })?;
-        let (connect_options, masked_connection_string) = parse_connection_string(&url)?;
+        let (mut connect_options, masked_connection_string) = parse_connection_string(&url)?;
+        let statement_timeout_ms = whole_number(
+            "statementTimeout",
+            raw.statement_timeout,
+            Defaults::STATEMENT_TIMEOUT_MS as f64,
+            0.0,
+            MAX_DURATION_MS,
+        )?;
+        let pooler = match raw.pooler.as_deref() {
+            Some("transaction") => Pooler::Transaction,
+            Some("session") => Pooler::Session,
+            Some("none") => Pooler::None,
+            Some(_) => {
+                return Err(invalid(
+                    "pooler must be 'transaction', 'session' or 'none'".into(),
+                ))
+            }
+            None if connect_options.looks_like_transaction_pooler() => Pooler::Transaction,
+            None => Pooler::None,
+        };
+        let keep_alive = raw.keep_alive.unwrap_or(true);
+        connect_options.set_keep_alive(keep_alive);
 
         let anon_role = role_name("anonRole", raw.anon_role, Defaults::ANON_ROLE)?;
         let authenticated_role = role_name(
@@ -197,6 +250,10 @@ impl PoolConfig {
             max_retries,
             retry_delay: Duration::from_millis(retry_delay_ms as u64),
             pipeline_depth,
+            statement_timeout: (statement_timeout_ms > 0.0)
+                .then(|| Duration::from_millis(statement_timeout_ms as u64)),
+            pooler,
+            keep_alive,
             connect_options,
             masked_connection_string,
             anon_role,
@@ -381,6 +438,47 @@ mod tests {
         ] {
             assert_eq!(cfg(bad).unwrap_err().code(), "INVALID_CONFIG", "{bad}");
         }
+    }
+
+    #[test]
+    fn the_pooler_is_detected_from_the_url_and_can_be_overridden() {
+        let with = |url: &str, extra: &str| {
+            cfg(&format!(r#"{{"connectionString":"{url}"{extra}}}"#))
+                .unwrap()
+                .pooler
+        };
+        assert_eq!(with("postgres://u@h:5432/db", ""), Pooler::None);
+        assert_eq!(with("postgres://u@h:6543/db", ""), Pooler::Transaction);
+        assert_eq!(
+            with("postgres://u@h:5432/db?pgbouncer=true", ""),
+            Pooler::Transaction
+        );
+        assert_eq!(
+            with("postgres://u@h:6543/db", r#","pooler":"session""#),
+            Pooler::Session
+        );
+        assert_eq!(
+            with("postgres://u@h:5432/db", r#","pooler":"transaction""#),
+            Pooler::Transaction
+        );
+        assert!(cfg(r#"{"connectionString":"postgres://u@h/db","pooler":"yes"}"#).is_err());
+        assert!(cfg(r#"{"connectionString":"postgres://u@h/db?pgbouncer=maybe"}"#).is_err());
+    }
+
+    #[test]
+    fn statement_timeout_defaults_to_a_minute_and_zero_turns_it_off() {
+        let base = r#""connectionString":"postgres://u@h/db""#;
+        assert_eq!(
+            cfg(&format!("{{{base}}}")).unwrap().statement_timeout,
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            cfg(&format!(r#"{{{base},"statementTimeout":0}}"#))
+                .unwrap()
+                .statement_timeout,
+            None
+        );
+        assert!(cfg(&format!(r#"{{{base},"statementTimeout":-1}}"#)).is_err());
     }
 
     #[test]

@@ -27,6 +27,8 @@ const APPLICATION_NAME: &str = "connection-pools";
 pub struct ConnectOptions {
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
+    /// `pgbouncer=true` in the URL, or Supavisor's transaction-mode port.
+    transaction_pooler_hint: bool,
 }
 
 impl std::fmt::Debug for ConnectOptions {
@@ -71,12 +73,25 @@ impl ConnectOptions {
         let mut ssl_mode = "prefer".to_string();
         let mut root_cert: Option<String> = None;
         let mut application_name = None;
+        let mut pgbouncer = false;
         for (key, value) in parsed.query_pairs() {
             let value = value.into_owned();
             match &*key {
                 "sslmode" => ssl_mode = value,
                 "sslrootcert" => root_cert = Some(value),
                 "application_name" => application_name = Some(value),
+                // Prisma's and Supabase's mark of a transaction pooler.
+                "pgbouncer" => {
+                    pgbouncer = match value.as_str() {
+                        "true" => true,
+                        "false" => false,
+                        _ => {
+                            return Err(invalid(
+                                "connectionString: pgbouncer must be true or false".into(),
+                            ))
+                        }
+                    }
+                }
                 "options" => {
                     config.options(value);
                 }
@@ -110,7 +125,7 @@ impl ConnectOptions {
                 other => {
                     return Err(invalid(format!(
                         "connectionString has a parameter connection-pools does not understand: '{other}' \
-                         (known: sslmode, sslrootcert, application_name, options, user, password, dbname, host, port, connect_timeout)"
+                         (known: sslmode, sslrootcert, application_name, pgbouncer, options, user, password, dbname, host, port, connect_timeout)"
                     )))
                 }
             }
@@ -119,11 +134,38 @@ impl ConnectOptions {
             config.host("localhost");
         }
         config.application_name(application_name.as_deref().unwrap_or(APPLICATION_NAME));
-        // Dropped peers are noticed while a connection sits idle, not only when it is next used.
-        config.keepalives(true);
-        config.keepalives_idle(Duration::from_secs(60));
+        let transaction_pooler_hint = pgbouncer || config.get_ports().first() == Some(&6543);
         let tls = tls_for(&ssl_mode, root_cert.as_deref(), &mut config)?;
-        Ok(ConnectOptions { config, tls })
+        let mut options = ConnectOptions {
+            config,
+            tls,
+            transaction_pooler_hint,
+        };
+        options.set_keep_alive(true);
+        Ok(options)
+    }
+
+    pub fn looks_like_transaction_pooler(&self) -> bool {
+        self.transaction_pooler_hint
+    }
+
+    /// TCP keepalive: a peer that vanished (a dead path, a dropped NAT entry) is noticed while
+    /// the connection sits idle, not only when it is next used.
+    pub fn set_keep_alive(&mut self, on: bool) {
+        self.config.keepalives(on);
+        if on {
+            self.config.keepalives_idle(Duration::from_secs(30));
+            self.config.keepalives_interval(Duration::from_secs(10));
+            self.config.keepalives_retries(3);
+        }
+    }
+
+    /// Asks the server to cancel what `token`'s session is running, over a connection of its own.
+    pub async fn cancel(&self, token: &tokio_postgres::CancelToken) -> Result<(), String> {
+        token
+            .cancel_query(self.tls.clone())
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Opens a connection; its socket is driven by a task of its own until the client is dropped

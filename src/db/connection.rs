@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::task::{Context, Poll};
 
-use tokio_postgres::{Client, Statement};
+use tokio::task::AbortHandle;
+use tokio_postgres::{CancelToken, Client, Statement};
 
 /// Prepared statements kept per connection; past this, the cache starts over (Postgres frees a
 /// statement when its handle is dropped, so the server side shrinks with it).
@@ -24,6 +25,9 @@ const STATEMENT_CACHE_CAPACITY: usize = 512;
 pub struct Conn {
     pub id: u64,
     client: Client,
+    cancel: CancelToken,
+    /// The task that drives the socket; aborted to drop a connection that stopped answering.
+    task: Option<AbortHandle>,
     enqueue: Mutex<()>,
     statements: Mutex<HashMap<Box<str>, Statement>>,
     /// Set when the session's state is unknown (an abandoned or broken transaction): the pool
@@ -32,10 +36,12 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(id: u64, client: Client) -> Self {
+    pub fn new(id: u64, client: Client, task: Option<AbortHandle>) -> Self {
         Conn {
             id,
+            cancel: client.cancel_token(),
             client,
+            task,
             enqueue: Mutex::new(()),
             statements: Mutex::new(HashMap::new()),
             retired: AtomicBool::new(false),
@@ -55,6 +61,20 @@ impl Conn {
     /// Lends this connection to nobody again; it closes once its current holder lets go.
     pub fn retire(&self) {
         self.retired.store(true, Ordering::Release);
+    }
+
+    /// Closes the socket now: every request still on it fails, and the pool replaces it. For a
+    /// connection that stopped answering, whose requests would otherwise wait forever.
+    pub fn discard(&self) {
+        self.retire();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+
+    /// What a CancelRequest for this session needs.
+    pub fn cancel_token(&self) -> &CancelToken {
+        &self.cancel
     }
 
     /// The prepared statement for `sql`, preparing it on first use on this connection.

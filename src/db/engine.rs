@@ -13,6 +13,7 @@ use super::config::PoolConfig;
 use super::context::RoleContext;
 use super::execute::{self, QueryOutput};
 use super::params::Param;
+use super::policy::StatementPolicy;
 use super::pool::{AcquireError, Lease, LeaseKind, Pool, PoolOptions};
 use super::retry::{backoff, classify, Failure, Stage};
 use super::rows::ValueStyle;
@@ -22,6 +23,7 @@ use crate::stats::OutcomeCounters;
 
 pub struct DbPool {
     config: PoolConfig,
+    policy: StatementPolicy,
     pool: Pool,
     counters: OutcomeCounters,
     acquire_timeouts: AtomicU64,
@@ -40,6 +42,7 @@ impl DbPool {
             config.connect_options.clone(),
         );
         DbPool {
+            policy: StatementPolicy::from_config(&config),
             config,
             pool,
             counters: OutcomeCounters::default(),
@@ -49,6 +52,10 @@ impl DbPool {
 
     pub fn config(&self) -> &PoolConfig {
         &self.config
+    }
+
+    pub fn policy(&self) -> &StatementPolicy {
+        &self.policy
     }
 
     pub fn is_closed(&self) -> bool {
@@ -81,7 +88,9 @@ impl DbPool {
         let mut retries = 0;
         let result = loop {
             let attempt = match self.lease(LeaseKind::Shared, deadline).await {
-                Ok(lease) => execute::run(lease.conn(), sql, params, style, role).await,
+                Ok(lease) => {
+                    execute::run(lease.conn(), &self.policy, sql, params, style, role).await
+                }
                 Err(failure) => Err(failure),
             };
             match attempt {

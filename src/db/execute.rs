@@ -6,15 +6,21 @@
 //! between its parts: `BEGIN; set_config(role…), set_config(claims…)`, the statement, `COMMIT`.
 //! One flight, one transaction: if the role cannot be taken the statement fails with 25P02
 //! instead of running as anyone else, and if the statement fails `COMMIT` rolls back.
+//!
+//! Behind a transaction pooler (`policy.one_flight`) nothing may rely on server state from an
+//! earlier flight, so there is no prepare: the statement goes out as Parse, Bind, Describe,
+//! Execute and Sync together (`query_typed`), unnamed, its parameters as text of type `unknown`.
 
 use futures::TryStreamExt;
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Statement};
 
 use super::connection::Conn;
 use super::context::RoleContext;
-use super::params::{encode_all, EncodedParam, Param};
+use super::params::{encode_all, EncodedParam, Param, TextParam};
+use super::policy::StatementPolicy;
 use super::retry::{classify, Failure, Stage};
-use super::rows::{check_columns, RowEncoder, ValueStyle};
+use super::rows::{check_columns, check_pooled_columns, RowEncoder, ValueStyle};
 use crate::error::PoolError;
 
 /// One statement's reply as JSON text: `{"columns":[…],"rows":[[…],…],"rowCount":n}`.
@@ -41,9 +47,7 @@ async fn prepare(
     params: &[Param],
 ) -> Result<(Statement, Vec<EncodedParam>), Failure> {
     if conn.is_closed() {
-        return Err(Failure::Retry(PoolError::ConnectionFailed(
-            "the connection to the database was closed".into(),
-        )));
+        return Err(closed_before_send());
     }
     let statement = conn
         .prepare_cached(sql)
@@ -85,16 +89,95 @@ async fn collect(
     Ok(out)
 }
 
+/// `collect` for the one-flight path: the column types arrive with the first row.
+async fn collect_one_flight(
+    client: &Client,
+    sql: &str,
+    params: &[Param],
+    style: ValueStyle,
+) -> Result<String, RowsError> {
+    let typed = params.iter().map(|p| (TextParam::new(p), Type::UNKNOWN));
+    let stream = client
+        .query_typed_raw(sql, typed)
+        .await
+        .map_err(|e| pooled_type_lookup(client, e))?;
+    futures::pin_mut!(stream);
+    let mut encoder: Option<RowEncoder> = None;
+    let mut rows = String::with_capacity(128);
+    let mut rows_written = 0u64;
+    while let Some(row) = stream.try_next().await? {
+        let encoder = match &mut encoder {
+            Some(encoder) => encoder,
+            None => {
+                check_pooled_columns(row.columns()).map_err(RowsError::Decode)?;
+                encoder.insert(RowEncoder::new(row.columns(), style))
+            }
+        };
+        if rows_written > 0 {
+            rows.push(',');
+        }
+        encoder
+            .write_row(&row, &mut rows)
+            .map_err(RowsError::Decode)?;
+        rows_written += 1;
+    }
+    let row_count = stream.rows_affected().unwrap_or(0).max(rows_written);
+    let mut out = String::with_capacity(rows.len() + 64);
+    out.push_str("{\"columns\":");
+    out.push_str(encoder.as_ref().map_or("[]", RowEncoder::columns_json));
+    out.push_str(",\"rows\":[");
+    out.push_str(&rows);
+    out.push_str("],\"rowCount\":");
+    out.push_str(itoa::Buffer::new().format(row_count));
+    out.push('}');
+    Ok(out)
+}
+
+/// tokio-postgres looks up a result column's user-defined type with a named statement, in two
+/// flights; behind a transaction pooler the second may reach a server that lacks the statement.
+/// That failure becomes the clear error it stands for, and the half-made lookup is forgotten.
+fn pooled_type_lookup(client: &Client, err: tokio_postgres::Error) -> RowsError {
+    use tokio_postgres::error::SqlState;
+    let lookup_failed = err.code().is_some_and(|code| {
+        *code == SqlState::INVALID_SQL_STATEMENT_NAME || *code == SqlState::DUPLICATE_PSTATEMENT
+    }) && err
+        .as_db_error()
+        .is_some_and(|db| db.message().starts_with("prepared statement \"s"));
+    if lookup_failed {
+        client.clear_type_cache();
+        RowsError::Decode(PoolError::UnsupportedType(
+            "a result column has a user-defined type (an enum, a composite or an extension type); \
+             behind a transaction pooler (pooler: 'transaction') such types cannot be looked up \
+             reliably: cast the column to text in the SQL (for example mood::text)"
+                .into(),
+        ))
+    } else {
+        RowsError::Postgres(err)
+    }
+}
+
 fn rows_failure(err: RowsError) -> Failure {
     match err {
+        // A cancel meant for a statement ahead of this one that finished first lands here; the
+        // cancelled statement did nothing, so it may run again.
+        RowsError::Postgres(e) if is_query_canceled(&e) => {
+            Failure::Retry(classify(&e, Stage::Sent).into_error())
+        }
         RowsError::Postgres(e) => classify(&e, Stage::Sent),
+        RowsError::Decode(e @ PoolError::UnsupportedType(_)) => Failure::Final(e),
         RowsError::Decode(e) => Failure::Final(PoolError::Internal(e.to_string())),
     }
 }
 
-/// Runs one statement on `conn`, as the login role or in a user client's transaction.
+fn is_query_canceled(err: &tokio_postgres::Error) -> bool {
+    err.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED)
+}
+
+/// Runs one statement on `conn`, as the login role or in a user client's transaction, within
+/// the statement timeout.
 pub async fn run(
     conn: &Conn,
+    policy: &StatementPolicy,
     sql: &str,
     params: &[Param],
     style: ValueStyle,
@@ -104,19 +187,45 @@ pub async fn run(
         .map(RoleContext::begin_sql)
         .transpose()
         .map_err(Failure::Final)?;
-    let (statement, encoded) = prepare(conn, sql, params).await?;
+    if policy.one_flight {
+        if conn.is_closed() {
+            return Err(closed_before_send());
+        }
+        let client = conn.client();
+        let rows = collect_one_flight(client, sql, params, style);
+        return policy
+            .bounded(conn, Box::pin(in_role(conn, begin.as_deref(), rows)))
+            .await;
+    }
+    let prepared_and_run = async {
+        let (statement, encoded) = prepare(conn, sql, params).await?;
+        let rows = collect(conn.client(), &statement, &encoded, style);
+        in_role(conn, begin.as_deref(), rows).await
+    };
+    policy.bounded(conn, Box::pin(prepared_and_run)).await
+}
+
+fn closed_before_send() -> Failure {
+    Failure::Retry(PoolError::ConnectionFailed(
+        "the connection to the database was closed".into(),
+    ))
+}
+
+/// Queues `rows` alone, or between a user client's `BEGIN; set_config…` and `COMMIT`.
+async fn in_role(
+    conn: &Conn,
+    begin: Option<&str>,
+    rows: impl std::future::Future<Output = Result<String, RowsError>>,
+) -> Result<QueryOutput, Failure> {
     let client = conn.client();
     let Some(begin) = begin else {
-        let json = conn
-            .queued(collect(client, &statement, &encoded, style))
-            .await
-            .map_err(rows_failure)?;
+        let json = conn.queued(rows).await.map_err(rows_failure)?;
         return Ok(QueryOutput { json });
     };
     let (began, rows, committed) = conn
         .queued(futures::future::join3(
-            client.batch_execute(&begin),
-            collect(client, &statement, &encoded, style),
+            client.batch_execute(begin),
+            rows,
             client.batch_execute("COMMIT"),
         ))
         .await;

@@ -20,6 +20,7 @@ pub mod ident;
 pub mod jwks;
 pub mod numeric;
 pub mod params;
+pub mod policy;
 pub mod pool;
 pub mod request;
 pub mod retry;
@@ -98,6 +99,11 @@ pub struct NativeDatabaseConfig {
     pub max_retries: u32,
     pub retry_delay: f64,
     pub pipeline_depth: u32,
+    /// ms; 0 when off.
+    pub statement_timeout: f64,
+    /// 'transaction', 'session' or 'none'.
+    pub pooler: String,
+    pub keep_alive: bool,
     pub connection_string: String,
     pub anon_role: String,
     pub authenticated_role: String,
@@ -408,6 +414,9 @@ impl NativeDatabasePool {
             max_retries: c.max_retries,
             retry_delay: c.retry_delay.as_millis() as f64,
             pipeline_depth: c.pipeline_depth,
+            statement_timeout: c.statement_timeout.map_or(0.0, |d| d.as_millis() as f64),
+            pooler: c.pooler.as_str().to_string(),
+            keep_alive: c.keep_alive,
             connection_string: c.masked_connection_string.clone(),
             anon_role: c.anon_role.clone(),
             authenticated_role: c.authenticated_role.clone(),

@@ -479,6 +479,124 @@ fn parse_uuid(s: &str) -> Option<Vec<u8>> {
     decode_hex(&hex)
 }
 
+/// A parameter for the one-flight path (behind a transaction pooler): text of type `unknown`,
+/// which the server types as it types a literal, as node-postgres sends every parameter.
+#[derive(Debug)]
+pub struct TextParam(Option<String>);
+
+impl TextParam {
+    pub fn new(param: &Param) -> Self {
+        TextParam(match param {
+            Param::Null => None,
+            other => Some(literal_text(other)),
+        })
+    }
+}
+
+impl ToSql for TextParam {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match &self.0 {
+            Some(text) => {
+                out.extend_from_slice(text.as_bytes());
+                Ok(IsNull::No)
+            }
+            None => Ok(IsNull::Yes),
+        }
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+
+    fn encode_format(&self, _ty: &Type) -> tokio_postgres::types::Format {
+        tokio_postgres::types::Format::Text
+    }
+
+    to_sql_checked!();
+}
+
+/// A value's text as node-postgres renders it (`prepareValue`): numbers as JS prints them,
+/// `bytea` as `\x…` hex, arrays as array literals with every element quoted.
+fn literal_text(param: &Param) -> String {
+    match param {
+        Param::Null => "NULL".into(),
+        Param::Bool(b) => if *b { "true" } else { "false" }.into(),
+        Param::Number(n) => js_number_text(*n),
+        Param::Text(text) | Param::Json(text) => text.clone(),
+        Param::Bytes(bytes) => {
+            let mut out = String::with_capacity(2 + bytes.len() * 2);
+            out.push_str("\\x");
+            for byte in bytes {
+                out.push_str(&format!("{byte:02x}"));
+            }
+            out
+        }
+        // An array holding an object cannot be a Postgres array: it is JSON for a json/jsonb
+        // parameter (node-postgres would send an array literal the server then refuses).
+        // (A Buffer inside cannot be JSON; the array literal then lets the server say so.)
+        Param::Array(_) if holds_object(param) => match to_json_value(param) {
+            Ok(json) => json.to_string(),
+            Err(_) => array_literal(param),
+        },
+        Param::Array(_) => array_literal(param),
+    }
+}
+
+fn array_literal(param: &Param) -> String {
+    match param {
+        Param::Array(items) => {
+            let mut out = String::from("{");
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                match item {
+                    Param::Null => out.push_str("NULL"),
+                    Param::Array(_) => out.push_str(&literal_text(item)),
+                    other => {
+                        out.push('"');
+                        for c in literal_text(other).chars() {
+                            if c == '"' || c == '\\' {
+                                out.push('\\');
+                            }
+                            out.push(c);
+                        }
+                        out.push('"');
+                    }
+                }
+            }
+            out.push('}');
+            out
+        }
+        other => literal_text(other),
+    }
+}
+
+fn holds_object(param: &Param) -> bool {
+    match param {
+        Param::Json(_) => true,
+        Param::Array(items) => items.iter().any(holds_object),
+        _ => false,
+    }
+}
+
+/// `String(n)` for the values Postgres reads back the same: integers without a fraction.
+fn js_number_text(n: f64) -> String {
+    if n.is_nan() {
+        "NaN".into()
+    } else if n.is_infinite() {
+        if n > 0.0 { "Infinity" } else { "-Infinity" }.into()
+    } else if n.fract() == 0.0 && n.abs() < 1e21 {
+        format!("{n:.0}")
+    } else {
+        ryu::Buffer::new().format_finite(n).to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -674,5 +792,37 @@ mod tests {
     fn count_mismatch_is_a_protocol_error() {
         let err = encode_all(&[Param::Null], &[]).err().unwrap();
         assert_eq!(err.code(), "08P01");
+    }
+
+    #[test]
+    fn text_parameters_read_as_node_postgres_writes_them() {
+        let text = |p: Param| TextParam::new(&p).0;
+        assert_eq!(text(Param::Null), None);
+        assert_eq!(text(Param::Bool(true)).as_deref(), Some("true"));
+        assert_eq!(text(Param::Number(42.0)).as_deref(), Some("42"));
+        assert_eq!(text(Param::Number(-0.5)).as_deref(), Some("-0.5"));
+        assert_eq!(text(Param::Number(f64::NAN)).as_deref(), Some("NaN"));
+        assert_eq!(
+            text(Param::Bytes(vec![0, 0xab])).as_deref(),
+            Some("\\x00ab")
+        );
+        assert_eq!(
+            text(Param::Array(vec![
+                Param::Text("a\"b\\c".into()),
+                Param::Null,
+                Param::Array(vec![Param::Number(1.0)]),
+            ]))
+            .as_deref(),
+            Some(r#"{"a\"b\\c",NULL,{"1"}}"#)
+        );
+        assert_eq!(
+            text(Param::Array(vec![
+                Param::Number(1.0),
+                Param::Text("two".into()),
+                Param::Json(r#"{"three":3}"#.into()),
+            ]))
+            .as_deref(),
+            Some(r#"[1,"two",{"three":3}]"#)
+        );
     }
 }

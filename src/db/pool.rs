@@ -361,6 +361,7 @@ impl Inner {
             match opened {
                 Ok(Ok((client, task))) => {
                     state.tasks.retain(|t| !t.is_finished());
+                    let abort = task.abort_handle();
                     state.tasks.push(task);
                     if state.closed {
                         return;
@@ -369,7 +370,7 @@ impl Inner {
                     state.next_id += 1;
                     let now = Instant::now();
                     state.slots.push(Slot {
-                        conn: Arc::new(Conn::new(id, client)),
+                        conn: Arc::new(Conn::new(id, client, Some(abort))),
                         in_flight: 0,
                         exclusive: false,
                         draining: false,

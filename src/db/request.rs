@@ -93,11 +93,11 @@ async fn run_pooled(
     let tx = Transaction::begin(pool, role, options).await?;
     match run_spec(&Target::Transaction { pool, tx: &tx }, spec).await {
         Ok(reply) => {
-            tx.finish(true).await?;
+            tx.finish(pool, true).await?;
             Ok(reply)
         }
         Err(err) => {
-            let _ = tx.finish(false).await;
+            let _ = tx.finish(pool, false).await;
             Err(err)
         }
     }

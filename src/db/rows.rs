@@ -49,6 +49,28 @@ pub fn check_columns(columns: &[Column]) -> Result<(), PoolError> {
     Ok(())
 }
 
+/// The message for a user-defined result type behind a transaction pooler. tokio-postgres looks
+/// such a type up with a named statement in a flight of its own, which the pooler may send to
+/// another server; so these columns are refused whether or not the lookup happened to work.
+pub fn pooled_custom_type(column: &str, type_name: &str) -> PoolError {
+    PoolError::UnsupportedType(format!(
+        "column \"{column}\" has the user-defined type {type_name}; behind a transaction pooler \
+         (pooler: 'transaction') user-defined result types (enums, composites, extension types) \
+         cannot be looked up reliably: cast it in the SQL (for example {column}::text)"
+    ))
+}
+
+/// `check_columns` for the one-flight path: built-in types only.
+pub fn check_pooled_columns(columns: &[Column]) -> Result<(), PoolError> {
+    for column in columns {
+        let ty = column.type_();
+        if tokio_postgres::types::Type::from_oid(ty.oid()).is_none() {
+            return Err(pooled_custom_type(column.name(), ty.name()));
+        }
+    }
+    check_columns(columns)
+}
+
 impl RowEncoder {
     pub fn new(columns: &[Column], style: ValueStyle) -> Self {
         let mut columns_json = String::from("[");

@@ -215,7 +215,7 @@ impl Dispatcher {
             Work::End { tx, commit } => {
                 let open = self.open_transactions().remove(tx).ok_or_else(ended)?;
                 let taken = open.lock().await.take();
-                taken.ok_or_else(ended)?.finish(*commit).await?;
+                taken.ok_or_else(ended)?.finish(pool, *commit).await?;
                 Ok(OK_REPLY.into())
             }
         }

@@ -104,10 +104,18 @@ impl Transaction {
             .await
             .map_err(Failure::into_error)?;
         let conn = lease.conn();
-        if let Err(err) = conn.queued(conn.client().batch_execute(&sql)).await {
+        let began = pool.policy().bounded(
+            conn,
+            Box::pin(async {
+                conn.queued(conn.client().batch_execute(&sql))
+                    .await
+                    .map_err(|e| classify(&e, Stage::Sent))
+            }),
+        );
+        if let Err(failure) = began.await {
             // Whatever state the session is in, nobody else gets it.
             conn.retire();
-            return Err(classify(&err, Stage::Sent).into_error());
+            return Err(failure.into_error());
         }
         Ok(Transaction {
             lease: Some(lease),
@@ -131,7 +139,7 @@ impl Transaction {
     ) -> Result<QueryOutput, PoolError> {
         let started = Instant::now();
         let result = match self.lease() {
-            Ok(lease) => execute::run(lease.conn(), sql, params, style, None)
+            Ok(lease) => execute::run(lease.conn(), pool.policy(), sql, params, style, None)
                 .await
                 .map_err(Failure::into_error),
             Err(err) => Err(err),
@@ -145,7 +153,7 @@ impl Transaction {
 
     /// Commits (or rolls back); a transaction in which a statement failed is rolled back and
     /// reported as 25P02.
-    pub async fn finish(mut self, commit: bool) -> Result<(), PoolError> {
+    pub async fn finish(mut self, pool: &DbPool, commit: bool) -> Result<(), PoolError> {
         let lease = self.lease.take().ok_or_else(|| {
             PoolError::InvalidArgument("the transaction has already ended".into())
         })?;
@@ -156,9 +164,17 @@ impl Transaction {
         } else {
             "ROLLBACK"
         };
-        if let Err(err) = conn.queued(conn.client().batch_execute(end)).await {
+        let ended = pool.policy().bounded(
+            conn,
+            Box::pin(async {
+                conn.queued(conn.client().batch_execute(end))
+                    .await
+                    .map_err(|e| classify(&e, Stage::Sent))
+            }),
+        );
+        if let Err(failure) = ended.await {
             conn.retire();
-            return Err(classify(&err, Stage::Sent).into_error());
+            return Err(failure.into_error());
         }
         if commit && aborted {
             return Err(PoolError::Database(Box::new(DatabaseErrorFields {
