@@ -4,6 +4,14 @@
 import OpenAI from 'openai'
 import { OpenAIPool, openai, testOpenAIConnection, OpenAIError } from '..'
 import { eventually, rejectionOf } from './helpers'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+
+/** V8's gc(), without starting Node with --expose-gc. */
+function exposedGc(): () => void {
+  setFlagsFromString('--expose-gc')
+  return runInNewContext('gc')
+}
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const { startOpenAIStandIn } = require('../scripts/openai-stand-in.js')
@@ -270,6 +278,40 @@ describe('streaming', () => {
     await eventually(() => server.state.streamsAborted === 1)
     server.state.chunkDelayMs = 0
     await expect(openai.models.list()).resolves.toMatchObject({ object: 'list' })
+  })
+
+  test('20 streams opened at 10 slots and dropped unread give their slots back once collected', async () => {
+    // requestTimeout is long here, so only garbage collection can free them.
+    useServer({ maxConcurrentRequests: 10, requestTimeout: 60_000 })
+    const gc = exposedGc()
+    let opened = 0
+    const openAndDrop = async () => {
+      await openai.chat.completions.create({ ...chatBody, stream: true })
+      opened++
+    }
+    const all = Promise.all(Array.from({ length: 20 }, openAndDrop))
+    await eventually(() => {
+      gc()
+      return opened === 20 && OpenAIPool.getQueueStatus().activeRequests === 0
+    }, 20_000)
+    await all
+    expect(OpenAIPool.getQueueStatus()).toEqual({ queueLength: 0, activeRequests: 0, maxConcurrent: 10 })
+    const reply = await openai.chat.completions.create(chatBody)
+    expect(reply.choices[0].message.content).toBe('echo: Hello')
+  })
+
+  test('a stream read once and then left alone frees its slot after requestTimeout; a late read hears why', async () => {
+    useServer({ maxConcurrentRequests: 1, requestTimeout: 300 })
+    const stream = await openai.chat.completions.create({ ...chatBody, stream: true })
+    const chunks = stream[Symbol.asyncIterator]()
+    expect((await chunks.next()).done).toBe(false)
+    // The only slot is the stream's; this request gets it once the stream has idled out.
+    const reply = await openai.chat.completions.create(chatBody)
+    expect(reply.choices[0].message.content).toBe('echo: Hello')
+    const late = await rejectionOf(chunks.next())
+    expect(late).toMatchObject({ name: 'APITimeoutError', code: 'TIMEOUT' })
+    expect(late.message).toContain('without a read')
+    expect(OpenAIPool.getQueueStatus()).toEqual({ queueLength: 0, activeRequests: 0, maxConcurrent: 1 })
   })
 
   test('a stream that goes quiet fails with APITimeoutError and frees its slot', async () => {

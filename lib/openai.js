@@ -84,6 +84,13 @@ function modelOf(body, fallback) {
   return body && typeof body.model === 'string' ? body.model : fallback
 }
 
+/**
+ * A stream object that becomes unreachable without having been read to the end (the caller
+ * threw before its `for await`, or dropped it) gives its request and slot back when collected.
+ * (Rust also drops a stream nobody reads for `requestTimeout`, for references kept but unread.)
+ */
+const abandonedStreams = new FinalizationRegistry(({ native, id }) => native.cancelStream(id))
+
 /** The chunks of a streamed completion, as openai-node's Stream: `for await (const chunk of stream)`. */
 class ChatCompletionStream {
   constructor(native, id) {
@@ -91,11 +98,13 @@ class ChatCompletionStream {
     this._id = id
     this._ended = false
     this.controller = { abort: () => this._end() }
+    abandonedStreams.register(this, { native, id }, this)
   }
 
   _end() {
     if (!this._ended) {
       this._ended = true
+      abandonedStreams.unregister(this)
       this._native.cancelStream(this._id)
     }
   }
@@ -107,10 +116,12 @@ class ChatCompletionStream {
         const reply = JSON.parse(await this._native.nextChunk(this._id))
         if (reply.error) {
           this._ended = true
+          abandonedStreams.unregister(this)
           throw new OpenAIError(reply.error)
         }
         if (reply.done) {
           this._ended = true
+          abandonedStreams.unregister(this)
           return { done: true, value: undefined }
         }
         return { done: false, value: reply.chunk }

@@ -10,6 +10,7 @@ pub mod queue;
 pub mod ratelimit;
 pub mod retry;
 pub mod stream;
+pub mod streams;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,43 +21,13 @@ use napi_derive::napi;
 use crate::error::{settle_to_json, PoolError};
 use client::{ApiError, OpenAiPool};
 use config::OpenAiConfig;
+use streams::StreamRegistry;
 
 /// A native OpenAI pool. Created by `OpenAIPool.initialize()`; not for direct use.
 #[napi]
 pub struct NativeOpenAiPool {
     inner: Arc<OpenAiPool>,
     streams: Arc<StreamRegistry>,
-}
-
-/// Open streams by id; removing one drops it, which aborts its request and frees its slot.
-#[derive(Default)]
-struct StreamRegistry {
-    next_id: std::sync::atomic::AtomicU32,
-    open: std::sync::Mutex<HashMap<u32, Arc<tokio::sync::Mutex<stream::ChatStream>>>>,
-}
-
-impl StreamRegistry {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<u32, Arc<tokio::sync::Mutex<stream::ChatStream>>>> {
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
-    }
-    fn insert(&self, stream: stream::ChatStream) -> u32 {
-        let id = self
-            .next_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1;
-        self.lock()
-            .insert(id, Arc::new(tokio::sync::Mutex::new(stream)));
-        id
-    }
-    fn get(&self, id: u32) -> Option<Arc<tokio::sync::Mutex<stream::ChatStream>>> {
-        self.lock().get(&id).cloned()
-    }
-    fn remove(&self, id: u32) {
-        let removed = self.lock().remove(&id);
-        drop(removed);
-    }
 }
 
 #[napi(object)]
@@ -160,8 +131,10 @@ impl NativeOpenAiPool {
     ) -> String {
         let (pool, streams) = (self.inner.clone(), self.streams.clone());
         Box::pin(settle_to_json(async move {
+            let idle = pool.config.request_timeout;
             let stream = stream::ChatStream::open(pool, &path, body, model, slot_id).await?;
-            Ok::<_, ApiError>(format!("{{\"stream\":{}}}", streams.insert(stream)))
+            let id = streams.insert(stream, idle);
+            Ok::<_, ApiError>(format!("{{\"stream\":{id}}}"))
         }))
         .await
     }
@@ -170,11 +143,20 @@ impl NativeOpenAiPool {
     #[napi]
     pub async fn next_chunk(&self, stream_id: u32) -> String {
         let streams = self.streams.clone();
+        let idle = self.inner.config.request_timeout;
         Box::pin(settle_to_json(async move {
-            let Some(stream) = streams.get(stream_id) else {
+            let Some(reading) = streams.get(stream_id) else {
+                if streams.take_expired(stream_id) {
+                    return Err(ApiError::timeout(format!(
+                        "the stream was closed after {} ms without a read (requestTimeout)",
+                        idle.as_millis()
+                    )));
+                }
                 return Ok("{\"done\":true}".to_string());
             };
-            let next = stream.lock().await.next().await;
+            reading.touch();
+            let next = reading.stream.lock().await.next().await;
+            reading.touch();
             match next {
                 Ok(Some(chunk)) => Ok(format!("{{\"chunk\":{chunk}}}")),
                 Ok(None) => {
