@@ -28,7 +28,7 @@ function freePort() {
  * @param {{ password: string, maxConnections?: number, statementLog?: string }} options
  *   statementLog: a file that receives the server's log with every statement, each line
  *   prefixed by the client's application_name and `|` (the injection specs read it)
- * @returns {Promise<{ url: string, stop: () => Promise<void>, server: object }>}
+ * @returns {Promise<{ url: string, stop: () => Promise<void>, restart: () => Promise<void>, server: object }>}
  */
 export async function startEmbeddedPostgres({ password, maxConnections = 300, statementLog }) {
   const { default: EmbeddedPostgres } = await import(embeddedPostgresEntry())
@@ -64,6 +64,16 @@ export async function startEmbeddedPostgres({ password, maxConnections = 300, st
         return
       }
       await server.stop()
+    },
+    /** Stops the server as `pg_ctl restart -m fast` does (sessions end with 57P01) and starts it again on the same data and port. */
+    restart: async () => {
+      server.options.persistent = true
+      try {
+        await server.stop()
+      } finally {
+        server.options.persistent = false
+      }
+      await server.start()
     },
     server,
   }
