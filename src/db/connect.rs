@@ -17,7 +17,15 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::connection::SessionEnd;
 use crate::error::PoolError;
+
+/// A new connection: the client, the task that drives its socket, and how its session ends.
+pub struct Opened {
+    pub client: tokio_postgres::Client,
+    pub task: tokio::task::JoinHandle<()>,
+    pub end: Arc<SessionEnd>,
+}
 
 /// Shown in `pg_stat_activity` unless the connection string names its own.
 const APPLICATION_NAME: &str = "connection-pools";
@@ -170,14 +178,14 @@ impl ConnectOptions {
 
     /// Opens a connection; its socket is driven by a task of its own until the client is dropped
     /// or the server goes away (then `Client::is_closed()` turns true).
-    pub async fn connect(
-        &self,
-    ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error> {
+    pub async fn connect(&self) -> Result<Opened, tokio_postgres::Error> {
         let (client, connection) = self.config.connect(self.tls.clone()).await?;
-        let task = tokio::spawn(async move {
-            let _ = connection.await;
+        let end = Arc::new(SessionEnd::default());
+        let task = tokio::spawn({
+            let end = end.clone();
+            async move { end.finished(&connection.await) }
         });
-        Ok((client, task))
+        Ok(Opened { client, task, end })
     }
 }
 

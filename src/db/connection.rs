@@ -11,9 +11,10 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use tokio::task::AbortHandle;
 use tokio_postgres::{CancelToken, Client, Statement};
@@ -33,10 +34,44 @@ pub struct Conn {
     /// Set when the session's state is unknown (an abandoned or broken transaction): the pool
     /// closes the connection instead of lending it again.
     retired: AtomicBool,
+    /// Statements running on this connection, and those of them whose connection was lost with
+    /// the outcome unknown (see `ended_by_server`).
+    running: AtomicUsize,
+    lost: AtomicUsize,
+    end: Arc<SessionEnd>,
+}
+
+/// How the session ended, shared by the connection's task and its `Conn`.
+#[derive(Default)]
+pub struct SessionEnd {
+    /// The connection task has finished (and recorded why).
+    finished: AtomicBool,
+    /// The server ended this session (57P01-57P03): it aborted what it was running and read
+    /// nothing after, so no statement still waiting for its reply ran.
+    by_server: AtomicBool,
+    /// Woken when a statement settles or the task finishes.
+    changed: tokio::sync::Notify,
+}
+
+impl SessionEnd {
+    /// Called by the connection task as it ends; `result` is what the connection returned (an
+    /// error the server sent while no statement was waiting arrives here).
+    pub fn finished(&self, result: &Result<(), tokio_postgres::Error>) {
+        if let Err(err) = result {
+            if err
+                .as_db_error()
+                .is_some_and(|db| super::retry::session_ended(db.code().code()))
+            {
+                self.by_server.store(true, Ordering::Release);
+            }
+        }
+        self.finished.store(true, Ordering::Release);
+        self.changed.notify_waiters();
+    }
 }
 
 impl Conn {
-    pub fn new(id: u64, client: Client, task: Option<AbortHandle>) -> Self {
+    pub fn new(id: u64, client: Client, task: Option<AbortHandle>, end: Arc<SessionEnd>) -> Self {
         Conn {
             id,
             cancel: client.cancel_token(),
@@ -45,7 +80,49 @@ impl Conn {
             enqueue: Mutex::new(()),
             statements: Mutex::new(HashMap::new()),
             retired: AtomicBool::new(false),
+            running: AtomicUsize::new(0),
+            lost: AtomicUsize::new(0),
+            end,
         }
+    }
+
+    /// Counts a statement as running here until the guard drops.
+    pub fn track_statement(&self) -> Running<'_> {
+        self.running.fetch_add(1, Ordering::AcqRel);
+        Running { conn: self }
+    }
+
+    /// The server said it ended this session.
+    pub fn mark_ended_by_server(&self) {
+        self.end.by_server.store(true, Ordering::Release);
+    }
+
+    /// For a statement whose connection was lost after it was sent: waits (at most `limit`)
+    /// until the connection task has finished and every other statement on this connection has
+    /// settled or is lost too, so that whoever received the server's goodbye has said so; then
+    /// tells whether the server ended the session (then this statement never ran).
+    pub async fn ended_by_server(&self, limit: Duration) -> bool {
+        self.lost.fetch_add(1, Ordering::AcqRel);
+        let deadline = Instant::now() + limit;
+        loop {
+            let notified = self.end.changed.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            let task_done = self.end.finished.load(Ordering::Acquire) || self.task.is_none();
+            if task_done
+                && self.lost.load(Ordering::Acquire) >= self.running.load(Ordering::Acquire)
+            {
+                break;
+            }
+            if tokio::time::timeout_at(deadline.into(), notified)
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        self.lost.fetch_sub(1, Ordering::AcqRel);
+        self.end.by_server.load(Ordering::Acquire)
     }
 
     pub fn client(&self) -> &Client {
@@ -103,6 +180,18 @@ impl Conn {
             future: Box::pin(future),
             first_poll_done: false,
         }
+    }
+}
+
+/// A statement counted as running on a connection; see `Conn::track_statement`.
+pub struct Running<'a> {
+    conn: &'a Conn,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.conn.running.fetch_sub(1, Ordering::AcqRel);
+        self.conn.end.changed.notify_waiters();
     }
 }
 

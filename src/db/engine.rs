@@ -95,7 +95,7 @@ impl DbPool {
             };
             match attempt {
                 Ok(output) => break Ok(output),
-                Err(Failure::Final(err)) => break Err(err),
+                Err(Failure::Final(err) | Failure::Lost(err)) => break Err(err),
                 Err(Failure::Retry(err)) => {
                     let now = Instant::now();
                     if retries >= self.config.max_retries || now >= deadline {

@@ -19,7 +19,7 @@ use super::connection::Conn;
 use super::context::RoleContext;
 use super::params::{encode_all, EncodedParam, Param, TextParam};
 use super::policy::StatementPolicy;
-use super::retry::{classify, Failure, Stage};
+use super::retry::{classify, is_session_end, Failure, Stage};
 use super::rows::{check_columns, check_pooled_columns, RowEncoder, ValueStyle};
 use crate::error::PoolError;
 
@@ -187,6 +187,33 @@ pub async fn run(
         .map(RoleContext::begin_sql)
         .transpose()
         .map_err(Failure::Final)?;
+    let running = conn.track_statement();
+    let result = run_bounded(conn, policy, sql, params, style, begin.as_deref()).await;
+    // A fast shutdown (or pg_terminate_backend) ends the session with 57P01 on the statement
+    // the server was running; the ones pipelined behind it see only a closed connection, but
+    // they never ran either, so they may run again elsewhere.
+    let result = match result {
+        Err(Failure::Retry(err)) if is_session_end(&err) => {
+            conn.mark_ended_by_server();
+            Err(Failure::Retry(err))
+        }
+        Err(Failure::Lost(err)) if conn.ended_by_server(policy.grace).await => {
+            Err(Failure::Retry(err))
+        }
+        other => other,
+    };
+    drop(running);
+    result
+}
+
+async fn run_bounded(
+    conn: &Conn,
+    policy: &StatementPolicy,
+    sql: &str,
+    params: &[Param],
+    style: ValueStyle,
+    begin: Option<&str>,
+) -> Result<QueryOutput, Failure> {
     if policy.one_flight {
         if conn.is_closed() {
             return Err(closed_before_send());
@@ -194,13 +221,13 @@ pub async fn run(
         let client = conn.client();
         let rows = collect_one_flight(client, sql, params, style);
         return policy
-            .bounded(conn, Box::pin(in_role(conn, begin.as_deref(), rows)))
+            .bounded(conn, Box::pin(in_role(conn, begin, rows)))
             .await;
     }
     let prepared_and_run = async {
         let (statement, encoded) = prepare(conn, sql, params).await?;
         let rows = collect(conn.client(), &statement, &encoded, style);
-        in_role(conn, begin.as_deref(), rows).await
+        in_role(conn, begin, rows).await
     };
     policy.bounded(conn, Box::pin(prepared_and_run)).await
 }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::connect::ConnectOptions;
+use super::connect::{ConnectOptions, Opened};
 use super::connection::Conn;
 use super::retry::{classify, Failure, Stage};
 
@@ -359,7 +359,7 @@ impl Inner {
             let mut state = inner.lock();
             state.opening -= 1;
             match opened {
-                Ok(Ok((client, task))) => {
+                Ok(Ok(Opened { client, task, end })) => {
                     state.tasks.retain(|t| !t.is_finished());
                     let abort = task.abort_handle();
                     state.tasks.push(task);
@@ -370,7 +370,7 @@ impl Inner {
                     state.next_id += 1;
                     let now = Instant::now();
                     state.slots.push(Slot {
-                        conn: Arc::new(Conn::new(id, client, Some(abort))),
+                        conn: Arc::new(Conn::new(id, client, Some(abort), end)),
                         in_flight: 0,
                         exclusive: false,
                         draining: false,

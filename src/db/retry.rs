@@ -17,12 +17,15 @@ pub enum Failure {
     /// The statement did not run; another connection may succeed.
     Retry(PoolError),
     Final(PoolError),
+    /// The connection was lost after the statement was sent: it may have run. The caller finds
+    /// out whether the server ended the session first (then it did not run), else it is final.
+    Lost(PoolError),
 }
 
 impl Failure {
     pub fn into_error(self) -> PoolError {
         match self {
-            Failure::Retry(e) | Failure::Final(e) => e,
+            Failure::Retry(e) | Failure::Final(e) | Failure::Lost(e) => e,
         }
     }
 }
@@ -47,7 +50,7 @@ pub fn backoff(retry_delay: Duration, retry: u32) -> Duration {
 }
 
 /// SQLSTATEs with which the server ends the session, aborting what it was running.
-fn session_ended(code: &str) -> bool {
+pub fn session_ended(code: &str) -> bool {
     matches!(code, "57P01" | "57P02" | "57P03")
 }
 
@@ -86,6 +89,11 @@ pub fn convert(err: &tokio_postgres::Error) -> (PoolError, bool) {
     )
 }
 
+/// Whether `err` is the server saying it ended the session (57P01-57P03).
+pub fn is_session_end(err: &PoolError) -> bool {
+    matches!(err, PoolError::Database(fields) if session_ended(&fields.code))
+}
+
 /// Classifies a failure of one attempt.
 pub fn classify(err: &tokio_postgres::Error, stage: Stage) -> Failure {
     let (converted, connection_level) = convert(err);
@@ -96,7 +104,7 @@ pub fn classify(err: &tokio_postgres::Error, stage: Stage) -> Failure {
         (false, _) => Failure::Final(converted),
         (true, Stage::BeforeSend) => Failure::Retry(converted),
         (true, Stage::Sent) if ended => Failure::Retry(converted),
-        (true, Stage::Sent) => Failure::Final(PoolError::ConnectionFailed(format!(
+        (true, Stage::Sent) => Failure::Lost(PoolError::ConnectionFailed(format!(
             "the connection to the database was lost while the statement was running; \
              it may or may not have completed ({converted})"
         ))),
