@@ -197,6 +197,7 @@ async function main() {
   }
 
   if (!only || only.includes('burst')) await burstMemory(url)
+  if (!only || only.includes('pooler')) await childBench('pooler.mjs', url)
   await benchOpenAI(only)
 
   const step = (what) => process.env.BENCH_DEBUG && process.stderr.write(`${what}\n`)
@@ -283,6 +284,18 @@ async function burstMemory(url) {
     encoding: 'utf8',
   })
   process.stdout.write(`\n${out}`)
+}
+
+/** A bench script of its own process (bench/<name>), its output appended to the report. */
+async function childBench(name, url) {
+  const { execFileSync } = await import('node:child_process')
+  const script = new URL(`./${name}`, import.meta.url).pathname
+  const out = execFileSync(process.execPath, [script], {
+    env: { ...process.env, DATABASE_URL: url, BENCH_POOL: String(POOL) },
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  process.stdout.write(out)
 }
 
 main().catch((err) => {
