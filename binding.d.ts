@@ -67,20 +67,24 @@ export declare class NativeOpenAiPool {
   constructor(configJson: string, envJson: string)
   /**
    * One API call through the queue (or a held slot); resolves to JSON text:
-   * `{"status":…,"requestId":…,"body":…}` or `{"error":{…}}`.
+   * `{"status":…,"requestId":…,"body":…}` or `{"error":{…}}`. The queue ticket is taken
+   * before this returns, so calls queue in the order they were made.
    */
-  request(method: string, path: string, body?: string | undefined | null, model?: string | undefined | null, slotId?: number | undefined | null): Promise<string>
+  request(method: string, path: string, body?: string | undefined | null, model?: string | undefined | null, slotId?: number | undefined | null, priority?: string | undefined | null): Promise<string>
   /**
    * Starts a streaming request (retried only before its first byte); resolves to
-   * `{"stream":id}` or an error.
+   * `{"stream":id}` or an error. The queue ticket is taken before this returns.
    */
-  openStream(path: string, body: string, model?: string | undefined | null, slotId?: number | undefined | null): Promise<string>
+  openStream(path: string, body: string, model?: string | undefined | null, slotId?: number | undefined | null, priority?: string | undefined | null): Promise<string>
   /** The next chunk: `{"chunk":…}`, `{"done":true}` at the end, or an error (which ends it). */
   nextChunk(streamId: number): Promise<string>
   /** Ends a stream early: aborts its HTTP request and frees its slot now. */
   cancelStream(streamId: number): void
-  /** Waits for a slot for an `executeRequest` callback; resolves to `{"slot":id}` or an error. */
-  acquireSlot(model?: string | undefined | null): Promise<string>
+  /**
+   * Waits for a slot for an `executeRequest` callback; resolves to `{"slot":id}` or an error.
+   * The queue ticket is taken before this returns.
+   */
+  acquireSlot(model?: string | undefined | null, priority?: string | undefined | null): Promise<string>
   releaseSlot(slotId: number): void
   stats(): NativeOpenAiStats
   queueStatus(): NativeQueueStatus
@@ -161,6 +165,10 @@ export interface NativeOpenAiConfig {
   organization?: string
   project?: string
   maxQueueSize?: number
+  requestsPerMinute?: number
+  tokensPerMinute?: number
+  rateLimitWindowMs: number
+  priorityAgingMs: number
   /** Whether an API key is configured; the key itself is never shown. */
   hasApiKey: boolean
 }
@@ -190,10 +198,20 @@ export interface NativeOpenAiStats {
   rateLimitJson: string
 }
 
+export interface NativeQueueByPriority {
+  high: number
+  normal: number
+  low: number
+}
+
 export interface NativeQueueStatus {
   queueLength: number
   activeRequests: number
   maxConcurrent: number
+  /** Callers waiting per priority. */
+  byPriority: NativeQueueByPriority
+  /** While a rate-limit pause the API announced runs: ms until it ends; else 0. */
+  pausedForMs: number
 }
 
 /** Replies drained in one batch: `json` is a JSON array with one reply per id, in order. */

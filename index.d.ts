@@ -392,6 +392,25 @@ export interface OpenAIPoolConfig {
   project?: string
   /** Callers allowed to wait; beyond it calls reject with `QUEUE_FULL`. Default: unbounded. */
   maxQueueSize?: number
+  /** Requests sent per minute (a sliding window), at most; the rest wait (within `timeout`). Default: none. */
+  requestsPerMinute?: number
+  /**
+   * Tokens per minute (a sliding window), at most: each request's tokens are estimated before it
+   * is sent (the model's tokenizer, plus `max_completion_tokens`/`max_tokens` × `n`) and
+   * corrected with the response's `usage`; a request that does not fit waits. Default: none.
+   */
+  tokensPerMinute?: number
+  /** The budgets' window in ms. Default 60000 (a minute); shorter only for tests. */
+  rateLimitWindowMs?: number
+  /** Every this many ms a request waits, it ranks one priority higher (no starvation). Default 10000; 0 = never. */
+  priorityAgingMs?: number
+}
+
+/** A request's place in the queue: `'high'` first, FIFO within a priority, aging lifts waiters. */
+export type RequestPriority = 'high' | 'normal' | 'low'
+
+export interface RequestOptions {
+  priority?: RequestPriority
 }
 
 export interface EffectiveOpenAIPoolConfig {
@@ -407,6 +426,12 @@ export interface EffectiveOpenAIPoolConfig {
   organization: string | null
   project: string | null
   maxQueueSize: number | null
+  requestsPerMinute: number | null
+  tokensPerMinute: number | null
+  /** ms */
+  rateLimitWindowMs: number
+  /** ms */
+  priorityAgingMs: number
   /** Whether an API key is configured (the key itself is never shown). */
   hasApiKey: boolean
 }
@@ -453,13 +478,17 @@ export interface QueueStatus {
   /** Requests holding a slot right now. */
   activeRequests: number
   maxConcurrent: number
+  /** Callers waiting per priority. */
+  byPriority: { high: number; normal: number; low: number }
+  /** ms until a rate-limit pause the API announced (remaining 0, or a 429) ends; 0 when none. */
+  pausedForMs: number
 }
 
 /** The OpenAI client: bodies and results are the public API's JSON. */
 export interface OpenAIClient {
-  chat: { completions: { create(body: Record<string, unknown>): Promise<any> } }
-  embeddings: { create(body: Record<string, unknown>): Promise<any> }
-  models: { list(): Promise<{ object: 'list'; data: any[] }> }
+  chat: { completions: { create(body: Record<string, unknown>, options?: RequestOptions): Promise<any> } }
+  embeddings: { create(body: Record<string, unknown>, options?: RequestOptions): Promise<any> }
+  models: { list(options?: RequestOptions): Promise<{ object: 'list'; data: any[] }> }
 }
 
 export declare class OpenAIPool {
@@ -468,7 +497,7 @@ export declare class OpenAIPool {
   /** The client, a singleton (also exported as `openai`). */
   static getClient(): OpenAIClient
   /** Waits for a slot, runs `fn(client)` holding it (its requests use that slot), releases it however `fn` ends. */
-  static executeRequest<T>(fn: (client: OpenAIClient) => T, model?: string): Promise<Awaited<T>>
+  static executeRequest<T>(fn: (client: OpenAIClient) => T, model?: string | null, options?: RequestOptions): Promise<Awaited<T>>
   static getStats(): OpenAIStats
   static getPoolConfig(): EffectiveOpenAIPoolConfig
   static getQueueStatus(): QueueStatus

@@ -41,33 +41,37 @@ class OpenAIClient {
   constructor(slot = null, model = null) {
     this._slot = slot
     this._model = model
-    const request = (method, path, body) => this._request(method, path, body)
+    const request = (method, path, body, options) => this._request(method, path, body, options)
     this.chat = {
       completions: {
         /**
          * POST /chat/completions. With `stream: true` it resolves to an async iterable of chunks;
-         * leaving the loop early aborts the request and frees its slot.
+         * leaving the loop early aborts the request and frees its slot. `options.priority`:
+         * 'high' | 'normal' | 'low' (default 'normal').
          */
-        create: (body) => (body && body.stream ? this._stream('chat/completions', body) : request('POST', 'chat/completions', body)),
+        create: (body, options) =>
+          body && body.stream ? this._stream('chat/completions', body, options) : request('POST', 'chat/completions', body, options),
       },
     }
     this.embeddings = {
       /** POST /embeddings */
-      create: (body) => request('POST', 'embeddings', body),
+      create: (body, options) => request('POST', 'embeddings', body, options),
     }
     this.models = {
       /** GET /models: resolves to the API's list object; iterate `data`. */
-      list: () => request('GET', 'models'),
+      list: (options) => request('GET', 'models', undefined, options),
     }
   }
 
-  async _stream(path, body) {
+  async _stream(path, body, options) {
     const native = pool()
-    const { stream: id } = parseReplySlot(await native.openStream(path, JSON.stringify(body), modelOf(body, this._model), this._slot))
+    const { stream: id } = parseReplySlot(
+      await native.openStream(path, JSON.stringify(body), modelOf(body, this._model), this._slot, priorityOf(options)),
+    )
     return new ChatCompletionStream(native, id)
   }
 
-  _request(method, path, body) {
+  _request(method, path, body, options) {
     let native
     try {
       native = pool()
@@ -75,8 +79,13 @@ class OpenAIClient {
       return Promise.reject(err)
     }
     const json = body === undefined ? null : JSON.stringify(body)
-    return native.request(method, path, json, modelOf(body, this._model), this._slot).then(parseReply)
+    return native.request(method, path, json, modelOf(body, this._model), this._slot, priorityOf(options)).then(parseReply)
   }
+}
+
+/** A request's priority option (openai-node's request options may carry other keys: ignored). */
+function priorityOf(options) {
+  return options && options.priority != null ? String(options.priority) : null
 }
 
 /** The model a request counts against: its body's, else the one executeRequest was given. */
@@ -159,13 +168,14 @@ class OpenAIPool {
   /**
    * Waits for a slot, runs `fn(client)` holding it (requests made with that client use the same
    * slot: no second wait), releases it however `fn` ends, and returns `fn`'s result.
+   * `options.priority`: 'high' | 'normal' | 'low' (default 'normal').
    */
-  static async executeRequest(fn, model) {
+  static async executeRequest(fn, model, options) {
     if (typeof fn !== 'function') {
       throw new ConnectionPoolError('INVALID_ARGUMENT', 'executeRequest(fn, model): fn must be a function')
     }
     const native = pool()
-    const { slot } = parseReplySlot(await native.acquireSlot(model ?? null))
+    const { slot } = parseReplySlot(await native.acquireSlot(model ?? null, priorityOf(options)))
     try {
       return await fn(new OpenAIClient(slot, model ?? null))
     } finally {
@@ -197,6 +207,8 @@ class OpenAIPool {
       organization: config.organization ?? null,
       project: config.project ?? null,
       maxQueueSize: config.maxQueueSize ?? null,
+      requestsPerMinute: config.requestsPerMinute ?? null,
+      tokensPerMinute: config.tokensPerMinute ?? null,
     }
   }
 

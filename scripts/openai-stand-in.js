@@ -75,6 +75,8 @@ async function startOpenAIStandIn({ latencyMs = 0, record = true } = {}) {
     arrivals: [],
     paths: [],
     authorization: [],
+    /** The last message's content of each chat request, in arrival order. */
+    contents: [],
     /** Streams whose client went away before the last chunk. */
     streamsAborted: 0,
     /** Milliseconds between stream chunks. */
@@ -93,6 +95,10 @@ async function startOpenAIStandIn({ latencyMs = 0, record = true } = {}) {
         state.arrivals.push(Date.now())
         state.paths.push(`${req.method} ${req.url}`)
         state.authorization.push(req.headers.authorization ?? null)
+        try {
+          const messages = JSON.parse(Buffer.concat(chunks).toString('utf8')).messages
+          if (Array.isArray(messages)) state.contents.push(messages[messages.length - 1]?.content)
+        } catch {}
       }
       let finished = false
       const finish = () => {
@@ -110,7 +116,9 @@ async function startOpenAIStandIn({ latencyMs = 0, record = true } = {}) {
         'content-type': 'application/json',
         'x-request-id': `req_${state.requests}`,
         'x-ratelimit-limit-requests': '500',
-        'x-ratelimit-remaining-requests': String(Math.max(0, 500 - state.requests)),
+        // Counts down and starts over: never 0 unless a scripted answer says so (a long run
+        // must not look rate-limited to a client that pauses on remaining 0).
+        'x-ratelimit-remaining-requests': String(500 - (state.requests % 500)),
         'x-ratelimit-reset-requests': '120ms',
         'x-ratelimit-limit-tokens': '30000',
         'x-ratelimit-remaining-tokens': '29988',
@@ -181,7 +189,7 @@ async function startOpenAIStandIn({ latencyMs = 0, record = true } = {}) {
     /** Forgets counts and scripts (connections stay open). */
     reset() {
       scripted.length = 0
-      Object.assign(state, { requests: 0, inFlight: 0, peakInFlight: 0, connections: sockets.size, peakOpenConnections: sockets.size, arrivals: [], paths: [], authorization: [], streamsAborted: 0, chunkDelayMs: 0 })
+      Object.assign(state, { requests: 0, inFlight: 0, peakInFlight: 0, connections: sockets.size, peakOpenConnections: sockets.size, arrivals: [], paths: [], authorization: [], contents: [], streamsAborted: 0, chunkDelayMs: 0 })
     },
     close: () =>
       new Promise((resolve) => {

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::accounting::{total_tokens, Accounting};
 use super::config::OpenAiConfig;
-use super::queue::{QueueError, Slot, SlotQueue};
+use super::queue::{Ask, Pending, Priority, QueueError, Slot, SlotQueue};
 use super::retry::{backoff, retry_after, should_retry, Failure};
 
 /// How long `healthCheck()` waits for the model list.
@@ -140,7 +140,7 @@ impl ApiError {
 
 /// A slot held by `executeRequest` for the whole of its callback.
 struct HeldSlot {
-    _slot: Slot,
+    slot: Slot,
     deadline: Instant,
     model: Option<String>,
 }
@@ -174,7 +174,7 @@ impl OpenAiPool {
             idle_timeout: Duration::from_secs(90),
         });
         Ok(OpenAiPool {
-            queue: SlotQueue::new(config.max_concurrent_requests, config.max_queue_size),
+            queue: SlotQueue::new(config.limits()),
             config,
             http,
             accounting: Accounting::default(),
@@ -187,19 +187,31 @@ impl OpenAiPool {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Takes a queue ticket now, in the caller's order (a full queue or a closed pool answers at
+    /// once).
+    pub fn enqueue(&self, ask: Ask) -> Result<Pending, ApiError> {
+        self.queue
+            .enqueue(ask)
+            .map_err(|e| ApiError::from_queue(e, self.config.timeout))
+    }
+
     /// Waits for a slot that `executeRequest`'s callback then uses for all its requests.
-    pub async fn acquire_slot(&self, model: Option<String>) -> Result<u32, ApiError> {
+    /// `pending`: the ticket `enqueue` took when the call was made.
+    pub async fn acquire_slot(
+        &self,
+        model: Option<String>,
+        pending: Pending,
+    ) -> Result<u32, ApiError> {
         let deadline = Instant::now() + self.config.timeout;
-        let slot = self
-            .queue
-            .acquire(deadline)
+        let slot = pending
+            .wait(deadline)
             .await
             .map_err(|e| ApiError::from_queue(e, self.config.timeout))?;
         let id = self.next_slot_id.fetch_add(1, Ordering::Relaxed);
         self.held().insert(
             id,
             HeldSlot {
-                _slot: slot,
+                slot,
                 deadline,
                 model,
             },
@@ -264,17 +276,19 @@ impl OpenAiPool {
         body: Option<String>,
         model: Option<String>,
         held_slot: Option<u32>,
+        queued: Option<(Pending, Ask)>,
     ) -> Result<String, ApiError> {
         let started = Instant::now();
         let (deadline, held_model) = self.call_bounds(started, held_slot)?;
         self.count_model(body.as_deref(), model, held_model);
         let result = async {
-            let (response, _slot) = self
+            let (response, slot) = self
                 .send_with_retries(
                     method.clone(),
                     path,
                     body.as_deref(),
-                    held_slot.is_some(),
+                    held_slot,
+                    queued,
                     deadline,
                 )
                 .await?;
@@ -286,6 +300,7 @@ impl OpenAiPool {
                 .and_then(|v| total_tokens(&v))
             {
                 self.accounting.add_tokens(tokens);
+                self.count_usage(slot.as_ref(), held_slot, tokens);
             }
             Ok(reply_json(200, request_id.as_deref(), &text))
         }
@@ -295,6 +310,32 @@ impl OpenAiPool {
         result
     }
 
+    /// What a request asks of the queue: its priority and, when a token budget is set, its
+    /// estimated tokens.
+    pub(super) fn ask(&self, path: &str, body: Option<&str>, priority: Priority) -> Ask {
+        let tokens = match (self.config.tokens_per_minute, body) {
+            (Some(_), Some(body)) => serde_json::from_str::<Value>(body)
+                .map(|v| super::tokens::estimate(path, &v))
+                .unwrap_or(0),
+            _ => 0,
+        };
+        Ask { priority, tokens }
+    }
+
+    /// A response's `usage` replaces its estimate in the token budget (a slot held by
+    /// `executeRequest` adds each of its requests' usage).
+    pub(super) fn count_usage(&self, slot: Option<&Slot>, held_slot: Option<u32>, tokens: u64) {
+        match (slot, held_slot) {
+            (Some(slot), _) => slot.set_tokens(tokens),
+            (None, Some(id)) => {
+                if let Some(held) = self.held().get(&id) {
+                    held.slot.add_tokens(tokens);
+                }
+            }
+            (None, None) => {}
+        }
+    }
+
     /// Queue, attempts and retries until a 2xx response's headers arrive. Returns that response
     /// (its body unread) with the slot it holds, so a stream can keep the slot while it flows.
     pub(super) async fn send_with_retries(
@@ -302,18 +343,29 @@ impl OpenAiPool {
         method: Method,
         path: &str,
         body: Option<&str>,
-        slot_held: bool,
+        held_slot: Option<u32>,
+        queued: Option<(Pending, Ask)>,
         deadline: Instant,
     ) -> Result<(Response<Incoming>, Option<Slot>), ApiError> {
+        let slot_held = held_slot.is_some();
+        // The first attempt waits on the ticket taken at the call; a retry takes a new one.
+        let (mut first, ask) = match queued {
+            Some((pending, ask)) => (Some(pending), ask),
+            None => (None, Ask::default()),
+        };
         let url = format!("{}/{}", self.config.base_url, path.trim_start_matches('/'));
         let mut retry = 0u32;
         loop {
             let slot = if slot_held {
                 None
             } else {
+                let pending = match first.take() {
+                    Some(pending) => pending,
+                    None => self.enqueue(ask)?,
+                };
                 Some(
-                    self.queue
-                        .acquire(deadline)
+                    pending
+                        .wait(deadline)
                         .await
                         .map_err(|e| ApiError::from_queue(e, self.config.timeout))?,
                 )
@@ -432,6 +484,10 @@ impl OpenAiPool {
         let headers = response.headers().clone();
         let header = |name: &str| header_value(&headers, name);
         self.accounting.update_rate_limit(&header);
+        // The API says a budget is spent: nobody sends until it resets (not only this caller).
+        if let Some(reset) = super::ratelimit::exhausted_for(&header) {
+            self.queue.pause_until(Instant::now() + reset);
+        }
         if (200..300).contains(&status) {
             return Attempt::Success(response);
         }
@@ -450,8 +506,14 @@ impl OpenAiPool {
             header: &header,
             error_code: error.code.as_deref(),
         });
+        let wait = retry_after(&header, SystemTime::now());
+        if status == 429 {
+            if let Some(wait) = wait {
+                self.queue.pause_until(Instant::now() + wait);
+            }
+        }
         Attempt::Failed {
-            wait: retry_after(&header, SystemTime::now()),
+            wait,
             error,
             retryable,
         }
@@ -462,7 +524,7 @@ impl OpenAiPool {
         let started = Instant::now();
         let deadline = started + HEALTH_DEADLINE.min(self.config.timeout);
         let url = format!("{}/models", self.config.base_url);
-        let slot = match self.queue.acquire(deadline).await {
+        let slot = match self.queue.acquire(Ask::default(), deadline).await {
             Ok(slot) => slot,
             Err(e) => {
                 return (

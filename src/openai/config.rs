@@ -37,6 +37,10 @@ struct RawConfig {
     organization: Option<String>,
     project: Option<String>,
     max_queue_size: Option<f64>,
+    requests_per_minute: Option<f64>,
+    tokens_per_minute: Option<f64>,
+    rate_limit_window_ms: Option<f64>,
+    priority_aging_ms: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -66,6 +70,25 @@ pub struct OpenAiConfig {
     pub organization: Option<String>,
     pub project: Option<String>,
     pub max_queue_size: Option<usize>,
+    /// Budgets per `rate_limit_window` (a minute unless a spec shortens it).
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+    pub rate_limit_window: Duration,
+    pub priority_aging: Duration,
+}
+
+impl OpenAiConfig {
+    /// The queue's limits.
+    pub fn limits(&self) -> super::queue::Limits {
+        super::queue::Limits {
+            max_concurrent: self.max_concurrent_requests,
+            max_queue: self.max_queue_size,
+            requests_per_window: self.requests_per_minute,
+            tokens_per_window: self.tokens_per_minute,
+            window: self.rate_limit_window,
+            aging: self.priority_aging,
+        }
+    }
 }
 
 fn invalid(message: String) -> PoolError {
@@ -93,7 +116,28 @@ impl OpenAiConfig {
             None => None,
             Some(v) => Some(whole_number("maxQueueSize", Some(v), 0.0, 0.0, 1e9)? as usize),
         };
+        let budget = |name: &str, value: Option<f64>| -> Result<Option<u64>, PoolError> {
+            value
+                .map(|v| whole_number(name, Some(v), 0.0, 1.0, 1e12).map(|n| n as u64))
+                .transpose()
+        };
         Ok(OpenAiConfig {
+            requests_per_minute: budget("requestsPerMinute", raw.requests_per_minute)?,
+            tokens_per_minute: budget("tokensPerMinute", raw.tokens_per_minute)?,
+            rate_limit_window: Duration::from_millis(whole_number(
+                "rateLimitWindowMs",
+                raw.rate_limit_window_ms,
+                60_000.0,
+                1.0,
+                MAX_DURATION_MS,
+            )? as u64),
+            priority_aging: Duration::from_millis(whole_number(
+                "priorityAgingMs",
+                raw.priority_aging_ms,
+                10_000.0,
+                0.0,
+                MAX_DURATION_MS,
+            )? as u64),
             max_concurrent_requests: whole_number(
                 "maxConcurrentRequests",
                 raw.max_concurrent_requests,

@@ -3,6 +3,9 @@
 //! `lib/openai.js` wraps it in the seed's static `OpenAIPool` API and an openai-node-shaped client.
 //! Replies and errors cross as JSON text; every async entry point catches panics.
 
+// ApiError travels only on the failure path, where its size costs nothing worth a Box.
+#![allow(clippy::result_large_err)]
+
 pub mod accounting;
 pub mod client;
 pub mod config;
@@ -11,11 +14,14 @@ pub mod ratelimit;
 pub mod retry;
 pub mod stream;
 pub mod streams;
+pub mod tokens;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::FutureExt;
+use napi::bindgen_prelude::PromiseRaw;
+use napi::Env;
 use napi_derive::napi;
 
 use crate::error::{settle_to_json, PoolError};
@@ -28,6 +34,46 @@ use streams::StreamRegistry;
 pub struct NativeOpenAiPool {
     inner: Arc<OpenAiPool>,
     streams: Arc<StreamRegistry>,
+}
+
+/// The queue ticket of a call, taken now; `None` for a call on a slot `executeRequest` holds.
+fn ticket(
+    pool: &OpenAiPool,
+    path: &str,
+    body: Option<&str>,
+    slot_id: Option<u32>,
+    priority: Option<&str>,
+) -> Result<Option<(queue::Pending, queue::Ask)>, ApiError> {
+    let priority = priority_of(priority)?;
+    if slot_id.is_some() {
+        return Ok(None);
+    }
+    let ask = pool.ask(path, body, priority);
+    Ok(Some((pool.enqueue(ask)?, ask)))
+}
+
+fn http_method(name: &str) -> Result<crate::http::Method, ApiError> {
+    crate::http::Method::from_bytes(name.as_bytes()).map_err(|_| {
+        ApiError::local(
+            "APIError",
+            "INVALID_ARGUMENT",
+            format!("unknown HTTP method {name}"),
+        )
+    })
+}
+
+/// `'high' | 'normal' | 'low'`, normal when not given.
+fn priority_of(name: Option<&str>) -> Result<queue::Priority, ApiError> {
+    match name {
+        None => Ok(queue::Priority::Normal),
+        Some(name) => queue::Priority::parse(name).ok_or_else(|| {
+            ApiError::local(
+                "APIError",
+                "INVALID_ARGUMENT",
+                format!("priority must be 'high', 'normal' or 'low', not '{name}'"),
+            )
+        }),
+    }
 }
 
 #[napi(object)]
@@ -55,6 +101,17 @@ pub struct NativeQueueStatus {
     pub queue_length: u32,
     pub active_requests: u32,
     pub max_concurrent: u32,
+    /// Callers waiting per priority.
+    pub by_priority: NativeQueueByPriority,
+    /// While a rate-limit pause the API announced runs: ms until it ends; else 0.
+    pub paused_for_ms: f64,
+}
+
+#[napi(object)]
+pub struct NativeQueueByPriority {
+    pub high: u32,
+    pub normal: u32,
+    pub low: u32,
 }
 
 #[napi(object)]
@@ -69,6 +126,10 @@ pub struct NativeOpenAiConfig {
     pub organization: Option<String>,
     pub project: Option<String>,
     pub max_queue_size: Option<f64>,
+    pub requests_per_minute: Option<f64>,
+    pub tokens_per_minute: Option<f64>,
+    pub rate_limit_window_ms: f64,
+    pub priority_aging_ms: f64,
     /// Whether an API key is configured; the key itself is never shown.
     pub has_api_key: bool,
 }
@@ -92,51 +153,68 @@ impl NativeOpenAiPool {
     }
 
     /// One API call through the queue (or a held slot); resolves to JSON text:
-    /// `{"status":…,"requestId":…,"body":…}` or `{"error":{…}}`.
-    #[napi]
-    pub async fn request(
+    /// `{"status":…,"requestId":…,"body":…}` or `{"error":{…}}`. The queue ticket is taken
+    /// before this returns, so calls queue in the order they were made.
+    #[napi(ts_return_type = "Promise<string>")]
+    #[allow(clippy::too_many_arguments)]
+    pub fn request<'env>(
         &self,
+        env: &'env Env,
         method: String,
         path: String,
         body: Option<String>,
         model: Option<String>,
         slot_id: Option<u32>,
-    ) -> String {
+        priority: Option<String>,
+    ) -> napi::Result<PromiseRaw<'env, String>> {
         let pool = self.inner.clone();
-        Box::pin(settle_to_json(async move {
-            let method =
-                crate::http::Method::from_bytes(method.as_bytes()).map_err(|_| ApiError {
-                    name: "APIError",
-                    message: format!("unknown HTTP method {method}"),
-                    status: None,
-                    code: Some("INVALID_ARGUMENT".into()),
-                    error_type: None,
-                    param: None,
-                    request_id: None,
-                })?;
-            pool.call(method, &path, body, model, slot_id).await
-        }))
-        .await
+        let early = http_method(&method).and_then(|method| {
+            let queued = ticket(&pool, &path, body.as_deref(), slot_id, priority.as_deref())?;
+            Ok((method, queued))
+        });
+        env.spawn_future(async move {
+            Ok(match early {
+                Err(error) => error.envelope(),
+                Ok((method, queued)) => {
+                    Box::pin(settle_to_json(async move {
+                        pool.call(method, &path, body, model, slot_id, queued).await
+                    }))
+                    .await
+                }
+            })
+        })
     }
 
     /// Starts a streaming request (retried only before its first byte); resolves to
-    /// `{"stream":id}` or an error.
-    #[napi]
-    pub async fn open_stream(
+    /// `{"stream":id}` or an error. The queue ticket is taken before this returns.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn open_stream<'env>(
         &self,
+        env: &'env Env,
         path: String,
         body: String,
         model: Option<String>,
         slot_id: Option<u32>,
-    ) -> String {
+        priority: Option<String>,
+    ) -> napi::Result<PromiseRaw<'env, String>> {
         let (pool, streams) = (self.inner.clone(), self.streams.clone());
-        Box::pin(settle_to_json(async move {
-            let idle = pool.config.request_timeout;
-            let stream = stream::ChatStream::open(pool, &path, body, model, slot_id).await?;
-            let id = streams.insert(stream, idle);
-            Ok::<_, ApiError>(format!("{{\"stream\":{id}}}"))
-        }))
-        .await
+        let early = ticket(&pool, &path, Some(&body), slot_id, priority.as_deref());
+        env.spawn_future(async move {
+            Ok(match early {
+                Err(error) => error.envelope(),
+                Ok(queued) => {
+                    Box::pin(settle_to_json(async move {
+                        let idle = pool.config.request_timeout;
+                        let stream =
+                            stream::ChatStream::open(pool, &path, body, model, slot_id, queued)
+                                .await?;
+                        let id = streams.insert(stream, idle);
+                        Ok::<_, ApiError>(format!("{{\"stream\":{id}}}"))
+                    }))
+                    .await
+                }
+            })
+        })
     }
 
     /// The next chunk: `{"chunk":…}`, `{"done":true}` at the end, or an error (which ends it).
@@ -179,15 +257,34 @@ impl NativeOpenAiPool {
     }
 
     /// Waits for a slot for an `executeRequest` callback; resolves to `{"slot":id}` or an error.
-    #[napi]
-    pub async fn acquire_slot(&self, model: Option<String>) -> String {
+    /// The queue ticket is taken before this returns.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn acquire_slot<'env>(
+        &self,
+        env: &'env Env,
+        model: Option<String>,
+        priority: Option<String>,
+    ) -> napi::Result<PromiseRaw<'env, String>> {
         let pool = self.inner.clone();
-        settle_to_json(async move {
-            pool.acquire_slot(model)
-                .await
-                .map(|id| format!("{{\"slot\":{id}}}"))
+        let early = priority_of(priority.as_deref()).and_then(|priority| {
+            pool.enqueue(queue::Ask {
+                priority,
+                tokens: 0,
+            })
+        });
+        env.spawn_future(async move {
+            Ok(match early {
+                Err(error) => error.envelope(),
+                Ok(pending) => {
+                    settle_to_json(async move {
+                        pool.acquire_slot(model, pending)
+                            .await
+                            .map(|id| format!("{{\"slot\":{id}}}"))
+                    })
+                    .await
+                }
+            })
         })
-        .await
     }
 
     #[napi]
@@ -221,11 +318,20 @@ impl NativeOpenAiPool {
 
     #[napi(catch_unwind)]
     pub fn queue_status(&self) -> NativeQueueStatus {
-        let (waiting, active, max) = self.inner.queue.status();
+        let queue = &self.inner.queue;
+        let (waiting, active, max) = queue.status();
+        let [high, normal, low] = queue.waiting_by_priority().map(|n| n as u32);
         NativeQueueStatus {
             queue_length: waiting as u32,
             active_requests: active as u32,
             max_concurrent: max as u32,
+            by_priority: NativeQueueByPriority { high, normal, low },
+            paused_for_ms: queue.paused_until().map_or(0.0, |until| {
+                until
+                    .saturating_duration_since(std::time::Instant::now())
+                    .as_secs_f64()
+                    * 1000.0
+            }),
         }
     }
 
@@ -242,6 +348,10 @@ impl NativeOpenAiPool {
             organization: c.organization.clone(),
             project: c.project.clone(),
             max_queue_size: c.max_queue_size.map(|n| n as f64),
+            requests_per_minute: c.requests_per_minute.map(|n| n as f64),
+            tokens_per_minute: c.tokens_per_minute.map(|n| n as f64),
+            rate_limit_window_ms: c.rate_limit_window.as_millis() as f64,
+            priority_aging_ms: c.priority_aging.as_millis() as f64,
             has_api_key: c.api_key.is_some(),
         }
     }

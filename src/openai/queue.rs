@@ -1,16 +1,19 @@
-//! The request queue: at most `maxConcurrentRequests` in flight, the rest wait first come,
-//! first served, optionally at most `maxQueueSize` of them.
+//! The request queue: who may send next. At most `maxConcurrentRequests` in flight; within
+//! `requestsPerMinute` and `tokensPerMinute` (a sliding window); not while a rate-limit pause
+//! announced by the API runs; by priority, first come first served within one, with aging so
+//! that a waiting request is never starved.
 //!
-//! tokio's semaphore hands released permits to waiters in arrival order, which is the fairness
-//! we promise. A `Slot` is the permit: dropping it (success, error, timeout, abandoned stream,
-//! a JS callback that threw) frees the place, so no path can leak one. Counts are kept so that
-//! `getQueueStatus()` is exact at any moment.
+//! A waiter is a small ticket in a list (not a task polling anything): a release, a new ticket,
+//! or the moment a window or pause ends runs `dispatch`, which hands places to the tickets that
+//! may go. A `Slot` is the place: dropping it (success, error, timeout, abandoned stream, a JS
+//! callback that threw) frees it, so no path can leak one; a ticket whose caller gave up before
+//! its grant was read gives the grant back the same way.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, Notify};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum QueueError {
@@ -22,112 +25,299 @@ pub enum QueueError {
     Closed,
 }
 
-#[derive(Debug)]
-struct Shared {
-    semaphore: Arc<Semaphore>,
-    max_concurrent: usize,
-    max_queue: Option<usize>,
-    waiting: AtomicUsize,
-    closed: AtomicBool,
-    released: Notify,
+/// A request's priority; `High` goes first, FIFO within each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Priority {
+    High = 0,
+    #[default]
+    Normal = 1,
+    Low = 2,
 }
 
+impl Priority {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "high" => Some(Priority::High),
+            "normal" => Some(Priority::Normal),
+            "low" => Some(Priority::Low),
+            _ => None,
+        }
+    }
+}
+
+/// The queue's limits; see `OpenAiConfig` for the options they come from.
 #[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_concurrent: usize,
+    pub max_queue: Option<usize>,
+    pub requests_per_window: Option<u64>,
+    pub tokens_per_window: Option<u64>,
+    /// The budgets' window: a minute, shorter in specs.
+    pub window: Duration,
+    /// Every `aging` a waiting request waits, it ranks one priority higher.
+    pub aging: Duration,
+}
+
+/// What a caller asks for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ask {
+    pub priority: Priority,
+    /// Estimated tokens, counted against `tokensPerMinute`.
+    pub tokens: u64,
+}
+
+struct Ticket {
+    id: u64,
+    enqueued: Instant,
+    tokens: u64,
+    reply: oneshot::Sender<Slot>,
+}
+
+struct Sent {
+    at: Instant,
+    id: u64,
+    tokens: u64,
+}
+
+#[derive(Default)]
+struct State {
+    waiting: [VecDeque<Ticket>; 3],
+    in_flight: usize,
+    closed: bool,
+    /// Requests sent within the window, oldest first (only kept when a budget is set).
+    sent: VecDeque<Sent>,
+    paused_until: Option<Instant>,
+    /// When `dispatch` next has something to do that only time brings (a window or pause end).
+    wake_at: Option<Instant>,
+    timer_running: bool,
+    next_id: u64,
+}
+
+impl State {
+    fn queued(&self) -> usize {
+        self.waiting.iter().map(VecDeque::len).sum()
+    }
+}
+
+struct Shared {
+    limits: Limits,
+    state: Mutex<State>,
+    /// Wakes the timer task (a new `wake_at`) and `close()` (a release).
+    changed: Notify,
+}
+
+#[derive(Clone)]
 pub struct SlotQueue(Arc<Shared>);
 
 /// One place in flight; freed when dropped.
-#[derive(Debug)]
 pub struct Slot {
-    permit: Option<OwnedSemaphorePermit>,
     shared: Arc<Shared>,
+    id: u64,
+    armed: bool,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot").field("id", &self.id).finish()
+    }
+}
+
+impl Slot {
+    /// The request's real token count (the response's `usage`) replaces its estimate.
+    pub fn set_tokens(&self, tokens: u64) {
+        self.update_tokens(|_| tokens);
+    }
+
+    /// Adds a request's usage to this slot's count (a slot held for several requests).
+    pub fn add_tokens(&self, tokens: u64) {
+        self.update_tokens(|old| old + tokens);
+    }
+
+    fn update_tokens(&self, change: impl FnOnce(u64) -> u64) {
+        let mut state = lock(&self.shared);
+        if let Some(sent) = state.sent.iter_mut().find(|s| s.id == self.id) {
+            sent.tokens = change(sent.tokens);
+        }
+        dispatch(&self.shared, &mut state);
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        // Return the place first, then wake close() to recount.
-        drop(self.permit.take());
-        self.shared.released.notify_waiters();
+        if self.armed {
+            let mut state = lock(&self.shared);
+            state.in_flight -= 1;
+            dispatch(&self.shared, &mut state);
+            drop(state);
+            self.shared.changed.notify_waiters();
+        }
     }
 }
 
-/// Counts waiting callers, also when a wait is abandoned (its future dropped).
-struct Waiting<'a>(&'a AtomicUsize);
-impl Drop for Waiting<'_> {
+fn lock(shared: &Shared) -> MutexGuard<'_, State> {
+    shared.state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A ticket in the queue, taken synchronously (so that FIFO follows the order of the calls,
+/// not the order in which their tasks first run); `wait` turns it into a `Slot`. Dropped unused,
+/// it leaves the queue.
+pub struct Pending {
+    shared: Arc<Shared>,
+    id: u64,
+    priority: Priority,
+    reply: Option<oneshot::Receiver<Slot>>,
+}
+
+impl Pending {
+    /// Waits for the place until `deadline`.
+    pub async fn wait(mut self, deadline: Instant) -> Result<Slot, QueueError> {
+        SlotQueue(self.shared.clone()).ensure_timer();
+        let Some(reply) = self.reply.take() else {
+            return Err(QueueError::Closed);
+        };
+        let outcome = tokio::time::timeout_at(deadline.into(), reply).await;
+        match outcome {
+            Ok(Ok(slot)) => Ok(slot),
+            // The sender went away: close() failed every ticket.
+            Ok(Err(_)) => Err(QueueError::Closed),
+            Err(_) => Err(QueueError::TimedOut),
+        }
+        // `self` drops here: a ticket still queued (timed out) leaves the queue.
+    }
+}
+
+impl Drop for Pending {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        let mut state = lock(&self.shared);
+        let queue = &mut state.waiting[self.priority as usize];
+        if let Some(at) = queue.iter().position(|t| t.id == self.id) {
+            queue.remove(at);
+        }
     }
 }
 
 impl SlotQueue {
-    pub fn new(max_concurrent: usize, max_queue: Option<usize>) -> Self {
-        SlotQueue(Arc::new(Shared {
-            semaphore: Arc::new(Semaphore::new(max_concurrent)),
-            max_concurrent,
-            max_queue,
-            waiting: AtomicUsize::new(0),
-            closed: AtomicBool::new(false),
-            released: Notify::new(),
-        }))
+    pub fn new(limits: Limits) -> Self {
+        let shared = Arc::new(Shared {
+            limits,
+            state: Mutex::new(State::default()),
+            changed: Notify::new(),
+        });
+        SlotQueue(shared)
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.0.limits
     }
 
     /// Waits for a place until `deadline`.
-    pub async fn acquire(&self, deadline: Instant) -> Result<Slot, QueueError> {
-        let shared = &self.0;
-        if shared.closed.load(Ordering::Acquire) {
-            return Err(QueueError::Closed);
-        }
-        if let Ok(permit) = shared.semaphore.clone().try_acquire_owned() {
-            return Ok(self.slot(permit));
-        }
-        let queued = shared.waiting.fetch_add(1, Ordering::AcqRel) + 1;
-        let _waiting = Waiting(&shared.waiting);
-        if shared.max_queue.is_some_and(|max| queued > max) {
-            return Err(QueueError::Full);
-        }
-        let wait = shared.semaphore.clone().acquire_owned();
-        match tokio::time::timeout_at(deadline.into(), wait).await {
-            Ok(Ok(permit)) => Ok(self.slot(permit)),
-            Ok(Err(_)) => Err(QueueError::Closed),
-            Err(_) => Err(QueueError::TimedOut),
-        }
+    pub async fn acquire(&self, ask: Ask, deadline: Instant) -> Result<Slot, QueueError> {
+        self.enqueue(ask)?.wait(deadline).await
     }
 
-    fn slot(&self, permit: OwnedSemaphorePermit) -> Slot {
-        Slot {
-            permit: Some(permit),
-            shared: self.0.clone(),
+    /// Takes a ticket now (any thread); the place may already be granted when this returns.
+    pub fn enqueue(&self, ask: Ask) -> Result<Pending, QueueError> {
+        let shared = &self.0;
+        let mut state = lock(shared);
+        if state.closed {
+            return Err(QueueError::Closed);
+        }
+        state.next_id += 1;
+        let id = state.next_id;
+        let (tx, rx) = oneshot::channel();
+        state.waiting[ask.priority as usize].push_back(Ticket {
+            id,
+            enqueued: Instant::now(),
+            tokens: ask.tokens,
+            reply: tx,
+        });
+        dispatch(shared, &mut state);
+        // Past maxQueueSize only a ticket that could go at once is let in.
+        if shared
+            .limits
+            .max_queue
+            .is_some_and(|max| state.queued() > max)
+        {
+            let queue = &mut state.waiting[ask.priority as usize];
+            if let Some(at) = queue.iter().position(|t| t.id == id) {
+                queue.remove(at);
+                return Err(QueueError::Full);
+            }
+        }
+        Ok(Pending {
+            shared: shared.clone(),
+            id,
+            priority: ask.priority,
+            reply: Some(rx),
+        })
+    }
+
+    /// No request is sent before `until` (the API announced a rate-limit reset).
+    pub fn pause_until(&self, until: Instant) {
+        let mut state = lock(&self.0);
+        if state.paused_until.is_none_or(|p| p < until) {
+            state.paused_until = Some(until);
+        }
+        dispatch(&self.0, &mut state);
+        drop(state);
+        self.0.changed.notify_waiters();
+    }
+
+    /// When a pause is running, its end.
+    pub fn paused_until(&self) -> Option<Instant> {
+        lock(&self.0)
+            .paused_until
+            .filter(|&until| until > Instant::now())
+    }
+
+    /// The task that runs `dispatch` when a window or pause ends: started with the first ticket
+    /// (in a tokio context), it ends when the queue is closed or dropped.
+    fn ensure_timer(&self) {
+        let mut state = lock(&self.0);
+        if !state.timer_running {
+            state.timer_running = true;
+            tokio::spawn(timer(Arc::downgrade(&self.0)));
         }
     }
 
     /// (callers waiting, requests in flight, the cap)
     pub fn status(&self) -> (usize, usize, usize) {
-        let shared = &self.0;
-        let in_flight = shared.max_concurrent
-            - shared
-                .semaphore
-                .available_permits()
-                .min(shared.max_concurrent);
+        let state = lock(&self.0);
         (
-            shared.waiting.load(Ordering::Acquire),
-            in_flight,
-            shared.max_concurrent,
+            state.queued(),
+            state.in_flight,
+            self.0.limits.max_concurrent,
         )
+    }
+
+    /// Callers waiting per priority: high, normal, low.
+    pub fn waiting_by_priority(&self) -> [usize; 3] {
+        let state = lock(&self.0);
+        [0, 1, 2].map(|p| state.waiting[p].len())
     }
 
     /// Stops admitting and fails every waiter with `Closed`; resolves once nothing is in flight
     /// or at `deadline`, whichever comes first. Returns whether everything finished.
     pub async fn close(&self, deadline: Instant) -> bool {
         let shared = &self.0;
-        shared.closed.store(true, Ordering::Release);
-        // Waiters fail now; in-flight requests keep their permits until they finish.
-        shared.semaphore.close();
+        {
+            let mut state = lock(shared);
+            state.closed = true;
+            // Dropping the tickets' senders fails their waits with Closed.
+            for queue in state.waiting.iter_mut() {
+                queue.clear();
+            }
+        }
+        shared.changed.notify_waiters();
         let drained = async {
             loop {
-                let released = shared.released.notified();
-                if shared.semaphore.available_permits() == shared.max_concurrent {
+                let changed = shared.changed.notified();
+                let mut changed = std::pin::pin!(changed);
+                changed.as_mut().enable();
+                if lock(shared).in_flight == 0 {
                     return;
                 }
-                released.await;
+                changed.await;
             }
         };
         tokio::time::timeout_at(deadline.into(), drained)
@@ -136,77 +326,337 @@ impl SlotQueue {
     }
 
     pub fn is_closed(&self) -> bool {
-        self.0.closed.load(Ordering::Acquire)
+        lock(&self.0).closed
     }
+}
+
+async fn timer(weak: Weak<Shared>) {
+    loop {
+        let Some(shared) = weak.upgrade() else { return };
+        let changed = shared.changed.notified();
+        let mut changed = std::pin::pin!(changed);
+        changed.as_mut().enable();
+        let (wake_at, closed) = {
+            let state = lock(&shared);
+            (state.wake_at, state.closed)
+        };
+        if closed {
+            lock(&shared).timer_running = false;
+            return;
+        }
+        match wake_at {
+            Some(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = &mut changed => {}
+                }
+            }
+            // Nothing timed: wait for a change, but look up now and then so that a queue
+            // dropped without close() does not keep this task forever.
+            None => {
+                let _ = tokio::time::timeout(Duration::from_secs(30), &mut changed).await;
+            }
+        }
+        let mut state = lock(&shared);
+        dispatch(&shared, &mut state);
+    }
+}
+
+/// Hands places to the tickets that may go now, best rank first; notes when time alone will let
+/// the next one go.
+fn dispatch(shared: &Arc<Shared>, state: &mut State) {
+    let before = state.wake_at;
+    dispatch_now(shared, state);
+    if state.wake_at.is_some() && state.wake_at != before {
+        // The timer task sleeps until the old moment (or none): tell it about the new one.
+        shared.changed.notify_waiters();
+    }
+}
+
+fn dispatch_now(shared: &Arc<Shared>, state: &mut State) {
+    let limits = &shared.limits;
+    let now = Instant::now();
+    state.wake_at = None;
+    while !state.closed && state.in_flight < limits.max_concurrent {
+        if let Some(until) = state.paused_until {
+            if until > now {
+                state.wake_at = Some(until);
+                return;
+            }
+            state.paused_until = None;
+        }
+        let Some(priority) = next_ticket(state, limits.aging, now) else {
+            return;
+        };
+        while state
+            .sent
+            .front()
+            .is_some_and(|s| now.duration_since(s.at) >= limits.window)
+        {
+            state.sent.pop_front();
+        }
+        let tokens = state.waiting[priority].front().map_or(0, |t| t.tokens);
+        if let Some(frees_at) = over_budget(state, limits, tokens) {
+            state.wake_at = Some(frees_at);
+            return;
+        }
+        let Some(ticket) = state.waiting[priority].pop_front() else {
+            return;
+        };
+        state.in_flight += 1;
+        if limits.requests_per_window.is_some() || limits.tokens_per_window.is_some() {
+            state.sent.push_back(Sent {
+                at: now,
+                id: ticket.id,
+                tokens: ticket.tokens,
+            });
+        }
+        let slot = Slot {
+            shared: shared.clone(),
+            id: ticket.id,
+            armed: true,
+        };
+        if let Err(mut slot) = ticket.reply.send(slot) {
+            // Its caller is gone: undo here, under the lock this function already holds.
+            slot.armed = false;
+            state.in_flight -= 1;
+            if let Some(at) = state.sent.iter().position(|s| s.id == ticket.id) {
+                state.sent.remove(at);
+            }
+        }
+    }
+}
+
+/// The queue whose head goes next: the best rank, where every `aging` waited lifts a ticket one
+/// priority; among equals the one waiting longest.
+fn next_ticket(state: &State, aging: Duration, now: Instant) -> Option<usize> {
+    let rank = |priority: usize, ticket: &Ticket| {
+        let lifted = if aging.is_zero() {
+            0
+        } else {
+            (now.duration_since(ticket.enqueued).as_nanos() / aging.as_nanos()) as usize
+        };
+        priority.saturating_sub(lifted)
+    };
+    (0..3)
+        .filter_map(|p| {
+            state.waiting[p]
+                .front()
+                .map(|t| (p, rank(p, t), t.enqueued))
+        })
+        .min_by_key(|&(_, rank, enqueued)| (rank, enqueued))
+        .map(|(p, _, _)| p)
+}
+
+/// When a request of `tokens` would pass a budget: the moment enough of the window has passed.
+/// A request larger than the whole token budget goes once the window is empty, or it would wait
+/// forever.
+fn over_budget(state: &State, limits: &Limits, tokens: u64) -> Option<Instant> {
+    if let Some(max) = limits.requests_per_window {
+        if state.sent.len() as u64 >= max.max(1) {
+            let excess = state.sent.len() + 1 - max.max(1) as usize;
+            return Some(state.sent[excess - 1].at + limits.window);
+        }
+    }
+    if let Some(max) = limits.tokens_per_window {
+        let mut used: u64 = state.sent.iter().map(|s| s.tokens).sum();
+        if used + tokens > max && !state.sent.is_empty() {
+            // The earliest moment enough old requests have left the window.
+            for sent in &state.sent {
+                used -= sent.tokens;
+                if used + tokens <= max {
+                    return Some(sent.at + limits.window);
+                }
+            }
+            return state.sent.back().map(|s| s.at + limits.window);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn soon(ms: u64) -> Instant {
         Instant::now() + Duration::from_millis(ms)
     }
 
-    #[tokio::test]
-    async fn caps_in_flight_and_counts_exactly() {
-        let queue = SlotQueue::new(2, None);
-        let a = queue.acquire(soon(1000)).await.unwrap();
-        let _b = queue.acquire(soon(1000)).await.unwrap();
-        assert_eq!(queue.status(), (0, 2, 2));
-        let q = queue.clone();
-        let waiter = tokio::spawn(async move { q.acquire(soon(5000)).await.map(|_| ()) });
-        while queue.status().0 != 1 {
+    fn limits(max_concurrent: usize) -> Limits {
+        Limits {
+            max_concurrent,
+            max_queue: None,
+            requests_per_window: None,
+            tokens_per_window: None,
+            window: Duration::from_secs(60),
+            aging: Duration::from_secs(3600),
+        }
+    }
+
+    fn ask(priority: Priority) -> Ask {
+        Ask {
+            priority,
+            tokens: 0,
+        }
+    }
+
+    async fn until_waiting(queue: &SlotQueue, n: usize) {
+        while queue.status().0 != n {
             tokio::task::yield_now().await;
         }
+    }
+
+    #[tokio::test]
+    async fn caps_in_flight_and_counts_exactly() {
+        let queue = SlotQueue::new(limits(2));
+        let a = queue.acquire(Ask::default(), soon(1000)).await.unwrap();
+        let _b = queue.acquire(Ask::default(), soon(1000)).await.unwrap();
+        assert_eq!(queue.status(), (0, 2, 2));
+        let q = queue.clone();
+        let waiter =
+            tokio::spawn(async move { q.acquire(Ask::default(), soon(5000)).await.map(|_| ()) });
+        until_waiting(&queue, 1).await;
         drop(a);
         waiter.await.unwrap().unwrap();
         assert_eq!(queue.status(), (0, 1, 2));
     }
 
     #[tokio::test]
-    async fn first_come_first_served() {
-        let queue = SlotQueue::new(1, None);
-        let held = queue.acquire(soon(1000)).await.unwrap();
-        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    async fn first_come_first_served_within_a_priority_and_high_first() {
+        let queue = SlotQueue::new(limits(1));
+        let held = queue.acquire(Ask::default(), soon(1000)).await.unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
         let mut handles = Vec::new();
-        for i in 0..5 {
+        let asks = [
+            (0, Priority::Low),
+            (1, Priority::Normal),
+            (2, Priority::Low),
+            (3, Priority::High),
+            (4, Priority::Normal),
+        ];
+        for (n, (i, priority)) in asks.into_iter().enumerate() {
             let (q, order) = (queue.clone(), order.clone());
             handles.push(tokio::spawn(async move {
-                let slot = q.acquire(soon(5000)).await.unwrap();
+                let slot = q.acquire(ask(priority), soon(5000)).await.unwrap();
                 order.lock().unwrap().push(i);
                 drop(slot);
             }));
-            while queue.status().0 != i + 1 {
-                tokio::task::yield_now().await;
-            }
+            until_waiting(&queue, n + 1).await;
         }
+        assert_eq!(queue.waiting_by_priority(), [1, 2, 2]);
         drop(held);
         for h in handles {
             h.await.unwrap();
         }
-        assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4]);
+        assert_eq!(*order.lock().unwrap(), vec![3, 1, 4, 0, 2]);
+    }
+
+    #[test]
+    fn aging_lifts_a_long_waiting_ticket_above_fresh_high_ones() {
+        let mut state = State::default();
+        let now = Instant::now();
+        let (tx, _rx) = oneshot::channel();
+        state.waiting[Priority::Low as usize].push_back(Ticket {
+            id: 1,
+            enqueued: now - Duration::from_millis(250),
+            tokens: 0,
+            reply: tx,
+        });
+        let (tx, _rx2) = oneshot::channel();
+        state.waiting[Priority::High as usize].push_back(Ticket {
+            id: 2,
+            enqueued: now,
+            tokens: 0,
+            reply: tx,
+        });
+        // Aging 100 ms: 250 ms waited lifts low (2) by two ranks to 0, and it waited longer.
+        assert_eq!(
+            next_ticket(&state, Duration::from_millis(100), now),
+            Some(Priority::Low as usize)
+        );
+        assert_eq!(
+            next_ticket(&state, Duration::from_secs(10), now),
+            Some(Priority::High as usize)
+        );
+    }
+
+    #[test]
+    fn budgets_say_when_the_window_lets_the_next_request_go() {
+        let now = Instant::now();
+        let mut state = State::default();
+        let window = Duration::from_secs(60);
+        let mut l = limits(10);
+        l.requests_per_window = Some(2);
+        for (i, ago) in [30u64, 10].into_iter().enumerate() {
+            state.sent.push_back(Sent {
+                at: now - Duration::from_secs(ago),
+                id: i as u64,
+                tokens: 100,
+            });
+        }
+        assert_eq!(
+            over_budget(&state, &l, 0),
+            Some(now - Duration::from_secs(30) + window)
+        );
+        l.requests_per_window = None;
+        l.tokens_per_window = Some(250);
+        assert_eq!(over_budget(&state, &l, 50), None);
+        assert_eq!(
+            over_budget(&state, &l, 100),
+            Some(now - Duration::from_secs(30) + window)
+        );
+        assert_eq!(
+            over_budget(&state, &l, 220),
+            Some(now - Duration::from_secs(10) + window)
+        );
+        // Larger than the whole budget: goes once the window is empty.
+        assert_eq!(over_budget(&State::default(), &l, 1000), None);
+    }
+
+    #[tokio::test]
+    async fn a_request_budget_makes_callers_wait_not_fail() {
+        let mut l = limits(10);
+        l.requests_per_window = Some(2);
+        l.window = Duration::from_millis(200);
+        let queue = SlotQueue::new(l);
+        let started = Instant::now();
+        for _ in 0..5 {
+            drop(queue.acquire(Ask::default(), soon(5000)).await.unwrap());
+        }
+        // Requests 3-4 wait one window, request 5 two.
+        assert!(started.elapsed() >= Duration::from_millis(400));
+    }
+
+    #[tokio::test]
+    async fn a_pause_holds_every_request_until_it_ends() {
+        let queue = SlotQueue::new(limits(10));
+        let until = soon(150);
+        queue.pause_until(until);
+        let slot = queue.acquire(Ask::default(), soon(5000)).await.unwrap();
+        assert!(Instant::now() >= until);
+        drop(slot);
+        assert_eq!(queue.paused_until(), None);
     }
 
     #[tokio::test]
     async fn full_timed_out_and_abandoned_waits_leave_no_trace() {
-        let queue = SlotQueue::new(1, Some(1));
-        let _held = queue.acquire(soon(1000)).await.unwrap();
+        let mut l = limits(1);
+        l.max_queue = Some(1);
+        let queue = SlotQueue::new(l);
+        let _held = queue.acquire(Ask::default(), soon(1000)).await.unwrap();
         let q = queue.clone();
-        let waiting = tokio::spawn(async move { q.acquire(soon(60_000)).await.map(|_| ()) });
-        while queue.status().0 != 1 {
-            tokio::task::yield_now().await;
-        }
+        let waiting =
+            tokio::spawn(async move { q.acquire(Ask::default(), soon(60_000)).await.map(|_| ()) });
+        until_waiting(&queue, 1).await;
         assert_eq!(
-            queue.acquire(soon(1000)).await.unwrap_err(),
+            queue.acquire(Ask::default(), soon(1000)).await.unwrap_err(),
             QueueError::Full
         );
         waiting.abort();
         let _ = waiting.await;
         assert_eq!(queue.status(), (0, 1, 1));
         assert_eq!(
-            queue.acquire(soon(20)).await.unwrap_err(),
+            queue.acquire(Ask::default(), soon(20)).await.unwrap_err(),
             QueueError::TimedOut
         );
         assert_eq!(queue.status(), (0, 1, 1));
@@ -214,20 +664,19 @@ mod tests {
 
     #[tokio::test]
     async fn close_rejects_waiters_and_waits_for_in_flight() {
-        let queue = SlotQueue::new(1, None);
-        let held = queue.acquire(soon(1000)).await.unwrap();
+        let queue = SlotQueue::new(limits(1));
+        let held = queue.acquire(Ask::default(), soon(1000)).await.unwrap();
         let q = queue.clone();
-        let waiter = tokio::spawn(async move { q.acquire(soon(60_000)).await.map(|_| ()) });
-        while queue.status().0 != 1 {
-            tokio::task::yield_now().await;
-        }
+        let waiter =
+            tokio::spawn(async move { q.acquire(Ask::default(), soon(60_000)).await.map(|_| ()) });
+        until_waiting(&queue, 1).await;
         let q = queue.clone();
         let closing = tokio::spawn(async move { q.close(soon(5000)).await });
         assert_eq!(waiter.await.unwrap().unwrap_err(), QueueError::Closed);
         drop(held);
         assert!(closing.await.unwrap());
         assert_eq!(
-            queue.acquire(soon(10)).await.unwrap_err(),
+            queue.acquire(Ask::default(), soon(10)).await.unwrap_err(),
             QueueError::Closed
         );
     }

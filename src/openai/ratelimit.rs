@@ -52,6 +52,27 @@ impl RateLimit {
     }
 }
 
+/// How long until a budget the response says is spent (`x-ratelimit-remaining-* = 0`) resets;
+/// the longer of the two when both are.
+pub fn exhausted_for(header: &dyn Fn(&str) -> Option<String>) -> Option<std::time::Duration> {
+    let spent = |remaining: &str, reset: &str| {
+        let zero = header(remaining).and_then(|v| v.trim().parse::<f64>().ok()) == Some(0.0);
+        zero.then(|| header(reset).and_then(|v| parse_duration_ms(&v)))
+            .flatten()
+    };
+    [
+        spent(
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+        ),
+        spent("x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"),
+    ]
+    .into_iter()
+    .flatten()
+    .reduce(f64::max)
+    .map(|ms| std::time::Duration::from_micros((ms * 1000.0) as u64))
+}
+
 /// `6m0s` → 360000, `1s` → 1000, `12ms` → 12, `1h2m3.5s` → 3723500, `250us` → 0.25.
 pub fn parse_duration_ms(text: &str) -> Option<f64> {
     let mut rest = text.trim();

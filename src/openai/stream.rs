@@ -45,6 +45,7 @@ impl ChatStream {
         body: String,
         model: Option<String>,
         held_slot: Option<u32>,
+        queued: Option<(super::queue::Pending, super::queue::Ask)>,
     ) -> Result<ChatStream, ApiError> {
         let started = Instant::now();
         let (deadline, held_model) = pool.call_bounds(started, held_slot)?;
@@ -54,7 +55,8 @@ impl ChatStream {
                 crate::http::Method::POST,
                 path,
                 Some(&body),
-                held_slot.is_some(),
+                held_slot,
+                queued,
                 deadline,
             )
             .await
