@@ -143,7 +143,7 @@ test('GET /stats has the seed sample shape, with the configs trimmed to their se
   expect(Object.keys(aiOnly).sort()).toEqual(['config', 'queue', 'stats'])
   expect((await call('GET', '/openai/queue', auth)).json()).toEqual({
     success: true,
-    data: { queueLength: 0, activeRequests: 0, maxConcurrent: 10 },
+    data: { queueLength: 0, activeRequests: 0, maxConcurrent: 10, byPriority: { high: 0, normal: 0, low: 0 }, pausedForMs: 0 },
   })
 })
 
