@@ -171,6 +171,9 @@ export interface NativeOpenAiConfig {
   priorityAgingMs: number
   /** Whether an API key is configured; the key itself is never shown. */
   hasApiKey: boolean
+  /** The Redis key the limits are shared under; null without `redisUrl` (never shown). */
+  limitKey?: string
+  leaseMs?: number
 }
 
 export interface NativeOpenAiHealth {
@@ -192,6 +195,8 @@ export interface NativeOpenAiStats {
   averageTokensUsed: number
   totalTokensUsed: number
   retries: number
+  /** Requests that ran under this process's own limits because Redis could not be reached. */
+  sharedLimitFallbacks: number
   lastRequestTime?: number
   requestsByModel: Record<string, number>
   /** JSON text of the latest x-ratelimit-* readings. */

@@ -154,6 +154,7 @@ class OpenAIPool {
       OPENAI_BASE_URL: process.env.OPENAI_BASE_URL,
       OPENAI_ORG_ID: process.env.OPENAI_ORG_ID,
       OPENAI_PROJECT_ID: process.env.OPENAI_PROJECT_ID,
+      CONNECTION_POOLS_REDIS_URL: process.env.CONNECTION_POOLS_REDIS_URL,
     })
     const previous = current
     current = next
@@ -209,6 +210,8 @@ class OpenAIPool {
       maxQueueSize: config.maxQueueSize ?? null,
       requestsPerMinute: config.requestsPerMinute ?? null,
       tokensPerMinute: config.tokensPerMinute ?? null,
+      limitKey: config.limitKey ?? null,
+      leaseMs: config.leaseMs ?? null,
     }
   }
 

@@ -37,6 +37,7 @@ pub struct DbMetrics {
 #[derive(Debug)]
 pub struct OpenAiMetrics {
     pub accounting: AccountingSnapshot,
+    pub shared_limit_fallbacks: u64,
     pub queue_length: usize,
     pub in_flight: usize,
     pub max_concurrent: usize,
@@ -205,6 +206,11 @@ impl Collector for OpenAiMetrics {
             a.retries,
         )?;
         f.counter(
+            "openai_shared_limit_fallbacks",
+            "Requests that ran under this process's own limits because Redis could not be reached.",
+            self.shared_limit_fallbacks,
+        )?;
+        f.counter(
             "openai_tokens",
             "Tokens reported in responses' usage.",
             a.tokens_total,
@@ -328,6 +334,7 @@ mod tests {
             None,
             Some(OpenAiMetrics {
                 accounting,
+                shared_limit_fallbacks: 0,
                 queue_length: 0,
                 in_flight: 0,
                 max_concurrent: 10,
@@ -342,6 +349,7 @@ mod tests {
         let mut accounting = AccountingSnapshot::default();
         let metrics = |accounting| OpenAiMetrics {
             accounting,
+            shared_limit_fallbacks: 0,
             queue_length: 2,
             in_flight: 10,
             max_concurrent: 10,

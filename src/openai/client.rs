@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -23,6 +23,7 @@ use super::accounting::{total_tokens, Accounting};
 use super::config::OpenAiConfig;
 use super::queue::{Ask, Pending, Priority, QueueError, Slot, SlotQueue};
 use super::retry::{backoff, retry_after, should_retry, Failure};
+use super::shared::{SharedLease, SharedLimits};
 
 /// How long `healthCheck()` waits for the model list.
 const HEALTH_DEADLINE: Duration = Duration::from_secs(5);
@@ -152,12 +153,20 @@ pub struct OpenAiPool {
     pub accounting: Accounting,
     held: Mutex<HashMap<u32, HeldSlot>>,
     next_slot_id: AtomicU32,
+    shared: Option<Arc<SharedLimits>>,
+}
+
+/// What a request holds while its response is read: its place in this process's queue (none on
+/// a slot `executeRequest` holds) and its lease under the shared limits (with Redis).
+pub struct Held {
+    pub slot: Option<Slot>,
+    pub lease: Option<SharedLease>,
 }
 
 /// One attempt's outcome, before the retry decision.
 enum Attempt {
     /// A 2xx response; its body is still to be read.
-    Success(Response<Incoming>),
+    Success(Response<Incoming>, Option<SharedLease>),
     Failed {
         error: ApiError,
         retryable: bool,
@@ -173,7 +182,15 @@ impl OpenAiPool {
             connection_wait: config.timeout,
             idle_timeout: Duration::from_secs(90),
         });
+        let shared = match &config.shared {
+            Some(shared) => Some(
+                SharedLimits::new(shared.options(&config))
+                    .map_err(crate::error::PoolError::InvalidConfig)?,
+            ),
+            None => None,
+        };
         Ok(OpenAiPool {
+            shared,
             queue: SlotQueue::new(config.limits()),
             config,
             http,
@@ -217,6 +234,11 @@ impl OpenAiPool {
             },
         );
         Ok(id)
+    }
+
+    /// Requests that ran under the local limits because Redis could not be reached.
+    pub fn shared_limit_fallbacks(&self) -> u64 {
+        self.shared.as_ref().map_or(0, |s| s.fallbacks())
     }
 
     /// TCP connections opened so far (never more than `maxConcurrentRequests` open at once).
@@ -282,7 +304,7 @@ impl OpenAiPool {
         let (deadline, held_model) = self.call_bounds(started, held_slot)?;
         self.count_model(body.as_deref(), model, held_model);
         let result = async {
-            let (response, slot) = self
+            let (response, held) = self
                 .send_with_retries(
                     method.clone(),
                     path,
@@ -300,7 +322,7 @@ impl OpenAiPool {
                 .and_then(|v| total_tokens(&v))
             {
                 self.accounting.add_tokens(tokens);
-                self.count_usage(slot.as_ref(), held_slot, tokens);
+                self.count_usage(&held, held_slot, tokens);
             }
             Ok(reply_json(200, request_id.as_deref(), &text))
         }
@@ -324,8 +346,11 @@ impl OpenAiPool {
 
     /// A response's `usage` replaces its estimate in the token budget (a slot held by
     /// `executeRequest` adds each of its requests' usage).
-    pub(super) fn count_usage(&self, slot: Option<&Slot>, held_slot: Option<u32>, tokens: u64) {
-        match (slot, held_slot) {
+    pub(super) fn count_usage(&self, held: &Held, held_slot: Option<u32>, tokens: u64) {
+        if let Some(lease) = &held.lease {
+            lease.set_tokens(tokens);
+        }
+        match (held.slot.as_ref(), held_slot) {
             (Some(slot), _) => slot.set_tokens(tokens),
             (None, Some(id)) => {
                 if let Some(held) = self.held().get(&id) {
@@ -346,8 +371,9 @@ impl OpenAiPool {
         held_slot: Option<u32>,
         queued: Option<(Pending, Ask)>,
         deadline: Instant,
-    ) -> Result<(Response<Incoming>, Option<Slot>), ApiError> {
+    ) -> Result<(Response<Incoming>, Held), ApiError> {
         let slot_held = held_slot.is_some();
+        let since = SystemTime::now();
         // The first attempt waits on the ticket taken at the call; a retry takes a new one.
         let (mut first, ask) = match queued {
             Some((pending, ask)) => (Some(pending), ask),
@@ -383,10 +409,11 @@ impl OpenAiPool {
                     &url,
                     body,
                     self.config.request_timeout.min(remaining),
+                    (since, ask.tokens),
                 )
                 .await
             {
-                Attempt::Success(response) => return Ok((response, slot)),
+                Attempt::Success(response, lease) => return Ok((response, Held { slot, lease })),
                 Attempt::Failed {
                     error,
                     retryable,
@@ -464,6 +491,7 @@ impl OpenAiPool {
         url: &str,
         body: Option<&str>,
         timeout: Duration,
+        (since, tokens): (SystemTime, u64),
     ) -> Attempt {
         let request = match self.build_request(method, url, body) {
             Ok(request) => request,
@@ -475,6 +503,19 @@ impl OpenAiPool {
                 }
             }
         };
+        // Under shared limits, a lease for as long as the response is read (bounded by the
+        // attempt's timeout: a wait for it is part of the attempt).
+        let started = Instant::now();
+        let lease = match &self.shared {
+            Some(shared) => {
+                match tokio::time::timeout(timeout, shared.lease(since, tokens)).await {
+                    Ok(lease) => Some(lease),
+                    Err(_) => return transport_failure(timed_out(timeout)),
+                }
+            }
+            None => None,
+        };
+        let timeout = timeout.saturating_sub(started.elapsed());
         let response = match tokio::time::timeout(timeout, self.http.send(request)).await {
             Ok(Ok(response)) => response,
             Ok(Err(err)) => return transport_failure(connection_error(&err)),
@@ -486,10 +527,10 @@ impl OpenAiPool {
         self.accounting.update_rate_limit(&header);
         // The API says a budget is spent: nobody sends until it resets (not only this caller).
         if let Some(reset) = super::ratelimit::exhausted_for(&header) {
-            self.queue.pause_until(Instant::now() + reset);
+            self.pause(reset).await;
         }
         if (200..300).contains(&status) {
-            return Attempt::Success(response);
+            return Attempt::Success(response, lease);
         }
         if status == 429 {
             self.accounting.count_rate_limited();
@@ -509,13 +550,21 @@ impl OpenAiPool {
         let wait = retry_after(&header, SystemTime::now());
         if status == 429 {
             if let Some(wait) = wait {
-                self.queue.pause_until(Instant::now() + wait);
+                self.pause(wait).await;
             }
         }
         Attempt::Failed {
             wait,
             error,
             retryable,
+        }
+    }
+
+    /// Nobody sends for `wait`: this process, and every other one under the shared limits.
+    async fn pause(&self, wait: Duration) {
+        self.queue.pause_until(Instant::now() + wait);
+        if let Some(shared) = &self.shared {
+            shared.pause_for(wait).await;
         }
     }
 
@@ -538,8 +587,13 @@ impl OpenAiPool {
             }
         };
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let outcome = match self.attempt(Method::GET, &url, None, remaining).await {
-            Attempt::Success(response) => self.read_text(response, deadline).await.map(|_| ()),
+        let outcome = match self
+            .attempt(Method::GET, &url, None, remaining, (SystemTime::now(), 0))
+            .await
+        {
+            Attempt::Success(response, _lease) => {
+                self.read_text(response, deadline).await.map(|_| ())
+            }
             Attempt::Failed { error, .. } => Err(error),
         };
         drop(slot);

@@ -41,6 +41,9 @@ struct RawConfig {
     tokens_per_minute: Option<f64>,
     rate_limit_window_ms: Option<f64>,
     priority_aging_ms: Option<f64>,
+    redis_url: Option<String>,
+    limit_key: Option<String>,
+    lease_ms: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -53,6 +56,8 @@ struct ConfigEnv {
     organization: Option<String>,
     #[serde(rename = "OPENAI_PROJECT_ID")]
     project: Option<String>,
+    #[serde(rename = "CONNECTION_POOLS_REDIS_URL")]
+    redis_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +80,41 @@ pub struct OpenAiConfig {
     pub tokens_per_minute: Option<u64>,
     pub rate_limit_window: Duration,
     pub priority_aging: Duration,
+    /// Limits shared with every process on the same Redis and key; `None` without Redis.
+    pub shared: Option<SharedConfig>,
+}
+
+/// `redisUrl`, `limitKey`, `leaseMs`.
+#[derive(Clone)]
+pub struct SharedConfig {
+    pub redis_url: String,
+    pub key: String,
+    pub lease: Duration,
+}
+
+impl std::fmt::Debug for SharedConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("SharedConfig")
+            .field("key", &self.key)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedConfig {
+    /// The options of the shared limits, for `maxConcurrentRequests` and the budgets of `config`.
+    pub fn options(&self, config: &OpenAiConfig) -> super::shared::SharedOptions {
+        super::shared::SharedOptions {
+            redis_url: self.redis_url.clone(),
+            key: self.key.clone(),
+            lease: self.lease,
+            max_concurrent: config.max_concurrent_requests,
+            requests_per_window: config.requests_per_minute,
+            tokens_per_window: config.tokens_per_minute,
+            window: config.rate_limit_window,
+        }
+    }
 }
 
 impl OpenAiConfig {
@@ -121,7 +161,41 @@ impl OpenAiConfig {
                 .map(|v| whole_number(name, Some(v), 0.0, 1.0, 1e12).map(|n| n as u64))
                 .transpose()
         };
+        let shared = match raw
+            .redis_url
+            .or(env.redis_url)
+            .filter(|u| !u.trim().is_empty())
+        {
+            None => None,
+            Some(url) => {
+                let parsed = url::Url::parse(url.trim())
+                    .map_err(|_| invalid("redisUrl is not a valid URL".into()))?;
+                if !matches!(parsed.scheme(), "redis" | "rediss" | "unix") {
+                    return Err(invalid(
+                        "redisUrl must start with redis://, rediss:// or unix://".into(),
+                    ));
+                }
+                let key = raw
+                    .limit_key
+                    .unwrap_or_else(|| "connection-pools:openai".into());
+                if key.is_empty() || key.len() > 200 {
+                    return Err(invalid("limitKey must be 1 to 200 characters".into()));
+                }
+                Some(SharedConfig {
+                    redis_url: url.trim().to_string(),
+                    key,
+                    lease: Duration::from_millis(whole_number(
+                        "leaseMs",
+                        raw.lease_ms,
+                        15_000.0,
+                        100.0,
+                        MAX_DURATION_MS,
+                    )? as u64),
+                })
+            }
+        };
         Ok(OpenAiConfig {
+            shared,
             requests_per_minute: budget("requestsPerMinute", raw.requests_per_minute)?,
             tokens_per_minute: budget("tokensPerMinute", raw.tokens_per_minute)?,
             rate_limit_window: Duration::from_millis(whole_number(

@@ -12,6 +12,7 @@ pub mod config;
 pub mod queue;
 pub mod ratelimit;
 pub mod retry;
+pub mod shared;
 pub mod stream;
 pub mod streams;
 pub mod tokens;
@@ -90,6 +91,8 @@ pub struct NativeOpenAiStats {
     pub average_tokens_used: f64,
     pub total_tokens_used: f64,
     pub retries: f64,
+    /// Requests that ran under this process's own limits because Redis could not be reached.
+    pub shared_limit_fallbacks: f64,
     pub last_request_time: Option<f64>,
     pub requests_by_model: HashMap<String, u32>,
     /// JSON text of the latest x-ratelimit-* readings.
@@ -132,6 +135,9 @@ pub struct NativeOpenAiConfig {
     pub priority_aging_ms: f64,
     /// Whether an API key is configured; the key itself is never shown.
     pub has_api_key: bool,
+    /// The Redis key the limits are shared under; null without `redisUrl` (never shown).
+    pub limit_key: Option<String>,
+    pub lease_ms: Option<f64>,
 }
 
 #[napi(object)]
@@ -310,6 +316,7 @@ impl NativeOpenAiPool {
             average_tokens_used: s.average_tokens,
             total_tokens_used: s.tokens_total as f64,
             retries: s.retries as f64,
+            shared_limit_fallbacks: self.inner.shared_limit_fallbacks() as f64,
             last_request_time: o.last_at_ms.map(|ms| ms as f64),
             requests_by_model: s.by_model.into_iter().map(|(k, v)| (k, v as u32)).collect(),
             rate_limit_json: serde_json::to_string(&s.rate_limit).unwrap_or_else(|_| "{}".into()),
@@ -353,6 +360,8 @@ impl NativeOpenAiPool {
             rate_limit_window_ms: c.rate_limit_window.as_millis() as f64,
             priority_aging_ms: c.priority_aging.as_millis() as f64,
             has_api_key: c.api_key.is_some(),
+            limit_key: c.shared.as_ref().map(|s| s.key.clone()),
+            lease_ms: c.shared.as_ref().map(|s| s.lease.as_millis() as f64),
         }
     }
 
@@ -400,6 +409,7 @@ impl NativeOpenAiPool {
         let (queue_length, in_flight, max_concurrent) = self.inner.queue.status();
         crate::metrics::OpenAiMetrics {
             accounting: self.inner.accounting.snapshot(),
+            shared_limit_fallbacks: self.inner.shared_limit_fallbacks(),
             queue_length,
             in_flight,
             max_concurrent,

@@ -21,7 +21,6 @@ use serde_json::Value;
 
 use super::accounting::total_tokens;
 use super::client::{connection_error, ApiError, OpenAiPool};
-use super::queue::Slot;
 
 type Events = Pin<
     Box<
@@ -32,7 +31,7 @@ type Events = Pin<
 pub struct ChatStream {
     pool: Arc<OpenAiPool>,
     events: Events,
-    _slot: Option<Slot>,
+    _held: super::client::Held,
     started: Instant,
     /// Set once the outcome has been counted.
     counted: bool,
@@ -61,10 +60,10 @@ impl ChatStream {
             )
             .await
         {
-            Ok((response, slot)) => Ok(ChatStream {
+            Ok((response, held)) => Ok(ChatStream {
                 events: Box::pin(BodyDataStream::new(response.into_body()).eventsource()),
                 pool,
-                _slot: slot,
+                _held: held,
                 started,
                 counted: false,
             }),
