@@ -66,11 +66,19 @@ export declare class NativeDatabasePool {
 export declare class NativeOpenAiPool {
   constructor(configJson: string, envJson: string)
   /**
-   * One API call through the queue (or a held slot); resolves to JSON text:
-   * `{"status":…,"requestId":…,"body":…}` or `{"error":{…}}`. The queue ticket is taken
-   * before this returns, so calls queue in the order they were made.
+   * Registers the callback that is called (with no arguments) when replies are ready to
+   * `drain()`. Called once, right after construction.
    */
-  request(method: string, path: string, body?: string | undefined | null, model?: string | undefined | null, slotId?: number | undefined | null, priority?: string | undefined | null): Promise<string>
+  onComplete(callback: DrainCallback): void
+  /** Every reply that arrived since the last drain. */
+  drain(): NativeReplies
+  /**
+   * One API call through the queue (or a held slot). Its reply,
+   * `{"status":…,"requestId":…,"body":…}` or `{"error":{…}}`, arrives through `drain()` under
+   * `id`. The queue ticket is taken before this returns (calls queue in the order they are
+   * made), and until its turn a call is only that ticket: no task, no promise in Rust.
+   */
+  submitRequest(id: number, method: string, path: string, body?: string | undefined | null, model?: string | undefined | null, slotId?: number | undefined | null, priority?: string | undefined | null): void
   /**
    * Starts a streaming request (retried only before its first byte); resolves to
    * `{"stream":id}` or an error. The queue ticket is taken before this returns.

@@ -104,7 +104,7 @@ export interface EffectiveDatabasePoolConfig {
 
 /** `DatabasePool.getStats()`. Gauges are live; counters cover every statement since the last reset. */
 export interface ConnectionStats {
-  /** Connections open (or opening) right now. */
+  /** Connections open right now (one still logging in is not counted yet). */
   totalConnections: number
   /** Connections checked out by a statement right now (`totalConnections - idleConnections`). */
   activeConnections: number

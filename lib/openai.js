@@ -6,6 +6,7 @@
 const { NativeOpenAiPool } = require('../binding.js')
 const { ConnectionPoolError } = require('./errors')
 const { createNativePool, retire, healthReport } = require('./native')
+const { Submissions } = require('./submissions')
 
 /** An OpenAI API error, named as openai-node names it (RateLimitError, NotFoundError, ...). */
 class OpenAIError extends Error {
@@ -27,8 +28,8 @@ function pool() {
   return current
 }
 
-function parseReply(json) {
-  const reply = JSON.parse(json)
+/** A submitted request's reply object: its body, or its error thrown. */
+function replyBody(reply) {
   if (reply.error) throw new OpenAIError(reply.error)
   return reply.body
 }
@@ -79,7 +80,11 @@ class OpenAIClient {
       return Promise.reject(err)
     }
     const json = body === undefined ? null : JSON.stringify(body)
-    return native.request(method, path, json, modelOf(body, this._model), this._slot, priorityOf(options)).then(parseReply)
+    const model = modelOf(body, this._model)
+    const priority = priorityOf(options)
+    return native.submissions
+      .submit((id) => native.submitRequest(id, method, path, json, model, this._slot, priority))
+      .then(replyBody)
   }
 }
 
@@ -156,6 +161,7 @@ class OpenAIPool {
       OPENAI_PROJECT_ID: process.env.OPENAI_PROJECT_ID,
       CONNECTION_POOLS_REDIS_URL: process.env.CONNECTION_POOLS_REDIS_URL,
     })
+    next.submissions = new Submissions(next)
     const previous = current
     current = next
     retire(previous)

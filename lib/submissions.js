@@ -1,14 +1,15 @@
 'use strict'
-// The JS half of the batched crossing (src/db/submit.rs). A statement is a synchronous
-// `submit(id, ...)` into the native pool and a promise kept here under `id`; when replies are
+// The JS half of the batched crossing (src/crossing.rs), for both pools. A call is a synchronous
+// `submit…(id, ...)` into the native pool and a promise kept here under `id`; when replies are
 // ready the native side calls `drain` once (a weak ThreadsafeFunction), and one `JSON.parse` of
 // the batch settles every promise in it. One wake-up of the Node thread per batch instead of one
-// per statement is most of the CPU a pipelined statement costs.
+// per call is most of the CPU a pipelined statement costs, and a queued call costs a Map entry
+// here instead of a napi promise and deferred.
 
 const noop = () => {}
 
 class Submissions {
-  /** @param {object} native a NativeDatabasePool */
+  /** @param {object} native a NativeDatabasePool or NativeOpenAiPool (onComplete, drain) */
   constructor(native) {
     this._native = native
     /** id → resolve of the caller's promise */
@@ -55,6 +56,11 @@ class Submissions {
   /** Commits (or rolls back) a transaction; resolves to `{ ok: true }` or `{ error }`. */
   end(tx, commit) {
     return this._submit((id) => this._native.submitEnd(id, tx, commit))
+  }
+
+  /** Resolves to the reply object of the call `send(id)` submits. */
+  submit(send) {
+    return this._submit(send)
   }
 
   _submit(send) {

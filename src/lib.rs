@@ -4,6 +4,7 @@
 //! they call is plain Rust with its own unit tests.
 #![deny(clippy::all)]
 
+pub mod crossing;
 pub mod db;
 pub mod error;
 pub mod http;

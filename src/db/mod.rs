@@ -34,8 +34,9 @@ use std::sync::{Arc, OnceLock};
 
 use futures::FutureExt;
 use napi::bindgen_prelude::*;
-use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
+
+use crate::crossing::{CallDrain, DrainCallback, NativeReplies};
 
 use crate::error::PoolError;
 use config::PoolConfig;
@@ -50,25 +51,6 @@ pub struct NativeDatabasePool {
     tokens: Arc<auth::TokenVerifier>,
     /// Set by `onComplete`, before the first submission.
     dispatcher: OnceLock<Arc<submit::Dispatcher>>,
-}
-
-/// Replies drained in one batch: `json` is a JSON array with one reply per id, in order.
-#[napi(object)]
-pub struct NativeReplies {
-    pub ids: Vec<u32>,
-    pub json: String,
-}
-
-/// The JS callback that drains replies, called without arguments; weak, so that it never keeps
-/// Node alive by itself (the facade keeps it alive while statements are pending).
-type DrainCallback = ThreadsafeFunction<(), (), (), Status, false, true>;
-
-struct CallDrain(DrainCallback);
-
-impl submit::Notify for CallDrain {
-    fn notify(&self) {
-        self.0.call((), ThreadsafeFunctionCallMode::NonBlocking);
-    }
 }
 
 /// Live connection gauges and statement counters.

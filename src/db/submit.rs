@@ -2,9 +2,8 @@
 //!
 //! A napi-rs `async fn` costs a promise, a deferred and a wake-up of the Node thread per call
 //! (8.5 µs of CPU at 50 callers, measured). Here a call is a synchronous `submit` that queues the
-//! work and returns; replies are gathered in Rust, and one wake-up of the Node thread (a weak
-//! ThreadsafeFunction call) lets JS `drain` every reply that has arrived since, as one JSON array
-//! it parses once. JS owns the promises.
+//! work and returns; replies go back through `crate::crossing` (one wake-up of the Node thread
+//! per batch).
 //!
 //! A submitted statement waits as data, not as a task: at most `max_runners` tasks run
 //! statements (enough to fill every connection's pipeline), and each takes the next submission
@@ -12,7 +11,7 @@
 //! their parameters and a few dozen bytes each, and they still go out first come, first served.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -22,6 +21,7 @@ use super::params::Param;
 use super::request;
 use super::rows::ValueStyle;
 use super::transaction::{Transaction, TxOptions};
+use crate::crossing::{Notify, Replies};
 use crate::error::{settle_to_json, PoolError};
 
 /// The reply of a submission that returns nothing but success.
@@ -66,26 +66,12 @@ pub struct Submission {
     pub submitted: Instant,
 }
 
-/// Tells JS that replies are ready (a weak ThreadsafeFunction in production).
-pub trait Notify: Send + Sync {
-    fn notify(&self);
-}
-
-/// Replies not yet drained by JS: their ids and a JSON array text of the replies, in order.
-#[derive(Default)]
-struct Replies {
-    ids: Vec<u32>,
-    json: String,
-}
-
 pub struct Dispatcher {
     pool: Arc<DbPool>,
     queue: Mutex<VecDeque<Submission>>,
     runners: AtomicUsize,
     max_runners: usize,
-    replies: Mutex<Replies>,
-    notified: AtomicBool,
-    notify: Box<dyn Notify>,
+    replies: Replies,
     transactions: Mutex<HashMap<u32, OpenTransaction>>,
 }
 
@@ -100,9 +86,7 @@ impl Dispatcher {
             queue: Mutex::new(VecDeque::new()),
             runners: AtomicUsize::new(0),
             max_runners,
-            replies: Mutex::new(Replies::default()),
-            notified: AtomicBool::new(false),
-            notify,
+            replies: Replies::new(notify),
             transactions: Mutex::new(HashMap::new()),
         })
     }
@@ -230,30 +214,12 @@ impl Dispatcher {
     }
 
     fn reply(&self, id: u32, json: &str) {
-        {
-            let mut replies = self.replies.lock().unwrap_or_else(|p| p.into_inner());
-            let separator = if replies.ids.is_empty() { '[' } else { ',' };
-            replies.json.push(separator);
-            replies.json.push_str(json);
-            replies.ids.push(id);
-        }
-        if !self.notified.swap(true, Ordering::AcqRel) {
-            self.notify.notify();
-        }
+        self.replies.reply(id, json);
     }
 
     /// Every reply since the last drain: their ids, and the replies as one JSON array text.
     pub fn drain(&self) -> (Vec<u32>, String) {
-        // Cleared first: a reply that lands during the take notifies again (at worst, one empty
-        // drain), and none is left waiting without a notification.
-        self.notified.store(false, Ordering::Release);
-        let mut replies = self.replies.lock().unwrap_or_else(|p| p.into_inner());
-        let mut json = std::mem::take(&mut replies.json);
-        if json.is_empty() {
-            json.push('[');
-        }
-        json.push(']');
-        (std::mem::take(&mut replies.ids), json)
+        self.replies.drain()
     }
 }
 

@@ -74,7 +74,7 @@ impl crate::error::ErrorReply for ApiError {
 }
 
 impl ApiError {
-    fn from_queue(err: QueueError, timeout: Duration) -> Self {
+    pub(super) fn from_queue(err: QueueError, timeout: Duration) -> Self {
         match err {
             QueueError::Full => ApiError::local(
                 "QueueFullError",
@@ -154,6 +154,13 @@ pub struct OpenAiPool {
     held: Mutex<HashMap<u32, HeldSlot>>,
     next_slot_id: AtomicU32,
     shared: Option<Arc<SharedLimits>>,
+}
+
+/// Where a call's first attempt stands in the queue: a ticket still waiting, or a place already
+/// granted (a queued call whose turn came). Retries queue again.
+pub enum Place {
+    Waiting(Pending, Ask),
+    Granted(Slot, Ask),
 }
 
 /// What a request holds while its response is read: its place in this process's queue (none on
@@ -250,6 +257,14 @@ impl OpenAiPool {
         self.held().remove(&id);
     }
 
+    /// A queued call that never got a place (timed out in the queue, or the pool closed):
+    /// counted as the failed call it is.
+    pub fn count_unqueued_failure(&self, submitted: Instant) {
+        self.accounting
+            .outcomes
+            .record(false, submitted.elapsed().as_secs_f64() * 1000.0);
+    }
+
     /// Where a call may run until, and the model a held slot was taken for.
     pub(super) fn call_bounds(
         &self,
@@ -291,6 +306,7 @@ impl OpenAiPool {
 
     /// One API call: queue, attempts with retries, accounting. Resolves to the JSON reply
     /// `{"status":…,"requestId":…,"body":<the API's JSON>}`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn call(
         &self,
         method: Method,
@@ -298,9 +314,10 @@ impl OpenAiPool {
         body: Option<String>,
         model: Option<String>,
         held_slot: Option<u32>,
-        queued: Option<(Pending, Ask)>,
+        place: Option<Place>,
+        submitted: Instant,
     ) -> Result<String, ApiError> {
-        let started = Instant::now();
+        let started = submitted;
         let (deadline, held_model) = self.call_bounds(started, held_slot)?;
         self.count_model(body.as_deref(), model, held_model);
         let result = async {
@@ -310,7 +327,7 @@ impl OpenAiPool {
                     path,
                     body.as_deref(),
                     held_slot,
-                    queued,
+                    place,
                     deadline,
                 )
                 .await?;
@@ -369,16 +386,17 @@ impl OpenAiPool {
         path: &str,
         body: Option<&str>,
         held_slot: Option<u32>,
-        queued: Option<(Pending, Ask)>,
+        place: Option<Place>,
         deadline: Instant,
     ) -> Result<(Response<Incoming>, Held), ApiError> {
         let slot_held = held_slot.is_some();
         let since = SystemTime::now();
-        // The first attempt waits on the ticket taken at the call; a retry takes a new one.
-        let (mut first, ask) = match queued {
-            Some((pending, ask)) => (Some(pending), ask),
-            None => (None, Ask::default()),
+        // The first attempt uses the place taken at the call; a retry queues again.
+        let ask = match &place {
+            Some(Place::Waiting(_, ask) | Place::Granted(_, ask)) => *ask,
+            None => Ask::default(),
         };
+        let mut first = place;
         let url = format!("{}/{}", self.config.base_url, path.trim_start_matches('/'));
         let mut retry = 0u32;
         loop {
@@ -386,15 +404,17 @@ impl OpenAiPool {
                 None
             } else {
                 let pending = match first.take() {
-                    Some(pending) => pending,
-                    None => self.enqueue(ask)?,
+                    Some(Place::Granted(slot, _)) => Ok(slot),
+                    Some(Place::Waiting(pending, _)) => Err(pending),
+                    None => Err(self.enqueue(ask)?),
                 };
-                Some(
-                    pending
+                Some(match pending {
+                    Ok(slot) => slot,
+                    Err(pending) => pending
                         .wait(deadline)
                         .await
                         .map_err(|e| ApiError::from_queue(e, self.config.timeout))?,
-                )
+                })
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {

@@ -30,11 +30,15 @@ use client::{ApiError, OpenAiPool};
 use config::OpenAiConfig;
 use streams::StreamRegistry;
 
+use crate::crossing::{CallDrain, DrainCallback, NativeReplies, Replies};
+
 /// A native OpenAI pool. Created by `OpenAIPool.initialize()`; not for direct use.
 #[napi]
 pub struct NativeOpenAiPool {
     inner: Arc<OpenAiPool>,
     streams: Arc<StreamRegistry>,
+    /// Replies of submitted requests, drained by JS in batches.
+    replies: std::sync::OnceLock<Arc<Replies>>,
 }
 
 /// The queue ticket of a call, taken now; `None` for a call on a slot `executeRequest` holds.
@@ -155,40 +159,100 @@ impl NativeOpenAiPool {
         Ok(NativeOpenAiPool {
             inner: Arc::new(OpenAiPool::new(config)?),
             streams: Arc::default(),
+            replies: std::sync::OnceLock::new(),
         })
     }
 
-    /// One API call through the queue (or a held slot); resolves to JSON text:
-    /// `{"status":…,"requestId":…,"body":…}` or `{"error":{…}}`. The queue ticket is taken
-    /// before this returns, so calls queue in the order they were made.
-    #[napi(ts_return_type = "Promise<string>")]
+    /// Registers the callback that is called (with no arguments) when replies are ready to
+    /// `drain()`. Called once, right after construction.
+    #[napi(catch_unwind)]
+    pub fn on_complete(&self, callback: DrainCallback) -> napi::Result<(), String> {
+        self.replies
+            .set(Arc::new(Replies::new(Box::new(CallDrain(callback)))))
+            .map_err(|_| napi::Error::new("INTERNAL".to_string(), "onComplete was already called"))
+    }
+
+    /// Every reply that arrived since the last drain.
+    #[napi(catch_unwind)]
+    pub fn drain(&self) -> NativeReplies {
+        match self.replies.get() {
+            Some(replies) => {
+                let (ids, json) = replies.drain();
+                NativeReplies { ids, json }
+            }
+            None => NativeReplies {
+                ids: Vec::new(),
+                json: "[]".into(),
+            },
+        }
+    }
+
+    /// One API call through the queue (or a held slot). Its reply,
+    /// `{"status":…,"requestId":…,"body":…}` or `{"error":{…}}`, arrives through `drain()` under
+    /// `id`. The queue ticket is taken before this returns (calls queue in the order they are
+    /// made), and until its turn a call is only that ticket: no task, no promise in Rust.
+    #[napi(catch_unwind)]
     #[allow(clippy::too_many_arguments)]
-    pub fn request<'env>(
+    pub fn submit_request(
         &self,
-        env: &'env Env,
+        id: u32,
         method: String,
         path: String,
         body: Option<String>,
         model: Option<String>,
         slot_id: Option<u32>,
         priority: Option<String>,
-    ) -> napi::Result<PromiseRaw<'env, String>> {
+    ) -> napi::Result<(), String> {
+        let replies = self
+            .replies
+            .get()
+            .ok_or_else(|| napi::Error::new("INTERNAL".to_string(), "onComplete was not called"))?
+            .clone();
         let pool = self.inner.clone();
-        let early = http_method(&method).and_then(|method| {
-            let queued = ticket(&pool, &path, body.as_deref(), slot_id, priority.as_deref())?;
-            Ok((method, queued))
+        let submitted = std::time::Instant::now();
+        let (method, priority) = match http_method(&method)
+            .and_then(|m| priority_of(priority.as_deref()).map(|p| (m, p)))
+        {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                replies.reply(id, &error.envelope());
+                return Ok(());
+            }
+        };
+        if slot_id.is_some() {
+            // On a slot executeRequest holds: no queue.
+            napi::bindgen_prelude::spawn(async move {
+                let call = pool.call(method, &path, body, model, slot_id, None, submitted);
+                let json = Box::pin(settle_to_json(call)).await;
+                replies.reply(id, &json);
+            });
+            return Ok(());
+        }
+        let ask = pool.ask(&path, body.as_deref(), priority);
+        let timeout = pool.config.timeout;
+        let queue = pool.queue.clone();
+        let on_grant: queue::OnGrant = Box::new(move |outcome| match outcome {
+            Ok(slot) => {
+                napi::bindgen_prelude::spawn(async move {
+                    let place = Some(client::Place::Granted(slot, ask));
+                    let call = pool.call(method, &path, body, model, None, place, submitted);
+                    let json = Box::pin(settle_to_json(call)).await;
+                    replies.reply(id, &json);
+                });
+            }
+            Err(err) => {
+                pool.count_unqueued_failure(submitted);
+                replies.reply(id, &ApiError::from_queue(err, timeout).envelope());
+            }
         });
-        env.spawn_future(async move {
-            Ok(match early {
-                Err(error) => error.envelope(),
-                Ok((method, queued)) => {
-                    Box::pin(settle_to_json(async move {
-                        pool.call(method, &path, body, model, slot_id, queued).await
-                    }))
-                    .await
-                }
-            })
-        })
+        if let Err((err, on_grant)) = queue.enqueue_call(ask, submitted + timeout, on_grant) {
+            on_grant(Err(err));
+        }
+        // Deadlines of queued calls are kept by the queue's timer task.
+        if let Some(timer) = queue.take_timer() {
+            napi::bindgen_prelude::spawn(timer);
+        }
+        Ok(())
     }
 
     /// Starts a streaming request (retried only before its first byte); resolves to
@@ -211,9 +275,15 @@ impl NativeOpenAiPool {
                 Ok(queued) => {
                     Box::pin(settle_to_json(async move {
                         let idle = pool.config.request_timeout;
-                        let stream =
-                            stream::ChatStream::open(pool, &path, body, model, slot_id, queued)
-                                .await?;
+                        let stream = stream::ChatStream::open(
+                            pool,
+                            &path,
+                            body,
+                            model,
+                            slot_id,
+                            queued.map(|(p, a)| client::Place::Waiting(p, a)),
+                        )
+                        .await?;
                         let id = streams.insert(stream, idle);
                         Ok::<_, ApiError>(format!("{{\"stream\":{id}}}"))
                     }))

@@ -70,8 +70,20 @@ struct Ticket {
     id: u64,
     enqueued: Instant,
     tokens: u64,
-    reply: oneshot::Sender<Slot>,
+    grant: Grant,
 }
+
+/// What happens when a ticket's turn comes (or never will).
+enum Grant {
+    /// A task waits for the slot on the other end (`Pending::wait`).
+    Wait(oneshot::Sender<Slot>),
+    /// Nothing waits: `run` is called with the slot, or with why there is none (its deadline
+    /// passed, the queue closed). A request queued this way is only its ticket, not a task.
+    Call { deadline: Instant, run: OnGrant },
+}
+
+/// Called with a queued call's slot, or with why there is none.
+pub type OnGrant = Box<dyn FnOnce(Result<Slot, QueueError>) + Send>;
 
 struct Sent {
     at: Instant,
@@ -91,6 +103,11 @@ struct State {
     wake_at: Option<Instant>,
     timer_running: bool,
     next_id: u64,
+    /// The earliest deadline of a queued call at the front of its priority.
+    call_deadline: Option<Instant>,
+    /// Calls granted (or failed) under the lock, run once it is released: they may spawn
+    /// tasks or drop slots, which must not happen while the lock is held.
+    ready: Vec<(OnGrant, Result<Slot, QueueError>)>,
 }
 
 impl State {
@@ -139,6 +156,7 @@ impl Slot {
             sent.tokens = change(sent.tokens);
         }
         dispatch(&self.shared, &mut state);
+        unlock(state);
     }
 }
 
@@ -148,7 +166,7 @@ impl Drop for Slot {
             let mut state = lock(&self.shared);
             state.in_flight -= 1;
             dispatch(&self.shared, &mut state);
-            drop(state);
+            unlock(state);
             self.shared.changed.notify_waiters();
         }
     }
@@ -156,6 +174,15 @@ impl Drop for Slot {
 
 fn lock(shared: &Shared) -> MutexGuard<'_, State> {
     shared.state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Releases the lock, then runs the calls `dispatch` made ready.
+fn unlock(mut state: MutexGuard<'_, State>) {
+    let ready = std::mem::take(&mut state.ready);
+    drop(state);
+    for (run, outcome) in ready {
+        run(outcome);
+    }
 }
 
 /// A ticket in the queue, taken synchronously (so that FIFO follows the order of the calls,
@@ -217,19 +244,45 @@ impl SlotQueue {
 
     /// Takes a ticket now (any thread); the place may already be granted when this returns.
     pub fn enqueue(&self, ask: Ask) -> Result<Pending, QueueError> {
+        let (tx, rx) = oneshot::channel();
+        let id = self.push(ask, Grant::Wait(tx)).map_err(|(err, _)| err)?;
+        Ok(Pending {
+            shared: self.0.clone(),
+            id,
+            priority: ask.priority,
+            reply: Some(rx),
+        })
+    }
+
+    /// Queues a call that is only its ticket until its turn: `run` gets the slot then (from
+    /// whichever thread frees a place), or the reason there is none (`TimedOut` at `deadline`,
+    /// `Closed`). Refused at once, `run` handed back, when the queue is full or closed.
+    pub fn enqueue_call(
+        &self,
+        ask: Ask,
+        deadline: Instant,
+        run: OnGrant,
+    ) -> Result<(), (QueueError, OnGrant)> {
+        match self.push(ask, Grant::Call { deadline, run }) {
+            Ok(_) => Ok(()),
+            Err((err, Grant::Call { run, .. })) => Err((err, run)),
+            Err((err, Grant::Wait(_))) => unreachable!("a call comes back as a call: {err:?}"),
+        }
+    }
+
+    fn push(&self, ask: Ask, grant: Grant) -> Result<u64, (QueueError, Grant)> {
         let shared = &self.0;
         let mut state = lock(shared);
         if state.closed {
-            return Err(QueueError::Closed);
+            return Err((QueueError::Closed, grant));
         }
         state.next_id += 1;
         let id = state.next_id;
-        let (tx, rx) = oneshot::channel();
         state.waiting[ask.priority as usize].push_back(Ticket {
             id,
             enqueued: Instant::now(),
             tokens: ask.tokens,
-            reply: tx,
+            grant,
         });
         dispatch(shared, &mut state);
         // Past maxQueueSize only a ticket that could go at once is let in.
@@ -240,16 +293,16 @@ impl SlotQueue {
         {
             let queue = &mut state.waiting[ask.priority as usize];
             if let Some(at) = queue.iter().position(|t| t.id == id) {
-                queue.remove(at);
-                return Err(QueueError::Full);
+                let grant = queue.remove(at).map(|t| t.grant);
+                unlock(state);
+                if let Some(grant) = grant {
+                    return Err((QueueError::Full, grant));
+                }
+                return Ok(id);
             }
         }
-        Ok(Pending {
-            shared: shared.clone(),
-            id,
-            priority: ask.priority,
-            reply: Some(rx),
-        })
+        unlock(state);
+        Ok(id)
     }
 
     /// No request is sent before `until` (the API announced a rate-limit reset).
@@ -259,7 +312,7 @@ impl SlotQueue {
             state.paused_until = Some(until);
         }
         dispatch(&self.0, &mut state);
-        drop(state);
+        unlock(state);
         self.0.changed.notify_waiters();
     }
 
@@ -270,14 +323,24 @@ impl SlotQueue {
             .filter(|&until| until > Instant::now())
     }
 
-    /// The task that runs `dispatch` when a window or pause ends: started with the first ticket
-    /// (in a tokio context), it ends when the queue is closed or dropped.
-    fn ensure_timer(&self) {
-        let mut state = lock(&self.0);
-        if !state.timer_running {
-            state.timer_running = true;
-            tokio::spawn(timer(Arc::downgrade(&self.0)));
+    /// The task that runs `dispatch` when a window, a pause or a queued call's deadline comes:
+    /// started with the first wait (in a tokio context), it ends when the queue is closed or
+    /// dropped.
+    pub(crate) fn ensure_timer(&self) {
+        if let Some(timer) = self.take_timer() {
+            tokio::spawn(timer);
         }
+    }
+
+    /// The timer task's future, unless it is running already: for callers outside a tokio
+    /// context to spawn on their runtime.
+    pub fn take_timer(&self) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        let mut state = lock(&self.0);
+        if state.timer_running {
+            return None;
+        }
+        state.timer_running = true;
+        Some(timer(Arc::downgrade(&self.0)))
     }
 
     /// (callers waiting, requests in flight, the cap)
@@ -303,10 +366,14 @@ impl SlotQueue {
         {
             let mut state = lock(shared);
             state.closed = true;
-            // Dropping the tickets' senders fails their waits with Closed.
-            for queue in state.waiting.iter_mut() {
-                queue.clear();
+            // Dropping the tickets' senders fails their waits with Closed; queued calls hear it.
+            let tickets: Vec<Ticket> = state.waiting.iter_mut().flat_map(|q| q.drain(..)).collect();
+            for ticket in tickets {
+                if let Grant::Call { run, .. } = ticket.grant {
+                    state.ready.push((run, Err(QueueError::Closed)));
+                }
             }
+            unlock(state);
         }
         shared.changed.notify_waiters();
         let drained = async {
@@ -359,6 +426,7 @@ async fn timer(weak: Weak<Shared>) {
         }
         let mut state = lock(&shared);
         dispatch(&shared, &mut state);
+        unlock(state);
     }
 }
 
@@ -367,6 +435,9 @@ async fn timer(weak: Weak<Shared>) {
 fn dispatch(shared: &Arc<Shared>, state: &mut State) {
     let before = state.wake_at;
     dispatch_now(shared, state);
+    if let Some(deadline) = state.call_deadline {
+        state.wake_at = Some(state.wake_at.map_or(deadline, |w| w.min(deadline)));
+    }
     if state.wake_at.is_some() && state.wake_at != before {
         // The timer task sleeps until the old moment (or none): tell it about the new one.
         shared.changed.notify_waiters();
@@ -377,6 +448,7 @@ fn dispatch_now(shared: &Arc<Shared>, state: &mut State) {
     let limits = &shared.limits;
     let now = Instant::now();
     state.wake_at = None;
+    expire_calls(state, now);
     while !state.closed && state.in_flight < limits.max_concurrent {
         if let Some(until) = state.paused_until {
             if until > now {
@@ -416,15 +488,47 @@ fn dispatch_now(shared: &Arc<Shared>, state: &mut State) {
             id: ticket.id,
             armed: true,
         };
-        if let Err(mut slot) = ticket.reply.send(slot) {
-            // Its caller is gone: undo here, under the lock this function already holds.
-            slot.armed = false;
-            state.in_flight -= 1;
-            if let Some(at) = state.sent.iter().position(|s| s.id == ticket.id) {
-                state.sent.remove(at);
+        match ticket.grant {
+            Grant::Call { run, .. } => state.ready.push((run, Ok(slot))),
+            Grant::Wait(reply) => {
+                if let Err(mut slot) = reply.send(slot) {
+                    // Its caller is gone: undo here, under the lock this function already holds.
+                    slot.armed = false;
+                    state.in_flight -= 1;
+                    if let Some(at) = state.sent.iter().position(|s| s.id == ticket.id) {
+                        state.sent.remove(at);
+                    }
+                }
             }
         }
     }
+}
+
+/// Fails the queued calls whose deadline has passed. Every call waits the same `timeout`, so
+/// within a priority the front is the first to expire; the timer wakes for the earliest.
+fn expire_calls(state: &mut State, now: Instant) {
+    let mut next: Option<Instant> = None;
+    for priority in 0..3 {
+        while let Some(ticket) = state.waiting[priority].front() {
+            match ticket.grant {
+                Grant::Call { deadline, .. } if deadline <= now => {
+                    if let Some(Ticket {
+                        grant: Grant::Call { run, .. },
+                        ..
+                    }) = state.waiting[priority].pop_front()
+                    {
+                        state.ready.push((run, Err(QueueError::TimedOut)));
+                    }
+                }
+                Grant::Call { deadline, .. } => {
+                    next = Some(next.map_or(deadline, |n: Instant| n.min(deadline)));
+                    break;
+                }
+                Grant::Wait(_) => break,
+            }
+        }
+    }
+    state.call_deadline = next;
 }
 
 /// The queue whose head goes next: the best rank, where every `aging` waited lifts a ticket one
@@ -560,14 +664,14 @@ mod tests {
             id: 1,
             enqueued: now - Duration::from_millis(250),
             tokens: 0,
-            reply: tx,
+            grant: Grant::Wait(tx),
         });
         let (tx, _rx2) = oneshot::channel();
         state.waiting[Priority::High as usize].push_back(Ticket {
             id: 2,
             enqueued: now,
             tokens: 0,
-            reply: tx,
+            grant: Grant::Wait(tx),
         });
         // Aging 100 ms: 250 ms waited lifts low (2) by two ranks to 0, and it waited longer.
         assert_eq!(
@@ -625,6 +729,68 @@ mod tests {
         }
         // Requests 3-4 wait one window, request 5 two.
         assert!(started.elapsed() >= Duration::from_millis(400));
+    }
+
+    /// A call's outcome, told before its slot (if any) is dropped.
+    fn summary(outcome: &Result<Slot, QueueError>) -> Result<(), String> {
+        outcome.as_ref().map(|_| ()).map_err(|e| format!("{e:?}"))
+    }
+
+    #[tokio::test]
+    async fn queued_calls_run_in_turn_and_time_out_without_a_task() {
+        let queue = SlotQueue::new(limits(1));
+        let held = queue.acquire(Ask::default(), soon(1000)).await.unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for (i, deadline) in [(1, soon(60_000)), (2, soon(60_000))] {
+            let tx = tx.clone();
+            queue
+                .enqueue_call(
+                    Ask::default(),
+                    deadline,
+                    Box::new(move |outcome| {
+                        let _ = tx.send((i, summary(&outcome)));
+                    }),
+                )
+                .map_err(|(e, _)| e)
+                .unwrap();
+        }
+        let tx2 = tx.clone();
+        queue
+            .enqueue_call(
+                Ask::default(),
+                soon(50),
+                Box::new(move |outcome| {
+                    let _ = tx2.send((3, summary(&outcome)));
+                }),
+            )
+            .map_err(|(e, _)| e)
+            .unwrap();
+        assert_eq!(queue.status().0, 3);
+        drop(held);
+        // Call 1 gets the place (and drops it at once), then call 2.
+        assert_eq!(rx.recv().await, Some((1, Ok(()))));
+        assert_eq!(rx.recv().await, Some((2, Ok(()))));
+        // Call 3 was granted too once 2 dropped its slot, unless its deadline came first: either
+        // way it is answered and the queue is empty.
+        let (i, _) = rx.recv().await.unwrap();
+        assert_eq!(i, 3);
+        assert_eq!(queue.status(), (0, 0, 1));
+        // A call behind a held slot times out at its deadline, answered by the timer.
+        let held = queue.acquire(Ask::default(), soon(1000)).await.unwrap();
+        let tx3 = tx.clone();
+        queue
+            .enqueue_call(
+                Ask::default(),
+                soon(30),
+                Box::new(move |outcome| {
+                    let _ = tx3.send((4, summary(&outcome)));
+                }),
+            )
+            .map_err(|(e, _)| e)
+            .unwrap();
+        queue.ensure_timer();
+        assert_eq!(rx.recv().await, Some((4, Err("TimedOut".into()))));
+        drop(held);
     }
 
     #[tokio::test]

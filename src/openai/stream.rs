@@ -44,7 +44,7 @@ impl ChatStream {
         body: String,
         model: Option<String>,
         held_slot: Option<u32>,
-        queued: Option<(super::queue::Pending, super::queue::Ask)>,
+        place: Option<super::client::Place>,
     ) -> Result<ChatStream, ApiError> {
         let started = Instant::now();
         let (deadline, held_model) = pool.call_bounds(started, held_slot)?;
@@ -55,7 +55,7 @@ impl ChatStream {
                 path,
                 Some(&body),
                 held_slot,
-                queued,
+                place,
                 deadline,
             )
             .await
