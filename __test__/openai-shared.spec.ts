@@ -3,11 +3,8 @@
 // processes and none starves, a killed process's leases come back within leaseMs, budgets and
 // pauses hold for every process, and a Redis that goes away leaves requests running under the
 // local limits (counted) until it is back.
-import { ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { createConnection, createServer } from 'node:net'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { createInterface, Interface } from 'node:readline'
 import { eventually } from './helpers'
@@ -15,55 +12,13 @@ import { eventually } from './helpers'
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const { startOpenAIStandIn } = require('../scripts/openai-stand-in.js')
 
-const redisBinary = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find((p) => spawnSync('test', ['-x', p]).status === 0)
-const describeWithRedis = redisBinary || process.env.CI ? describe : describe.skip
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const { startRedisServer, redisServerBinary } = require('../scripts/redis-server.js')
+const describeWithRedis = redisServerBinary() || process.env.CI ? describe : describe.skip
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.on('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address() as { port: number }
-      server.close(() => resolve(address.port))
-    })
-  })
-}
-
-/** A redis-server of this spec's own, without persistence. */
-class Redis {
-  child: ChildProcess | null = null
-  dir = mkdtempSync(path.join(tmpdir(), 'cp-redis-'))
-  constructor(readonly port: number) {}
-  get url() {
-    return `redis://127.0.0.1:${this.port}`
-  }
-  async start() {
-    if (!redisBinary) throw new Error('redis-server is not installed (apt-get install redis-server; .ci/run installs it)')
-    this.child = spawn(redisBinary, ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir], { stdio: 'ignore' })
-    // Up when it accepts a connection.
-    await eventually(
-      () =>
-        new Promise<boolean>((resolve) => {
-          const socket = createConnection(this.port, '127.0.0.1')
-          socket.once('connect', () => (socket.destroy(), resolve(true)))
-          socket.once('error', () => resolve(false))
-        }),
-      10_000,
-    )
-  }
-  async stop() {
-    if (this.child && this.child.exitCode === null) {
-      const exited = once(this.child, 'exit')
-      this.child.kill('SIGKILL')
-      await exited
-    }
-    this.child = null
-  }
-}
-
-/** One OpenAIPool process (setup/openai-worker.js), driven by line commands. */
+/** One OpenAIPool process (scripts/openai-worker.js), driven by line commands. */
 class Worker {
-  child = spawn(process.execPath, [path.join(__dirname, 'setup', 'openai-worker.js')], { stdio: ['pipe', 'pipe', 'inherit'] })
+  child = spawn(process.execPath, [path.join(__dirname, '..', 'scripts', 'openai-worker.js')], { stdio: ['pipe', 'pipe', 'inherit'] })
   lines: Interface = createInterface({ input: this.child.stdout! })
   async send(line: string): Promise<any> {
     const [command] = line.split(' ')
@@ -95,7 +50,7 @@ class Worker {
 
 describeWithRedis('limits shared through Redis', () => {
   let server: any
-  let redis: Redis
+  let redis: { url: string; start(): Promise<void>; stop(): Promise<void>; close(): Promise<void> }
   const workers: Worker[] = []
   const worker = () => {
     const w = new Worker()
@@ -113,8 +68,7 @@ describeWithRedis('limits shared through Redis', () => {
 
   beforeAll(async () => {
     server = await startOpenAIStandIn()
-    redis = new Redis(await freePort())
-    await redis.start()
+    redis = await startRedisServer()
   }, 30_000)
 
   afterEach(async () => {
@@ -123,8 +77,7 @@ describeWithRedis('limits shared through Redis', () => {
   })
 
   afterAll(async () => {
-    await redis.stop()
-    rmSync(redis.dir, { recursive: true, force: true })
+    await redis.close()
     await server.close()
   })
 

@@ -198,6 +198,10 @@ async function main() {
 
   if (!only || only.includes('burst')) await burstMemory(url)
   if (!only || only.includes('pooler')) await childBench('pooler.mjs', url)
+  if (!only || only.includes('openai')) {
+    await childBench('openai-shared.mjs', url)
+    await childBench('openai-memory.mjs', url, ['--expose-gc'])
+  }
   await benchOpenAI(only)
 
   const step = (what) => process.env.BENCH_DEBUG && process.stderr.write(`${what}\n`)
@@ -287,10 +291,10 @@ async function burstMemory(url) {
 }
 
 /** A bench script of its own process (bench/<name>), its output appended to the report. */
-async function childBench(name, url) {
+async function childBench(name, url, nodeFlags = []) {
   const { execFileSync } = await import('node:child_process')
   const script = new URL(`./${name}`, import.meta.url).pathname
-  const out = execFileSync(process.execPath, [script], {
+  const out = execFileSync(process.execPath, [...nodeFlags, script], {
     env: { ...process.env, DATABASE_URL: url, BENCH_POOL: String(POOL) },
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],

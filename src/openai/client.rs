@@ -631,6 +631,9 @@ impl OpenAiPool {
     }
 
     pub async fn close(&self) {
+        if let Some(shared) = &self.shared {
+            shared.close();
+        }
         self.queue.close(Instant::now() + self.config.timeout).await;
     }
 }

@@ -29,13 +29,15 @@ const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 const ALIVE_MS: u64 = 3_000;
 /// How often a waiting process looks again without being woken.
 const SAFETY_WAKE: Duration = Duration::from_millis(1_000);
+/// How long a spare lease is kept unused before it goes back to Redis.
+const SPARE_IDLE: Duration = Duration::from_millis(200);
 /// After a failure, how long before Redis is tried again (requests meanwhile run locally).
 const RETRY_AFTER_FAILURE: Duration = Duration::from_millis(500);
 
 const ACQUIRE: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local leases, procs, alive, sent, tokens, pause, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local leases, procs, alive, sent, tokens, pause, seq, wanted = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local proc, score, want = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local max_conc, lease_ms, alive_ms = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local rpm, tpm, window, need = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
@@ -46,12 +48,17 @@ for _, p in ipairs(redis.call('ZRANGEBYSCORE', alive, '-inf', now)) do
 end
 redis.call('ZADD', procs, score, proc)
 redis.call('ZADD', alive, now + alive_ms, proc)
+local others = redis.call('ZCARD', procs) - 1
+local function wait(hint)
+  redis.call('PUBLISH', wanted, proc)
+  return {0, hint, others}
+end
 local paused = tonumber(redis.call('GET', pause) or '0')
-if paused > now then return {0, paused - now} end
+if paused > now then return wait(paused - now) end
 local free = max_conc - redis.call('ZCARD', leases)
-if free <= 0 then return {0, -1} end
+if free <= 0 then return wait(-1) end
 local rank = redis.call('ZRANK', procs, proc)
-if rank >= free then return {0, -1} end
+if rank >= free then return wait(-1) end
 local grant = want
 if rank > 0 then
   grant = 1
@@ -77,7 +84,7 @@ if rpm > 0 or tpm > 0 then
     local used = redis.call('ZCARD', sent)
     if used >= rpm then
       local oldest = redis.call('ZRANGE', sent, 0, 0, 'WITHSCORES')
-      return {0, tonumber(oldest[2]) + window - now}
+      return wait(tonumber(oldest[2]) + window - now)
     end
     if grant > rpm - used then grant = rpm - used end
   end
@@ -89,13 +96,13 @@ if rpm > 0 or tpm > 0 then
       local entries = redis.call('ZRANGE', sent, 0, -1, 'WITHSCORES')
       for i = 1, #entries, 2 do
         sum = sum - tonumber(redis.call('HGET', tokens, entries[i]) or '0')
-        if sum + need <= tpm then return {0, tonumber(entries[i + 1]) + window - now} end
+        if sum + need <= tpm then return wait(tonumber(entries[i + 1]) + window - now) end
       end
-      return {0, window}
+      return wait(window)
     end
   end
 end
-local granted = {1}
+local granted = {1, others}
 for i = 1, grant do
   local id = redis.call('INCR', seq)
   redis.call('ZADD', leases, now + lease_ms, id)
@@ -108,6 +115,8 @@ end
 if grant >= want then
   redis.call('ZREM', procs, proc)
   redis.call('ZREM', alive, proc)
+else
+  redis.call('PUBLISH', wanted, proc)
 end
 return granted
 "#;
@@ -170,6 +179,16 @@ pub struct SharedLimits {
     wake: Notify,
     live: Mutex<HashSet<i64>>,
     driver_running: AtomicBool,
+    /// Another process is waiting for a lease (it said so on the `wanted` channel, or the last
+    /// script call counted one). While nobody else waits, a finished request hands its lease
+    /// straight to this process's next waiter, without Redis: no other process is passed over.
+    others_waiting: AtomicBool,
+    /// Leases this process finished with while nobody else waited, kept (and renewed) for its
+    /// next requests; given back to Redis as soon as another process wants one, or after
+    /// `SPARE_IDLE` unused.
+    spare: Mutex<Vec<(i64, Instant)>>,
+    /// Set by `close()`: a scripted answer must not make `others_waiting` false again.
+    closed: AtomicBool,
     fallbacks: AtomicU64,
     scripts: Scripts,
 }
@@ -228,6 +247,7 @@ struct Keys {
     pause: String,
     seq: String,
     channel: String,
+    wanted: String,
 }
 
 impl SharedLimits {
@@ -245,6 +265,9 @@ impl SharedLimits {
             wake: Notify::new(),
             live: Mutex::new(HashSet::new()),
             driver_running: AtomicBool::new(false),
+            others_waiting: AtomicBool::new(true),
+            spare: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
             fallbacks: AtomicU64::new(0),
             scripts: Scripts {
                 acquire: Script::new(ACQUIRE),
@@ -272,6 +295,7 @@ impl SharedLimits {
             pause: format!("{k}:pause"),
             seq: format!("{k}:seq"),
             channel: format!("{k}:released"),
+            wanted: format!("{k}:wanted"),
         }
     }
 
@@ -338,6 +362,15 @@ impl SharedLimits {
             self.fallbacks.fetch_add(1, Ordering::Relaxed);
             return SharedLease::Local;
         }
+        if !self.others_waiting.load(Ordering::Acquire) {
+            let spare = self.lock_spare().pop();
+            if let Some((id, _)) = spare {
+                return SharedLease::Shared {
+                    id,
+                    owner: Arc::downgrade(self),
+                };
+            }
+        }
         let (tx, rx) = oneshot::channel();
         let enqueued_ms = enqueued
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -358,6 +391,13 @@ impl SharedLimits {
         }
     }
 
+    /// Keeps no lease for later any more and gives the spare ones back (the pool is closing).
+    pub fn close(self: &Arc<Self>) {
+        self.others_waiting.store(true, Ordering::Release);
+        self.closed.store(true, Ordering::Release);
+        self.release_spare(Duration::ZERO);
+    }
+
     /// Tells every process to send nothing for `wait` (the API said a budget is spent).
     pub async fn pause_for(&self, wait: Duration) {
         let ms = wait.as_millis() as u64;
@@ -370,11 +410,68 @@ impl SharedLimits {
             .await;
     }
 
+    fn note_others(&self, others: i64) {
+        let closed = self.closed.load(Ordering::Acquire);
+        self.others_waiting
+            .store(closed || others > 0, Ordering::Release);
+    }
+
+    fn lock_spare(&self) -> std::sync::MutexGuard<'_, Vec<(i64, Instant)>> {
+        self.spare.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Gives the spare leases back to Redis: all of them, or those unused for `idle`.
+    fn release_spare(self: &Arc<Self>, idle: Duration) {
+        let released: Vec<i64> = {
+            let mut spare = self.lock_spare();
+            let (gone, kept): (Vec<_>, Vec<_>) = spare
+                .drain(..)
+                .partition(|(_, since)| since.elapsed() >= idle);
+            *spare = kept;
+            gone.into_iter().map(|(id, _)| id).collect()
+        };
+        for id in released {
+            self.release_to_redis(id);
+        }
+    }
+
     fn lock_waiters(&self) -> std::sync::MutexGuard<'_, VecDeque<Waiter>> {
         self.waiters.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A finished request's lease: to this process's next waiter while no other process waits
+    /// (no Redis round trip; the lease keeps being renewed), else back to Redis.
     fn release(self: &Arc<Self>, id: i64) {
+        // Budgets count every request in Redis, so a lease is handed on locally only without
+        // them.
+        let budgets =
+            self.options.requests_per_window.is_some() || self.options.tokens_per_window.is_some();
+        if !budgets && !self.others_waiting.load(Ordering::Acquire) && !self.is_down() {
+            let mut waiters = self.lock_waiters();
+            while let Some(waiter) = waiters.pop_front() {
+                let lease = SharedLease::Shared {
+                    id,
+                    owner: Arc::downgrade(self),
+                };
+                match waiter.reply.send(lease) {
+                    Ok(()) => return,
+                    // That caller gave up: try the next (its drop must not release this id).
+                    Err(mut lease) => {
+                        if let SharedLease::Shared { owner, .. } = &mut lease {
+                            *owner = Weak::new();
+                        }
+                    }
+                }
+            }
+            drop(waiters);
+            // Nobody here waits right now: keep it for the next request.
+            self.lock_spare().push((id, Instant::now()));
+            return;
+        }
+        self.release_to_redis(id);
+    }
+
+    fn release_to_redis(self: &Arc<Self>, id: i64) {
         self.live
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -438,6 +535,7 @@ impl SharedLimits {
                     .key(&keys.tokens)
                     .key(&keys.pause)
                     .key(&keys.seq)
+                    .key(&keys.wanted)
                     .arg(proc_id)
                     .arg(score)
                     .arg(args.0)
@@ -465,7 +563,11 @@ impl SharedLimits {
             return Some(RETRY_AFTER_FAILURE);
         };
         match answer.as_slice() {
-            [1, ids @ ..] => {
+            [1, others, ids @ ..] => {
+                self.note_others(*others);
+                // Leases nobody took (a waiter gave up) are released after the waiters' lock
+                // is let go: releasing may hand them to a waiter, which takes that lock.
+                let mut unclaimed = Vec::new();
                 let mut waiters = self.lock_waiters();
                 for &id in ids {
                     let lease = SharedLease::Shared {
@@ -477,14 +579,22 @@ impl SharedLimits {
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(id);
                     match waiters.pop_front() {
-                        // A waiter that gave up hands its lease straight back (its drop).
-                        Some(waiter) => drop(waiter.reply.send(lease)),
-                        None => drop(lease),
+                        Some(waiter) => {
+                            if let Err(lease) = waiter.reply.send(lease) {
+                                unclaimed.push(lease);
+                            }
+                        }
+                        None => unclaimed.push(lease),
                     }
                 }
+                drop(waiters);
+                drop(unclaimed);
                 Some(Duration::ZERO)
             }
-            [0, hint] if *hint > 0 => Some(Duration::from_millis(*hint as u64)),
+            [0, hint, others] => {
+                self.note_others(*others);
+                (*hint > 0).then(|| Duration::from_millis(*hint as u64))
+            }
             _ => None,
         }
     }
@@ -515,25 +625,34 @@ async fn drive(weak: Weak<SharedLimits>) {
     }
 }
 
-/// Wakes the driver whenever any process releases a lease.
+/// Wakes the driver whenever any process releases a lease, and notes when another process
+/// wants one (then leases go back through Redis instead of being handed on locally).
 async fn listen(weak: Weak<SharedLimits>) {
     loop {
         let Some(this) = weak.upgrade() else { return };
-        let channel = this.keys().channel;
+        let keys = this.keys();
         let client = this.client.clone();
+        let me = this.proc_id.clone();
         drop(this);
         let subscribed = async {
             let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
+            pubsub.subscribe(&keys.channel).await?;
+            pubsub.subscribe(&keys.wanted).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
         match tokio::time::timeout(REDIS_TIMEOUT * 2, subscribed).await {
             Ok(Ok(pubsub)) => {
                 let mut messages = pubsub.into_on_message();
-                while let Some(_message) = messages.next().await {
-                    match weak.upgrade() {
-                        Some(this) => this.wake.notify_waiters(),
-                        None => return,
+                while let Some(message) = messages.next().await {
+                    let Some(this) = weak.upgrade() else { return };
+                    if message.get_channel_name() == keys.wanted {
+                        let from: String = message.get_payload().unwrap_or_default();
+                        if from != me {
+                            this.others_waiting.store(true, Ordering::Release);
+                            this.release_spare(Duration::ZERO);
+                        }
+                    } else {
+                        this.wake.notify_waiters();
                     }
                 }
             }
@@ -546,7 +665,8 @@ async fn listen(weak: Weak<SharedLimits>) {
 async fn renew(weak: Weak<SharedLimits>) {
     loop {
         let Some(this) = weak.upgrade() else { return };
-        let every = this.options.lease / 3;
+        let every = (this.options.lease / 3).min(SPARE_IDLE);
+        this.release_spare(SPARE_IDLE);
         let ids: Vec<i64> = this
             .live
             .lock()

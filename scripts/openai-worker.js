@@ -1,12 +1,12 @@
-// One process of the shared-limits specs: an OpenAIPool driven by line commands on stdin, each
+// One process of the shared-limits specs and bench: an OpenAIPool driven by line commands on stdin, each
 // answered by one JSON line on stdout. Commands:
 //   init <json>            OpenAIPool.initialize(json)
 //   run <count> <callers>  `count` chat requests from `callers` concurrent loops; answers
-//                          { ok, errors, medianWaitMs, codes }
+//                          { ok, errors, codes, elapsedMs, medianWaitMs }
 //   stats                  { stats, queue }
 'use strict'
 const { createInterface } = require('node:readline')
-const { OpenAIPool, openai } = require('../..')
+const { OpenAIPool, openai } = require('..')
 
 async function run(count, callers) {
   let next = 0
@@ -26,9 +26,11 @@ async function run(count, callers) {
       }
     }
   }
+  const started = Date.now()
   await Promise.all(Array.from({ length: callers }, loop))
+  const elapsedMs = Date.now() - started
   waits.sort((a, b) => a - b)
-  return { ok, errors: count - ok, codes, medianWaitMs: waits.length ? waits[waits.length >> 1] : null }
+  return { ok, errors: count - ok, codes, elapsedMs, medianWaitMs: waits.length ? waits[waits.length >> 1] : null }
 }
 
 const lines = createInterface({ input: process.stdin })
