@@ -80,19 +80,19 @@ export declare class NativeOpenAiPool {
    */
   submitRequest(id: number, method: string, path: string, body?: string | undefined | null, model?: string | undefined | null, slotId?: number | undefined | null, priority?: string | undefined | null): void
   /**
-   * Starts a streaming request (retried only before its first byte); resolves to
-   * `{"stream":id}` or an error. The queue ticket is taken before this returns.
+   * Starts a streaming request (retried only before its first byte); resolves to the
+   * stream's id or the error. The queue ticket is taken before this returns.
    */
-  openStream(path: string, body: string, model?: string | undefined | null, slotId?: number | undefined | null, priority?: string | undefined | null): Promise<string>
+  openStream(path: string, body: string, model?: string | undefined | null, slotId?: number | undefined | null, priority?: string | undefined | null): Promise<NativeIdReply>
   /** The next chunk: `{"chunk":…}`, `{"done":true}` at the end, or an error (which ends it). */
   nextChunk(streamId: number): Promise<string>
   /** Ends a stream early: aborts its HTTP request and frees its slot now. */
   cancelStream(streamId: number): void
   /**
-   * Waits for a slot for an `executeRequest` callback; resolves to `{"slot":id}` or an error.
-   * The queue ticket is taken before this returns.
+   * Waits for a slot for an `executeRequest` callback; resolves to its id or the error. The
+   * queue ticket is taken before this returns.
    */
-  acquireSlot(model?: string | undefined | null, priority?: string | undefined | null): Promise<string>
+  acquireSlot(model?: string | undefined | null, priority?: string | undefined | null): Promise<NativeIdReply>
   releaseSlot(slotId: number): void
   stats(): NativeOpenAiStats
   queueStatus(): NativeQueueStatus
@@ -106,6 +106,17 @@ export declare class NativeOpenAiPool {
 
 /** The Content-Type that `renderMetrics` text must be served with. */
 export declare const METRICS_CONTENT_TYPE: string
+
+/** An `ApiError` as a typed object (openai-node's fields). */
+export interface NativeApiError {
+  name: string
+  message: string
+  status?: number
+  code?: string
+  type?: string
+  param?: string
+  requestId?: string
+}
 
 /** The effective configuration, with the connection string's password masked. */
 export interface NativeDatabaseConfig {
@@ -161,6 +172,12 @@ export interface NativeHealth {
   message: string
   /** Milliseconds the probe took; null when it failed. */
   responseTime?: number
+}
+
+/** An id (of a held slot or an open stream), or the error that kept it from being made. */
+export interface NativeIdReply {
+  id?: number
+  error?: NativeApiError
 }
 
 export interface NativeOpenAiConfig {

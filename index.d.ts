@@ -404,6 +404,16 @@ export interface OpenAIPoolConfig {
   rateLimitWindowMs?: number
   /** Every this many ms a request waits, it ranks one priority higher (no starvation). Default 10000; 0 = never. */
   priorityAgingMs?: number
+  /**
+   * A Redis (`redis://`, `rediss://`) through which `maxConcurrentRequests`, the budgets and the
+   * rate-limit pauses are shared by every process using the same `limitKey`. Without it the limits
+   * are this process's. Default: env `CONNECTION_POOLS_REDIS_URL`. Never shown.
+   */
+  redisUrl?: string
+  /** Default `'connection-pools:openai'`. */
+  limitKey?: string
+  /** A shared slot's expiry in ms, renewed while its request runs. Default 15000. */
+  leaseMs?: number
 }
 
 /** A request's place in the queue: `'high'` first, FIFO within a priority, aging lifts waiters. */
@@ -432,6 +442,10 @@ export interface EffectiveOpenAIPoolConfig {
   rateLimitWindowMs: number
   /** ms */
   priorityAgingMs: number
+  /** The Redis key prefix of the shared limits; null without `redisUrl` (the URL itself is never shown). */
+  limitKey: string | null
+  /** ms; null without `redisUrl` */
+  leaseMs: number | null
   /** Whether an API key is configured (the key itself is never shown). */
   hasApiKey: boolean
 }
@@ -465,6 +479,8 @@ export interface OpenAIStats {
   totalTokensUsed: number
   /** Extra attempts made. */
   retries: number
+  /** Requests that ran under this process's own limits because Redis (`redisUrl`) could not be reached. */
+  sharedLimitFallbacks: number
   /** Epoch ms of the last call, or null. */
   lastRequestTime: number | null
   /** Calls per model (from the request body's `model`, else executeRequest's). */

@@ -20,6 +20,7 @@ const ROUTES: Array<[string, string]> = [
   ['GET', '/openai/stats'],
   ['GET', '/openai/health'],
   ['GET', '/openai/queue'],
+  ['GET', '/openai/limits'],
   ['POST', '/openai/reset-stats'],
   ['GET', '/metrics'],
   ['GET', '/dashboard'],
@@ -141,6 +142,20 @@ test('GET /stats has the seed sample shape, with the configs trimmed to their se
   expect(Object.keys(dbOnly).sort()).toEqual(['config', 'stats'])
   const aiOnly = (await call('GET', '/openai/stats', auth)).json().data
   expect(Object.keys(aiOnly).sort()).toEqual(['config', 'queue', 'stats'])
+  expect((await call('GET', '/openai/limits', auth)).json()).toEqual({
+    success: true,
+    data: {
+      requestsPerMinute: null,
+      tokensPerMinute: null,
+      rateLimitWindowMs: 60000,
+      pausedForMs: 0,
+      byPriority: { high: 0, normal: 0, low: 0 },
+      shared: false,
+      limitKey: null,
+      leaseMs: null,
+      sharedLimitFallbacks: 0,
+    },
+  })
   expect((await call('GET', '/openai/queue', auth)).json()).toEqual({
     success: true,
     data: { queueLength: 0, activeRequests: 0, maxConcurrent: 10, byPriority: { high: 0, normal: 0, low: 0 }, pausedForMs: 0 },

@@ -66,9 +66,7 @@ class OpenAIClient {
 
   async _stream(path, body, options) {
     const native = pool()
-    const { stream: id } = parseReplySlot(
-      await native.openStream(path, JSON.stringify(body), modelOf(body, this._model), this._slot, priorityOf(options)),
-    )
+    const id = idOf(await native.openStream(path, JSON.stringify(body), modelOf(body, this._model), this._slot, priorityOf(options)))
     return new ChatCompletionStream(native, id)
   }
 
@@ -182,7 +180,7 @@ class OpenAIPool {
       throw new ConnectionPoolError('INVALID_ARGUMENT', 'executeRequest(fn, model): fn must be a function')
     }
     const native = pool()
-    const { slot } = parseReplySlot(await native.acquireSlot(model ?? null, priorityOf(options)))
+    const slot = idOf(await native.acquireSlot(model ?? null, priorityOf(options)))
     try {
       return await fn(new OpenAIClient(slot, model ?? null))
     } finally {
@@ -240,10 +238,10 @@ class OpenAIPool {
   }
 }
 
-function parseReplySlot(json) {
-  const reply = JSON.parse(json)
+/** A native `{ id, error }` reply: the id, or its error thrown. */
+function idOf(reply) {
   if (reply.error) throw new OpenAIError(reply.error)
-  return reply
+  return reply.id
 }
 
 /** The seed's openai.ts helper: true when the API answers. */

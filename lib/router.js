@@ -45,6 +45,23 @@ function openaiSection() {
   }
 }
 
+/** The OpenAI pool's budgets, pause, queue per priority and shared-limit state (the dashboard's tiles). */
+function openaiLimits() {
+  const config = OpenAIPool.getPoolConfig()
+  const queue = OpenAIPool.getQueueStatus()
+  return {
+    requestsPerMinute: config.requestsPerMinute,
+    tokensPerMinute: config.tokensPerMinute,
+    rateLimitWindowMs: config.rateLimitWindowMs,
+    pausedForMs: queue.pausedForMs,
+    byPriority: queue.byPriority,
+    shared: config.limitKey !== null,
+    limitKey: config.limitKey,
+    leaseMs: config.leaseMs,
+    sharedLimitFallbacks: OpenAIPool.getStats().sharedLimitFallbacks,
+  }
+}
+
 /** 503 when a pool is not configured or closed (the service is unavailable), else 500. */
 function statusFor(err) {
   const code = err?.code
@@ -124,6 +141,7 @@ function createConnectionsRouter(options = {}) {
   router.get('/openai/stats', answer(openaiSection))
   router.get('/openai/health', health(() => OpenAIPool.healthCheck()))
   router.get('/openai/queue', answer(() => OpenAIPool.getQueueStatus()))
+  router.get('/openai/limits', answer(openaiLimits))
   router.post(
     '/openai/reset-stats',
     answer(() => {

@@ -109,11 +109,12 @@
 
   var polls = 0
   function poll() {
-    Promise.all([settle(fetchSection('database/stats')), settle(fetchSection('openai/stats'))]).then(function (results) {
+    Promise.all([settle(fetchSection('database/stats')), settle(fetchSection('openai/stats')), settle(fetchSection('openai/limits'))]).then(function (results) {
       var t = Date.now() / 1000
       var db = results[0].ok ? results[0].ok.stats : null
       var ai = results[1].ok ? results[1].ok.stats : null
       var queue = results[1].ok ? results[1].ok.queue : null
+      var limits = results[2].ok ? results[2].ok : null
       var now = {
         t: t,
         dbTotal: db && db.totalQueries, dbFailed: db && db.failedQueries,
@@ -156,6 +157,16 @@
         tiles.push(tile('OpenAI requests', ai.totalRequests + ' <small>(' + ai.failedRequests + ' failed)</small>'))
         tiles.push(tile('Rate limited', ai.rateLimitedRequests))
         tiles.push(tile('Tokens', ai.totalTokensUsed))
+      }
+      if (limits) {
+        var budgets = []
+        if (limits.requestsPerMinute != null) budgets.push(limits.requestsPerMinute + ' req')
+        if (limits.tokensPerMinute != null) budgets.push(limits.tokensPerMinute + ' tokens')
+        tiles.push(tile('OpenAI budgets', budgets.length ? budgets.join(' · ') + ' <small>per ' + round(limits.rateLimitWindowMs / 1000) + ' s</small>' : 'none'))
+        tiles.push(tile('Rate-limit pause', limits.pausedForMs > 0 ? round(limits.pausedForMs) + ' ms left' : 'none'))
+        var p = limits.byPriority
+        tiles.push(tile('Queued by priority', p.high + ' / ' + p.normal + ' / ' + p.low + ' <small>(high / normal / low)</small>'))
+        tiles.push(tile('Shared limits', limits.shared ? 'Redis <small>(' + limits.sharedLimitFallbacks + ' local fallbacks)</small>' : 'this process'))
       }
       tilesEl.innerHTML = tiles.join('')
       var errors = results.filter(function (r) { return r.err }).map(function (r) { return r.err })

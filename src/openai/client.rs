@@ -552,7 +552,13 @@ impl OpenAiPool {
         if (200..300).contains(&status) {
             return Attempt::Success(response, lease);
         }
+        // Read from the headers alone, so that the pause is in place before anyone (a reader
+        // of the stats included) hears of the 429.
+        let wait = retry_after(&header, SystemTime::now());
         if status == 429 {
+            if let Some(wait) = wait {
+                self.pause(wait).await;
+            }
             self.accounting.count_rate_limited();
         }
         let text = tokio::time::timeout(timeout, read_body(response.into_body(), MAX_BODY_BYTES))
@@ -567,12 +573,6 @@ impl OpenAiPool {
             header: &header,
             error_code: error.code.as_deref(),
         });
-        let wait = retry_after(&header, SystemTime::now());
-        if status == 429 {
-            if let Some(wait) = wait {
-                self.pause(wait).await;
-            }
-        }
         Attempt::Failed {
             wait,
             error,

@@ -41,6 +41,61 @@ pub struct NativeOpenAiPool {
     replies: std::sync::OnceLock<Arc<Replies>>,
 }
 
+/// An id (of a held slot or an open stream), or the error that kept it from being made.
+#[napi(object)]
+pub struct NativeIdReply {
+    pub id: Option<u32>,
+    pub error: Option<NativeApiError>,
+}
+
+/// An `ApiError` as a typed object (openai-node's fields).
+#[napi(object)]
+pub struct NativeApiError {
+    pub name: String,
+    pub message: String,
+    pub status: Option<u32>,
+    pub code: Option<String>,
+    #[napi(js_name = "type")]
+    pub error_type: Option<String>,
+    pub param: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl NativeIdReply {
+    fn failed(error: ApiError) -> Self {
+        NativeIdReply {
+            id: None,
+            error: Some(NativeApiError {
+                name: error.name.to_string(),
+                message: error.message,
+                status: error.status.map(u32::from),
+                code: error.code,
+                error_type: error.error_type,
+                param: error.param,
+                request_id: error.request_id,
+            }),
+        }
+    }
+}
+
+/// `work`'s id, or its error; a panic becomes an error too, never crossing into Node.
+async fn settle_id(
+    work: impl std::future::Future<Output = Result<u32, ApiError>>,
+) -> NativeIdReply {
+    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+        Ok(Ok(id)) => NativeIdReply {
+            id: Some(id),
+            error: None,
+        },
+        Ok(Err(error)) => NativeIdReply::failed(error),
+        Err(panic) => NativeIdReply::failed(ApiError::local(
+            "APIError",
+            "INTERNAL",
+            PoolError::from_panic(panic).to_string(),
+        )),
+    }
+}
+
 /// The queue ticket of a call, taken now; `None` for a call on a slot `executeRequest` holds.
 fn ticket(
     pool: &OpenAiPool,
@@ -255,9 +310,9 @@ impl NativeOpenAiPool {
         Ok(())
     }
 
-    /// Starts a streaming request (retried only before its first byte); resolves to
-    /// `{"stream":id}` or an error. The queue ticket is taken before this returns.
-    #[napi(ts_return_type = "Promise<string>")]
+    /// Starts a streaming request (retried only before its first byte); resolves to the
+    /// stream's id or the error. The queue ticket is taken before this returns.
+    #[napi(ts_return_type = "Promise<NativeIdReply>")]
     pub fn open_stream<'env>(
         &self,
         env: &'env Env,
@@ -266,14 +321,14 @@ impl NativeOpenAiPool {
         model: Option<String>,
         slot_id: Option<u32>,
         priority: Option<String>,
-    ) -> napi::Result<PromiseRaw<'env, String>> {
+    ) -> napi::Result<PromiseRaw<'env, NativeIdReply>> {
         let (pool, streams) = (self.inner.clone(), self.streams.clone());
         let early = ticket(&pool, &path, Some(&body), slot_id, priority.as_deref());
         env.spawn_future(async move {
             Ok(match early {
-                Err(error) => error.envelope(),
+                Err(error) => NativeIdReply::failed(error),
                 Ok(queued) => {
-                    Box::pin(settle_to_json(async move {
+                    Box::pin(settle_id(async move {
                         let idle = pool.config.request_timeout;
                         let stream = stream::ChatStream::open(
                             pool,
@@ -284,8 +339,7 @@ impl NativeOpenAiPool {
                             queued.map(|(p, a)| client::Place::Waiting(p, a)),
                         )
                         .await?;
-                        let id = streams.insert(stream, idle);
-                        Ok::<_, ApiError>(format!("{{\"stream\":{id}}}"))
+                        Ok::<_, ApiError>(streams.insert(stream, idle))
                     }))
                     .await
                 }
@@ -332,15 +386,15 @@ impl NativeOpenAiPool {
         self.streams.remove(stream_id);
     }
 
-    /// Waits for a slot for an `executeRequest` callback; resolves to `{"slot":id}` or an error.
-    /// The queue ticket is taken before this returns.
-    #[napi(ts_return_type = "Promise<string>")]
+    /// Waits for a slot for an `executeRequest` callback; resolves to its id or the error. The
+    /// queue ticket is taken before this returns.
+    #[napi(ts_return_type = "Promise<NativeIdReply>")]
     pub fn acquire_slot<'env>(
         &self,
         env: &'env Env,
         model: Option<String>,
         priority: Option<String>,
-    ) -> napi::Result<PromiseRaw<'env, String>> {
+    ) -> napi::Result<PromiseRaw<'env, NativeIdReply>> {
         let pool = self.inner.clone();
         let early = priority_of(priority.as_deref()).and_then(|priority| {
             pool.enqueue(queue::Ask {
@@ -350,15 +404,8 @@ impl NativeOpenAiPool {
         });
         env.spawn_future(async move {
             Ok(match early {
-                Err(error) => error.envelope(),
-                Ok(pending) => {
-                    settle_to_json(async move {
-                        pool.acquire_slot(model, pending)
-                            .await
-                            .map(|id| format!("{{\"slot\":{id}}}"))
-                    })
-                    .await
-                }
+                Err(error) => NativeIdReply::failed(error),
+                Ok(pending) => settle_id(pool.acquire_slot(model, pending)).await,
             })
         })
     }
