@@ -4,9 +4,10 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { chmodSync, existsSync, writeFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { connect, createServer } from 'node:net'
+import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
+import { freePort } from './free-port.js'
 
 const CANDIDATES = ['/usr/sbin/pgbouncer', '/usr/bin/pgbouncer', '/usr/local/bin/pgbouncer']
 
@@ -21,18 +22,6 @@ function supportsPreparedStatements(binary) {
   const version = spawnSync(binary, ['--version'], { encoding: 'utf8' }).stdout ?? ''
   const [, major, minor] = version.match(/PgBouncer (\d+)\.(\d+)/) ?? []
   return Number(major) > 1 || (Number(major) === 1 && Number(minor) >= 21)
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.unref()
-    server.on('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address()
-      server.close(() => resolve(port))
-    })
-  })
 }
 
 /** Resolves once something accepts TCP connections on the port (or rejects when `exited` does). */

@@ -5,7 +5,8 @@
 const { spawn } = require('node:child_process')
 const { once } = require('node:events')
 const { accessSync, constants, mkdtempSync, rmSync } = require('node:fs')
-const { createConnection, createServer } = require('node:net')
+const { createConnection } = require('node:net')
+const { freePort } = require('./free-port.js')
 const { tmpdir } = require('node:os')
 const path = require('node:path')
 
@@ -18,17 +19,6 @@ function redisServerBinary() {
     } catch {}
   }
   return null
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.on('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address()
-      server.close(() => resolve(port))
-    })
-  })
 }
 
 function accepting(port) {
