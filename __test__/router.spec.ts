@@ -4,7 +4,7 @@
 import express from 'express'
 import type { Server } from 'node:http'
 import { createConnectionsRouter, DatabasePool, OpenAIPool, supabaseAdmin, openai, ConnectionPoolError } from '..'
-import { closedPort, databasePassword, rejectionOf, taggedUrl, uniqueName } from './helpers'
+import { closedPort, databasePassword, eventually, rejectionOf, taggedUrl, uniqueName } from './helpers'
 import { openMetricsParserAvailable, parseOpenMetrics, sampleValue } from './openmetrics'
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -215,6 +215,9 @@ withParser('/metrics parses with the Prometheus parser and agrees with getStats(
   await openai.embeddings.create({ model: 'text-embedding-3-small', input: 'b' })
   stand.enqueue({ status: 429, headers: { 'retry-after-ms': '1' }, body: { error: { message: 'slow down', type: 'rate_limit' } } })
   await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'c' }] })
+  // The pool opens its minConnections (4 here) in the background; the scrape and getStats() must
+  // read the same gauges, so wait until they have stopped moving.
+  await eventually(() => DatabasePool.getStats().totalConnections === 4)
 
   const res = await call('GET', '/metrics', auth)
   expect(res.headers.get('content-type')).toBe('application/openmetrics-text; version=1.0.0; charset=utf-8')
