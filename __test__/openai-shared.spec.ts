@@ -15,6 +15,7 @@ const { startOpenAIStandIn } = require('../scripts/openai-stand-in.js')
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const { startRedisServer, redisServerBinary } = require('../scripts/redis-server.js')
 const describeWithRedis = redisServerBinary() || process.env.CI ? describe : describe.skip
+if (!redisServerBinary()) console.warn('redis-server is missing: the shared-limit specs are skipped (apt-get install redis-server)')
 
 /** One OpenAIPool process (scripts/openai-worker.js), driven by line commands. */
 class Worker {

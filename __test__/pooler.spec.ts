@@ -9,6 +9,7 @@ import { parameterCases, resultCases } from './type-cases'
 
 const bouncerUrl = process.env.CP_TEST_PGBOUNCER_URL
 const describeWithBouncer = bouncerUrl || process.env.CI ? describe : describe.skip
+if (!bouncerUrl) console.warn('pgbouncer is missing: the transaction-pooler specs are skipped (apt-get install pgbouncer)')
 const secret = 'pooler-jwt-secret-with-at-least-32-characters!'
 const table = uniqueName('cp_pooled')
 const notes = uniqueName('cp_pooled_notes')
