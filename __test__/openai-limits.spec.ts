@@ -65,32 +65,36 @@ test('tokensPerMinute: requests are estimated with the tokenizer, those that do 
 test('a response saying the request budget is spent pauses every request until its reset', async () => {
   useServer({ maxConcurrentRequests: 10 })
   server.enqueue({ headers: { 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '500ms' } })
+  // The pause begins when that response arrives, after this moment: a safe lower bound.
+  const sentAt = Date.now()
   const first = await openai.chat.completions.create(chat('spent'))
-  const answeredAt = Date.now()
   expect(first.choices[0].message.content).toBe('echo: spent')
   expect(OpenAIPool.getQueueStatus().pausedForMs).toBeGreaterThan(0)
   const arrivalsBefore = server.state.arrivals.length
   await Promise.all(Array.from({ length: 3 }, (_, i) => openai.chat.completions.create(chat(`after${i}`))))
   const later = server.state.arrivals.slice(arrivalsBefore)
   expect(later).toHaveLength(3)
-  // Nothing was sent during the pause (the 500 ms began when the response was read, a moment
-  // before `answeredAt`).
-  for (const at of later) expect(at).toBeGreaterThanOrEqual(answeredAt + 400)
+  // Nothing was sent during the pause.
+  for (const at of later) expect(at).toBeGreaterThanOrEqual(sentAt + 500)
   expect(OpenAIPool.getQueueStatus().pausedForMs).toBe(0)
 })
 
 test('a 429 pauses everyone, not only the request that is retried', async () => {
   useServer({ maxConcurrentRequests: 10 })
   server.enqueue({ status: 429, headers: { 'retry-after-ms': '300' }, body: { error: { message: 'slow down', type: 'requests', param: null, code: 'rate_limit_exceeded' } } })
+  // The pause begins when the 429 arrives, after this moment: a safe lower bound.
+  const sentAt = Date.now()
   const limited = openai.chat.completions.create(chat('limited'))
   await new Promise<void>((resolve) => {
     const check = () => (OpenAIPool.getStats().rateLimitedRequests === 1 ? resolve() : setImmediate(check))
     check()
   })
-  const sawAt = Date.now()
   const other = await openai.chat.completions.create(chat('other'))
   expect(other.choices[0].message.content).toBe('echo: other')
-  expect(Date.now() - sawAt).toBeGreaterThanOrEqual(200)
+  // `other` was sent once the 429 was counted, which is after the pause began: it reached the
+  // server only when the pause was over.
+  const otherArrival = server.state.arrivals[server.state.contents.indexOf('other')]
+  expect(otherArrival).toBeGreaterThanOrEqual(sentAt + 300)
   expect((await limited).choices[0].message.content).toBe('echo: limited')
 })
 

@@ -116,7 +116,9 @@ describeWithRedis('limits shared through Redis', () => {
     holder.child.kill('SIGKILL')
     // Its sockets close (the server sees 0), then its leases expire and the other takes 10.
     await eventually(() => server.state.inFlight === 10 && server.state.requests > 10, LEASE + 5_000)
-    expect(Date.now() - killed).toBeLessThanOrEqual(LEASE + 1000)
+    const recovered = Date.now() - killed
+    console.log(`kill -9 of the lease holder: the other process at 10 in flight after ${recovered} ms (leaseMs ${LEASE})`)
+    expect(recovered).toBeLessThanOrEqual(LEASE + 1000)
     expect(await otherRun).toMatchObject({ ok: 40, errors: 0 })
     expect(server.state.peakInFlight).toBeLessThanOrEqual(10)
   }, 60_000)
@@ -147,11 +149,13 @@ describeWithRedis('limits shared through Redis', () => {
     const b = worker()
     await Promise.all([a.init(config), b.init(config)])
     server.enqueue({ headers: { 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '800ms' } })
+    // The pause begins when A's response arrives, after this moment: a safe lower bound.
+    const sentAt = Date.now()
     await a.send('run 1 1')
-    const answeredAt = Date.now()
     const before = server.state.arrivals.length
     expect(await b.send('run 3 3')).toMatchObject({ ok: 3 })
-    for (const at of server.state.arrivals.slice(before)) expect(at).toBeGreaterThanOrEqual(answeredAt + 500)
+    // (Redis's clock is read in whole milliseconds, as Date.now() is.)
+    for (const at of server.state.arrivals.slice(before)) expect(at).toBeGreaterThanOrEqual(sentAt + 800 - 1)
   }, 30_000)
 
   test('Redis stopped mid-run: requests keep succeeding under the local caps, counted; shared limits resume when it is back', async () => {

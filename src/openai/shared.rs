@@ -56,7 +56,12 @@ end
 local paused = tonumber(redis.call('GET', pause) or '0')
 if paused > now then return wait(paused - now) end
 local free = max_conc - redis.call('ZCARD', leases)
-if free <= 0 then return wait(-1) end
+if free <= 0 then
+  -- Look again when the first lease would expire (its holder may have died): a release wakes
+  -- us sooner, an expiry does not publish.
+  local first = redis.call('ZRANGE', leases, 0, 0, 'WITHSCORES')
+  return wait(tonumber(first[2]) - now + 1)
+end
 local rank = redis.call('ZRANK', procs, proc)
 if rank >= free then return wait(-1) end
 local grant = want
