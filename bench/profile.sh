@@ -4,6 +4,7 @@
 # so the addon's frames have names. Needs `perf` (Debian: linux-perf) and `npm run build` first.
 #   bench/profile.sh                 # 5 s, report to stdout
 #   PROFILE_MS=10000 bench/profile.sh
+#   PROFILE_SHAPE=anon PROFILE_CALLERS=10 bench/profile.sh   # builder on a user client (also: raw, builder)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=$(mktemp /tmp/connection-pools-perf.XXXXXX)

@@ -13,23 +13,41 @@ pub struct RoleContext {
     pub claims: String,
 }
 
+/// The statement that takes the role and claims for the current transaction only; prepared once
+/// per connection, its values bound.
+pub const SET_ROLE_SQL: &str =
+    "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true)";
+
 impl RoleContext {
+    /// The role and claims as `SET_ROLE_SQL`'s two bound values. A NUL cannot reach the server
+    /// as text, so it is refused here with the error a bad token gets.
+    pub fn bound_values(&self) -> Result<[&str; 2], PoolError> {
+        if self.role.contains('\0') || self.claims.contains('\0') {
+            return Err(nul_refused());
+        }
+        Ok([&self.role, &self.claims])
+    }
+
     /// `BEGIN` and the role and claims for this transaction only (`set_config(..., true)`), as
     /// one simple-query text that goes out in the same flight as the statement and its `COMMIT`.
-    /// The values are escape-string literals (`ident::quote_literal`), the one place a
-    /// caller-influenced value is not a bound parameter: the simple-query protocol has none, and
-    /// one flight instead of two is most of a user client's cost.
+    /// Used where nothing may be prepared (behind a transaction pooler): the values are
+    /// escape-string literals (`ident::quote_literal`), as the simple-query protocol has no
+    /// parameters. Elsewhere `SET_ROLE_SQL` is prepared and its values bound.
     pub fn begin_sql(&self) -> Result<String, PoolError> {
         let (Some(role), Some(claims)) = (quote_literal(&self.role), quote_literal(&self.claims))
         else {
-            return Err(PoolError::InvalidToken(
-                "invalid access token: its role or claims contain a NUL character".into(),
-            ));
+            return Err(nul_refused());
         };
         Ok(format!(
             "BEGIN; SELECT set_config('role', {role}, true), set_config('request.jwt.claims', {claims}, true)"
         ))
     }
+}
+
+fn nul_refused() -> PoolError {
+    PoolError::InvalidToken(
+        "invalid access token: its role or claims contain a NUL character".into(),
+    )
 }
 
 #[cfg(test)]
@@ -61,5 +79,6 @@ mod tests {
             claims: "{\"x\":\"\0\"}".into(),
         };
         assert_eq!(context.begin_sql().unwrap_err().code(), "INVALID_TOKEN");
+        assert_eq!(context.bound_values().unwrap_err().code(), "INVALID_TOKEN");
     }
 }

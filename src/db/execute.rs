@@ -3,9 +3,11 @@
 //! text while they stream in.
 //!
 //! A user client's statement goes out as one group, queued together so that nothing lands
-//! between its parts: `BEGIN; set_config(role…), set_config(claims…)`, the statement, `COMMIT`.
-//! One flight, one transaction: if the role cannot be taken the statement fails with 25P02
-//! instead of running as anyone else, and if the statement fails `COMMIT` rolls back.
+//! between its parts: `BEGIN`, `set_config(role…), set_config(claims…)`, the statement,
+//! `COMMIT`, each a prepared statement (the role and claims bound). One flight, one transaction:
+//! if the role cannot be taken the statement fails with 25P02 instead of running as anyone else,
+//! and if the statement fails `COMMIT` rolls back. Prepared, the role and claims are bound values
+//! and the server does not parse `BEGIN; select set_config(…)` per statement.
 //!
 //! Behind a transaction pooler (`policy.one_flight`) nothing may rely on server state from an
 //! earlier flight, so there is no prepare: the statement goes out as Parse, Bind, Describe,
@@ -16,7 +18,7 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Statement};
 
 use super::connection::Conn;
-use super::context::RoleContext;
+use super::context::{RoleContext, SET_ROLE_SQL};
 use super::params::{encode_all, EncodedParam, Param, TextParam};
 use super::policy::StatementPolicy;
 use super::retry::{classify, is_session_end, Failure, Stage};
@@ -183,12 +185,8 @@ pub async fn run(
     style: ValueStyle,
     role: Option<&RoleContext>,
 ) -> Result<QueryOutput, Failure> {
-    let begin = role
-        .map(RoleContext::begin_sql)
-        .transpose()
-        .map_err(Failure::Final)?;
     let running = conn.track_statement();
-    let result = run_bounded(conn, policy, sql, params, style, begin.as_deref()).await;
+    let result = run_bounded(conn, policy, sql, params, style, role).await;
     // A fast shutdown (or pg_terminate_backend) ends the session with 57P01 on the statement
     // the server was running; the ones pipelined behind it see only a closed connection, but
     // they never ran either, so they may run again elsewhere.
@@ -212,22 +210,32 @@ async fn run_bounded(
     sql: &str,
     params: &[Param],
     style: ValueStyle,
-    begin: Option<&str>,
+    role: Option<&RoleContext>,
 ) -> Result<QueryOutput, Failure> {
     if policy.one_flight {
+        let begin = role
+            .map(RoleContext::begin_sql)
+            .transpose()
+            .map_err(Failure::Final)?;
         if conn.is_closed() {
             return Err(closed_before_send());
         }
-        let client = conn.client();
-        let rows = collect_one_flight(client, sql, params, style);
+        let rows = collect_one_flight(conn.client(), sql, params, style);
         return policy
-            .bounded(conn, Box::pin(in_role(conn, begin, rows)))
+            .bounded(conn, Box::pin(in_simple_role(conn, begin.as_deref(), rows)))
             .await;
     }
     let prepared_and_run = async {
+        let role = match role {
+            Some(role) => Some(RoleStatements::prepare(conn, role).await?),
+            None => None,
+        };
         let (statement, encoded) = prepare(conn, sql, params).await?;
         let rows = collect(conn.client(), &statement, &encoded, style);
-        in_role(conn, begin, rows).await
+        match role {
+            Some(role) => role.around(conn, rows).await,
+            None => alone(conn, rows).await,
+        }
     };
     policy.bounded(conn, Box::pin(prepared_and_run)).await
 }
@@ -238,16 +246,89 @@ fn closed_before_send() -> Failure {
     ))
 }
 
-/// Queues `rows` alone, or between a user client's `BEGIN; set_config…` and `COMMIT`.
-async fn in_role(
+async fn alone(
+    conn: &Conn,
+    rows: impl std::future::Future<Output = Result<String, RowsError>>,
+) -> Result<QueryOutput, Failure> {
+    let json = conn.queued(rows).await.map_err(rows_failure)?;
+    Ok(QueryOutput { json })
+}
+
+/// A user client's `BEGIN`, role and claims, and `COMMIT`, prepared on this connection.
+struct RoleStatements<'a> {
+    begin: Statement,
+    set_role: Statement,
+    commit: Statement,
+    values: [&'a str; 2],
+}
+
+impl<'a> RoleStatements<'a> {
+    async fn prepare(conn: &Conn, role: &'a RoleContext) -> Result<Self, Failure> {
+        let values = role.bound_values().map_err(Failure::Final)?;
+        if conn.is_closed() {
+            return Err(closed_before_send());
+        }
+        let prepare = |sql| async move {
+            conn.prepare_cached(sql)
+                .await
+                .map_err(|e| classify(&e, Stage::BeforeSend))
+        };
+        Ok(RoleStatements {
+            begin: prepare("BEGIN").await?,
+            set_role: prepare(SET_ROLE_SQL).await?,
+            commit: prepare("COMMIT").await?,
+            values,
+        })
+    }
+
+    /// Queues `rows` between them, in one flight.
+    async fn around(
+        self,
+        conn: &Conn,
+        rows: impl std::future::Future<Output = Result<String, RowsError>>,
+    ) -> Result<QueryOutput, Failure> {
+        let client = conn.client();
+        let no_values: [&str; 0] = [];
+        let (began, set, rows, committed) = conn
+            .queued(futures::future::join4(
+                run_to_end(client, &self.begin, no_values),
+                run_to_end(client, &self.set_role, self.values),
+                rows,
+                run_to_end(client, &self.commit, no_values),
+            ))
+            .await;
+        // The first failure is the cause: a role that could not be taken makes the statement
+        // fail with 25P02, and a failed statement makes COMMIT a rollback.
+        began.map_err(|e| classify(&e, Stage::Sent))?;
+        set.map_err(|e| classify(&e, Stage::Sent))?;
+        let json = rows.map_err(rows_failure)?;
+        committed.map_err(|e| classify(&e, Stage::Sent))?;
+        Ok(QueryOutput { json })
+    }
+}
+
+/// Runs a statement whose rows nobody reads; the request is queued on the first poll.
+async fn run_to_end<const N: usize>(
+    client: &Client,
+    statement: &Statement,
+    values: [&str; N],
+) -> Result<(), tokio_postgres::Error> {
+    let stream = client.query_raw(statement, values).await?;
+    futures::pin_mut!(stream);
+    while stream.try_next().await?.is_some() {}
+    Ok(())
+}
+
+/// Behind a transaction pooler: queues `rows` alone, or between a user client's
+/// `BEGIN; set_config…` (one simple query, nothing prepared) and `COMMIT`.
+async fn in_simple_role(
     conn: &Conn,
     begin: Option<&str>,
     rows: impl std::future::Future<Output = Result<String, RowsError>>,
 ) -> Result<QueryOutput, Failure> {
     let client = conn.client();
     let Some(begin) = begin else {
-        let json = conn.queued(rows).await.map_err(rows_failure)?;
-        return Ok(QueryOutput { json });
+        return alone(conn, rows).await;
     };
     let (began, rows, committed) = conn
         .queued(futures::future::join3(
@@ -256,8 +337,6 @@ async fn in_role(
             client.batch_execute("COMMIT"),
         ))
         .await;
-    // The first failure is the cause: a role that could not be taken makes the statement fail
-    // with 25P02, and a failed statement makes COMMIT a rollback.
     began.map_err(|e| classify(&e, Stage::Sent))?;
     let json = rows.map_err(rows_failure)?;
     committed.map_err(|e| classify(&e, Stage::Sent))?;
