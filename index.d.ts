@@ -1,3 +1,5 @@
+import type { PostgrestClient } from '@supabase/postgrest-js'
+
 // Types for connection-pools. Hand-written for the JS facade in index.js; the native binding's
 // generated types are in binding.d.ts.
 
@@ -73,6 +75,11 @@ export interface DatabasePoolConfig {
    * `[anonRole, authenticatedRole, 'service_role']`.
    */
   allowedRoles?: string[]
+  /**
+   * The schemas the builder (`from`, `rpc`, `schema()`) may reach, as PostgREST's `db-schemas`;
+   * the first is the default. Others answer PGRST106 (406). Default `['public']`.
+   */
+  schemas?: string[]
 }
 
 /** The effective configuration; the connection string's password is shown as `****`. */
@@ -162,85 +169,21 @@ export type QueryParam =
   | QueryParam[]
   | { [key: string]: unknown }
 
-/** postgrest-js's error shape: database errors carry the SQLSTATE in `code`. */
-export interface PostgrestError {
-  message: string
-  details: string | null
-  hint: string | null
-  /** SQLSTATE (`23505`), or PostgREST's own (`PGRST116`, `PGRST100`, `PGRST301`). */
-  code: string
-}
+/**
+ * The builder's entry points are postgrest-js's own (`from`, `rpc`, `schema`), so their types
+ * are too: give a client the `Database` type that `supabase gen types typescript` writes and
+ * rows, embedded resources and `single()` are typed as with `createClient<Database>()`.
+ */
+export type SupabaseBuilder<Database = any> = Pick<PostgrestClient<Database>, 'from' | 'rpc' | 'schema'>
 
-/** What an awaited builder resolves to; database errors land in `error`, not thrown. */
-export interface PostgrestResponse<T> {
-  data: T | null
-  error: PostgrestError | null
-  /** With `{ count }`: the matching rows (select) or the affected rows (mutations); else null. */
-  count: number | null
-  /** 200 OK, 201 Created, 204 No Content, or PostgREST's status for the error (409, 404, 406, ...). */
-  status: number
-  statusText: string
-}
-
-export type CountOption = 'exact' | 'planned' | 'estimated'
-
-/** A builder after `single()`/`maybeSingle()`: resolves to one row (or null). */
-export interface PostgrestSingleBuilder<T> extends PromiseLike<PostgrestResponse<T>> {
-  /** Throw a `PostgrestError` instead of resolving with `error`. */
-  throwOnError(): this
-}
-
-/** Filters, modifiers and result options of a builder chain (postgrest-js's names). */
-export interface PostgrestFilterBuilder<T extends Row = Row> extends PromiseLike<PostgrestResponse<T[]>> {
-  eq(column: string, value: unknown): this
-  neq(column: string, value: unknown): this
-  gt(column: string, value: unknown): this
-  gte(column: string, value: unknown): this
-  lt(column: string, value: unknown): this
-  lte(column: string, value: unknown): this
-  /** `*` works as `%`, as in PostgREST. */
-  like(column: string, pattern: string): this
-  ilike(column: string, pattern: string): this
-  is(column: string, value: null | boolean): this
-  in(column: string, values: readonly unknown[]): this
-  /** `@>`: arrays, jsonb (pass an object), ranges. */
-  contains(column: string, value: unknown): this
-  /** `<@` */
-  containedBy(column: string, value: unknown): this
-  /** `&&` */
-  overlaps(column: string, value: unknown): this
-  /** `eq` for every key. */
-  match(query: Record<string, unknown>): this
-  /** e.g. `not('id', 'in', '(1,2)')`, `not('name', 'is', null)`: value in PostgREST syntax. */
-  not(column: string, operator: string, value: unknown): this
-  /** PostgREST logic syntax: `or('age.gt.30,and(name.eq.Ann,active.is.true)')`; parsed, never pasted. */
-  or(filters: string): this
-  /** `filter('id', 'in', '(1,2)')`: operator and value in PostgREST syntax. */
-  filter(column: string, operator: string, value: unknown): this
-  /** After insert/update/upsert/delete: also return the affected rows. */
-  select<R extends Row = Row>(columns?: string): PostgrestFilterBuilder<R>
-  order(column: string, options?: { ascending?: boolean; nullsFirst?: boolean }): this
-  limit(count: number): this
-  /** Rows `from` to `to`, both included, 0-based. */
-  range(from: number, to: number): this
-  /** Exactly one row, else `PGRST116` with status 406. */
-  single(): PostgrestSingleBuilder<T>
-  /** One row or null; more than one is `PGRST116`. */
-  maybeSingle(): PostgrestSingleBuilder<T | null>
-  throwOnError(): this
-}
-
-/** `client.from(table)`: the start of a builder chain. */
-export interface PostgrestQueryBuilder {
-  /** `columns`: `*`, `id, name`, `alias:column`, `column::text`. Related-table embedding is not supported yet. */
-  select<R extends Row = Row>(columns?: string, options?: { head?: boolean; count?: CountOption }): PostgrestFilterBuilder<R>
-  /** Missing keys are NULL (postgrest-js's default). Resolves with data null unless `.select()` follows. */
-  insert(values: Row | Row[], options?: { count?: CountOption }): PostgrestFilterBuilder
-  /** `onConflict` defaults to the primary key. */
-  upsert(values: Row | Row[], options?: { onConflict?: string; ignoreDuplicates?: boolean; count?: CountOption }): PostgrestFilterBuilder
-  update(values: Row, options?: { count?: CountOption }): PostgrestFilterBuilder
-  delete(options?: { count?: CountOption }): PostgrestFilterBuilder
-}
+export type {
+  PostgrestResponse,
+  PostgrestSingleResponse,
+  PostgrestMaybeSingleResponse,
+  PostgrestFilterBuilder,
+  PostgrestQueryBuilder,
+  PostgrestClient,
+} from '@supabase/postgrest-js'
 
 /**
  * A client bound to an identity. Every call goes to the current pool.
@@ -248,17 +191,13 @@ export interface PostgrestQueryBuilder {
  * role with `request.jwt.claims` set (row-level security applies), as PostgREST does.
  */
 /** What a transaction's callback can do: the statement and builder calls of a client. */
-export interface TransactionClient {
+export interface TransactionClient<Database = any> extends SupabaseBuilder<Database> {
   /**
    * Runs one statement inside the transaction. A failed statement aborts the transaction: it
    * is rolled back when the callback ends, and `transaction()` rejects (with the callback's
    * error, or with 25P02 if the callback caught the failure and went on).
    */
   query<R extends Row = Row>(sql: string, params?: QueryParam[] | null): Promise<QueryResult<R>>
-  /** The supabase-js query builder, inside the transaction. */
-  from(table: string): PostgrestQueryBuilder
-  /** rpc(), inside the transaction. */
-  rpc(fn: string, args?: Record<string, unknown>, options?: { head?: boolean; count?: CountOption }): PostgrestFilterBuilder<any>
 }
 
 export interface TransactionOptions {
@@ -268,17 +207,13 @@ export interface TransactionOptions {
   readOnly?: boolean
 }
 
-export interface DatabaseClient {
+export interface DatabaseClient<Database = any> extends SupabaseBuilder<Database> {
   readonly kind: 'admin' | 'anon' | 'user'
   /**
    * Runs one statement; parameters are bound ($1, $2, ...), never interpolated.
    * Rejects with a `DatabaseError` (code = SQLSTATE) or a `ConnectionPoolError`.
    */
   query<R extends Row = Row>(sql: string, params?: QueryParam[] | null): Promise<QueryResult<R>>
-  /** The supabase-js query builder on `table` (or `schema.table`). */
-  from(table: string): PostgrestQueryBuilder
-  /** Calls a Postgres function with named arguments; a scalar result comes back as the bare value. */
-  rpc(fn: string, args?: Record<string, unknown>, options?: { head?: boolean; count?: CountOption }): PostgrestFilterBuilder<any>
   /**
    * Runs `fn` in a transaction on one connection, as this client's identity (a user client's
    * role and claims are set once, for the whole transaction, so RLS applies as that user).
@@ -286,14 +221,15 @@ export interface DatabaseClient {
    * rejects with that error) or when a statement in it failed (25P02). Waits for a connection
    * at most `connectionTimeout`, and never behind more than one pipeline's flight.
    */
-  transaction<T>(fn: (tx: TransactionClient) => Promise<T> | T, options?: TransactionOptions): Promise<Awaited<T>>
+  transaction<T>(fn: (tx: TransactionClient<Database>) => Promise<T> | T, options?: TransactionOptions): Promise<Awaited<T>>
 }
 
 export declare class DatabasePool {
   /** Validates `config` (throws `INVALID_CONFIG`) and replaces the current pool. Opens no connection. */
   static initialize(config?: DatabasePoolConfig): void
   /** The admin client (login role), a singleton. */
-  static getAdminClient(): DatabaseClient
+  static getAdminClient<Database = any>(): DatabaseClient<Database>
+  // (The same singleton as `supabaseAdmin`: `getAdminClient<Database>()` is its typed form.)
   /**
    * No options: the anonymous client (a singleton, role `anonRole`). `{ accessToken }`: a client
    * for that user. The JWT is verified now when its key is at hand (HS256 with `jwtSecret`, or a
@@ -302,7 +238,7 @@ export declare class DatabasePool {
    * the client's first statement; that statement then rejects with `INVALID_TOKEN` (builder:
    * `PGRST301`, status 401) if the token fails.
    */
-  static getUserClient(options?: { accessToken?: string }): DatabaseClient
+  static getUserClient<Database = any>(options?: { accessToken?: string }): DatabaseClient<Database>
   /**
    * Runs `fn` and returns its result. Statements inside are retried by the pool when they
    * provably did not run; `fn` itself is never re-run. `isAdmin` is the seed's argument, accepted
@@ -353,15 +289,8 @@ export declare class DatabaseError extends Error {
   readonly severity?: string
 }
 
-/** Thrown by `throwOnError()`. */
-export declare class PostgrestError extends Error {
-  readonly name: 'PostgrestError'
-  // Not readonly: these merge with the PostgrestError interface above (the `error` of a
-  // response), and merged declarations must agree.
-  code: string
-  details: string | null
-  hint: string | null
-}
+/** Thrown by `throwOnError()`: postgrest-js's own class. */
+export { PostgrestError } from '@supabase/postgrest-js'
 
 /** The seed's admin client export (database.ts). */
 export declare const supabaseAdmin: DatabaseClient

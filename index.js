@@ -9,7 +9,7 @@
 const database = require('./lib/database')
 const openai = require('./lib/openai')
 const errors = require('./lib/errors')
-const builder = require('./lib/builder')
+const { PostgrestError } = require('@supabase/postgrest-js')
 const router = require('./lib/router')
 
 exports.DatabasePool = database.DatabasePool
@@ -23,5 +23,5 @@ exports.testOpenAIConnection = openai.testOpenAIConnection
 exports.OpenAIError = openai.OpenAIError
 exports.ConnectionPoolError = errors.ConnectionPoolError
 exports.DatabaseError = errors.DatabaseError
-exports.PostgrestError = builder.PostgrestError
+exports.PostgrestError = PostgrestError
 exports.createConnectionsRouter = router.createConnectionsRouter

@@ -6,7 +6,7 @@ import { uniqueName, urlWithSchema } from './helpers'
 const schema = uniqueName('cp_builder')
 
 beforeAll(async () => {
-  DatabasePool.initialize({ connectionString: urlWithSchema(uniqueName('cp_bld'), schema), minConnections: 0 })
+  DatabasePool.initialize({ connectionString: urlWithSchema(uniqueName('cp_bld'), schema), schemas: [schema], minConnections: 0 })
   const admin = DatabasePool.getAdminClient()
   await admin.query(`create schema ${schema}`)
   await admin.query(`create table ${schema}.users (

@@ -74,7 +74,7 @@ describe('identities under load', () => {
   const userB = 'bbbbbbbb-0000-0000-0000-000000000002'
 
   beforeAll(async () => {
-    DatabasePool.initialize({ connectionString: urlWithSchema(uniqueName('cp_ident'), schema), maxConnections: 6, jwtSecret: secret })
+    DatabasePool.initialize({ connectionString: urlWithSchema(uniqueName('cp_ident'), schema), schemas: [schema], maxConnections: 6, jwtSecret: secret })
     await DatabasePool.getAdminClient().query(`create schema ${schema}`)
   })
   afterAll(async () => {
@@ -152,7 +152,7 @@ describe('transactions', () => {
 
   beforeAll(async () => {
     DatabasePool.initialize({
-      connectionString: urlWithSchema(uniqueName('cp_tx'), schema),
+      connectionString: urlWithSchema(uniqueName('cp_tx'), schema), schemas: [schema],
       maxConnections: 2,
       minConnections: 0,
       jwtSecret: secret,

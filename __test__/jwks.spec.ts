@@ -103,7 +103,7 @@ async function endpointWith(...keys: SigningKey[]): Promise<KeyEndpoint> {
 /** A fresh pool (so a fresh key cache) on the spec's schema. */
 function usePool(options: DatabasePoolConfig): void {
   DatabasePool.initialize({
-    connectionString: urlWithSchema(uniqueName('cp_jwks'), schema),
+    connectionString: urlWithSchema(uniqueName('cp_jwks'), schema), schemas: [schema],
     minConnections: 0,
     maxConnections: 4,
     ...options,

@@ -14,7 +14,7 @@ const tokenFor = (sub: string, extra: Record<string, unknown> = {}) =>
 
 beforeAll(async () => {
   DatabasePool.initialize({
-    connectionString: urlWithSchema(uniqueName('cp_rls'), schema),
+    connectionString: urlWithSchema(uniqueName('cp_rls'), schema), schemas: [schema],
     minConnections: 0,
     maxConnections: 4,
     jwtSecret: secret,

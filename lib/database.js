@@ -10,7 +10,7 @@ const { ConnectionPoolError, errorFrom, rethrowNative } = require('./errors')
 const { rowsToObjects } = require('./rows')
 const { createNativePool, retire, healthReport } = require('./native')
 const { Submissions } = require('./submissions')
-const { QueryBuilder, rpcBuilder } = require('./builder')
+const { postgrestClient, errorReply } = require('./postgrest')
 
 /** The native pool in use; created by initialize(), or from the environment on first use. */
 let current = null
@@ -46,14 +46,22 @@ function invalidQueryArguments(sql, params) {
   return null
 }
 
-/** from() and rpc(), over a client's `_runner()` (how its builder requests are sent). */
+/**
+ * from(), rpc() and schema() of supabase-js, on postgrest-js itself (lib/postgrest.js), over a
+ * client's `_runner()` (how its requests reach the pool). One postgrest-js client per client.
+ */
 class BuilderEntry {
-  /** The supabase-js query builder on `table` (or `schema.table`). */
-  from(table) {
-    if (typeof table !== 'string') {
-      throw new ConnectionPoolError('INVALID_ARGUMENT', 'from(table): table must be a string')
+  _postgrest() {
+    if (this._rest === undefined) this._rest = postgrestClient(this._runner())
+    return this._rest
+  }
+
+  /** The supabase-js query builder on `relation` (a table or view of the default schema). */
+  from(relation) {
+    if (typeof relation !== 'string') {
+      throw new ConnectionPoolError('INVALID_ARGUMENT', 'from(relation): relation must be a string')
     }
-    return new QueryBuilder(this._runner(), table)
+    return this._postgrest().from(relation)
   }
 
   /** Calls a Postgres function with named arguments, as supabase-js's rpc(). */
@@ -61,7 +69,12 @@ class BuilderEntry {
     if (typeof functionName !== 'string') {
       throw new ConnectionPoolError('INVALID_ARGUMENT', 'rpc(fn, args): fn must be a string')
     }
-    return rpcBuilder(this._runner(), functionName, args, options)
+    return this._postgrest().rpc(functionName, args, options)
+  }
+
+  /** The builder on another exposed schema (option `schemas`), as supabase-js's schema(). */
+  schema(name) {
+    return this._postgrest().schema(name)
   }
 }
 
@@ -161,23 +174,27 @@ class DatabaseClient extends BuilderEntry {
     return runTransaction(this, fn, options)
   }
 
-  /** How the builder sends a recorded request: JSON text in, the reply object out. */
+  /** How the builder's fetch sends a request: its JSON in, the native reply object out. */
   _runner() {
-    return (specJson) => {
+    const run = (requestJson) => {
       if (this._pendingToken !== null) {
         return this._verifyPending().then(
-          () => this._runner()(specJson),
-          (err) => ({ error: { code: 'PGRST301', message: err.message }, status: 401 }),
+          () => run(requestJson),
+          (err) => errorReply(401, 'PGRST301', err.message),
         )
       }
-      const context = this._context()
-      const submissions = pool().submissions
-      if (context === null) return submissions.request(specJson, false)
-      if (expiredToken(context)) {
-        return Promise.resolve({ error: { code: 'PGRST301', message: 'JWT expired' }, status: 401 })
+      let context, submissions
+      try {
+        context = this._context()
+        submissions = pool().submissions
+      } catch (err) {
+        return Promise.reject(err)
       }
-      return submissions.request(specJson, context.anonymous, context.role, context.claims)
+      if (context === null) return submissions.request(requestJson, false)
+      if (expiredToken(context)) return Promise.resolve(errorReply(401, 'PGRST303', 'JWT expired'))
+      return submissions.request(requestJson, context.anonymous, context.role, context.claims)
     }
+    return run
   }
 }
 
@@ -203,9 +220,9 @@ class TransactionClient extends BuilderEntry {
   }
 
   _runner() {
-    return (specJson) => {
+    return (requestJson) => {
       if (this._ended) return Promise.reject(transactionEnded())
-      return this._submissions.requestIn(this._tx, specJson, this._anonymous)
+      return this._submissions.requestIn(this._tx, requestJson, this._anonymous)
     }
   }
 }

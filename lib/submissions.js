@@ -27,7 +27,7 @@ class Submissions {
     return this._submit((id) => this._native.submit(id, sql, params, toJsonStyle, role, claims))
   }
 
-  /** Resolves to a builder request's reply object (rows, count, status; or error, status). */
+  /** Resolves to a builder request's reply object ({ status, range, body }: lib/postgrest.js). */
   request(specJson, anonymous, role, claims) {
     return this._submit((id) => this._native.submitRequest(id, specJson, anonymous, role, claims))
   }

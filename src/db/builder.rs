@@ -5,7 +5,6 @@
 //! PostgREST would run it. Names pass through `ident`, filters through `filters`; the only text
 //! written into SQL besides quoted names are keywords and integers this module produced itself.
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::filters::{self, Condition};
@@ -13,8 +12,7 @@ use super::ident::{cast_type, quote, quote_relation, request_error};
 use super::params::Param;
 use crate::error::PoolError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     Select,
     Insert,
@@ -25,81 +23,70 @@ pub enum Method {
     Rpc,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CountMode {
     Exact,
     Planned,
     Estimated,
 }
 
-/// One filter call as the JS builder recorded it.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "camelCase")]
+/// One filter of a request, in PostgREST's text syntax.
+#[derive(Debug)]
 pub enum FilterSpec {
-    /// `eq('id', 1)`, `in('id', [1, 2])`, `is('x', null)`, `contains('tags', ['a'])`, ...
-    Op {
-        column: String,
-        op: String,
-        value: Value,
-    },
-    /// `not('id', 'in', '(1,2)')`: the value in PostgREST's text syntax (or a JSON value).
-    Not {
-        column: String,
-        op: String,
-        value: Value,
-    },
-    /// `filter('id', 'not.in', '(1,2)')`: operator and value in PostgREST's text syntax.
+    /// `column=op.value` (`id=eq.1`, `id=not.in.(1,2)`, `body=fts(english).cat`).
     Filter {
         column: String,
         op: String,
         value: String,
     },
-    /// `or('id.eq.1,name.eq.x')`.
-    Or { expression: String },
+    /// `or=(a.eq.1,b.eq.2)`, `and=(...)`, `not.or=(...)`: the group's inside.
+    Logic {
+        any: bool,
+        negate: bool,
+        expression: String,
+    },
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug)]
 pub struct OrderSpec {
     pub column: String,
-    #[serde(default = "yes")]
     pub ascending: bool,
     pub nulls_first: Option<bool>,
 }
 
-fn yes() -> bool {
-    true
-}
-
-/// Everything a builder chain recorded.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// Everything a request asks for (`rest::parse` reads it from PostgREST's URL grammar).
+#[derive(Debug)]
 pub struct RequestSpec {
     pub table: String,
     pub method: Method,
     /// The select list (`select('id, name')`, or `.select()` after a mutation).
     pub columns: Option<String>,
     /// Whether a mutation should return rows (`.select()` was chained).
-    #[serde(default)]
     pub returning: bool,
-    #[serde(default)]
     pub filters: Vec<FilterSpec>,
-    #[serde(default)]
     pub order: Vec<OrderSpec>,
     pub limit: Option<u64>,
     pub offset: Option<u64>,
     pub count: Option<CountMode>,
-    #[serde(default)]
     pub head: bool,
     /// Rows for insert/upsert (object or array of objects), the new values for update.
     pub values: Option<Value>,
     pub on_conflict: Option<String>,
-    #[serde(default)]
     pub ignore_duplicates: bool,
     /// The table's primary key, looked up when an upsert names no conflict columns.
-    #[serde(skip)]
     pub primary_key: Vec<String>,
+    /// The schema `table` lives in; the name is then one identifier, dots and all.
+    pub schema: Option<String>,
+}
+
+impl RequestSpec {
+    /// The quoted, schema-qualified relation (or function) the request targets.
+    pub fn relation(&self) -> Result<String, PoolError> {
+        match &self.schema {
+            Some(schema) => Ok(format!("{}.{}", quote(schema)?, quote(&self.table)?)),
+            None => quote_relation(&self.table),
+        }
+    }
 }
 
 /// A statement ready to run.
@@ -117,7 +104,7 @@ pub struct BuiltRequest {
 }
 
 pub fn build(spec: &RequestSpec) -> Result<BuiltRequest, PoolError> {
-    let relation = quote_relation(&spec.table)?;
+    let relation = spec.relation()?;
     let conditions = conditions(&spec.filters)?;
     let count = match (spec.count, spec.method) {
         (None, _) => None,
@@ -142,16 +129,14 @@ fn conditions(specs: &[FilterSpec]) -> Result<Vec<Condition>, PoolError> {
     specs
         .iter()
         .map(|spec| match spec {
-            FilterSpec::Op { column, op, value } => filters::structured(column, op, value, false),
-            FilterSpec::Not { column, op, value } => match value {
-                Value::String(text) => filters::from_text(column, &format!("not.{op}.{text}")),
-                Value::Null => filters::from_text(column, &format!("not.{op}.null")),
-                other => filters::structured(column, op, other, true),
-            },
             FilterSpec::Filter { column, op, value } => {
                 filters::from_text(column, &format!("{op}.{value}"))
             }
-            FilterSpec::Or { expression } => filters::parse_logic(expression, true, false),
+            FilterSpec::Logic {
+                any,
+                negate,
+                expression,
+            } => filters::parse_logic(expression, *any, *negate),
         })
         .collect()
 }
@@ -426,6 +411,71 @@ fn rpc_statement(
     Ok(BuiltStatement { sql, params })
 }
 
+/// How Postgres renders a request's body, as PostgREST has it render it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// No body (HEAD): the rows are still counted.
+    Empty,
+    /// The rows as a JSON array of objects.
+    Rows,
+    /// A scalar function's one value (the column named after the function).
+    Scalar,
+    /// A set-returning scalar function's values, as an array.
+    ScalarSet,
+}
+
+/// The request as one statement answering one row: the total count (exact, when asked for, as a
+/// subquery over the same filters, so it sees the same snapshot as the rows; otherwise NULL),
+/// the number of rows on this page, and the body as JSON text rendered by Postgres itself
+/// (`json_agg`), which is how PostgREST renders every type, ranges and tsvector included.
+/// Params are shared: the count's filters reuse the data statement's `$n`.
+pub fn body_statement(
+    spec: &RequestSpec,
+    exact_count: bool,
+    body: Body,
+) -> Result<BuiltStatement, PoolError> {
+    let relation = spec.relation()?;
+    let conditions = conditions(&spec.filters)?;
+    let data = match spec.method {
+        Method::Select => select_statement(spec, &relation, &conditions)?,
+        Method::Insert | Method::Upsert => insert_statement(spec, &relation)?,
+        Method::Update => update_statement(spec, &relation, &conditions)?,
+        Method::Delete => delete_statement(spec, &relation, &conditions)?,
+        Method::Rpc => rpc_statement(spec, &relation, &conditions)?,
+    };
+    let total = if exact_count && spec.method == Method::Select {
+        // Same conditions, rendered afresh: the same values in the same order, so `$1…$n`
+        // name the data statement's own parameters.
+        let mut same = Vec::new();
+        format!(
+            "(SELECT pg_catalog.count(*) FROM {relation}{})",
+            where_clause(&conditions, &mut same)?
+        )
+    } else {
+        "NULL::int8".into()
+    };
+    let body = match body {
+        Body::Empty => "''".to_string(),
+        Body::Rows => "coalesce(pg_catalog.json_agg(_pgrst_t), '[]')::text".to_string(),
+        Body::Scalar => format!(
+            "coalesce((pg_catalog.json_agg(_pgrst_t.{})->0)::text, 'null')",
+            quote(&spec.table)?
+        ),
+        Body::ScalarSet => format!(
+            "coalesce(pg_catalog.json_agg(_pgrst_t.{}), '[]')::text",
+            quote(&spec.table)?
+        ),
+    };
+    Ok(BuiltStatement {
+        sql: format!(
+            "WITH pgrst_source AS ({}) SELECT {total} AS total, pg_catalog.count(_pgrst_t) AS page, \
+             {body} AS body FROM pgrst_source _pgrst_t",
+            data.sql
+        ),
+        params: data.params,
+    })
+}
+
 /// PostgREST's HTTP status for a failed request, by SQLSTATE (its documented mapping).
 pub fn status_for_error(code: &str, anonymous: bool) -> u16 {
     match code {
@@ -438,8 +488,10 @@ pub fn status_for_error(code: &str, anonymous: bool) -> u16 {
         }
         "23503" | "23505" => 409,
         "42P01" | "42883" => 404,
-        "25006" => 405,
-        "PGRST116" => 406,
+        "25006" | "PGRST117" => 405,
+        "PGRST116" | "PGRST106" | "PGRST107" => 406,
+        "PGRST125" | "PGRST202" | "PGRST205" => 404,
+        "PGRST103" => 416,
         "53400" => 500,
         c if c.starts_with("08") => 503,
         c if c.starts_with("28") || c.starts_with("0L") || c.starts_with("0P") => 403,
@@ -458,26 +510,36 @@ pub fn status_for_error(code: &str, anonymous: bool) -> u16 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::rest::parse::{parse, ApiRequest};
     use super::*;
-    use serde_json::json;
 
-    fn spec(v: Value) -> RequestSpec {
-        serde_json::from_value(v).unwrap()
+    /// A request as postgrest-js would send it, read by `rest::parse` (schema-less for brevity).
+    fn spec(method: &str, url: &str, prefer: &str, body: Option<&str>) -> RequestSpec {
+        let request = ApiRequest {
+            method: method.into(),
+            url: url.into(),
+            prefer: Some(prefer.into()),
+            accept: None,
+            profile: None,
+            body: body.map(str::to_string),
+        };
+        let mut spec = parse(&request, &["public".into()]).unwrap().spec;
+        spec.schema = None;
+        spec
     }
 
-    fn data(v: Value) -> BuiltStatement {
-        build(&spec(v)).unwrap().data.unwrap()
+    fn data(spec: RequestSpec) -> BuiltStatement {
+        build(&spec).unwrap().data.unwrap()
     }
 
     #[test]
     fn select_with_filters_order_and_range() {
-        let built = data(json!({
-            "table": "users", "method": "select", "columns": "id, email, name:full_name, age::text",
-            "filters": [{"kind": "op", "column": "id", "op": "gt", "value": 3},
-                        {"kind": "or", "expression": "name.eq.a,name.is.null"}],
-            "order": [{"column": "id", "ascending": false, "nullsFirst": false}],
-            "limit": 10, "offset": 20
-        }));
+        let built = data(spec(
+            "GET",
+            "/users?select=id,email,name:full_name,age::text&id=gt.3&or=(name.eq.a,name.is.null)&order=id.desc.nullslast&limit=10&offset=20",
+            "",
+            None,
+        ));
         assert_eq!(
             built.sql,
             "SELECT \"id\", \"email\", \"full_name\" AS \"name\", \"age\"::text AS \"age\" FROM \"users\" \
@@ -485,30 +547,47 @@ mod tests {
         );
         assert_eq!(
             built.params,
-            vec![Param::Number(3.0), Param::Text("a".into())]
+            vec![Param::Text("3".into()), Param::Text("a".into())]
         );
     }
 
     #[test]
-    fn count_and_head() {
-        let request = build(&spec(json!({
-            "table": "users", "method": "select", "count": "exact", "head": true,
-            "filters": [{"kind": "op", "column": "active", "op": "is", "value": true}]
-        })))
-        .unwrap();
-        assert!(request.data.is_none());
+    fn the_body_statement_counts_over_the_same_parameters() {
+        let request = spec(
+            "GET",
+            "/users?select=id&active=is.true&age=gt.3&limit=2",
+            "count=exact",
+            None,
+        );
+        let built = body_statement(&request, true, Body::Rows).unwrap();
         assert_eq!(
-            request.count.unwrap().sql,
-            "SELECT count(*) AS count FROM \"users\" WHERE \"active\" IS TRUE"
+            built.sql,
+            "WITH pgrst_source AS (SELECT \"id\" FROM \"users\" WHERE \"active\" IS TRUE AND \"age\" > $1 LIMIT 2) \
+             SELECT (SELECT pg_catalog.count(*) FROM \"users\" WHERE \"active\" IS TRUE AND \"age\" > $1) AS total, \
+             pg_catalog.count(_pgrst_t) AS page, coalesce(pg_catalog.json_agg(_pgrst_t), '[]')::text AS body \
+             FROM pgrst_source _pgrst_t"
+        );
+        assert_eq!(built.params.len(), 1);
+    }
+
+    #[test]
+    fn a_qualified_relation_is_one_identifier_in_its_schema() {
+        let mut request = spec("GET", "/pg_catalog.pg_roles", "", None);
+        request.schema = Some("public".into());
+        assert_eq!(
+            request.relation().unwrap(),
+            "\"public\".\"pg_catalog.pg_roles\""
         );
     }
 
     #[test]
     fn insert_and_upsert_use_one_json_parameter() {
-        let built = data(json!({
-            "table": "users", "method": "upsert", "onConflict": "id",
-            "values": [{"id": 1, "name": "a"}, {"id": 2, "email": "b@x"}], "returning": true, "columns": "id"
-        }));
+        let built = data(spec(
+            "POST",
+            "/users?on_conflict=id&select=id",
+            "return=representation,resolution=merge-duplicates",
+            Some(r#"[{"id": 1, "name": "a"}, {"id": 2, "email": "b@x"}]"#),
+        ));
         assert_eq!(
             built.sql,
             "INSERT INTO \"users\" (\"id\", \"name\", \"email\") SELECT \"id\", \"name\", \"email\" \
@@ -516,26 +595,33 @@ mod tests {
              \"id\" = EXCLUDED.\"id\", \"name\" = EXCLUDED.\"name\", \"email\" = EXCLUDED.\"email\" RETURNING \"id\""
         );
         assert_eq!(built.params.len(), 1);
-        let ignore = data(
-            json!({"table": "t", "method": "upsert", "onConflict": "id", "ignoreDuplicates": true, "values": {"id": 1}}),
-        );
+        let ignore = data(spec(
+            "POST",
+            "/t?on_conflict=id",
+            "resolution=ignore-duplicates",
+            Some(r#"{"id": 1}"#),
+        ));
         assert!(ignore.sql.ends_with("ON CONFLICT (\"id\") DO NOTHING"));
     }
 
     #[test]
     fn update_and_delete() {
-        let built = data(json!({
-            "table": "users", "method": "update", "values": {"name": "x"},
-            "filters": [{"kind": "op", "column": "id", "op": "eq", "value": 7}]
-        }));
+        let built = data(spec(
+            "PATCH",
+            "/users?id=eq.7",
+            "",
+            Some(r#"{"name": "x"}"#),
+        ));
         assert_eq!(
             built.sql,
             "UPDATE \"users\" SET \"name\" = $1 WHERE \"id\" = $2"
         );
-        let built = data(json!({
-            "table": "users", "method": "delete", "returning": true,
-            "filters": [{"kind": "not", "column": "id", "op": "in", "value": "(1,2)"}]
-        }));
+        let built = data(spec(
+            "DELETE",
+            "/users?id=not.in.(1,2)",
+            "return=representation",
+            None,
+        ));
         assert_eq!(
             built.sql,
             "DELETE FROM \"users\" WHERE NOT (\"id\" = ANY($1)) RETURNING *"
@@ -544,10 +630,12 @@ mod tests {
 
     #[test]
     fn hostile_names_are_quoted_not_pasted() {
-        let built = data(json!({
-            "table": "users\"; drop table x; --", "method": "select", "columns": "\"a\\\"b\", c:d",
-            "order": [{"column": "id; delete from y"}]
-        }));
+        let built = data(spec(
+            "GET",
+            "/users%22;%20drop%20table%20x;%20--?select=%22a%5C%22b%22,c:d&order=id;%20delete%20from%20y",
+            "",
+            None,
+        ));
         assert_eq!(
             built.sql,
             "SELECT \"a\"\"b\", \"d\" AS \"c\" FROM \"users\"\"; drop table x; --\" ORDER BY \"id; delete from y\" ASC"
@@ -556,30 +644,38 @@ mod tests {
 
     #[test]
     fn unsupported_requests_are_clear_errors() {
-        for bad in [
-            json!({"table": "t", "method": "select", "columns": "id, posts(*)"}),
-            json!({"table": "t", "method": "select", "columns": "id::text; drop"}),
-            json!({"table": "t", "method": "insert", "values": [1, 2]}),
-            json!({"table": "t", "method": "upsert", "values": {"a": 1}}),
-            json!({"table": "t", "method": "update", "values": {}}),
-            json!({"table": "", "method": "select"}),
+        for (method, url, prefer, body) in [
+            ("GET", "/t?select=id,posts(*)", "", None),
+            ("GET", "/t?select=id::text;%20drop", "", None),
+            ("POST", "/t", "", Some("[1, 2]")),
+            (
+                "POST",
+                "/t",
+                "resolution=merge-duplicates",
+                Some(r#"{"a": 1}"#),
+            ),
+            ("PATCH", "/t", "", Some("{}")),
         ] {
-            let err = build(&spec(bad.clone())).expect_err(&bad.to_string());
-            assert_eq!(err.code(), "PGRST100", "{bad}");
+            let err = build(&spec(method, url, prefer, body)).expect_err(url);
+            assert_eq!(err.code(), "PGRST100", "{url}");
         }
     }
 
     #[test]
     fn rpc_binds_named_arguments() {
-        let built = data(json!({"table": "add", "method": "rpc", "values": {"a": 1, "b": 2}}));
+        let built = data(spec("POST", "/rpc/add", "", Some(r#"{"a": 1, "b": 2}"#)));
         assert_eq!(built.sql, "SELECT * FROM \"add\"(\"a\" => $1, \"b\" => $2)");
         assert_eq!(built.params, vec![Param::Number(1.0), Param::Number(2.0)]);
     }
 
     #[test]
     fn upsert_defaults_to_the_primary_key() {
-        let mut request =
-            spec(json!({"table": "t", "method": "upsert", "values": {"id": 1, "n": 2}}));
+        let mut request = spec(
+            "POST",
+            "/t",
+            "resolution=merge-duplicates",
+            Some(r#"{"id": 1, "n": 2}"#),
+        );
         request.primary_key = vec!["id".into()];
         let built = build(&request).unwrap().data.unwrap();
         assert!(
@@ -597,6 +693,7 @@ mod tests {
         assert_eq!(status_for_error("42501", false), 403);
         assert_eq!(status_for_error("42P01", false), 404);
         assert_eq!(status_for_error("PGRST116", false), 406);
+        assert_eq!(status_for_error("PGRST106", false), 406);
         assert_eq!(status_for_error("22P02", false), 400);
         assert_eq!(status_for_error("P0001", false), 400);
         assert_eq!(status_for_error("57014", false), 500);

@@ -80,6 +80,7 @@ struct RawConfig {
     jwt_secret: Option<String>,
     jwks_url: Option<String>,
     allowed_roles: Option<Vec<String>>,
+    schemas: Option<Vec<String>>,
 }
 
 /// The environment variables that supply defaults, read by the facade from `process.env`.
@@ -122,6 +123,8 @@ pub struct PoolConfig {
     pub jwks_url: Option<String>,
     /// The roles a verified token may run as.
     pub allowed_roles: Vec<String>,
+    /// The schemas the builder may reach (PostgREST's `db-schemas`); the first is the default.
+    pub schemas: Vec<String>,
 }
 
 impl PoolConfig {
@@ -241,6 +244,17 @@ impl PoolConfig {
                 .collect::<Result<_, _>>()?,
         };
 
+        let schemas = match raw.schemas {
+            None => vec!["public".to_string()],
+            Some(list) if list.is_empty() => {
+                return Err(invalid("schemas must name at least one schema".into()))
+            }
+            Some(list) => list
+                .into_iter()
+                .map(|schema| schema_name(&schema).map(|()| schema))
+                .collect::<Result<_, _>>()?,
+        };
+
         Ok(PoolConfig {
             max_connections,
             min_connections,
@@ -261,8 +275,19 @@ impl PoolConfig {
             jwt_secret,
             jwks_url,
             allowed_roles,
+            schemas,
         })
     }
+}
+
+/// A schema name for `schemas`: any identifier Postgres accepts (it is always quoted).
+fn schema_name(schema: &str) -> Result<(), PoolError> {
+    if schema.is_empty() || schema.len() > 63 || schema.contains('\0') {
+        return Err(invalid(
+            "schemas must be names of 1 to 63 bytes without NUL characters".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The key set's address: the option, else env `SUPABASE_JWKS_URL`, else the one Supabase

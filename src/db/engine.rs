@@ -21,8 +21,21 @@ use super::snapshot::PoolSnapshot;
 use crate::error::PoolError;
 use crate::stats::OutcomeCounters;
 
+/// What a function returns, as the builder's `rpc()` answers it (PostgREST's rules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FunctionKind {
+    Void,
+    Scalar,
+    ScalarSet,
+    /// One composite value: answered as an object.
+    Row,
+    Rows,
+}
+
 pub struct DbPool {
     config: PoolConfig,
+    /// `rpc()` targets by quoted name; `reloadSchema()` forgets them.
+    functions: std::sync::Mutex<std::collections::HashMap<String, FunctionKind>>,
     policy: StatementPolicy,
     pool: Pool,
     counters: OutcomeCounters,
@@ -42,6 +55,7 @@ impl DbPool {
             config.connect_options.clone(),
         );
         DbPool {
+            functions: Default::default(),
             policy: StatementPolicy::from_config(&config),
             config,
             pool,
@@ -60,6 +74,25 @@ impl DbPool {
 
     pub fn is_closed(&self) -> bool {
         self.pool.is_closed()
+    }
+
+    pub fn function_kind(&self, function: &str) -> Option<FunctionKind> {
+        self.functions_cache().get(function).copied()
+    }
+
+    pub fn remember_function(&self, function: String, kind: FunctionKind) {
+        self.functions_cache().insert(function, kind);
+    }
+
+    /// Forgets what was learned of the schema (functions' return kinds).
+    pub fn reload_schema(&self) {
+        self.functions_cache().clear();
+    }
+
+    fn functions_cache(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, FunctionKind>> {
+        self.functions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs one statement, with the retry policy of `retry.rs`, and counts it.

@@ -42,12 +42,24 @@ impl From<tokio_postgres::Error> for RowsError {
     }
 }
 
+/// A statement ready to run on this connection.
+enum Prepared {
+    /// Prepared, its parameters encoded in binary as the types the server described.
+    Binary(Statement, Vec<EncodedParam>),
+    /// A parameter type the encoder does not know (a range, an interval, ...), for a request
+    /// whose values are text literals anyway (`ValueStyle::ToJson`: the builder's PostgREST
+    /// filters): sent in one flight as text of type `unknown`, parsed by the server as PostgREST
+    /// has it parse them.
+    ServerParsed,
+}
+
 /// Prepares (or finds) the statement and encodes its parameters; nothing has run yet.
 async fn prepare(
     conn: &Conn,
     sql: &str,
     params: &[Param],
-) -> Result<(Statement, Vec<EncodedParam>), Failure> {
+    style: ValueStyle,
+) -> Result<Prepared, Failure> {
     if conn.is_closed() {
         return Err(closed_before_send());
     }
@@ -56,8 +68,13 @@ async fn prepare(
         .await
         .map_err(|e| classify(&e, Stage::BeforeSend))?;
     check_columns(statement.columns()).map_err(Failure::Final)?;
-    let encoded = encode_all(params, statement.params()).map_err(Failure::Final)?;
-    Ok((statement, encoded))
+    match encode_all(params, statement.params()) {
+        Ok(encoded) => Ok(Prepared::Binary(statement, encoded)),
+        Err(PoolError::UnsupportedType(_)) if style == ValueStyle::ToJson => {
+            Ok(Prepared::ServerParsed)
+        }
+        Err(err) => Err(Failure::Final(err)),
+    }
 }
 
 /// Runs the statement and writes its rows; the request is queued on the first poll.
@@ -230,11 +247,21 @@ async fn run_bounded(
             Some(role) => Some(RoleStatements::prepare(conn, role).await?),
             None => None,
         };
-        let (statement, encoded) = prepare(conn, sql, params).await?;
-        let rows = collect(conn.client(), &statement, &encoded, style);
-        match role {
-            Some(role) => role.around(conn, rows).await,
-            None => alone(conn, rows).await,
+        match prepare(conn, sql, params, style).await? {
+            Prepared::Binary(statement, encoded) => {
+                let rows = collect(conn.client(), &statement, &encoded, style);
+                match role {
+                    Some(role) => role.around(conn, rows).await,
+                    None => alone(conn, rows).await,
+                }
+            }
+            Prepared::ServerParsed => {
+                let rows = collect_one_flight(conn.client(), sql, params, style);
+                match role {
+                    Some(role) => role.around(conn, rows).await,
+                    None => alone(conn, rows).await,
+                }
+            }
         }
     };
     policy.bounded(conn, Box::pin(prepared_and_run)).await

@@ -22,7 +22,7 @@ pub mod numeric;
 pub mod params;
 pub mod policy;
 pub mod pool;
-pub mod request;
+pub mod rest;
 pub mod retry;
 pub mod rows;
 pub mod snapshot;

@@ -29,6 +29,64 @@ pub enum Param {
     Array(Vec<Param>),
 }
 
+/// A one-dimensional Postgres array literal (`{a,"b c",NULL}`) as text elements, or `None` when
+/// it is not one (nested arrays included: those are left for a JS array).
+pub fn parse_array_literal(text: &str) -> Option<Vec<Param>> {
+    let inner = text.trim().strip_prefix('{')?.strip_suffix('}')?;
+    let mut items = Vec::new();
+    if inner.trim().is_empty() {
+        return Some(items);
+    }
+    let mut chars = inner.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let item = if chars.peek() == Some(&'"') {
+            chars.next();
+            let mut item = String::new();
+            loop {
+                match chars.next()? {
+                    '"' => break,
+                    '\\' => item.push(chars.next()?),
+                    c => item.push(c),
+                }
+            }
+            while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                chars.next();
+            }
+            Param::Text(item)
+        } else {
+            let mut item = String::new();
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                if c == '{' || c == '}' || c == '"' {
+                    return None;
+                }
+                item.push(c);
+                chars.next();
+            }
+            let item = item.trim();
+            if item.is_empty() {
+                return None;
+            }
+            if item.eq_ignore_ascii_case("null") {
+                Param::Null
+            } else {
+                Param::Text(item.to_string())
+            }
+        };
+        items.push(item);
+        match chars.next() {
+            None => return Some(items),
+            Some(',') => continue,
+            Some(_) => return None,
+        }
+    }
+}
+
 /// A parameter encoded for one statement: its wire bytes in the statement's type, or NULL.
 #[derive(Debug)]
 pub struct EncodedParam {
@@ -269,6 +327,12 @@ fn encode(param: &Param, kind: &PgKind) -> Result<Option<Vec<u8>>, EncodeError> 
             element_oid,
         } => match param {
             Param::Array(items) => encode_array(items, element, *element_oid)?,
+            // An array literal (`{a,b}`), as PostgREST's filters write arrays.
+            Param::Text(text) if text.trim_start().starts_with('{') => {
+                let items = parse_array_literal(text)
+                    .ok_or_else(|| EncodeError::syntax("an array", text))?;
+                encode_array(&items, element, *element_oid)?
+            }
             other => {
                 return Err(EncodeError::mismatch(
                     describe(other),
@@ -600,6 +664,23 @@ fn js_number_text(n: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn array_literals_parse_as_postgres_writes_them() {
+        let text = |s: &str| Param::Text(s.into());
+        assert_eq!(
+            parse_array_literal("{a,b}"),
+            Some(vec![text("a"), text("b")])
+        );
+        assert_eq!(
+            parse_array_literal(r#"{ "x, y" , "q\"uote", NULL, 3 }"#),
+            Some(vec![text("x, y"), text("q\"uote"), Param::Null, text("3")])
+        );
+        assert_eq!(parse_array_literal("{}"), Some(vec![]));
+        assert_eq!(parse_array_literal("{{1,2},{3,4}}"), None);
+        assert_eq!(parse_array_literal("{a,,b}"), None);
+        assert_eq!(parse_array_literal("{\"open}"), None);
+    }
 
     fn enc(param: Param, kind: PgKind) -> Result<Option<Vec<u8>>, EncodeError> {
         encode(&param, &kind)

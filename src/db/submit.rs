@@ -18,7 +18,7 @@ use std::time::Instant;
 use super::context::RoleContext;
 use super::engine::DbPool;
 use super::params::Param;
-use super::request;
+use super::rest;
 use super::rows::ValueStyle;
 use super::transaction::{Transaction, TxOptions};
 use crate::crossing::{Notify, Replies};
@@ -166,7 +166,7 @@ impl Dispatcher {
             Work::Request {
                 spec_json,
                 anonymous,
-            } => Ok(request::run(pool, spec_json, role, *anonymous).await),
+            } => Ok(rest::run(pool, spec_json, role, *anonymous).await),
             Work::Begin { options } => {
                 let tx = Transaction::begin(pool, role, *options).await?;
                 self.open_transactions()
@@ -194,7 +194,7 @@ impl Dispatcher {
                 let open = self.transaction(*tx)?;
                 let guard = open.lock().await;
                 let tx = guard.as_ref().ok_or_else(ended)?;
-                Ok(request::run_in(pool, tx, spec_json, *anonymous).await)
+                Ok(rest::run_in(pool, tx, spec_json, *anonymous).await)
             }
             Work::End { tx, commit } => {
                 let open = self.open_transactions().remove(tx).ok_or_else(ended)?;

@@ -1,0 +1,439 @@
+//! PostgREST's request semantics over the pool: the builder's front end is postgrest-js itself
+//! (`lib/postgrest.js` gives it a `fetch` that lands here instead of on the network), and this
+//! module answers each request as PostgREST would.
+//!
+//! One request is one statement where PostgREST's answer allows it: the rows, their count and
+//! the body are computed by Postgres in one statement (`builder::body_statement`), the body
+//! rendered as JSON by Postgres itself. A request whose answer can undo it (`single()` on a
+//! mutation, `Prefer: max-affected`, `tx=rollback`) runs in a transaction that is rolled back
+//! when the answer is an error, as PostgREST runs every request in one.
+
+pub mod parse;
+pub mod prefer;
+pub mod reply;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::builder::{body_statement, build, Body, BuiltStatement, CountMode, Method};
+use super::context::RoleContext;
+use super::engine::{DbPool, FunctionKind};
+use super::ident::request_error;
+use super::params::Param;
+use super::rows::ValueStyle;
+use super::transaction::{Transaction, TxOptions};
+use crate::error::PoolError;
+use parse::{status_error, ApiRequest, RestRequest};
+use prefer::Accept;
+use reply::{content_range, error_reply, range_status, Answer};
+
+/// Beyond this many planned rows an `estimated` count stays an estimate (PostgREST's idea).
+const ESTIMATE_EXACT_BELOW: i64 = 1000;
+
+/// Where a request's statements run.
+pub enum Target<'a> {
+    /// On the pool, each statement by itself, as `role` (or the login role).
+    Pool {
+        pool: &'a DbPool,
+        role: Option<&'a RoleContext>,
+    },
+    /// Inside a transaction (its role, if any, was set when it began).
+    Transaction {
+        pool: &'a DbPool,
+        tx: &'a Transaction,
+    },
+}
+
+impl Target<'_> {
+    fn pool(&self) -> &DbPool {
+        match self {
+            Target::Pool { pool, .. } | Target::Transaction { pool, .. } => pool,
+        }
+    }
+
+    async fn query(&self, sql: &str, params: &[Param]) -> Result<String, PoolError> {
+        let output = match self {
+            Target::Pool { pool, role } => {
+                pool.query(sql, params, ValueStyle::ToJson, *role).await?
+            }
+            Target::Transaction { pool, tx } => {
+                tx.query(pool, sql, params, ValueStyle::ToJson).await?
+            }
+        };
+        Ok(output.json)
+    }
+}
+
+/// Runs a request on the pool; the reply (or error reply) as JSON text.
+pub async fn run(
+    pool: &DbPool,
+    request_json: &str,
+    role: Option<&RoleContext>,
+    anonymous: bool,
+) -> String {
+    match run_pooled(pool, request_json, role).await {
+        Ok(answer) => answer.to_json(),
+        Err(err) => error_reply(&err, anonymous),
+    }
+}
+
+/// Runs a request inside an open `transaction()`.
+pub async fn run_in(
+    pool: &DbPool,
+    tx: &Transaction,
+    request_json: &str,
+    anonymous: bool,
+) -> String {
+    let answer = async {
+        let mut request = read(pool, request_json)?;
+        answer(&Target::Transaction { pool, tx }, &mut request).await
+    };
+    match answer.await {
+        Ok(answer) => answer.to_json(),
+        Err(err) => error_reply(&err, anonymous),
+    }
+}
+
+fn read(pool: &DbPool, request_json: &str) -> Result<RestRequest, PoolError> {
+    let request: ApiRequest = serde_json::from_str(request_json).map_err(|e| {
+        PoolError::Internal(format!("malformed request from the fetch adapter: {e}"))
+    })?;
+    parse::parse(&request, &pool.config().schemas)
+}
+
+async fn run_pooled(
+    pool: &DbPool,
+    request_json: &str,
+    role: Option<&RoleContext>,
+) -> Result<Answer, PoolError> {
+    let mut request = read(pool, request_json)?;
+    let mutation = !matches!(request.spec.method, Method::Select | Method::Rpc);
+    let undoable = request.prefer.rollback
+        || (mutation
+            && (request.accept == Accept::Object || request.prefer.max_affected.is_some()))
+        || (request.spec.method == Method::Rpc && request.prefer.max_affected.is_some());
+    if !undoable {
+        return answer(&Target::Pool { pool, role }, &mut request).await;
+    }
+    let tx = Transaction::begin(pool, role, TxOptions::default()).await?;
+    let result = answer(&Target::Transaction { pool, tx: &tx }, &mut request).await;
+    let commit = result.is_ok() && !request.prefer.rollback;
+    let ended = tx.finish(pool, commit).await;
+    let answer = result?;
+    ended?;
+    Ok(answer)
+}
+
+/// The first row of a body statement: the total, the page size and the body text.
+#[derive(Deserialize)]
+struct BodyRow<'a> {
+    #[serde(borrow)]
+    rows: Vec<(Option<i64>, u64, &'a RawValue)>,
+}
+
+/// What a body statement found.
+struct Found {
+    total: Option<i64>,
+    page: u64,
+    body: Box<RawValue>,
+}
+
+async fn run_body(target: &Target<'_>, statement: &BuiltStatement) -> Result<Found, PoolError> {
+    let json = target.query(&statement.sql, &statement.params).await?;
+    let parsed: BodyRow = serde_json::from_str(&json)
+        .map_err(|e| PoolError::Internal(format!("unexpected body statement reply: {e}")))?;
+    let (total, page, body) = parsed
+        .rows
+        .into_iter()
+        .next()
+        .ok_or_else(|| PoolError::Internal("the body statement returned no row".into()))?;
+    Ok(Found {
+        total,
+        page,
+        body: body.to_owned(),
+    })
+}
+
+async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer, PoolError> {
+    if request.accept == Accept::Csv {
+        return Err(status_error(
+            "PGRST107",
+            "text/csv is not supported yet; request JSON".into(),
+        ));
+    }
+    if request.spec.method == Method::Upsert && request.spec.on_conflict.is_none() {
+        let relation = request.spec.relation()?;
+        request.spec.primary_key = primary_key(target, &relation).await?;
+    }
+    let request = &*request;
+    let spec = &request.spec;
+    let lower = spec.offset.unwrap_or(0);
+    match spec.method {
+        Method::Select => {
+            let exact = spec.count == Some(CountMode::Exact);
+            let body = if request.head {
+                Body::Empty
+            } else {
+                Body::Rows
+            };
+            let found = run_body(target, &body_statement(spec, exact, body)?).await?;
+            let total = match spec.count {
+                Some(CountMode::Exact) => found.total,
+                Some(mode) => Some(estimate(target, spec, mode).await?),
+                None => None,
+            };
+            let status = range_status(lower, found.page, total);
+            if status == 416 {
+                return Err(status_error(
+                    "PGRST103",
+                    "Requested range not satisfiable".into(),
+                ));
+            }
+            rows_answer(request, found, lower, total, status)
+        }
+        Method::Rpc => {
+            let kind = function_kind(target, spec).await?;
+            let body = match kind {
+                FunctionKind::Void => {
+                    let data = build(spec)?
+                        .data
+                        .expect("an rpc always has a data statement");
+                    target.query(&data.sql, &data.params).await?;
+                    return Ok(Answer {
+                        status: 204,
+                        range: String::new(),
+                        body: None,
+                    });
+                }
+                _ if request.head => Body::Empty,
+                FunctionKind::Scalar => Body::Scalar,
+                FunctionKind::ScalarSet => Body::ScalarSet,
+                FunctionKind::Row | FunctionKind::Rows => Body::Rows,
+            };
+            let mut found = run_body(target, &body_statement(spec, false, body)?).await?;
+            if kind == FunctionKind::Row && request.accept != Accept::Object && !request.head {
+                // A function returning one composite answers with the object itself.
+                found.body = unwrap_single(&found.body, found.page)?;
+                return Ok(Answer {
+                    status: 200,
+                    range: content_range(lower, found.page, None),
+                    body: Some(found.body),
+                });
+            }
+            check_max_affected(request, found.page)?;
+            let total = spec.count.map(|_| found.page as i64);
+            rows_answer(request, found, lower, total, 200)
+        }
+        Method::Insert | Method::Upsert | Method::Update | Method::Delete => {
+            let status = match spec.method {
+                Method::Insert | Method::Upsert => 201,
+                _ if request.prefer.returns_body() => 200,
+                _ => 204,
+            };
+            if !spec.returning {
+                // No RETURNING: a row the caller may insert but not select (RLS) is fine.
+                let data = build(spec)?
+                    .data
+                    .expect("a mutation always has a data statement");
+                let json = target.query(&data.sql, &data.params).await?;
+                let affected = row_count_of(&json);
+                check_max_affected(request, affected)?;
+                if request.accept == Accept::Object && affected != 1 {
+                    return Err(single_error(affected));
+                }
+                let total = spec.count.map(|_| affected as i64);
+                return Ok(Answer {
+                    status,
+                    range: content_range(1, 0, total),
+                    body: None,
+                });
+            }
+            let found = run_body(target, &body_statement(spec, false, Body::Rows)?).await?;
+            check_max_affected(request, found.page)?;
+            let total = spec.count.map(|_| found.page as i64);
+            let mut answer = rows_answer(request, found, 1, total, status)?;
+            answer.range = content_range(1, 0, total);
+            Ok(answer)
+        }
+    }
+}
+
+/// The answer for rows found: the body as asked (`single()` wants exactly one).
+fn rows_answer(
+    request: &RestRequest,
+    found: Found,
+    lower: u64,
+    total: Option<i64>,
+    status: u16,
+) -> Result<Answer, PoolError> {
+    let body = if request.head {
+        None
+    } else if request.accept == Accept::Object {
+        Some(unwrap_single(&found.body, found.page)?)
+    } else {
+        Some(found.body)
+    };
+    if request.head && request.accept == Accept::Object && found.page != 1 {
+        return Err(single_error(found.page));
+    }
+    Ok(Answer {
+        status,
+        range: content_range(lower, found.page, total),
+        body,
+    })
+}
+
+/// `"[{…}]"` (a JSON string holding a one-element array) → `"{…}"`, or PGRST116.
+fn unwrap_single(body: &RawValue, page: u64) -> Result<Box<RawValue>, PoolError> {
+    if page != 1 {
+        return Err(single_error(page));
+    }
+    let text = body.get();
+    let inner = text
+        .strip_prefix("\"[")
+        .and_then(|t| t.strip_suffix("]\""))
+        .ok_or_else(|| PoolError::Internal("a one-row body is not an array".into()))?;
+    RawValue::from_string(format!("\"{inner}\""))
+        .map_err(|e| PoolError::Internal(format!("a one-row body: {e}")))
+}
+
+fn single_error(rows: u64) -> PoolError {
+    let mut err = status_error(
+        "PGRST116",
+        "JSON object requested, multiple (or no) rows returned".into(),
+    );
+    if let PoolError::Database(fields) = &mut err {
+        fields.detail = Some(format!("The result contains {rows} rows"));
+    }
+    err
+}
+
+fn check_max_affected(request: &RestRequest, affected: u64) -> Result<(), PoolError> {
+    match request.prefer.max_affected {
+        Some(limit) if affected > limit => {
+            let mut err = status_error(
+                "PGRST124",
+                "Query result exceeds max-affected preference constraint".into(),
+            );
+            if let PoolError::Database(fields) = &mut err {
+                fields.detail = Some(format!("The query affects {affected} rows"));
+            }
+            Err(err)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn row_count_of(reply: &str) -> u64 {
+    reply
+        .rsplit_once("\"rowCount\":")
+        .and_then(|(_, tail)| tail.trim_end_matches('}').parse().ok())
+        .unwrap_or(0)
+}
+
+/// The first column of the first row of a statement reply.
+fn first_value(reply: &str) -> Option<serde_json::Value> {
+    let parsed: serde_json::Value = serde_json::from_str(reply).ok()?;
+    parsed["rows"][0][0].clone().into()
+}
+
+/// The primary key columns of a table, in key order (empty when it has none).
+async fn primary_key(target: &Target<'_>, relation: &str) -> Result<Vec<String>, PoolError> {
+    const SQL: &str = "SELECT coalesce(json_agg(a.attname ORDER BY k.ord), '[]') \
+         FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+         WHERE i.indrelid = to_regclass($1) AND i.indisprimary";
+    let json = target
+        .query(SQL, &[Param::Text(relation.to_string())])
+        .await?;
+    Ok(first_value(&json)
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default())
+}
+
+/// What a function returns, looked up once per pool (PostgREST's schema cache does the same);
+/// an unknown function is left for Postgres to report (42883).
+async fn function_kind(
+    target: &Target<'_>,
+    spec: &super::builder::RequestSpec,
+) -> Result<FunctionKind, PoolError> {
+    let relation = spec.relation()?;
+    if let Some(kind) = target.pool().function_kind(&relation) {
+        return Ok(kind);
+    }
+    const SQL: &str = "SELECT CASE \
+           WHEN p.prorettype = 'void'::regtype THEN 'void' \
+           WHEN t.typtype = 'c' OR p.prorettype = 'record'::regtype \
+             THEN CASE WHEN p.proretset THEN 'rows' ELSE 'row' END \
+           WHEN p.proretset THEN 'scalar_set' ELSE 'scalar' END \
+         FROM pg_proc p JOIN pg_type t ON t.oid = p.prorettype \
+         WHERE p.proname = $1 AND p.pronamespace = to_regnamespace($2) LIMIT 1";
+    let schema = spec.schema.clone().unwrap_or_else(|| "public".into());
+    let json = target
+        .query(SQL, &[Param::Text(spec.table.clone()), Param::Text(schema)])
+        .await?;
+    let kind = match first_value(&json).as_ref().and_then(|v| v.as_str()) {
+        Some("void") => FunctionKind::Void,
+        Some("row") => FunctionKind::Row,
+        Some("scalar_set") => FunctionKind::ScalarSet,
+        Some("scalar") => FunctionKind::Scalar,
+        Some(_) => FunctionKind::Rows,
+        None => return Ok(FunctionKind::Rows),
+    };
+    target.pool().remember_function(relation, kind);
+    Ok(kind)
+}
+
+/// A planned or estimated count (PostgREST's `count=planned|estimated`).
+async fn estimate(
+    target: &Target<'_>,
+    spec: &super::builder::RequestSpec,
+    mode: CountMode,
+) -> Result<i64, PoolError> {
+    let statement = build(spec)?
+        .count
+        .ok_or_else(|| request_error("a count needs a select", None))?;
+    let exact = || async {
+        let json = target.query(&statement.sql, &statement.params).await?;
+        first_value(&json)
+            .and_then(|v| v.as_i64())
+            .ok_or_else(|| PoolError::Internal("count(*) returned no number".into()))
+    };
+    let planned = || async {
+        let sql = format!("EXPLAIN (FORMAT JSON) {}", statement.sql);
+        let json = target.query(&sql, &statement.params).await?;
+        first_value(&json)
+            .and_then(|plan| plan[0]["Plan"]["Plan Rows"].as_f64())
+            .map(|rows| rows as i64)
+            .ok_or_else(|| PoolError::Internal("EXPLAIN returned no row estimate".into()))
+    };
+    match mode {
+        CountMode::Exact => exact().await,
+        CountMode::Planned => planned().await,
+        CountMode::Estimated => {
+            let estimate = planned().await?;
+            if estimate < ESTIMATE_EXACT_BELOW {
+                exact().await
+            } else {
+                Ok(estimate)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_one_row_body_unwraps_to_its_object() {
+        let body = RawValue::from_string(r#""[{\"id\":1}]""#.into()).unwrap();
+        assert_eq!(unwrap_single(&body, 1).unwrap().get(), r#""{\"id\":1}""#);
+        assert_eq!(unwrap_single(&body, 2).unwrap_err().code(), "PGRST116");
+    }
+
+    #[test]
+    fn reads_the_row_count() {
+        assert_eq!(row_count_of(r#"{"columns":[],"rows":[],"rowCount":3}"#), 3);
+    }
+}

@@ -1,0 +1,411 @@
+//! A PostgREST request as postgrest-js sends it (method, path and query, a few headers, a JSON
+//! body) read into the builder's `RequestSpec`, with the `Prefer` and `Accept` preferences and
+//! the schema it targets. Nothing here touches the database.
+//!
+//! The grammar is PostgREST's: `/table` or `/rpc/fn`; `select`, `order`, `limit`, `offset`,
+//! `on_conflict`, `columns`; `or`/`and` (optionally `not.`-prefixed) groups; and every other
+//! parameter `column=operator.value`, parsed by `filters`.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::super::builder::{CountMode, FilterSpec, Method, OrderSpec, RequestSpec};
+use super::super::ident::request_error;
+use super::prefer::{Accept, Prefer};
+use crate::error::{DatabaseErrorFields, PoolError};
+
+/// The request as the JS fetch adapter hands it over.
+#[derive(Debug, Deserialize)]
+pub struct ApiRequest {
+    pub method: String,
+    /// Path and query string, e.g. `/users?select=id&id=eq.1`.
+    pub url: String,
+    #[serde(default)]
+    pub prefer: Option<String>,
+    #[serde(default)]
+    pub accept: Option<String>,
+    /// `Accept-Profile` (reads) or `Content-Profile` (writes).
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// The JSON body text, if any.
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+/// A request read and checked, ready to be built into SQL.
+#[derive(Debug)]
+pub struct RestRequest {
+    pub spec: RequestSpec,
+    pub prefer: Prefer,
+    pub accept: Accept,
+    pub head: bool,
+}
+
+/// Reads `request`; `schemas` are the exposed schemas, the first being the default.
+pub fn parse(request: &ApiRequest, schemas: &[String]) -> Result<RestRequest, PoolError> {
+    let (path, query) = request
+        .url
+        .split_once('?')
+        .unwrap_or((request.url.as_str(), ""));
+    let schema = match request.profile.as_deref() {
+        Some(profile) if !schemas.iter().any(|s| s == profile) => {
+            return Err(schema_refused(profile, schemas))
+        }
+        Some(profile) => profile.to_string(),
+        None => schemas.first().cloned().unwrap_or_else(|| "public".into()),
+    };
+    let path = percent_decode(path.trim_start_matches('/'));
+    let (is_rpc, name) = match path.strip_prefix("rpc/") {
+        Some(function) => (true, function.to_string()),
+        None => (false, path),
+    };
+    if name.is_empty() || name.contains('/') {
+        return Err(not_found(&request.url));
+    }
+    let prefer = Prefer::parse(request.prefer.as_deref().unwrap_or(""))?;
+    let accept = Accept::parse(request.accept.as_deref())?;
+    let method = request.method.to_ascii_uppercase();
+    let head = method == "HEAD";
+    let spec_method = match (method.as_str(), is_rpc) {
+        ("GET" | "HEAD" | "POST", true) => Method::Rpc,
+        ("GET" | "HEAD", false) => Method::Select,
+        ("POST", false) if prefer.resolution.is_some() => Method::Upsert,
+        ("POST", false) => Method::Insert,
+        ("PATCH", false) => Method::Update,
+        ("DELETE", false) => Method::Delete,
+        _ => {
+            return Err(status_error(
+                "PGRST117",
+                format!("Unsupported HTTP method: {method}"),
+            ))
+        }
+    };
+    let mut spec = RequestSpec {
+        table: name,
+        method: spec_method,
+        columns: None,
+        returning: false,
+        filters: Vec::new(),
+        order: Vec::new(),
+        limit: None,
+        offset: None,
+        count: prefer.count,
+        head,
+        values: None,
+        on_conflict: None,
+        ignore_duplicates: prefer.resolution == Some(Resolution::IgnoreDuplicates),
+        primary_key: Vec::new(),
+        schema: Some(schema),
+    };
+    let mut rpc_args = serde_json::Map::new();
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        match key.as_ref() {
+            "select" => spec.columns = Some(value.into_owned()),
+            "order" => spec.order = parse_order(&value)?,
+            "limit" => spec.limit = Some(parse_number("limit", &value)?),
+            "offset" => spec.offset = Some(parse_number("offset", &value)?),
+            "on_conflict" => spec.on_conflict = Some(value.into_owned()),
+            // postgrest-js names the union of a bulk insert's keys; the body says the same.
+            "columns" => {}
+            "or" | "and" | "not.or" | "not.and" => spec.filters.push(FilterSpec::Logic {
+                any: key.ends_with("or"),
+                negate: key.starts_with("not."),
+                expression: strip_group(&value)?.to_string(),
+            }),
+            column if column.contains('.') && !column.starts_with('"') => {
+                return Err(request_error(
+                    format!("'{column}': filters on embedded resources are not supported yet"),
+                    None,
+                ))
+            }
+            column => {
+                let value = value.into_owned();
+                if spec.method == Method::Rpc && method != "POST" && !looks_like_filter(&value) {
+                    rpc_args.insert(column.to_string(), Value::String(value));
+                } else {
+                    let (op, value) = value.split_once('.').unwrap_or((&value, ""));
+                    spec.filters.push(FilterSpec::Filter {
+                        column: column.to_string(),
+                        op: op.to_string(),
+                        value: value.to_string(),
+                    });
+                }
+            }
+        }
+    }
+    if spec.method == Method::Rpc && method != "POST" {
+        spec.values = Some(Value::Object(rpc_args));
+    } else if let Some(body) = request.body.as_deref().filter(|b| !b.is_empty()) {
+        let values: Value = serde_json::from_str(body)
+            .map_err(|e| status_error("PGRST102", format!("Empty or invalid json: {e}")))?;
+        spec.values = Some(values);
+    }
+    // A mutation's rows come back only when asked for (Prefer: return=representation).
+    spec.returning = prefer.returns_body() && spec.method != Method::Select;
+    if spec.method == Method::Rpc {
+        spec.returning = true;
+    }
+    Ok(RestRequest {
+        spec,
+        prefer,
+        accept,
+        head,
+    })
+}
+
+pub use super::prefer::Resolution;
+
+/// `(a.eq.1,b.eq.2)` → `a.eq.1,b.eq.2`.
+fn strip_group(value: &str) -> Result<&str, PoolError> {
+    value
+        .strip_prefix('(')
+        .and_then(|v| v.strip_suffix(')'))
+        .ok_or_else(|| {
+            request_error(
+                format!("'{value}': a logic group is written (filter,filter,...)"),
+                None,
+            )
+        })
+}
+
+/// Whether a query value of an rpc GET is a filter (`eq.1`, `not.in.(1,2)`) rather than an
+/// argument: its head is an operator name.
+fn looks_like_filter(value: &str) -> bool {
+    let head = value.split('.').next().unwrap_or("");
+    let head = if head == "not" {
+        value.split('.').nth(1).unwrap_or("")
+    } else {
+        head
+    };
+    let head = head.split('(').next().unwrap_or("");
+    super::super::filters::Operator::parse(head).is_ok() || head == "is"
+}
+
+/// `a.desc.nullsfirst,b,c.asc` → order items.
+fn parse_order(value: &str) -> Result<Vec<OrderSpec>, PoolError> {
+    let mut order = Vec::new();
+    for item in super::super::filters::split_top_level(value)? {
+        let mut parts = item.trim().split('.');
+        let column = parts.next().unwrap_or("").to_string();
+        if column.contains('(') || column.contains("->") {
+            return Err(request_error(
+                format!(
+                    "'{item}': ordering by embedded resources or JSON paths is not supported yet"
+                ),
+                None,
+            ));
+        }
+        let mut spec = OrderSpec {
+            column,
+            ascending: true,
+            nulls_first: None,
+        };
+        for modifier in parts {
+            match modifier {
+                "asc" => spec.ascending = true,
+                "desc" => spec.ascending = false,
+                "nullsfirst" => spec.nulls_first = Some(true),
+                "nullslast" => spec.nulls_first = Some(false),
+                other => {
+                    return Err(request_error(
+                        format!(
+                            "'{other}' is not an order modifier (asc, desc, nullsfirst, nullslast)"
+                        ),
+                        None,
+                    ))
+                }
+            }
+        }
+        order.push(spec);
+    }
+    Ok(order)
+}
+
+fn parse_number(name: &str, value: &str) -> Result<u64, PoolError> {
+    value.parse().map_err(|_| {
+        request_error(
+            format!("'{name}={value}': {name} must be a non-negative integer"),
+            None,
+        )
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    url::form_urlencoded::parse(text.replace('+', "%2B").as_bytes())
+        .next()
+        .map(|(k, v)| {
+            if v.is_empty() {
+                k.into_owned()
+            } else {
+                format!("{k}={v}")
+            }
+        })
+        .unwrap_or_default()
+}
+
+/// PostgREST's `PGRST106`: a schema outside `schemas`.
+fn schema_refused(schema: &str, schemas: &[String]) -> PoolError {
+    let mut err = status_error("PGRST106", format!("Invalid schema: {schema}"));
+    if let PoolError::Database(fields) = &mut err {
+        fields.hint = Some(format!(
+            "Only the following schemas are exposed: {}",
+            schemas.join(", ")
+        ));
+    }
+    err
+}
+
+fn not_found(url: &str) -> PoolError {
+    status_error(
+        "PGRST125",
+        format!("Invalid path specified in request URL: {url}"),
+    )
+}
+
+/// An error with a PostgREST code; its status comes from `status_for_error`.
+pub fn status_error(code: &str, message: String) -> PoolError {
+    PoolError::Database(Box::new(DatabaseErrorFields {
+        code: code.into(),
+        message,
+        severity: "ERROR".into(),
+        ..Default::default()
+    }))
+}
+
+/// The count mode of `count=exact|planned|estimated`.
+pub fn count_mode(value: &str) -> Option<CountMode> {
+    match value {
+        "exact" => Some(CountMode::Exact),
+        "planned" => Some(CountMode::Planned),
+        "estimated" => Some(CountMode::Estimated),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: &str, url: &str) -> ApiRequest {
+        ApiRequest {
+            method: method.into(),
+            url: url.into(),
+            prefer: None,
+            accept: None,
+            profile: None,
+            body: None,
+        }
+    }
+
+    fn public() -> Vec<String> {
+        vec!["public".into(), "api".into()]
+    }
+
+    #[test]
+    fn a_select_with_filters_order_and_range() {
+        let parsed = parse(
+            &request(
+                "GET",
+                "/users?select=id%2Cname&age=gte.25&or=%28a.eq.1%2Cb.eq.2%29&order=age.desc.nullsfirst%2Cid&limit=2&offset=1",
+            ),
+            &public(),
+        )
+        .unwrap();
+        let spec = parsed.spec;
+        assert_eq!(spec.method, Method::Select);
+        assert_eq!(spec.schema.as_deref(), Some("public"));
+        assert_eq!(spec.columns.as_deref(), Some("id,name"));
+        assert_eq!(spec.filters.len(), 2);
+        assert!(
+            matches!(&spec.filters[0], FilterSpec::Filter { column, op, value }
+            if column == "age" && op == "gte" && value == "25")
+        );
+        assert!(
+            matches!(&spec.filters[1], FilterSpec::Logic { any: true, negate: false, expression }
+            if expression == "a.eq.1,b.eq.2")
+        );
+        assert_eq!(spec.order.len(), 2);
+        assert!(!spec.order[0].ascending);
+        assert_eq!(spec.order[0].nulls_first, Some(true));
+        assert_eq!((spec.limit, spec.offset), (Some(2), Some(1)));
+    }
+
+    #[test]
+    fn methods_and_prefer_pick_the_operation() {
+        let mut post = request("POST", "/items");
+        post.prefer = Some("return=representation,resolution=merge-duplicates".into());
+        post.body = Some(r#"{"id":1}"#.into());
+        let parsed = parse(&post, &public()).unwrap();
+        assert_eq!(parsed.spec.method, Method::Upsert);
+        assert!(parsed.spec.returning);
+        assert_eq!(
+            parse(&request("PATCH", "/items"), &public())
+                .unwrap()
+                .spec
+                .method,
+            Method::Update
+        );
+        assert_eq!(
+            parse(&request("DELETE", "/items"), &public())
+                .unwrap()
+                .spec
+                .method,
+            Method::Delete
+        );
+        assert_eq!(
+            parse(&request("POST", "/rpc/add"), &public())
+                .unwrap()
+                .spec
+                .method,
+            Method::Rpc
+        );
+        assert!(parse(&request("HEAD", "/items"), &public()).unwrap().head);
+    }
+
+    #[test]
+    fn rpc_get_arguments_and_filters_are_told_apart() {
+        let parsed = parse(&request("GET", "/rpc/f?a=1&name=eq.x"), &public()).unwrap();
+        assert_eq!(parsed.spec.values, Some(serde_json::json!({"a": "1"})));
+        assert_eq!(parsed.spec.filters.len(), 1);
+    }
+
+    #[test]
+    fn schemas_outside_the_exposed_list_are_refused() {
+        let mut req = request("GET", "/pg_roles");
+        req.profile = Some("pg_catalog".into());
+        let err = parse(&req, &public()).unwrap_err();
+        assert_eq!(err.code(), "PGRST106");
+        req.profile = Some("api".into());
+        assert_eq!(
+            parse(&req, &public()).unwrap().spec.schema.as_deref(),
+            Some("api")
+        );
+    }
+
+    #[test]
+    fn bad_input_is_a_clear_error() {
+        assert_eq!(
+            parse(&request("GET", "/t?limit=x"), &public())
+                .unwrap_err()
+                .code(),
+            "PGRST100"
+        );
+        assert_eq!(
+            parse(&request("GET", "/t?order=a.sideways"), &public())
+                .unwrap_err()
+                .code(),
+            "PGRST100"
+        );
+        assert_eq!(
+            parse(&request("PUT", "/t"), &public()).unwrap_err().code(),
+            "PGRST117"
+        );
+        let mut bad_body = request("POST", "/t");
+        bad_body.body = Some("{".into());
+        assert_eq!(parse(&bad_body, &public()).unwrap_err().code(), "PGRST102");
+        assert_eq!(
+            parse(&request("GET", "/"), &public()).unwrap_err().code(),
+            "PGRST125"
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! PostgREST's `Prefer` and `Accept` request headers.
+
+use super::super::builder::CountMode;
+use super::super::ident::request_error;
+use super::parse::{count_mode, status_error};
+use crate::error::PoolError;
+
+/// `return=`: what a mutation answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Return {
+    #[default]
+    Minimal,
+    HeadersOnly,
+    Representation,
+}
+
+/// `resolution=`: an insert becomes an upsert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    MergeDuplicates,
+    IgnoreDuplicates,
+}
+
+/// The preferences PostgREST honours (unknown ones are ignored, as PostgREST does by default).
+#[derive(Debug, Default, PartialEq)]
+pub struct Prefer {
+    pub return_: Return,
+    pub count: Option<CountMode>,
+    pub resolution: Option<Resolution>,
+    pub missing_default: bool,
+    pub rollback: bool,
+    pub max_affected: Option<u64>,
+}
+
+impl Prefer {
+    /// Reads one `Prefer` header value (`return=representation, count=exact`).
+    pub fn parse(header: &str) -> Result<Self, PoolError> {
+        let mut prefer = Prefer::default();
+        for item in header.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (name, value) = item.split_once('=').unwrap_or((item, ""));
+            match (name.trim(), value.trim()) {
+                ("return", "representation") => prefer.return_ = Return::Representation,
+                ("return", "headers-only") => prefer.return_ = Return::HeadersOnly,
+                ("return", _) => prefer.return_ = Return::Minimal,
+                ("count", mode) => prefer.count = count_mode(mode),
+                ("resolution", "merge-duplicates") => {
+                    prefer.resolution = Some(Resolution::MergeDuplicates)
+                }
+                ("resolution", "ignore-duplicates") => {
+                    prefer.resolution = Some(Resolution::IgnoreDuplicates)
+                }
+                ("missing", "default") => prefer.missing_default = true,
+                ("tx", "rollback") => prefer.rollback = true,
+                ("max-affected", n) => {
+                    prefer.max_affected = Some(n.parse().map_err(|_| {
+                        request_error(format!("'max-affected={n}' needs a number"), None)
+                    })?)
+                }
+                _ => {}
+            }
+        }
+        Ok(prefer)
+    }
+
+    pub fn returns_body(&self) -> bool {
+        self.return_ == Return::Representation
+    }
+}
+
+/// The media type a request accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accept {
+    /// `application/json` (and `*/*`, and the array form): a JSON array.
+    Json,
+    /// `application/vnd.pgrst.object+json`: exactly one row, as an object.
+    Object,
+    /// `text/csv`.
+    Csv,
+}
+
+impl Accept {
+    pub fn parse(header: Option<&str>) -> Result<Self, PoolError> {
+        let Some(header) = header else {
+            return Ok(Accept::Json);
+        };
+        let mut best = None;
+        for media in header.split(',') {
+            let media = media.split(';').next().unwrap_or("").trim();
+            let kind = match media {
+                "application/json" | "*/*" | "application/*" | "" => Some(Accept::Json),
+                "application/vnd.pgrst.array+json" => Some(Accept::Json),
+                "application/vnd.pgrst.object+json" | "application/vnd.pgrst.object" => {
+                    Some(Accept::Object)
+                }
+                "text/csv" => Some(Accept::Csv),
+                _ => None,
+            };
+            if kind.is_some() {
+                best = kind;
+                break;
+            }
+        }
+        best.ok_or_else(|| {
+            status_error(
+                "PGRST107",
+                format!("None of these media types are available: {header}"),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefer_reads_every_preference_and_ignores_unknown_ones() {
+        let prefer = Prefer::parse(
+            "return=representation, count=exact,resolution=ignore-duplicates, missing=default, tx=rollback, max-affected=3, handling=strict, timezone=UTC",
+        )
+        .unwrap();
+        assert_eq!(
+            prefer,
+            Prefer {
+                return_: Return::Representation,
+                count: Some(CountMode::Exact),
+                resolution: Some(Resolution::IgnoreDuplicates),
+                missing_default: true,
+                rollback: true,
+                max_affected: Some(3),
+            }
+        );
+        assert_eq!(Prefer::parse("").unwrap(), Prefer::default());
+        assert!(Prefer::parse("max-affected=lots").is_err());
+    }
+
+    #[test]
+    fn accept_picks_the_first_known_media_type() {
+        assert_eq!(Accept::parse(None).unwrap(), Accept::Json);
+        assert_eq!(
+            Accept::parse(Some("application/vnd.pgrst.object+json;nulls=stripped")).unwrap(),
+            Accept::Object
+        );
+        assert_eq!(Accept::parse(Some("text/csv")).unwrap(), Accept::Csv);
+        assert_eq!(
+            Accept::parse(Some("image/png")).unwrap_err().code(),
+            "PGRST107"
+        );
+    }
+}

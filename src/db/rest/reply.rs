@@ -1,0 +1,116 @@
+//! What a request answers, as the JS fetch adapter hands it to postgrest-js: a status, a
+//! `Content-Range` and the body text, or PostgREST's error object.
+//!
+//! The reply is JSON for the batched crossing: `{"status":200,"range":"0-4/*","body":"…"}`.
+//! The body stays a string because postgrest-js reads `res.text()` and parses it itself.
+
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::super::builder::status_for_error;
+use crate::error::PoolError;
+
+/// A successful answer.
+pub struct Answer {
+    pub status: u16,
+    pub range: String,
+    /// A JSON string literal holding the body text (already escaped), or `None` for no body.
+    pub body: Option<Box<RawValue>>,
+}
+
+impl Answer {
+    pub fn to_json(&self) -> String {
+        let body = self.body.as_deref().map_or("null", RawValue::get);
+        let mut out = String::with_capacity(body.len() + 48);
+        out.push_str("{\"status\":");
+        out.push_str(itoa::Buffer::new().format(self.status));
+        out.push_str(",\"range\":");
+        out.push_str(&Value::from(self.range.as_str()).to_string());
+        out.push_str(",\"body\":");
+        out.push_str(body);
+        out.push('}');
+        out
+    }
+}
+
+/// `Content-Range` as PostgREST writes it: `0-9/100`, `*/0`, `0-9/*`.
+pub fn content_range(lower: u64, page: u64, total: Option<i64>) -> String {
+    let range = if page == 0 {
+        "*".to_string()
+    } else {
+        format!("{lower}-{}", lower + page - 1)
+    };
+    match total {
+        Some(total) => format!("{range}/{total}"),
+        None => format!("{range}/*"),
+    }
+}
+
+/// PostgREST's status for a page of rows: 206 when the count says there are more, 416 when
+/// the page starts past the end.
+pub fn range_status(lower: u64, page: u64, total: Option<i64>) -> u16 {
+    match total {
+        Some(total) if total >= 0 && lower > total as u64 => 416,
+        Some(total) if page < total.max(0) as u64 => 206,
+        _ => 200,
+    }
+}
+
+/// The error reply: PostgREST's status and its `{code, details, hint, message}` as body text.
+pub fn error_reply(err: &PoolError, anonymous: bool) -> String {
+    let status = match err.code() {
+        "POOL_TIMEOUT" => 504,
+        "CONNECTION_FAILED" | "POOL_CLOSED" => 503,
+        "INTERNAL" => 500,
+        "UNSUPPORTED_TYPE" | "INVALID_ARGUMENT" => 400,
+        "INVALID_TOKEN" => 401,
+        code => status_for_error(code, anonymous),
+    };
+    let body = match err {
+        PoolError::Database(fields) => serde_json::json!({
+            "code": fields.code,
+            "details": fields.detail,
+            "hint": fields.hint,
+            "message": fields.message,
+        }),
+        other => serde_json::json!({
+            "code": other.code(),
+            "details": null,
+            "hint": null,
+            "message": other.to_string(),
+        }),
+    };
+    serde_json::json!({ "status": status, "range": "", "body": body.to_string() }).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_and_statuses_follow_postgrest() {
+        assert_eq!(content_range(0, 5, None), "0-4/*");
+        assert_eq!(content_range(10, 2, Some(12)), "10-11/12");
+        assert_eq!(content_range(0, 0, Some(0)), "*/0");
+        assert_eq!(range_status(0, 5, Some(5)), 200);
+        assert_eq!(range_status(0, 2, Some(5)), 206);
+        assert_eq!(range_status(9, 0, Some(5)), 416);
+        assert_eq!(range_status(0, 3, None), 200);
+    }
+
+    #[test]
+    fn answers_and_errors_are_json_for_the_crossing() {
+        let answer = Answer {
+            status: 200,
+            range: "0-0/*".into(),
+            body: Some(RawValue::from_string(r#""[{\"a\":1}]""#.into()).unwrap()),
+        };
+        let parsed: Value = serde_json::from_str(&answer.to_json()).unwrap();
+        assert_eq!(parsed["body"], r#"[{"a":1}]"#);
+        let error: Value =
+            serde_json::from_str(&error_reply(&PoolError::PoolClosed, false)).unwrap();
+        assert_eq!(error["status"], 503);
+        let body: Value = serde_json::from_str(error["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["code"], "POOL_CLOSED");
+    }
+}
