@@ -132,6 +132,7 @@ const BODY_PIECES = [
   /coalesce\(pg_catalog\.json_agg\(_pgrst_t(\."(?:[^"]|"")*")?\), '\[\]'\)::text/g,
   /coalesce\(\(pg_catalog\.json_agg\(_pgrst_t\."(?:[^"]|"")*"\)->0\)::text, 'null'\)/g,
   /'' AS body/g,
+  /coalesce\(pg_catalog\.json_agg\(pg_catalog\.to_jsonb\(_pgrst_t\) - 'pgrst_inserted'\), '\[\]'\)::text/g,
 ]
 
 /**

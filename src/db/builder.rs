@@ -443,7 +443,20 @@ pub fn body_statement(
         Method::Delete => delete_statement(spec, &relation, &conditions)?,
         Method::Rpc => rpc_statement(spec, &relation, &conditions)?,
     };
-    let total = if exact_count && spec.method == Method::Select {
+    // An upsert also says how many rows it inserted (`xmax = 0` marks a row this statement
+    // created), so that one that only updated can answer 200; the marker leaves the body.
+    let upsert_body = spec.method == Method::Upsert && body == Body::Rows;
+    let data = if upsert_body {
+        BuiltStatement {
+            sql: format!("{}, (xmax = 0) AS pgrst_inserted", data.sql),
+            params: data.params,
+        }
+    } else {
+        data
+    };
+    let total = if upsert_body {
+        "(SELECT pg_catalog.count(*) FROM pgrst_source WHERE pgrst_inserted)".to_string()
+    } else if exact_count && spec.method == Method::Select {
         // Same conditions, rendered afresh: the same values in the same order, so `$1…$n`
         // name the data statement's own parameters.
         let mut same = Vec::new();
@@ -456,6 +469,10 @@ pub fn body_statement(
     };
     let body = match body {
         Body::Empty => "''".to_string(),
+        Body::Rows if upsert_body => {
+            "coalesce(pg_catalog.json_agg(pg_catalog.to_jsonb(_pgrst_t) - 'pgrst_inserted'), '[]')::text"
+                .to_string()
+        }
         Body::Rows => "coalesce(pg_catalog.json_agg(_pgrst_t), '[]')::text".to_string(),
         Body::Scalar => format!(
             "coalesce((pg_catalog.json_agg(_pgrst_t.{})->0)::text, 'null')",

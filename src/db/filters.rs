@@ -29,6 +29,39 @@ pub enum Operator {
     Contains,
     ContainedBy,
     Overlaps,
+    /// Range operators: `<<`, `>>`, `&<`, `&>`, `-|-`.
+    StrictlyLeft,
+    StrictlyRight,
+    NotExtendRight,
+    NotExtendLeft,
+    Adjacent,
+    /// Full-text search: `to_tsquery`, `plainto_tsquery`, `phraseto_tsquery`,
+    /// `websearch_to_tsquery`.
+    Fts,
+    PlainFts,
+    PhraseFts,
+    WebFts,
+}
+
+/// `like(any)`, `eq(all)`: the operator applied to every element of an array value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quantifier {
+    Any,
+    All,
+}
+
+/// An operator as written in a filter: its name, and the argument in parentheses after it
+/// (`fts(english)`, `like(all)`).
+fn split_operator(text: &str) -> Result<(&str, Option<&str>), PoolError> {
+    match text.split_once('(') {
+        None => Ok((text, None)),
+        Some((name, rest)) => {
+            let argument = rest
+                .strip_suffix(')')
+                .ok_or_else(|| request_error(format!("'{text}': unbalanced parentheses"), None))?;
+            Ok((name, Some(argument)))
+        }
+    }
 }
 
 impl Operator {
@@ -51,13 +84,46 @@ impl Operator {
             "cs" => Operator::Contains,
             "cd" => Operator::ContainedBy,
             "ov" => Operator::Overlaps,
+            "sl" => Operator::StrictlyLeft,
+            "sr" => Operator::StrictlyRight,
+            "nxr" => Operator::NotExtendRight,
+            "nxl" => Operator::NotExtendLeft,
+            "adj" => Operator::Adjacent,
+            "fts" => Operator::Fts,
+            "plfts" => Operator::PlainFts,
+            "phfts" => Operator::PhraseFts,
+            "wfts" => Operator::WebFts,
             other => {
                 return Err(request_error(
                     format!("unknown filter operator '{other}'"),
-                    Some("operators: eq neq gt gte lt lte like ilike match imatch is isdistinct in cs cd ov".into()),
+                    Some("operators: eq neq gt gte lt lte like ilike match imatch is isdistinct in cs cd ov sl sr nxr nxl adj fts plfts phfts wfts".into()),
                 ))
             }
         })
+    }
+
+    fn is_text_search(self) -> bool {
+        matches!(
+            self,
+            Operator::Fts | Operator::PlainFts | Operator::PhraseFts | Operator::WebFts
+        )
+    }
+
+    /// The operators PostgREST lets `(any)`/`(all)` quantify.
+    fn takes_quantifier(self) -> bool {
+        matches!(
+            self,
+            Operator::Eq
+                | Operator::Neq
+                | Operator::Gt
+                | Operator::Gte
+                | Operator::Lt
+                | Operator::Lte
+                | Operator::Like
+                | Operator::Ilike
+                | Operator::Match
+                | Operator::Imatch
+        )
     }
 
     fn sql(self) -> &'static str {
@@ -76,6 +142,15 @@ impl Operator {
             Operator::Contains => "@>",
             Operator::ContainedBy => "<@",
             Operator::Overlaps => "&&",
+            Operator::StrictlyLeft => "<<",
+            Operator::StrictlyRight => ">>",
+            Operator::NotExtendRight => "&<",
+            Operator::NotExtendLeft => "&>",
+            Operator::Adjacent => "-|-",
+            Operator::Fts => "to_tsquery",
+            Operator::PlainFts => "plainto_tsquery",
+            Operator::PhraseFts => "phraseto_tsquery",
+            Operator::WebFts => "websearch_to_tsquery",
             Operator::Is | Operator::In => unreachable!("rendered specially"),
         }
     }
@@ -97,6 +172,10 @@ pub enum Condition {
         op: Operator,
         value: Param,
         negate: bool,
+        /// `like(all)`: `value` is an array.
+        quantifier: Option<Quantifier>,
+        /// Full-text search: the text search configuration (`fts(english)`).
+        config: Option<String>,
     },
     Is {
         column: String,
@@ -178,6 +257,8 @@ pub fn structured(
                 op,
                 value: Param::Array(items),
                 negate,
+                quantifier: None,
+                config: None,
             })
         }
         _ => Ok(Condition::Compare {
@@ -185,6 +266,8 @@ pub fn structured(
             op,
             value: json_param(value),
             negate,
+            quantifier: None,
+            config: None,
         }),
     }
 }
@@ -201,25 +284,65 @@ pub fn from_text(column: &str, op_and_value: &str) -> Result<Condition, PoolErro
             None,
         )
     })?;
-    let op = Operator::parse(op)?;
-    match op {
-        Operator::Is => Ok(Condition::Is {
+    let (name, argument) = split_operator(op)?;
+    let op = Operator::parse(name)?;
+    let compare = |value: Param, quantifier, config| Condition::Compare {
+        column: column.to_string(),
+        op,
+        value,
+        negate,
+        quantifier,
+        config,
+    };
+    match (op, argument) {
+        (Operator::Is, None) => Ok(Condition::Is {
             column: column.to_string(),
             value: is_value(value)?,
             negate,
         }),
-        Operator::In => Ok(Condition::Compare {
-            column: column.to_string(),
-            op,
-            value: Param::Array(parse_list(value)?.into_iter().map(Param::Text).collect()),
-            negate,
-        }),
-        _ => Ok(Condition::Compare {
-            column: column.to_string(),
-            op,
-            value: Param::Text(unquote(value)?),
-            negate,
-        }),
+        (Operator::In, None) => Ok(compare(
+            Param::Array(parse_list(value)?.into_iter().map(Param::Text).collect()),
+            None,
+            None,
+        )),
+        (op, Some(config)) if op.is_text_search() => Ok(compare(
+            Param::Text(value.to_string()),
+            None,
+            Some(config.to_string()),
+        )),
+        (op, Some(quantifier)) if op.takes_quantifier() => {
+            let quantifier = match quantifier {
+                "any" => Quantifier::Any,
+                "all" => Quantifier::All,
+                other => {
+                    return Err(request_error(
+                        format!("'{other}' is not a quantifier (any or all)"),
+                        None,
+                    ))
+                }
+            };
+            let items = super::params::parse_array_literal(value).ok_or_else(|| {
+                request_error(
+                    format!(
+                        "'{value}': {name}({}) takes a list like {{a,b}}",
+                        match quantifier {
+                            Quantifier::Any => "any",
+                            Quantifier::All => "all",
+                        }
+                    ),
+                    None,
+                )
+            })?;
+            Ok(compare(Param::Array(items), Some(quantifier), None))
+        }
+        (_, Some(argument)) => Err(request_error(
+            format!("'{name}({argument})': this operator takes no argument"),
+            None,
+        )),
+        (op, None) if op.is_text_search() => {
+            Ok(compare(Param::Text(value.to_string()), None, None))
+        }
+        (_, None) => Ok(compare(Param::Text(unquote(value)?), None, None)),
     }
 }
 
@@ -357,20 +480,41 @@ pub fn render(condition: &Condition, params: &mut Vec<Param>) -> Result<String, 
             op,
             value,
             negate,
+            quantifier,
+            config,
         } => {
             let column = quote(column)?;
+            // PostgREST accepts * as the LIKE wildcard (it is safe in URLs); so do we.
+            let wildcard = |p: &Param| match p {
+                Param::Text(pattern) => Param::Text(pattern.replace('*', "%")),
+                other => other.clone(),
+            };
             let value = match (op, value) {
-                // PostgREST accepts * as the LIKE wildcard (it is safe in URLs); so do we.
-                (Operator::Like | Operator::Ilike, Param::Text(pattern)) => {
-                    Param::Text(pattern.replace('*', "%"))
+                (Operator::Like | Operator::Ilike, Param::Array(items)) => {
+                    Param::Array(items.iter().map(wildcard).collect())
                 }
+                (Operator::Like | Operator::Ilike, value) => wildcard(value),
                 (_, value) => value.clone(),
+            };
+            let config = match config {
+                Some(config) => {
+                    params.push(Param::Text(config.clone()));
+                    Some(format!("${}::text::regconfig, ", params.len()))
+                }
+                None => None,
             };
             params.push(value);
             let placeholder = format!("${}", params.len());
-            let sql = match op {
-                Operator::In => format!("{column} = ANY({placeholder})"),
-                op => format!("{column} {} {placeholder}", op.sql()),
+            let sql = match (op, quantifier) {
+                (Operator::In, _) => format!("{column} = ANY({placeholder})"),
+                (op, _) if op.is_text_search() => format!(
+                    "{column} @@ {}({}{placeholder})",
+                    op.sql(),
+                    config.unwrap_or_default()
+                ),
+                (op, Some(Quantifier::Any)) => format!("{column} {} ANY({placeholder})", op.sql()),
+                (op, Some(Quantifier::All)) => format!("{column} {} ALL({placeholder})", op.sql()),
+                (op, None) => format!("{column} {} {placeholder}", op.sql()),
             };
             Ok(negated(sql, *negate))
         }
@@ -434,6 +578,34 @@ mod tests {
         );
         let negated = parse_logic("not.or(a.is.null,b.is.true)", false, false).unwrap();
         assert_eq!(sql(&negated).0, "(NOT ((\"a\" IS NULL OR \"b\" IS TRUE)))");
+    }
+
+    #[test]
+    fn range_text_search_and_quantified_operators() {
+        let (text, _) = sql(&from_text("r", "sl.[2,25)").unwrap());
+        assert_eq!(text, "\"r\" << $1");
+        let (text, params) = sql(&from_text("doc", "fts(english).'fat' & 'cat'").unwrap());
+        assert_eq!(text, "\"doc\" @@ to_tsquery($1::text::regconfig, $2)");
+        assert_eq!(
+            params,
+            vec![
+                Param::Text("english".into()),
+                Param::Text("'fat' & 'cat'".into())
+            ]
+        );
+        let (text, _) = sql(&from_text("doc", "wfts.cat").unwrap());
+        assert_eq!(text, "\"doc\" @@ websearch_to_tsquery($1)");
+        let (text, params) = sql(&from_text("name", "like(all).{%supa%,*bot*}").unwrap());
+        assert_eq!(text, "\"name\" LIKE ALL($1)");
+        assert_eq!(
+            params,
+            vec![Param::Array(vec![
+                Param::Text("%supa%".into()),
+                Param::Text("%bot%".into())
+            ])]
+        );
+        assert!(from_text("name", "like(some).{a}").is_err());
+        assert!(from_text("name", "in(any).{a}").is_err());
     }
 
     #[test]

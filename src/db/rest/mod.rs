@@ -112,11 +112,31 @@ async fn run_pooled(
         || (mutation
             && (request.accept == Accept::Object || request.prefer.max_affected.is_some()))
         || (request.spec.method == Method::Rpc && request.prefer.max_affected.is_some());
-    if !undoable {
+    // Another exposed schema than the default: its functions see their own schema first, as
+    // PostgREST sets `search_path` per request.
+    let search_path = match &request.spec.schema {
+        Some(schema) if Some(schema) != pool.config().schemas.first() => {
+            Some(format!("{}, \"public\"", super::ident::quote(schema)?))
+        }
+        _ => None,
+    };
+    if !undoable && search_path.is_none() {
         return answer(&Target::Pool { pool, role }, &mut request).await;
     }
     let tx = Transaction::begin(pool, role, TxOptions::default()).await?;
-    let result = answer(&Target::Transaction { pool, tx: &tx }, &mut request).await;
+    let result = async {
+        if let Some(path) = search_path {
+            tx.query(
+                pool,
+                "SELECT pg_catalog.set_config('search_path', $1, true)",
+                &[Param::Text(path)],
+                ValueStyle::ToJson,
+            )
+            .await?;
+        }
+        answer(&Target::Transaction { pool, tx: &tx }, &mut request).await
+    }
+    .await;
     let commit = result.is_ok() && !request.prefer.rollback;
     let ended = tx.finish(pool, commit).await;
     let answer = result?;
@@ -250,6 +270,11 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
             }
             let found = run_body(target, &body_statement(spec, false, Body::Rows)?).await?;
             check_max_affected(request, found.page)?;
+            // An upsert that inserted nothing only updated: 200, as PostgREST answers it.
+            let status = match (spec.method, found.total) {
+                (Method::Upsert, Some(0)) if found.page > 0 => 200,
+                _ => status,
+            };
             let total = spec.count.map(|_| found.page as i64);
             let mut answer = rows_answer(request, found, 1, total, status)?;
             answer.range = content_range(1, 0, total);
