@@ -57,6 +57,11 @@ export declare class NativeDatabasePool {
   stats(): NativeDatabaseStats
   config(): NativeDatabaseConfig
   resetStats(): void
+  /**
+   * Forgets the builder's schema cache (foreign keys, functions' return kinds), as PostgREST's
+   * `NOTIFY pgrst, 'reload schema'` does; the next request reads the catalog again.
+   */
+  reloadSchema(): void
   get closed(): boolean
   /** Stops admitting statements and resolves once every connection is closed. */
   close(): Promise<void>

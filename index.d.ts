@@ -249,6 +249,11 @@ export declare class DatabasePool {
   static getPoolConfig(): EffectiveDatabasePoolConfig
   /** Zeroes counters and the latency window; connection gauges stay live. */
   static resetStats(): void
+  /**
+   * Forgets the builder's schema cache (foreign keys for embedding, functions' return kinds),
+   * read from the catalog on first use, as PostgREST's schema cache; call it after a migration.
+   */
+  static reloadSchema(): void
   /** Never rejects; resolves within `connectionTimeout`. */
   static healthCheck(): Promise<HealthCheckResult>
   /** Drains and closes; later statements reject with `POOL_CLOSED` until `initialize()`. */

@@ -115,6 +115,58 @@ describe('filters', () => {
   })
 })
 
+describe('embedding', () => {
+  test('one-to-many: an array of the related rows', async () => {
+    expect(await admin.from('users').select('username, messages(id)').eq('username', 'supabot')).toEqual(
+      ok([{ username: 'supabot', messages: [{ id: 1 }, { id: 2 }] }]))
+    expect(await admin.from('users').select('username, messages(id)').eq('username', 'awailas')).toEqual(
+      ok([{ username: 'awailas', messages: [] }]))
+  })
+
+  test('many-to-one: the related row as an object; one-to-one too', async () => {
+    expect(await admin.from('messages').select('id, channels(slug)')).toEqual(
+      ok([{ id: 1, channels: { slug: 'public' } }, { id: 2, channels: { slug: 'random' } }]))
+    expect(await admin.from('channels').select('slug, channel_details(details)').eq('id', 1)).toEqual(
+      ok([{ slug: 'public', channel_details: { details: 'Details for public channel' } }]))
+  })
+
+  test('nested resources, an alias, * inside', async () => {
+    expect(await admin.from('channels').select('slug, posts:messages(id, author:users(username))').eq('id', 2)).toEqual(
+      ok([{ slug: 'random', posts: [{ id: 2, author: { username: 'supabot' } }] }]))
+    const star = await admin.from('messages').select('*, channels(*)').eq('id', 1).single()
+    expect(star.data).toMatchObject({ id: 1, username: 'supabot', channels: { id: 1, slug: 'public', data: null } })
+  })
+
+  test('!inner keeps only rows that have the resource; !left keeps all', async () => {
+    expect(await admin.from('users').select('username, messages!inner(id)')).toEqual(
+      ok([{ username: 'supabot', messages: [{ id: 1 }, { id: 2 }] }]))
+    expect((await admin.from('users').select('username, messages!left(id)')).data).toHaveLength(4)
+  })
+
+  test('a hint picks one of several foreign keys; without one the embedding is ambiguous (300, PGRST201)', async () => {
+    expect(await admin.from('best_friends').select('id, first_user:users!best_friends_first_user_fkey(username)').order('id')).toEqual(
+      ok([{ id: 1, first_user: { username: 'supabot' } }, { id: 2, first_user: { username: 'supabot' } }]))
+    expect(await admin.from('best_friends').select('id, users!third_wheel(username)').order('id')).toEqual(
+      ok([{ id: 1, users: { username: 'awailas' } }, { id: 2, users: null }]))
+    const ambiguous = await admin.from('best_friends').select('users(*)')
+    expect(ambiguous).toMatchObject({ data: null, status: 300, error: { code: 'PGRST201' } })
+    const none = await admin.from('users').select('products(*)')
+    expect(none).toMatchObject({ data: null, status: 400, error: { code: 'PGRST200' } })
+  })
+
+  test('a spread lifts a to-one resource\'s columns; count counts a to-many one', async () => {
+    expect(await admin.from('messages').select('id, ...channels(channel_slug:slug)')).toEqual(
+      ok([{ id: 1, channel_slug: 'public' }, { id: 2, channel_slug: 'random' }]))
+    expect(await admin.from('channels').select('slug, messages(count)').order('id')).toEqual(
+      ok([{ slug: 'public', messages: [{ count: 1 }] }, { slug: 'random', messages: [{ count: 1 }] }]))
+  })
+
+  test('the exact count of an !inner select counts what it returns', async () => {
+    const counted = await admin.from('users').select('username, messages!inner(id)', { count: 'exact' })
+    expect(counted.count).toBe(1)
+  })
+})
+
 describe('transforms', () => {
   test('order, limit and range', async () => {
     expect(await admin.from('users').select('username').order('username', { ascending: false })).toEqual(

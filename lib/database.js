@@ -345,6 +345,11 @@ class DatabasePool {
     return { ...config, jwksUrl: config.jwksUrl ?? null }
   }
 
+  /** Forgets the builder's schema cache (foreign keys for embedding, functions' return kinds). */
+  static reloadSchema() {
+    pool().reloadSchema()
+  }
+
   static resetStats() {
     pool().resetStats()
   }

@@ -77,6 +77,15 @@ pub struct RequestSpec {
     pub primary_key: Vec<String>,
     /// The schema `table` lives in; the name is then one identifier, dots and all.
     pub schema: Option<String>,
+    /// A select list with embedded resources, rendered by `rest::select` (over the relation
+    /// aliased `pgrst_0`), and the conditions its `!inner` resources add.
+    pub embedded: Option<EmbeddedSelect>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EmbeddedSelect {
+    pub list: String,
+    pub conditions: Vec<String>,
 }
 
 impl RequestSpec {
@@ -247,12 +256,30 @@ fn select_statement(
     conditions: &[Condition],
 ) -> Result<BuiltStatement, PoolError> {
     let mut params = Vec::new();
-    let list = select_list(spec.columns.as_deref().unwrap_or("*"))?;
-    let mut sql = format!("SELECT {list} FROM {relation}");
+    let mut sql = match &spec.embedded {
+        Some(embedded) => format!("SELECT {} FROM {relation} AS \"pgrst_0\"", embedded.list),
+        None => format!(
+            "SELECT {} FROM {relation}",
+            select_list(spec.columns.as_deref().unwrap_or("*"))?
+        ),
+    };
     sql.push_str(&where_clause(conditions, &mut params)?);
+    sql.push_str(&embedded_conditions(spec, conditions.is_empty()));
     sql.push_str(&order_clause(&spec.order)?);
     sql.push_str(&paging_clause(spec));
     Ok(BuiltStatement { sql, params })
+}
+
+/// `!inner` resources' conditions, after the filters' WHERE (or as the WHERE).
+fn embedded_conditions(spec: &RequestSpec, no_filters: bool) -> String {
+    match &spec.embedded {
+        Some(embedded) if !embedded.conditions.is_empty() => format!(
+            "{}{}",
+            if no_filters { " WHERE " } else { " AND " },
+            embedded.conditions.join(" AND ")
+        ),
+        _ => String::new(),
+    }
 }
 
 fn count_statement(relation: &str, conditions: &[Condition]) -> Result<BuiltStatement, PoolError> {
@@ -460,9 +487,15 @@ pub fn body_statement(
         // Same conditions, rendered afresh: the same values in the same order, so `$1…$n`
         // name the data statement's own parameters.
         let mut same = Vec::new();
+        let alias = if spec.embedded.is_some() {
+            " AS \"pgrst_0\""
+        } else {
+            ""
+        };
         format!(
-            "(SELECT pg_catalog.count(*) FROM {relation}{})",
-            where_clause(&conditions, &mut same)?
+            "(SELECT pg_catalog.count(*) FROM {relation}{alias}{}{})",
+            where_clause(&conditions, &mut same)?,
+            embedded_conditions(spec, conditions.is_empty())
         )
     } else {
         "NULL::int8".into()
@@ -508,6 +541,7 @@ pub fn status_for_error(code: &str, anonymous: bool) -> u16 {
         "25006" | "PGRST117" => 405,
         "PGRST116" | "PGRST106" | "PGRST107" => 406,
         "PGRST125" | "PGRST202" | "PGRST205" => 404,
+        "PGRST201" => 300,
         "PGRST103" => 416,
         "53400" => 500,
         c if c.starts_with("08") => 503,

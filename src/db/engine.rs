@@ -36,6 +36,8 @@ pub struct DbPool {
     config: PoolConfig,
     /// `rpc()` targets by quoted name; `reloadSchema()` forgets them.
     functions: std::sync::Mutex<std::collections::HashMap<String, FunctionKind>>,
+    /// Embedding's foreign keys; `reloadSchema()` forgets them.
+    foreign_keys: std::sync::Mutex<Option<std::sync::Arc<Vec<super::rest::schema::ForeignKey>>>>,
     policy: StatementPolicy,
     pool: Pool,
     counters: OutcomeCounters,
@@ -56,6 +58,7 @@ impl DbPool {
         );
         DbPool {
             functions: Default::default(),
+            foreign_keys: Default::default(),
             policy: StatementPolicy::from_config(&config),
             config,
             pool,
@@ -84,9 +87,26 @@ impl DbPool {
         self.functions_cache().insert(function, kind);
     }
 
-    /// Forgets what was learned of the schema (functions' return kinds).
+    pub fn foreign_keys(&self) -> Option<std::sync::Arc<Vec<super::rest::schema::ForeignKey>>> {
+        self.foreign_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn remember_foreign_keys(
+        &self,
+        keys: Vec<super::rest::schema::ForeignKey>,
+    ) -> std::sync::Arc<Vec<super::rest::schema::ForeignKey>> {
+        let keys = std::sync::Arc::new(keys);
+        *self.foreign_keys.lock().unwrap_or_else(|p| p.into_inner()) = Some(keys.clone());
+        keys
+    }
+
+    /// Forgets what was learned of the schema (functions' return kinds, foreign keys).
     pub fn reload_schema(&self) {
         self.functions_cache().clear();
+        *self.foreign_keys.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     fn functions_cache(

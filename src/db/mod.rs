@@ -413,6 +413,13 @@ impl NativeDatabasePool {
         self.inner.reset_stats();
     }
 
+    /// Forgets the builder's schema cache (foreign keys, functions' return kinds), as PostgREST's
+    /// `NOTIFY pgrst, 'reload schema'` does; the next request reads the catalog again.
+    #[napi(catch_unwind)]
+    pub fn reload_schema(&self) {
+        self.inner.reload_schema();
+    }
+
     #[napi(getter)]
     pub fn closed(&self) -> bool {
         self.inner.is_closed()

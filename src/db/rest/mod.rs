@@ -11,6 +11,8 @@
 pub mod parse;
 pub mod prefer;
 pub mod reply;
+pub mod schema;
+pub mod select;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -180,6 +182,26 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
             "PGRST107",
             "text/csv is not supported yet; request JSON".into(),
         ));
+    }
+    if request.spec.method == Method::Select
+        && request
+            .spec
+            .columns
+            .as_deref()
+            .is_some_and(select::has_embedding)
+    {
+        let keys = foreign_keys(target).await?;
+        let items = select::parse(request.spec.columns.as_deref().unwrap_or("*"))?;
+        let schema = request
+            .spec
+            .schema
+            .clone()
+            .unwrap_or_else(|| "public".into());
+        let rendered = select::render(&items, &keys, &schema, &request.spec.table, "pgrst_0", 1)?;
+        request.spec.embedded = Some(super::builder::EmbeddedSelect {
+            list: rendered.list,
+            conditions: rendered.inner_conditions,
+        });
     }
     if request.spec.method == Method::Upsert && request.spec.on_conflict.is_none() {
         let relation = request.spec.relation()?;
@@ -360,6 +382,22 @@ fn row_count_of(reply: &str) -> u64 {
 fn first_value(reply: &str) -> Option<serde_json::Value> {
     let parsed: serde_json::Value = serde_json::from_str(reply).ok()?;
     parsed["rows"][0][0].clone().into()
+}
+
+/// The database's foreign keys, read once per pool (`reloadSchema()` forgets them).
+async fn foreign_keys(
+    target: &Target<'_>,
+) -> Result<std::sync::Arc<Vec<schema::ForeignKey>>, PoolError> {
+    if let Some(keys) = target.pool().foreign_keys() {
+        return Ok(keys);
+    }
+    let json = target.query(schema::FOREIGN_KEYS_SQL, &[]).await?;
+    let text = first_value(&json)
+        .and_then(|v| v.as_str().map(str::to_string))
+        .ok_or_else(|| PoolError::Internal("the foreign key query returned nothing".into()))?;
+    let keys = schema::parse_foreign_keys(&text)
+        .map_err(|e| PoolError::Internal(format!("unreadable foreign keys: {e}")))?;
+    Ok(target.pool().remember_foreign_keys(keys))
 }
 
 /// The primary key columns of a table, in key order (empty when it has none).

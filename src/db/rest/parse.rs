@@ -96,6 +96,7 @@ pub fn parse(request: &ApiRequest, schemas: &[String]) -> Result<RestRequest, Po
         ignore_duplicates: prefer.resolution == Some(Resolution::IgnoreDuplicates),
         primary_key: Vec::new(),
         schema: Some(schema),
+        embedded: None,
     };
     let mut rpc_args = serde_json::Map::new();
     for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
