@@ -40,10 +40,12 @@ test('requestsPerMinute: callers wait for the window instead of failing, and no 
   const started = Date.now()
   const replies = await Promise.all(Array.from({ length: 15 }, (_, i) => openai.chat.completions.create(chat(`r${i}`))))
   expect(replies.map((r: any) => r.choices[0].message.content)).toEqual(Array.from({ length: 15 }, (_, i) => `echo: r${i}`))
-  // 15 requests at 5 per window need two further windows. (The server sees arrivals a little
-  // after we send; a span a little shorter than the window absorbs that.)
+  // 15 requests at 5 per window need two further windows. (The server sees arrivals after we
+  // send, late by a connection setup for the first ones and by whatever else a loaded CI
+  // machine runs; a span of half the window absorbs that, and would still hold all 15 at once
+  // without the budget.)
   expect(Date.now() - started).toBeGreaterThanOrEqual(2 * WINDOW)
-  expect(busiestSpan(server.state.arrivals, WINDOW - 50)).toBeLessThanOrEqual(5)
+  expect(busiestSpan(server.state.arrivals, WINDOW / 2)).toBeLessThanOrEqual(5)
   expect(OpenAIPool.getPoolConfig()).toMatchObject({ requestsPerMinute: 5, rateLimitWindowMs: WINDOW })
 })
 
@@ -56,7 +58,7 @@ test('tokensPerMinute: requests are estimated with the tokenizer, those that do 
   const replies = await Promise.all(Array.from({ length: 6 }, () => openai.chat.completions.create(chat('Hello, world!'))))
   expect(replies).toHaveLength(6)
   expect(Date.now() - started).toBeGreaterThanOrEqual(2 * WINDOW)
-  expect(busiestSpan(server.state.arrivals, WINDOW - 50)).toBeLessThanOrEqual(2)
+  expect(busiestSpan(server.state.arrivals, WINDOW / 2)).toBeLessThanOrEqual(2)
   // A request larger than the whole budget still goes, once the window is empty.
   const big = await openai.chat.completions.create({ ...chat('Hello, world!'), max_tokens: 1000 })
   expect(big.choices[0].message.content).toBe('echo: Hello, world!')

@@ -88,6 +88,16 @@ async function main() {
   // The roles the user client switches to, as on Supabase.
   await ours.query(`DO $$ BEGIN CREATE ROLE anon NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`)
   await ours.query('grant select on bench_users to anon')
+  // Embedding: 10 parents with 10 children each, fetched whole.
+  await ours.query('drop table if exists bench_children')
+  await ours.query('drop table if exists bench_parents')
+  await ours.query('create table bench_parents (id int primary key, name text not null)')
+  await ours.query(`create table bench_children (id int primary key,
+    parent_id int not null references bench_parents, note text not null)`)
+  await ours.query(`insert into bench_parents select g, 'parent ' || g from generate_series(1, 100) g`)
+  await ours.query(`insert into bench_children select g, (g - 1) / 10 + 1, 'note ' || g from generate_series(1, 1000) g`)
+  await ours.query('create index on bench_children (parent_id)')
+  await ours.query('analyze bench_parents, bench_children')
 
   const ONE = 'select id, email, name, score, active, created_at from bench_users where id = $1'
   const MANY = 'select id, email, name, score, active, created_at from bench_users where id <= $1'
@@ -138,6 +148,17 @@ async function main() {
       'connection-pools': () => ours.from('bench_users').select('*').lte('id', 1000),
       'raw query()': () => ours.query('select * from bench_users where id <= $1', [1000]),
       'postgres.js': () => sql.unsafe('select * from bench_users where id <= $1', [1000], { prepare: true }),
+    },
+  })
+  // Embedding against the SQL PostgREST would run, written by hand and sent through query().
+  const EMBED_SQL = `select p.id, p.name, coalesce((select json_agg(c) from (select id, note from bench_children
+    where parent_id = p.id) c), '[]') as bench_children from bench_parents p where p.id <= $1`
+  cells.push({
+    shape: "builder embedding select('id, name, bench_children(id, note)'), 10 parents × 10 children",
+    callers: 10,
+    drivers: {
+      'connection-pools': () => ours.from('bench_parents').select('id, name, bench_children(id, note)').lte('id', 10),
+      'hand SQL query()': () => ours.query(EMBED_SQL, [10]),
     },
   })
   // The user client wraps each statement in a transaction with role and claims, as PostgREST does.
@@ -205,7 +226,7 @@ async function main() {
   await benchOpenAI(only)
 
   const step = (what) => process.env.BENCH_DEBUG && process.stderr.write(`${what}\n`)
-  step('drop'); await ours.query('drop table if exists bench_users')
+  step('drop'); await ours.query('drop table if exists bench_users, bench_children, bench_parents')
   step('close'); await DatabasePool.close()
   step('pg'); await pgPool.end()
   step('postgres.js'); await sql.end()

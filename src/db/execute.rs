@@ -70,9 +70,7 @@ async fn prepare(
     check_columns(statement.columns()).map_err(Failure::Final)?;
     match encode_all(params, statement.params()) {
         Ok(encoded) => Ok(Prepared::Binary(statement, encoded)),
-        Err(PoolError::UnsupportedType(_)) if style == ValueStyle::ToJson => {
-            Ok(Prepared::ServerParsed)
-        }
+        Err(PoolError::UnsupportedType(_)) if style.is_json() => Ok(Prepared::ServerParsed),
         Err(err) => Err(Failure::Final(err)),
     }
 }

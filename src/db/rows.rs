@@ -23,6 +23,24 @@ use crate::error::PoolError;
 pub enum ValueStyle {
     Driver,
     ToJson,
+    /// `ToJson` values, each row written as an object (PostgREST's body), the column list left
+    /// empty: `{"columns":[],"rows":[{"id":1},…],"rowCount":n}`.
+    ToJsonObjects,
+}
+
+impl ValueStyle {
+    /// How values are rendered (objects or arrays aside).
+    fn values(self) -> ValueStyle {
+        match self {
+            ValueStyle::ToJsonObjects => ValueStyle::ToJson,
+            other => other,
+        }
+    }
+
+    /// Whether values are the builder's (rendered as Postgres's `to_json`, sent as text literals).
+    pub fn is_json(self) -> bool {
+        self != ValueStyle::Driver
+    }
 }
 
 /// Column names and decoders for one result shape.
@@ -31,6 +49,8 @@ pub struct RowEncoder {
     columns_json: String,
     kinds: Vec<PgKind>,
     style: ValueStyle,
+    /// For objects: each column's `"name":` (after a comma but for the first).
+    keys: Vec<String>,
 }
 
 /// Refuses a result whose columns include a type this library cannot decode.
@@ -74,18 +94,29 @@ pub fn check_pooled_columns(columns: &[Column]) -> Result<(), PoolError> {
 impl RowEncoder {
     pub fn new(columns: &[Column], style: ValueStyle) -> Self {
         let mut columns_json = String::from("[");
-        for (i, column) in columns.iter().enumerate() {
-            if i > 0 {
-                columns_json.push(',');
+        let mut keys = Vec::new();
+        if style == ValueStyle::ToJsonObjects {
+            for (i, column) in columns.iter().enumerate() {
+                let mut key = String::from(if i > 0 { "," } else { "" });
+                push_json_str(&mut key, column.name());
+                key.push(':');
+                keys.push(key);
             }
-            push_json_str(&mut columns_json, column.name());
+        } else {
+            for (i, column) in columns.iter().enumerate() {
+                if i > 0 {
+                    columns_json.push(',');
+                }
+                push_json_str(&mut columns_json, column.name());
+            }
         }
         columns_json.push(']');
         let kinds = columns.iter().map(|c| classify(c.type_())).collect();
         RowEncoder {
             columns_json,
             kinds,
-            style,
+            style: style.values(),
+            keys,
         }
     }
 
@@ -95,9 +126,12 @@ impl RowEncoder {
 
     /// Appends one row as a JSON array of its values, in column order.
     pub fn write_row(&self, row: &Row, out: &mut String) -> Result<(), PoolError> {
-        out.push('[');
+        let objects = !self.keys.is_empty();
+        out.push(if objects { '{' } else { '[' });
         for (i, kind) in self.kinds.iter().enumerate() {
-            if i > 0 {
+            if objects {
+                out.push_str(&self.keys[i]);
+            } else if i > 0 {
                 out.push(',');
             }
             let RawValue(value) = row
@@ -111,7 +145,7 @@ impl RowEncoder {
                 PoolError::Internal(format!("could not decode column {i} ({kind:?}): {what}"))
             })?;
         }
-        out.push(']');
+        out.push(if objects { '}' } else { ']' });
         Ok(())
     }
 }
@@ -167,7 +201,7 @@ pub fn write_value(
                     push_int(out, v);
                     out.push('"');
                 }
-                ValueStyle::ToJson => push_int(out, v),
+                ValueStyle::ToJson | ValueStyle::ToJsonObjects => push_int(out, v),
             }
         }
         PgKind::Float4 => {
