@@ -198,6 +198,17 @@ describe('transforms', () => {
     expect(planned.status).toBe(planned.count! > 4 ? 206 : 200)
   })
 
+  test('csv(): a header and one line per row, as PostgREST writes them', async () => {
+    const csv = await admin.from('users').select().csv()
+    expect(csv).toEqual(ok([
+      'username,data,age_range,status,catchphrase',
+      'supabot,,"[1,2)",ONLINE,"\'cat\' \'fat\'"',
+      'kiwicopple,,"[25,35)",OFFLINE,"\'bat\' \'cat\'"',
+      'awailas,,"[25,35)",ONLINE,"\'bat\' \'rat\'"',
+      'dragarcia,,"[20,30)",ONLINE,"\'fat\' \'rat\'"',
+    ].join('\n')))
+  })
+
   test('abortSignal: an aborted request answers with the abort, and the pool goes on', async () => {
     const controller = new AbortController()
     controller.abort()

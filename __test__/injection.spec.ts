@@ -134,6 +134,8 @@ const BODY_PIECES = [
   /coalesce\(pg_catalog\.json_agg\(_pgrst_t(\."(?:[^"]|"")*")?\), '\[\]'\)::text/g,
   /coalesce\(\(pg_catalog\.json_agg\(_pgrst_t\."(?:[^"]|"")*"\)->0\)::text, 'null'\)/g,
   /'' AS body/g,
+  // csv(): the header and lines PostgREST writes.
+  /\(SELECT coalesce\(pg_catalog\.string_agg\(_pgrst_k\.k, ','\), ''\) FROM [\s\S]*? E'\\n'\), ''\)/g,
   // An embedded array's empty default.
   /\), '\[\]'\) AS "/g,
   /coalesce\(pg_catalog\.json_agg\(pg_catalog\.to_jsonb\(_pgrst_t\) - 'pgrst_inserted'\), '\[\]'\)::text/g,

@@ -449,6 +449,9 @@ pub enum Body {
     Scalar,
     /// A set-returning scalar function's values, as an array.
     ScalarSet,
+    /// `text/csv`: a header of the column names, then one line per row (PostgREST's rendering:
+    /// each row's record text without its parentheses).
+    Csv,
 }
 
 /// The request as one statement answering one row: the total count (exact, when asked for, as a
@@ -515,6 +518,11 @@ pub fn body_statement(
             "coalesce(pg_catalog.json_agg(_pgrst_t.{}), '[]')::text",
             quote(&spec.table)?
         ),
+        Body::Csv => "(SELECT coalesce(pg_catalog.string_agg(_pgrst_k.k, ','), '') FROM \
+             (SELECT pg_catalog.json_object_keys(pg_catalog.row_to_json(_pgrst_h)) AS k \
+             FROM (SELECT * FROM pgrst_source LIMIT 1) _pgrst_h) _pgrst_k) || E'\\n' || \
+             coalesce(pg_catalog.string_agg(substring(_pgrst_t::text, 2, length(_pgrst_t::text) - 2), E'\\n'), '')"
+            .to_string(),
     };
     Ok(BuiltStatement {
         sql: format!(

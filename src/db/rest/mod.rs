@@ -212,10 +212,10 @@ async fn run_rows(
 }
 
 async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer, PoolError> {
-    if request.accept == Accept::Csv {
+    if request.accept == Accept::Csv && request.spec.method != Method::Select {
         return Err(status_error(
             "PGRST107",
-            "text/csv is not supported yet; request JSON".into(),
+            "text/csv is answered for selects only; request JSON".into(),
         ));
     }
     if request.spec.method == Method::Select
@@ -248,7 +248,8 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
     match spec.method {
         Method::Select => {
             let exact = spec.count == Some(CountMode::Exact);
-            let fast = if exact || request.head || spec.embedded.is_some() {
+            let csv = request.accept == Accept::Csv;
+            let fast = if exact || csv || request.head || spec.embedded.is_some() {
                 None
             } else {
                 let data = build(spec)?
@@ -259,10 +260,10 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
             let found = match fast {
                 Some(found) => found,
                 None => {
-                    let body = if request.head {
-                        Body::Empty
-                    } else {
-                        Body::Rows
+                    let body = match (request.head, csv) {
+                        (true, _) => Body::Empty,
+                        (false, true) => Body::Csv,
+                        (false, false) => Body::Rows,
                     };
                     run_body(target, &body_statement(spec, exact, body)?).await?
                 }
