@@ -161,9 +161,31 @@ describe('embedding', () => {
       ok([{ slug: 'public', messages: [{ count: 1 }] }, { slug: 'random', messages: [{ count: 1 }] }]))
   })
 
+  test('filters, order and limit on an embedded resource (referencedTable)', async () => {
+    expect(await admin.from('users').select('username, messages(id)').eq('username', 'supabot').eq('messages.id', 2)).toEqual(
+      ok([{ username: 'supabot', messages: [{ id: 2 }] }]))
+    expect(await admin.from('users').select('username, messages(id)').eq('username', 'supabot')
+      .order('id', { referencedTable: 'messages', ascending: false })).toEqual(
+      ok([{ username: 'supabot', messages: [{ id: 2 }, { id: 1 }] }]))
+    expect(await admin.from('users').select('username, messages(id)').eq('username', 'supabot')
+      .order('id', { referencedTable: 'messages' }).limit(1, { referencedTable: 'messages' })).toEqual(
+      ok([{ username: 'supabot', messages: [{ id: 1 }] }]))
+    expect(await admin.from('users').select('username, messages(id)').eq('username', 'supabot')
+      .or('id.eq.1,id.eq.5', { referencedTable: 'messages' })).toEqual(
+      ok([{ username: 'supabot', messages: [{ id: 1 }] }]))
+    // With !inner the embedded filter also filters the parents.
+    expect(await admin.from('channels').select('slug, messages!inner(id)').eq('messages.id', 2)).toEqual(
+      ok([{ slug: 'random', messages: [{ id: 2 }] }]))
+    // Nested paths, and the request's own filters numbered after the embedded ones.
+    expect(await admin.from('channels').select('slug, messages(id, users(username))').eq('messages.users.username', 'nobody')
+      .eq('slug', 'public')).toEqual(ok([{ slug: 'public', messages: [{ id: 1, users: null }] }]))
+  })
+
   test('the exact count of an !inner select counts what it returns', async () => {
     const counted = await admin.from('users').select('username, messages!inner(id)', { count: 'exact' })
     expect(counted.count).toBe(1)
+    const filtered = await admin.from('channels').select('slug, messages!inner(id)', { count: 'exact' }).eq('messages.id', 1)
+    expect(filtered).toMatchObject({ count: 1, data: [{ slug: 'public', messages: [{ id: 1 }] }] })
   })
 })
 

@@ -80,12 +80,32 @@ pub struct RequestSpec {
     /// A select list with embedded resources, rendered by `rest::select` (over the relation
     /// aliased `pgrst_0`), and the conditions its `!inner` resources add.
     pub embedded: Option<EmbeddedSelect>,
+    /// Filters, orders and pages of embedded resources, as the URL gave them.
+    pub embedded_queries: Vec<EmbeddedQuery>,
 }
 
 #[derive(Debug, Clone)]
 pub struct EmbeddedSelect {
     pub list: String,
     pub conditions: Vec<String>,
+    /// The values the list's embedded filters bind: `$1…$n`, before the request's own.
+    pub params: Vec<Param>,
+}
+
+/// A filter, order or page of an embedded resource (`messages.id=eq.1`, `messages.order=id`,
+/// `messages.limit=1`), by the resource's path of names or aliases.
+#[derive(Debug)]
+pub struct EmbeddedQuery {
+    pub path: Vec<String>,
+    pub part: EmbeddedPart,
+}
+
+#[derive(Debug)]
+pub enum EmbeddedPart {
+    Filter(FilterSpec),
+    Order(Vec<OrderSpec>),
+    Limit(u64),
+    Offset(u64),
 }
 
 impl RequestSpec {
@@ -134,7 +154,7 @@ pub fn build(spec: &RequestSpec) -> Result<BuiltRequest, PoolError> {
     Ok(BuiltRequest { data, count })
 }
 
-fn conditions(specs: &[FilterSpec]) -> Result<Vec<Condition>, PoolError> {
+pub(crate) fn conditions(specs: &[FilterSpec]) -> Result<Vec<Condition>, PoolError> {
     specs
         .iter()
         .map(|spec| match spec {
@@ -219,7 +239,7 @@ fn split_alias(item: &str) -> (Option<&str>, &str) {
     (None, item)
 }
 
-fn order_clause(order: &[OrderSpec]) -> Result<String, PoolError> {
+pub(crate) fn order_clause(order: &[OrderSpec]) -> Result<String, PoolError> {
     if order.is_empty() {
         return Ok(String::new());
     }
@@ -255,7 +275,11 @@ fn select_statement(
     relation: &str,
     conditions: &[Condition],
 ) -> Result<BuiltStatement, PoolError> {
-    let mut params = Vec::new();
+    let mut params = spec
+        .embedded
+        .as_ref()
+        .map(|e| e.params.clone())
+        .unwrap_or_default();
     let mut sql = match &spec.embedded {
         Some(embedded) => format!("SELECT {} FROM {relation} AS \"pgrst_0\"", embedded.list),
         None => format!(
@@ -489,7 +513,11 @@ pub fn body_statement(
     } else if exact_count && spec.method == Method::Select {
         // Same conditions, rendered afresh: the same values in the same order, so `$1…$n`
         // name the data statement's own parameters.
-        let mut same = Vec::new();
+        let mut same = spec
+            .embedded
+            .as_ref()
+            .map(|e| e.params.clone())
+            .unwrap_or_default();
         let alias = if spec.embedded.is_some() {
             " AS \"pgrst_0\""
         } else {

@@ -232,11 +232,29 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
             .schema
             .clone()
             .unwrap_or_else(|| "public".into());
-        let rendered = select::render(&items, &keys, &schema, &request.spec.table, "pgrst_0", 1)?;
+        let mut params = Vec::new();
+        let rendered = select::render(
+            &items,
+            &keys,
+            &request.spec.embedded_queries,
+            &[],
+            &mut params,
+            &schema,
+            &request.spec.table,
+            "pgrst_0",
+            1,
+        )?;
         request.spec.embedded = Some(super::builder::EmbeddedSelect {
             list: rendered.list,
             conditions: rendered.inner_conditions,
+            params,
         });
+    }
+    if !request.spec.embedded_queries.is_empty() && request.spec.embedded.is_none() {
+        return Err(request_error(
+            "filters, orders and limits on embedded resources need those resources in select",
+            None,
+        ));
     }
     if request.spec.method == Method::Upsert && request.spec.on_conflict.is_none() {
         let relation = request.spec.relation()?;

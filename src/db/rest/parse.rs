@@ -9,7 +9,9 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::super::builder::{CountMode, FilterSpec, Method, OrderSpec, RequestSpec};
+use super::super::builder::{
+    CountMode, EmbeddedPart, EmbeddedQuery, FilterSpec, Method, OrderSpec, RequestSpec,
+};
 use super::super::ident::request_error;
 use super::prefer::{Accept, Prefer};
 use crate::error::{DatabaseErrorFields, PoolError};
@@ -97,6 +99,7 @@ pub fn parse(request: &ApiRequest, schemas: &[String]) -> Result<RestRequest, Po
         primary_key: Vec::new(),
         schema: Some(schema),
         embedded: None,
+        embedded_queries: Vec::new(),
     };
     let mut rpc_args = serde_json::Map::new();
     for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
@@ -113,11 +116,8 @@ pub fn parse(request: &ApiRequest, schemas: &[String]) -> Result<RestRequest, Po
                 negate: key.starts_with("not."),
                 expression: strip_group(&value)?.to_string(),
             }),
-            column if column.contains('.') && !column.starts_with('"') => {
-                return Err(request_error(
-                    format!("'{column}': filters on embedded resources are not supported yet"),
-                    None,
-                ))
+            key if key.contains('.') && !key.starts_with('"') && !key.starts_with("not.") => {
+                spec.embedded_queries.push(embedded_query(key, &value)?);
             }
             column => {
                 let value = value.into_owned();
@@ -155,6 +155,43 @@ pub fn parse(request: &ApiRequest, schemas: &[String]) -> Result<RestRequest, Po
 }
 
 pub use super::prefer::Resolution;
+
+/// `messages.id=eq.1`, `messages.users.order=name`, `messages.limit=1`, `messages.or=(...)`:
+/// a part of the query for the embedded resource at that path.
+fn embedded_query(key: &str, value: &str) -> Result<EmbeddedQuery, PoolError> {
+    let mut path: Vec<String> = key.split('.').map(str::to_string).collect();
+    let last = path.pop().unwrap_or_default();
+    // `messages.not.or=(...)`: the group's `not.` came off with the split.
+    let negated_group = path.last().is_some_and(|p| p == "not") && (last == "or" || last == "and");
+    if negated_group {
+        path.pop();
+    }
+    let part = match last.as_str() {
+        "order" => EmbeddedPart::Order(parse_order(value)?),
+        "limit" => EmbeddedPart::Limit(parse_number("limit", value)?),
+        "offset" => EmbeddedPart::Offset(parse_number("offset", value)?),
+        "or" | "and" => EmbeddedPart::Filter(FilterSpec::Logic {
+            any: last == "or",
+            negate: negated_group,
+            expression: strip_group(value)?.to_string(),
+        }),
+        column => {
+            let (op, rest) = value.split_once('.').unwrap_or((value, ""));
+            EmbeddedPart::Filter(FilterSpec::Filter {
+                column: column.to_string(),
+                op: op.to_string(),
+                value: rest.to_string(),
+            })
+        }
+    };
+    if path.is_empty() || path.iter().any(|p| p.is_empty()) {
+        return Err(request_error(
+            format!("'{key}' names no embedded resource"),
+            None,
+        ));
+    }
+    Ok(EmbeddedQuery { path, part })
+}
 
 /// `(a.eq.1,b.eq.2)` → `a.eq.1,b.eq.2`.
 fn strip_group(value: &str) -> Result<&str, PoolError> {

@@ -6,9 +6,13 @@
 //! object (or null), a one-to-many resource one giving a JSON array; `!inner` also keeps only
 //! the rows that have one.
 
-use super::super::builder::select_list;
+use super::super::builder::{
+    conditions, order_clause, select_list, EmbeddedPart, EmbeddedQuery, FilterSpec, OrderSpec,
+};
+use super::super::filters;
 use super::super::filters::split_top_level;
 use super::super::ident::{quote, request_error};
+use super::super::params::Param;
 use super::schema::ForeignKey;
 use crate::error::{DatabaseErrorFields, PoolError};
 
@@ -202,11 +206,41 @@ pub struct Rendered {
     pub inner_conditions: Vec<String>,
 }
 
+/// What the URL asks of one embedded resource beside its columns.
+struct EmbedQuery<'a> {
+    filters: Vec<&'a FilterSpec>,
+    order: Option<&'a [OrderSpec]>,
+    limit: Option<u64>,
+    offset: Option<u64>,
+}
+
+fn query_for<'a>(queries: &'a [EmbeddedQuery], path: &[String]) -> EmbedQuery<'a> {
+    let mut query = EmbedQuery {
+        filters: Vec::new(),
+        order: None,
+        limit: None,
+        offset: None,
+    };
+    for q in queries.iter().filter(|q| q.path == path) {
+        match &q.part {
+            EmbeddedPart::Filter(filter) => query.filters.push(filter),
+            EmbeddedPart::Order(order) => query.order = Some(order),
+            EmbeddedPart::Limit(limit) => query.limit = Some(*limit),
+            EmbeddedPart::Offset(offset) => query.offset = Some(*offset),
+        }
+    }
+    query
+}
+
 /// Renders `items` selected from `parent` (a table of `schema`) whose rows are aliased
-/// `parent_alias` in the statement.
+/// `parent_alias` in the statement; embedded filters' values go to `params`.
+#[allow(clippy::too_many_arguments)]
 pub fn render(
     items: &[Item],
     keys: &[ForeignKey],
+    queries: &[EmbeddedQuery],
+    path: &[String],
+    params: &mut Vec<Param>,
     schema: &str,
     parent: &str,
     parent_alias: &str,
@@ -220,9 +254,20 @@ pub fn render(
             Item::Embed(embed) => {
                 let relationship = relationship(keys, schema, parent, embed)?;
                 let alias = format!("pgrst_{depth}");
+                let mut here = path.to_vec();
+                here.push(
+                    embed
+                        .alias
+                        .clone()
+                        .unwrap_or_else(|| embed.relation.clone()),
+                );
+                let query = query_for(queries, &here);
                 let sub = render(
                     &embed.items,
                     keys,
+                    queries,
+                    &here,
+                    params,
                     schema,
                     &embed.relation,
                     &alias,
@@ -244,6 +289,9 @@ pub fn render(
                     ));
                 }
                 join.extend(sub.inner_conditions);
+                for condition in conditions_of(&query.filters)? {
+                    join.push(filters::render(&condition, params)?);
+                }
                 let from = format!(
                     "{}.{} AS {} WHERE {}",
                     quote(schema)?,
@@ -277,8 +325,15 @@ pub fn render(
                         sub.list
                     ));
                 } else {
+                    let mut page = order_clause(query.order.unwrap_or(&[]))?;
+                    if let Some(limit) = query.limit {
+                        page.push_str(&format!(" LIMIT {limit}"));
+                    }
+                    if let Some(offset) = query.offset.filter(|o| *o > 0) {
+                        page.push_str(&format!(" OFFSET {offset}"));
+                    }
                     list.push(format!(
-                        "coalesce((SELECT pg_catalog.json_agg(_pgrst_e) FROM (SELECT {} FROM {from}) _pgrst_e), '[]') AS {name}",
+                        "coalesce((SELECT pg_catalog.json_agg(_pgrst_e) FROM (SELECT {} FROM {from}{page}) _pgrst_e), '[]') AS {name}",
                         sub.list
                     ));
                 }
@@ -292,6 +347,30 @@ pub fn render(
         list: list.join(", "),
         inner_conditions,
     })
+}
+
+/// The embedded resource's filters as conditions (the same grammar as the request's own).
+fn conditions_of(filters: &[&FilterSpec]) -> Result<Vec<filters::Condition>, PoolError> {
+    let owned: Vec<FilterSpec> = filters
+        .iter()
+        .map(|f| match f {
+            FilterSpec::Filter { column, op, value } => FilterSpec::Filter {
+                column: column.clone(),
+                op: op.clone(),
+                value: value.clone(),
+            },
+            FilterSpec::Logic {
+                any,
+                negate,
+                expression,
+            } => FilterSpec::Logic {
+                any: *any,
+                negate: *negate,
+                expression: expression.clone(),
+            },
+        })
+        .collect();
+    conditions(&owned)
 }
 
 /// `messages(count)`: PostgREST's count of an embedded resource.
@@ -399,6 +478,9 @@ mod tests {
         let rendered = render(
             &parse("id, channels(slug)").unwrap(),
             &keys(),
+            &[],
+            &[],
+            &mut Vec::new(),
             "public",
             "messages",
             "pgrst_0",
@@ -413,6 +495,9 @@ mod tests {
         let rendered = render(
             &parse("messages!inner(id)").unwrap(),
             &keys(),
+            &[],
+            &[],
+            &mut Vec::new(),
             "public",
             "channels",
             "pgrst_0",
@@ -434,6 +519,9 @@ mod tests {
         let ambiguous = render(
             &parse("users(*)").unwrap(),
             &keys(),
+            &[],
+            &[],
+            &mut Vec::new(),
             "public",
             "best_friends",
             "pgrst_0",
@@ -443,6 +531,9 @@ mod tests {
         let hinted = render(
             &parse("users!best_friends_first_user_fkey(*)").unwrap(),
             &keys(),
+            &[],
+            &[],
+            &mut Vec::new(),
             "public",
             "best_friends",
             "pgrst_0",
@@ -452,6 +543,9 @@ mod tests {
         let missing = render(
             &parse("products(*)").unwrap(),
             &keys(),
+            &[],
+            &[],
+            &mut Vec::new(),
             "public",
             "users",
             "pgrst_0",
