@@ -181,8 +181,9 @@ async fn run_body(target: &Target<'_>, statement: &BuiltStatement) -> Result<Fou
     })
 }
 
-/// The rows of a plain select, rendered as JSON objects in Rust from the binary rows: the
-/// server does no JSON work (`json_agg` costs it about as much as the select). `None` when a
+/// The rows of a select, rendered as JSON objects in Rust from the binary rows: the server does
+/// no JSON work for them (`json_agg` costs it about as much as the select); embedded resources
+/// are `json` columns that Postgres renders and Rust passes through. `None` when a
 /// result column has a type the Rust codec does not render (a range, tsvector, ...): the
 /// statement was refused before it ran, and Postgres renders the body instead.
 async fn run_rows(
@@ -267,7 +268,7 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
         Method::Select => {
             let exact = spec.count == Some(CountMode::Exact);
             let csv = request.accept == Accept::Csv;
-            let fast = if exact || csv || request.head || spec.embedded.is_some() {
+            let fast = if exact || csv || request.head {
                 None
             } else {
                 let data = build(spec)?
