@@ -19,6 +19,7 @@ const STATUS_TEXT = {
   201: 'Created',
   204: 'No Content',
   206: 'Partial Content',
+  300: 'Multiple Choices',
   400: 'Bad Request',
   401: 'Unauthorized',
   403: 'Forbidden',

@@ -128,3 +128,20 @@ INSERT INTO best_friends(id, first_user, second_user, third_wheel) VALUES
   (1, 'supabot', 'kiwicopple', 'awailas'), (2, 'supabot', 'dragarcia', NULL);
 INSERT INTO cornercase (id, "column whitespace", array_column) VALUES
   (1, 'foo', '{test,one}');
+INSERT INTO public.collections (id, description, parent_id) VALUES
+  (1, 'Root Collection', NULL), (2, 'Child of Root', 1), (3, 'Another Child of Root', 1),
+  (4, 'Grandchild', 2), (5, 'Sibling of Grandchild', 2), (6, 'Child of Another Root', 3);
+INSERT INTO public.products (id, name, description, price) VALUES
+  (1, 'Laptop', 'High-performance laptop', 999.99),
+  (2, 'Smartphone', 'Latest model smartphone', 699.99),
+  (3, 'Headphones', 'Noise-cancelling headphones', 199.99);
+INSERT INTO public.categories (id, name, description) VALUES
+  (1, 'Electronics', 'Electronic devices and gadgets'),
+  (2, 'Computers', 'Computer and computer accessories'),
+  (3, 'Audio', 'Audio equipment');
+INSERT INTO public.product_categories (product_id, category_id) VALUES
+  (1, 1), (1, 2), (2, 1), (3, 1), (3, 3);
+
+-- A computed field: a function of one row of messages, selected as if a column.
+create function public.blurb_message(public.messages) returns character varying as
+$$ select substring($1.message, 1, 3); $$ language sql stable;

@@ -87,7 +87,11 @@ pub struct RequestSpec {
 #[derive(Debug, Clone)]
 pub struct EmbeddedSelect {
     pub list: String,
+    /// The lateral joins the list's spreads read from (after `AS "pgrst_0"`).
+    pub joins: String,
     pub conditions: Vec<String>,
+    /// ` GROUP BY …` when the list has aggregates, else empty.
+    pub group_by: String,
     /// The values the list's embedded filters bind: `$1…$n`, before the request's own.
     pub params: Vec<Param>,
 }
@@ -183,18 +187,27 @@ fn where_clause(conditions: &[Condition], params: &mut Vec<Param>) -> Result<Str
 
 /// `*`, `id, name`, `alias:column`, `column::text`, `alias:column::int4`, `"quoted name"`.
 pub fn select_list(columns: &str) -> Result<String, PoolError> {
+    let (list, group_by) = grouped_select_list(columns)?;
+    if !group_by.is_empty() {
+        return Err(request_error(
+            "aggregates are answered in a select or an rpc's select",
+            None,
+        ));
+    }
+    Ok(list)
+}
+
+/// A select list without embedded resources, and the ` GROUP BY` its aggregates need (empty
+/// without aggregates).
+pub fn grouped_select_list(columns: &str) -> Result<(String, String), PoolError> {
     let items = filters::split_top_level(columns)?;
     if items.is_empty() {
-        return Ok("*".into());
+        return Ok(("*".into(), String::new()));
     }
-    let mut out = Vec::with_capacity(items.len());
+    let mut rendered = Vec::with_capacity(items.len());
     for item in items {
         let item = item.trim();
-        if item == "*" {
-            out.push("*".to_string());
-            continue;
-        }
-        if item.contains('(') {
+        if item.contains('(') && !is_aggregate_item(item) {
             return Err(request_error(
                 format!("'{item}': embedding related tables is not supported yet"),
                 Some(
@@ -203,27 +216,225 @@ pub fn select_list(columns: &str) -> Result<String, PoolError> {
                 ),
             ));
         }
-        let (alias, rest) = split_alias(item);
-        let (column, cast) = match rest.split_once("::") {
-            Some((column, cast)) => (column, Some(cast_type(cast.trim())?)),
-            None => (rest, None),
-        };
-        let column = filters::unquote(column.trim())?;
-        let mut sql = quote(&column)?;
-        if let Some(cast) = cast {
-            sql = format!("{sql}::{cast}");
-        }
-        match (alias, cast) {
-            (Some(alias), _) => {
-                sql = format!("{sql} AS {}", quote(&filters::unquote(alias.trim())?)?)
-            }
-            // A cast column keeps the column's name, as PostgREST does.
-            (None, Some(_)) => sql = format!("{sql} AS {}", quote(&column)?),
-            (None, None) => {}
-        }
-        out.push(sql);
+        rendered.push(column_item(item)?);
     }
-    Ok(out.join(", "))
+    let group_by = group_by(&rendered.iter().map(Output::of).collect::<Vec<_>>())?;
+    let list = rendered
+        .into_iter()
+        .map(|c| c.sql)
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok((list, group_by))
+}
+
+/// The aggregates PostgREST answers (`db-aggregates-enabled`): `count()`, `col.count()`,
+/// `col.sum()`, `col.avg()`, `col.max()`, `col.min()`.
+const AGGREGATES: [&str; 5] = ["count", "sum", "avg", "max", "min"];
+
+/// `count()`, `alias:col.sum()`, `col::int.avg()::text`: an aggregate, not an embedded resource.
+pub fn is_aggregate_item(item: &str) -> bool {
+    let (_, rest) = split_alias(item.trim());
+    let Some(open) = rest.find("()") else {
+        return false;
+    };
+    let after = &rest[open + 2..];
+    let head = rest[..open].trim();
+    (after.is_empty() || after.starts_with("::"))
+        && (head == "count"
+            || head
+                .rsplit_once('.')
+                .is_some_and(|(field, f)| !field.is_empty() && AGGREGATES.contains(&f)))
+}
+
+/// One rendered column item of a select list.
+#[derive(Debug)]
+pub struct ColumnItem {
+    /// The item as the select list has it (`expr AS "name"`).
+    pub sql: String,
+    /// The expression alone, for GROUP BY.
+    pub expr: String,
+    pub aggregate: bool,
+    /// `*`: an unknown number of columns.
+    pub star: bool,
+}
+
+/// What one item puts in a select list, for GROUP BY.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// Output columns grouped by, as the expressions to group by.
+    Plain(Vec<String>),
+    Aggregate,
+    /// `*` of the level's own relation.
+    Star,
+}
+
+impl Output {
+    pub fn of(item: &ColumnItem) -> Output {
+        match (item.star, item.aggregate) {
+            (true, _) => Output::Star,
+            (false, true) => Output::Aggregate,
+            (false, false) => Output::Plain(vec![item.expr.clone()]),
+        }
+    }
+}
+
+/// ` GROUP BY a, b` over the non-aggregate outputs when there is an aggregate (as PostgREST
+/// groups by every other selected column); empty otherwise.
+pub fn group_by(outputs: &[Output]) -> Result<String, PoolError> {
+    if !outputs.iter().any(|o| matches!(o, Output::Aggregate)) {
+        return Ok(String::new());
+    }
+    let mut grouped = Vec::new();
+    for output in outputs {
+        match output {
+            Output::Aggregate => {}
+            Output::Plain(expressions) => grouped.extend(expressions.iter().cloned()),
+            Output::Star => {
+                return Err(request_error(
+                    "an aggregate beside '*': name the columns to group by",
+                    None,
+                ))
+            }
+        }
+    }
+    Ok(if grouped.is_empty() {
+        String::new()
+    } else {
+        format!(" GROUP BY {}", grouped.join(", "))
+    })
+}
+
+/// One item: `*`, `col`, `alias:col::type`, `data->a->>b`, `count()`, `alias:col.sum()::int`.
+pub fn column_item(item: &str) -> Result<ColumnItem, PoolError> {
+    column_item_in(item, None)
+}
+
+/// One item whose columns are fields of `row` (an SQL expression of a composite value, as a
+/// spread's lateral row) instead of columns in scope.
+pub fn column_item_in(item: &str, row: Option<&str>) -> Result<ColumnItem, PoolError> {
+    let item = item.trim();
+    if item == "*" {
+        let sql = match row {
+            Some(row) => format!("({row}).*"),
+            None => "*".into(),
+        };
+        return Ok(ColumnItem {
+            expr: row.map(str::to_string).unwrap_or_else(|| sql.clone()),
+            sql,
+            aggregate: false,
+            star: row.is_none(),
+        });
+    }
+    let (alias, rest) = split_alias(item);
+    let alias = alias.map(|a| filters::unquote(a.trim())).transpose()?;
+    if is_aggregate_item(item) {
+        let open = rest.find("()").expect("an aggregate has ()");
+        let head = rest[..open].trim();
+        let cast_after = rest[open + 2..].strip_prefix("::").map(str::trim);
+        let (function, argument) = if head == "count" {
+            ("count", "*".to_string())
+        } else {
+            let (field, function) = head.rsplit_once('.').expect("an aggregate has a dot");
+            (function, field_sql_in(field, row)?.0)
+        };
+        let mut expr = format!("pg_catalog.{function}({argument})");
+        if let Some(cast) = cast_after {
+            expr = format!("{expr}::{}", cast_type(cast)?);
+        }
+        let name = alias.unwrap_or_else(|| function.to_string());
+        return Ok(ColumnItem {
+            sql: format!("{expr} AS {}", quote(&name)?),
+            expr,
+            aggregate: true,
+            star: false,
+        });
+    }
+    let (expr, name, renamed) = field_sql_in(rest, row)?;
+    let sql = match (alias, renamed || row.is_some()) {
+        (Some(alias), _) => format!("{expr} AS {}", quote(&alias)?),
+        // A cast column or a JSON path keeps a name, as PostgREST names it.
+        (None, true) => format!("{expr} AS {}", quote(&name)?),
+        (None, false) => expr.clone(),
+    };
+    Ok(ColumnItem {
+        sql,
+        expr,
+        aggregate: false,
+        star: false,
+    })
+}
+
+/// `col`, `col::type`, `data->a->>b::int`: its SQL, its output name (the column, or the last
+/// key of a JSON path, as PostgREST names it), and whether the SQL needs `AS name`.
+pub fn field_sql(field: &str) -> Result<(String, String, bool), PoolError> {
+    field_sql_in(field, None)
+}
+
+fn field_sql_in(field: &str, row: Option<&str>) -> Result<(String, String, bool), PoolError> {
+    let (field, cast) = match field.split_once("::") {
+        Some((field, cast)) => (field, Some(cast_type(cast.trim())?)),
+        None => (field, None),
+    };
+    let (column, path) = match field.find("->") {
+        Some(at) => (&field[..at], Some(&field[at..])),
+        None => (field, None),
+    };
+    let column = filters::unquote(column.trim())?;
+    let mut sql = match row {
+        Some(row) => format!("({row}).{}", quote(&column)?),
+        None => quote(&column)?,
+    };
+    let mut name = column;
+    if let Some(path) = path {
+        let (sql_path, last) = json_path(path)?;
+        sql = format!("{sql}{sql_path}");
+        name = last;
+    }
+    let renamed = cast.is_some() || path.is_some();
+    if let Some(cast) = cast {
+        // `::` binds tighter than `->`: a path is cast as a whole.
+        sql = if path.is_some() {
+            format!("({sql})::{cast}")
+        } else {
+            format!("{sql}::{cast}")
+        };
+    }
+    Ok((sql, name, renamed))
+}
+
+/// `->a->>b`, `->0`: the JSON operators with each key a literal (an integer is an array
+/// index, as in PostgREST), and the last key.
+fn json_path(path: &str) -> Result<(String, String), PoolError> {
+    let mut sql = String::new();
+    let mut last = String::new();
+    let mut rest = path;
+    while !rest.is_empty() {
+        let (operator, after) = if let Some(after) = rest.strip_prefix("->>") {
+            ("->>", after)
+        } else if let Some(after) = rest.strip_prefix("->") {
+            ("->", after)
+        } else {
+            return Err(request_error(
+                format!("'{path}': a malformed JSON path"),
+                None,
+            ));
+        };
+        let end = after.find("->").unwrap_or(after.len());
+        let key = after[..end].trim();
+        if key.is_empty() {
+            return Err(request_error(format!("'{path}': an empty JSON key"), None));
+        }
+        if key.parse::<i64>().is_ok() {
+            sql.push_str(&format!("{operator}{key}"));
+        } else {
+            let literal = super::ident::quote_literal(key)
+                .ok_or_else(|| request_error("a JSON key cannot hold a NUL character", None))?;
+            sql.push_str(&format!("{operator}{literal}"));
+        }
+        last = key.to_string();
+        rest = &after[end..];
+    }
+    Ok((sql, last))
 }
 
 /// `alias:column` → (alias, column); a `::` cast is not an alias separator.
@@ -252,7 +463,7 @@ pub(crate) fn order_clause(order: &[OrderSpec]) -> Result<String, PoolError> {
                 Some(false) => " NULLS LAST",
                 None => "",
             };
-            Ok(format!("{} {direction}{nulls}", quote(&o.column)?))
+            Ok(format!("{} {direction}{nulls}", field_sql(&o.column)?.0))
         })
         .collect::<Result<Vec<_>, PoolError>>()?;
     Ok(format!(" ORDER BY {}", parts.join(", ")))
@@ -281,7 +492,10 @@ fn select_statement(
         .map(|e| e.params.clone())
         .unwrap_or_default();
     let mut sql = match &spec.embedded {
-        Some(embedded) => format!("SELECT {} FROM {relation} AS \"pgrst_0\"", embedded.list),
+        Some(embedded) => format!(
+            "SELECT {} FROM {relation} AS \"pgrst_0\"{}",
+            embedded.list, embedded.joins
+        ),
         None => format!(
             "SELECT {} FROM {relation}",
             select_list(spec.columns.as_deref().unwrap_or("*"))?
@@ -289,6 +503,9 @@ fn select_statement(
     };
     sql.push_str(&where_clause(conditions, &mut params)?);
     sql.push_str(&embedded_conditions(spec, conditions.is_empty()));
+    if let Some(embedded) = &spec.embedded {
+        sql.push_str(&embedded.group_by);
+    }
     sql.push_str(&order_clause(&spec.order)?);
     sql.push_str(&paging_clause(spec));
     Ok(BuiltStatement { sql, params })
@@ -412,13 +629,18 @@ fn update_statement(
         Some(Value::Object(values)) if !values.is_empty() => values,
         _ => return Err(request_error("update needs an object of new values", None)),
     };
-    let mut params = Vec::new();
-    let mut sets = Vec::with_capacity(values.len());
-    for (column, value) in values {
-        params.push(filters::json_param(value));
-        sets.push(format!("{} = ${}", quote(column)?, params.len()));
-    }
-    let mut sql = format!("UPDATE {relation} SET {}", sets.join(", "));
+    // The new values go in as one JSON parameter through `json_populate_record`, as PostgREST
+    // does: each field converts to its column's type there, so a JS string stored into a json
+    // column is the JSON string, and an array into an array column is that array.
+    let columns = values
+        .keys()
+        .map(|c| quote(c))
+        .collect::<Result<Vec<_>, _>>()?
+        .join(", ");
+    let mut params = vec![Param::Json(Value::Object(values.clone()).to_string())];
+    let mut sql = format!(
+        "UPDATE {relation} SET ({columns}) = (SELECT {columns} FROM json_populate_record(NULL::{relation}, $1))"
+    );
     sql.push_str(&where_clause(conditions, &mut params)?);
     sql.push_str(&returning(spec)?);
     Ok(BuiltStatement { sql, params })
@@ -454,9 +676,10 @@ fn rpc_statement(
         }
         Some(_) => return Err(request_error("rpc arguments must be an object", None)),
     }
-    let list = select_list(spec.columns.as_deref().unwrap_or("*"))?;
+    let (list, group_by) = grouped_select_list(spec.columns.as_deref().unwrap_or("*"))?;
     let mut sql = format!("SELECT {list} FROM {function}({})", args.join(", "));
     sql.push_str(&where_clause(conditions, &mut params)?);
+    sql.push_str(&group_by);
     sql.push_str(&order_clause(&spec.order)?);
     sql.push_str(&paging_clause(spec));
     Ok(BuiltStatement { sql, params })
@@ -518,16 +741,26 @@ pub fn body_statement(
             .as_ref()
             .map(|e| e.params.clone())
             .unwrap_or_default();
-        let alias = if spec.embedded.is_some() {
-            " AS \"pgrst_0\""
-        } else {
-            ""
+        let (alias, group_by) = match &spec.embedded {
+            Some(embedded) => (
+                format!(" AS \"pgrst_0\"{}", embedded.joins),
+                embedded.group_by.as_str(),
+            ),
+            None => (String::new(), ""),
         };
-        format!(
-            "(SELECT pg_catalog.count(*) FROM {relation}{alias}{}{})",
+        let counted = format!(
+            "{relation}{alias}{}{}",
             where_clause(&conditions, &mut same)?,
             embedded_conditions(spec, conditions.is_empty())
-        )
+        );
+        if group_by.is_empty() {
+            format!("(SELECT pg_catalog.count(*) FROM {counted})")
+        } else {
+            // Aggregates answer a row per group: the count is of groups.
+            format!(
+                "(SELECT pg_catalog.count(*) FROM (SELECT 1 FROM {counted}{group_by}) _pgrst_g)"
+            )
+        }
     } else {
         "NULL::int8".into()
     };
@@ -701,7 +934,7 @@ mod tests {
         ));
         assert_eq!(
             built.sql,
-            "UPDATE \"users\" SET \"name\" = $1 WHERE \"id\" = $2"
+            "UPDATE \"users\" SET (\"name\") = (SELECT \"name\" FROM json_populate_record(NULL::\"users\", $1)) WHERE \"id\" = $2"
         );
         let built = data(spec(
             "DELETE",

@@ -37,7 +37,7 @@ pub struct DbPool {
     /// `rpc()` targets by quoted name; `reloadSchema()` forgets them.
     functions: std::sync::Mutex<std::collections::HashMap<String, FunctionKind>>,
     /// Embedding's foreign keys; `reloadSchema()` forgets them.
-    foreign_keys: std::sync::Mutex<Option<std::sync::Arc<Vec<super::rest::schema::ForeignKey>>>>,
+    catalog: std::sync::Mutex<Option<std::sync::Arc<super::rest::schema::Catalog>>>,
     policy: StatementPolicy,
     pool: Pool,
     counters: OutcomeCounters,
@@ -58,7 +58,7 @@ impl DbPool {
         );
         DbPool {
             functions: Default::default(),
-            foreign_keys: Default::default(),
+            catalog: Default::default(),
             policy: StatementPolicy::from_config(&config),
             config,
             pool,
@@ -87,26 +87,27 @@ impl DbPool {
         self.functions_cache().insert(function, kind);
     }
 
-    pub fn foreign_keys(&self) -> Option<std::sync::Arc<Vec<super::rest::schema::ForeignKey>>> {
-        self.foreign_keys
+    pub fn catalog(&self) -> Option<std::sync::Arc<super::rest::schema::Catalog>> {
+        self.catalog
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
-    pub fn remember_foreign_keys(
+    pub fn remember_catalog(
         &self,
-        keys: Vec<super::rest::schema::ForeignKey>,
-    ) -> std::sync::Arc<Vec<super::rest::schema::ForeignKey>> {
-        let keys = std::sync::Arc::new(keys);
-        *self.foreign_keys.lock().unwrap_or_else(|p| p.into_inner()) = Some(keys.clone());
-        keys
+        catalog: super::rest::schema::Catalog,
+    ) -> std::sync::Arc<super::rest::schema::Catalog> {
+        let catalog = std::sync::Arc::new(catalog);
+        *self.catalog.lock().unwrap_or_else(|p| p.into_inner()) = Some(catalog.clone());
+        catalog
     }
 
-    /// Forgets what was learned of the schema (functions' return kinds, foreign keys).
+    /// Forgets what was learned of the schema (functions' return kinds, foreign keys, computed
+    /// fields).
     pub fn reload_schema(&self) {
         self.functions_cache().clear();
-        *self.foreign_keys.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.catalog.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     fn functions_cache(

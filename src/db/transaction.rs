@@ -144,7 +144,12 @@ impl Transaction {
                 .map_err(Failure::into_error),
             Err(err) => Err(err),
         };
-        if result.is_err() {
+        // A type the codec cannot render is refused after Describe, before anything runs: the
+        // server's transaction is still good (the builder then asks Postgres for JSON instead).
+        if result
+            .as_ref()
+            .is_err_and(|err| !matches!(err, PoolError::UnsupportedType(_)))
+        {
             self.aborted.store(true, Ordering::Release);
         }
         pool.record(result.is_ok(), started);

@@ -225,11 +225,9 @@ fn parse_order(value: &str) -> Result<Vec<OrderSpec>, PoolError> {
     for item in super::super::filters::split_top_level(value)? {
         let mut parts = item.trim().split('.');
         let column = parts.next().unwrap_or("").to_string();
-        if column.contains('(') || column.contains("->") {
+        if column.contains('(') {
             return Err(request_error(
-                format!(
-                    "'{item}': ordering by embedded resources or JSON paths is not supported yet"
-                ),
+                format!("'{item}': ordering by embedded resources is not supported yet"),
                 None,
             ));
         }

@@ -69,7 +69,12 @@ pub fn error_reply(err: &PoolError, anonymous: bool) -> String {
     let body = match err {
         PoolError::Database(fields) => serde_json::json!({
             "code": fields.code,
-            "details": fields.detail,
+            // PGRST201 lists the candidate relationships as an array, as PostgREST does.
+            "details": match (fields.code.as_str(), &fields.detail) {
+                ("PGRST201", Some(detail)) => serde_json::from_str(detail)
+                    .unwrap_or_else(|_| Value::String(detail.clone())),
+                _ => fields.detail.clone().map(Value::String).unwrap_or(Value::Null),
+            },
             "hint": fields.hint,
             "message": fields.message,
         }),

@@ -7,13 +7,14 @@
 //! the rows that have one.
 
 use super::super::builder::{
-    conditions, order_clause, select_list, EmbeddedPart, EmbeddedQuery, FilterSpec, OrderSpec,
+    column_item, column_item_in, conditions, group_by, is_aggregate_item, order_clause, ColumnItem,
+    EmbeddedPart, EmbeddedQuery, FilterSpec, OrderSpec, Output,
 };
 use super::super::filters;
 use super::super::filters::split_top_level;
 use super::super::ident::{quote, request_error};
 use super::super::params::Param;
-use super::schema::ForeignKey;
+use super::schema::{Catalog, ForeignKey};
 use crate::error::{DatabaseErrorFields, PoolError};
 
 /// One item of a select list.
@@ -40,6 +41,16 @@ pub fn has_embedding(columns: &str) -> bool {
     columns.contains('(')
 }
 
+/// Whether a list without embedding names a computed field of `schema.table`.
+pub fn names_computed_field(catalog: &Catalog, schema: &str, table: &str, columns: &str) -> bool {
+    !catalog.computed.is_empty()
+        && split_top_level(columns).is_ok_and(|items| {
+            items
+                .iter()
+                .any(|item| computed_field(catalog, schema, table, item).is_some())
+        })
+}
+
 pub fn parse(columns: &str) -> Result<Vec<Item>, PoolError> {
     split_top_level(columns)?
         .into_iter()
@@ -51,6 +62,9 @@ fn parse_item(item: &str) -> Result<Item, PoolError> {
     let Some(open) = item.find('(') else {
         return Ok(Item::Column(item.to_string()));
     };
+    if is_aggregate_item(item) {
+        return Ok(Item::Column(item.to_string()));
+    }
     let inside = item[open + 1..]
         .strip_suffix(')')
         .ok_or_else(|| request_error(format!("'{item}': unbalanced parentheses"), None))?;
@@ -71,10 +85,6 @@ fn parse_item(item: &str) -> Result<Item, PoolError> {
             None,
         ));
     }
-    if inside.trim().is_empty() && !spread {
-        // `count()` and other aggregates: PostgREST refuses them unless enabled.
-        return Err(aggregates_disabled());
-    }
     let (mut hint, mut inner) = (None, false);
     for modifier in parts {
         match modifier.trim() {
@@ -83,8 +93,9 @@ fn parse_item(item: &str) -> Result<Item, PoolError> {
             other => hint = Some(other.to_string()),
         }
     }
+    // `users()`: embedded for its filters (with `!inner`) but no columns of it in the answer.
     let items = if inside.trim().is_empty() {
-        vec![Item::Column("*".into())]
+        Vec::new()
     } else {
         parse(inside)?
     };
@@ -98,18 +109,18 @@ fn parse_item(item: &str) -> Result<Item, PoolError> {
     }))
 }
 
-fn aggregates_disabled() -> PoolError {
-    coded(
-        "PGRST123",
-        "Use of aggregate functions is not allowed".into(),
-        None,
-    )
-}
-
-fn coded(code: &str, message: String, hint: Option<String>) -> PoolError {
+/// PostgREST's error with `details` (for PGRST201, a JSON array as text: reply.rs sends it as
+/// the array).
+fn coded_with_details(
+    code: &str,
+    message: String,
+    detail: Option<String>,
+    hint: Option<String>,
+) -> PoolError {
     PoolError::Database(Box::new(DatabaseErrorFields {
         code: code.into(),
         message,
+        detail,
         hint,
         severity: "ERROR".into(),
         ..Default::default()
@@ -119,91 +130,201 @@ fn coded(code: &str, message: String, hint: Option<String>) -> PoolError {
 /// How an embedded resource relates to its parent.
 struct Relationship<'a> {
     key: &'a ForeignKey,
+    /// The table the resource reads (the embed's name may be a column or a constraint's).
+    target: &'a str,
     /// The parent holds the foreign key (many-to-one: one object).
     to_one: bool,
     /// The target holds a unique foreign key to the parent (one-to-one: one object too).
     one_to_one: bool,
+    /// Many-to-many through a junction table: `key` goes from the junction to the target,
+    /// this one from the junction to the parent.
+    junction: Option<&'a ForeignKey>,
 }
 
-/// Finds the one relationship between `parent` and `embed.relation` (both in `schema`).
+impl Relationship<'_> {
+    fn cardinality(&self) -> &'static str {
+        match (self.junction, self.to_one, self.one_to_one) {
+            (Some(_), _, _) => "many-to-many",
+            (None, true, _) => "many-to-one",
+            (None, false, true) => "one-to-one",
+            (None, false, false) => "one-to-many",
+        }
+    }
+
+    fn describe(&self, parent: &str, target: &str) -> serde_json::Value {
+        let key = self.key;
+        let relationship = match self.junction {
+            Some(junction) => format!(
+                "{} using {}({}) and {}({})",
+                key.table,
+                junction.name,
+                junction.columns.join(", "),
+                key.name,
+                key.columns.join(", ")
+            ),
+            None if self.to_one => format!(
+                "{} using {}({}) and {}({})",
+                key.name,
+                key.table,
+                key.columns.join(", "),
+                key.ref_table,
+                key.ref_columns.join(", ")
+            ),
+            None => format!(
+                "{} using {}({}) and {}({})",
+                key.name,
+                key.ref_table,
+                key.ref_columns.join(", "),
+                key.table,
+                key.columns.join(", ")
+            ),
+        };
+        serde_json::json!({
+            "cardinality": self.cardinality(),
+            "embedding": format!("{parent} with {target}"),
+            "relationship": relationship,
+        })
+    }
+
+    fn hint_name(&self) -> &str {
+        match self.junction {
+            Some(_) => &self.key.table,
+            None => &self.key.name,
+        }
+    }
+}
+
+/// Finds the one relationship between `parent` and the resource `embed` names (both in
+/// `schema`), as PostgREST does: the name is a table, a foreign key column of the parent
+/// (many-to-one) or a foreign key constraint; a hint (`!name`) is a constraint, a column of
+/// either side, or a junction table; without a direct relationship, a table holding foreign
+/// keys to both sides makes it many-to-many.
 fn relationship<'a>(
     keys: &'a [ForeignKey],
     schema: &str,
     parent: &str,
     embed: &Embed,
 ) -> Result<Relationship<'a>, PoolError> {
-    let target = embed.relation.as_str();
+    let name = embed.relation.as_str();
+    let in_schema = |key: &ForeignKey| key.schema == schema && key.ref_schema == schema;
+    let hinted = |key: &ForeignKey| match &embed.hint {
+        None => true,
+        Some(hint) => {
+            key.name == *hint
+                || key.columns.iter().any(|c| c == hint)
+                || key.ref_columns.iter().any(|c| c == hint)
+        }
+    };
     let mut found: Vec<Relationship> = Vec::new();
-    for key in keys {
-        let hinted = |key: &ForeignKey| match &embed.hint {
-            None => true,
-            Some(hint) => {
-                key.name == *hint
-                    || key.columns.iter().any(|c| c == hint)
-                    || key.ref_columns.iter().any(|c| c == hint)
-            }
-        };
-        // The parent references the target: many-to-one.
-        if key.schema == schema
-            && key.table == parent
-            && key.ref_schema == schema
-            && key.ref_table == target
+    for key in keys.iter().filter(|k| in_schema(k)) {
+        let self_reference = key.table == key.ref_table;
+        // The parent references the target: many-to-one, by the target's name, by the
+        // foreign key column (`parent_id(*)`) or by the constraint's name.
+        let by_column = key.columns.len() == 1 && key.columns[0] == name;
+        if key.table == parent
+            && ((key.ref_table == name && !self_reference) || by_column || key.name == name)
             && hinted(key)
         {
             found.push(Relationship {
                 key,
+                target: &key.ref_table,
                 to_one: true,
                 one_to_one: false,
+                junction: None,
             });
         }
-        // The target references the parent: one-to-many (a self-reference counts both ways).
-        if key.schema == schema
-            && key.table == target
-            && key.ref_schema == schema
-            && key.ref_table == parent
+        // The target references the parent: one-to-many (one-to-one with unique referencing
+        // columns), by the target's name or the constraint's; a self-reference by the table's
+        // name is this direction, its children.
+        if key.ref_table == parent
+            && (key.table == name || (key.name == name && !self_reference))
             && hinted(key)
         {
-            // Unique referencing columns make it one-to-one: an object, not an array.
             found.push(Relationship {
                 key,
+                target: &key.table,
                 to_one: false,
                 one_to_one: key.unique,
+                junction: None,
             });
+        }
+    }
+    if found.is_empty() {
+        // Many-to-many: a junction table with a key to the parent and one to the target.
+        for to_parent in keys
+            .iter()
+            .filter(|k| in_schema(k) && k.ref_table == parent)
+        {
+            for to_target in keys.iter().filter(|k| {
+                in_schema(k)
+                    && k.table == to_parent.table
+                    && k.ref_table == name
+                    && k.name != to_parent.name
+            }) {
+                let hint_ok = match &embed.hint {
+                    None => true,
+                    Some(hint) => {
+                        to_parent.table == *hint
+                            || to_parent.name == *hint
+                            || to_target.name == *hint
+                    }
+                };
+                if hint_ok {
+                    found.push(Relationship {
+                        key: to_target,
+                        target: &to_target.ref_table,
+                        to_one: false,
+                        one_to_one: false,
+                        junction: Some(to_parent),
+                    });
+                }
+            }
         }
     }
     match found.len() {
         1 => Ok(found.pop().expect("one")),
-        0 => Err(coded(
+        0 => Err(coded_with_details(
             "PGRST200",
             format!(
-                "Could not find a relationship between '{parent}' and '{target}' in the schema cache"
+                "Could not find a relationship between '{parent}' and '{name}' in the schema cache"
             ),
             Some(format!(
-                "Perhaps you meant a table with a foreign key to or from '{parent}'"
+                "Searched for a foreign key relationship between '{parent}' and '{name}' in the schema '{schema}', but no matches were found."
             )),
+            None,
         )),
-        _ => Err(coded(
-            "PGRST201",
-            format!(
-                "Could not embed because more than one relationship was found for '{parent}' and '{target}'"
-            ),
-            Some(format!(
-                "Try changing '{target}' to one of: {}",
-                found
-                    .iter()
-                    .map(|r| format!("'{target}!{}'", r.key.name))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-        )),
+        _ => {
+            let details: Vec<serde_json::Value> =
+                found.iter().map(|r| r.describe(parent, name)).collect();
+            Err(coded_with_details(
+                "PGRST201",
+                format!(
+                    "Could not embed because more than one relationship was found for '{parent}' and '{name}'"
+                ),
+                Some(serde_json::Value::Array(details).to_string()),
+                Some(format!(
+                    "Try changing '{name}' to one of the following: {}. Find the desired relationship in the 'details' key.",
+                    found
+                        .iter()
+                        .map(|r| format!("'{name}!{}'", r.hint_name()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            ))
+        }
     }
 }
 
-/// What rendering a select tree gives: the select list, and the conditions `!inner` adds to the
-/// parent's WHERE.
+/// What rendering a select tree gives: the select list, the lateral joins its spreads read
+/// from, the conditions `!inner` adds to the parent's WHERE, and the GROUP BY its aggregates
+/// need.
 pub struct Rendered {
     pub list: String,
+    /// ` LEFT JOIN LATERAL (…) AS "pgrst_s…" ON true` for each spread (empty without).
+    pub joins: String,
     pub inner_conditions: Vec<String>,
+    /// ` GROUP BY …` when the list has aggregates, else empty.
+    pub group_by: String,
 }
 
 /// What the URL asks of one embedded resource beside its columns.
@@ -232,98 +353,132 @@ fn query_for<'a>(queries: &'a [EmbeddedQuery], path: &[String]) -> EmbedQuery<'a
     query
 }
 
-/// Renders `items` selected from `parent` (a table of `schema`) whose rows are aliased
-/// `parent_alias` in the statement; embedded filters' values go to `params`.
-#[allow(clippy::too_many_arguments)]
+/// Where a select tree is rendered: the catalog, the URL's embedded filters, the values bound.
+pub struct Scope<'a> {
+    pub catalog: &'a Catalog,
+    pub queries: &'a [EmbeddedQuery],
+    pub params: &'a mut Vec<Param>,
+    pub schema: &'a str,
+}
+
+/// Renders `items` selected from `parent` (a table of the scope's schema) whose rows are
+/// aliased `parent_alias` in the statement; embedded filters' values go to the scope's params.
 pub fn render(
+    scope: &mut Scope<'_>,
     items: &[Item],
-    keys: &[ForeignKey],
-    queries: &[EmbeddedQuery],
     path: &[String],
-    params: &mut Vec<Param>,
-    schema: &str,
     parent: &str,
     parent_alias: &str,
     depth: usize,
 ) -> Result<Rendered, PoolError> {
+    let schema = scope.schema;
     let mut list = Vec::new();
+    let mut joins = String::new();
+    let mut outputs = Vec::new();
     let mut inner_conditions = Vec::new();
-    for item in items {
+    for (index, item) in items.iter().enumerate() {
         match item {
-            Item::Column(column) => list.push(select_list(column)?),
-            Item::Embed(embed) => {
-                let relationship = relationship(keys, schema, parent, embed)?;
-                let alias = format!("pgrst_{depth}");
-                let mut here = path.to_vec();
-                here.push(
-                    embed
-                        .alias
-                        .clone()
-                        .unwrap_or_else(|| embed.relation.clone()),
-                );
-                let query = query_for(queries, &here);
-                let sub = render(
-                    &embed.items,
-                    keys,
-                    queries,
-                    &here,
-                    params,
-                    schema,
-                    &embed.relation,
-                    &alias,
-                    depth + 1,
-                )?;
-                let (local, remote) = if relationship.to_one {
-                    (&relationship.key.columns, &relationship.key.ref_columns)
-                } else {
-                    (&relationship.key.ref_columns, &relationship.key.columns)
+            Item::Column(column) => {
+                let rendered = match computed_field(scope.catalog, schema, parent, column) {
+                    Some(field) => {
+                        let (alias, name) = field;
+                        let expr = format!(
+                            "{}.{}({})",
+                            quote(schema)?,
+                            quote(name)?,
+                            quote(parent_alias)?
+                        );
+                        ColumnItem {
+                            sql: format!("{expr} AS {}", quote(alias.unwrap_or(name))?),
+                            expr,
+                            aggregate: false,
+                            star: false,
+                        }
+                    }
+                    None => column_item(column)?,
                 };
-                let mut join = Vec::new();
-                for (l, r) in local.iter().zip(remote.iter()) {
-                    join.push(format!(
-                        "{}.{} = {}.{}",
-                        quote(&alias)?,
-                        quote(r)?,
-                        quote(parent_alias)?,
-                        quote(l)?
-                    ));
-                }
-                join.extend(sub.inner_conditions);
-                for condition in conditions_of(&query.filters)? {
-                    join.push(filters::render(&condition, params)?);
-                }
-                let from = format!(
-                    "{}.{} AS {} WHERE {}",
-                    quote(schema)?,
-                    quote(&embed.relation)?,
-                    quote(&alias)?,
-                    join.join(" AND ")
-                );
-                let name = quote(embed.alias.as_deref().unwrap_or(&embed.relation))?;
+                outputs.push(Output::of(&rendered));
+                list.push(rendered.sql);
+            }
+            Item::Embed(embed) => {
+                let relationship = relationship(&scope.catalog.keys, schema, parent, embed)?;
+                let target = relationship.target;
+                let alias = format!("pgrst_{depth}");
+                let name = embed.alias.as_deref().unwrap_or(&embed.relation);
+                let mut here = path.to_vec();
+                here.push(name.to_string());
+                let query = query_for(scope.queries, &here);
+                let join = join_condition(&relationship, schema, &alias, parent_alias, depth)?;
                 if embed.spread {
                     if !relationship.to_one && !relationship.one_to_one {
-                        return Err(coded(
+                        return Err(coded_with_details(
                             "PGRST119",
                             format!("A spread operation on '{}' is not possible", embed.relation),
-                            Some("'...' only spreads a to-one relationship".into()),
+                            Some(format!(
+                                "'{parent}' and '{}' do not form a many-to-one or one-to-one relationship",
+                                embed.relation
+                            )),
+                            None,
                         ));
                     }
-                    for column in spread_columns(&embed.items)? {
-                        list.push(format!(
-                            "(SELECT {} FROM {from}) AS {}",
-                            quote(&column.0)?,
-                            quote(&column.1)?
-                        ));
+                    // The related row, as one composite column of a lateral join: its fields
+                    // join the parent's list (and its grouping) as the parent's own columns.
+                    let lateral = format!("pgrst_s{depth}_{index}");
+                    let row = format!("{}.\"pgrst_row\"", quote(&lateral)?);
+                    let mut conditions = join;
+                    for condition in conditions_of(&query.filters)? {
+                        conditions.push(filters::render(&condition, scope.params)?);
                     }
+                    joins.push_str(&format!(
+                        " LEFT JOIN LATERAL (SELECT {alias_q} AS \"pgrst_row\" FROM {}.{} AS {alias_q} WHERE {} LIMIT 1) AS {} ON true",
+                        quote(schema)?,
+                        quote(target)?,
+                        conditions.join(" AND "),
+                        quote(&lateral)?,
+                        alias_q = quote(&alias)?,
+                    ));
+                    for spread_item in &embed.items {
+                        let Item::Column(column) = spread_item else {
+                            return Err(request_error(
+                                "a spread embeds columns and aggregates (no nested resources yet)",
+                                None,
+                            ));
+                        };
+                        let rendered = column_item_in(column, Some(&row))?;
+                        outputs.push(Output::of(&rendered));
+                        list.push(rendered.sql);
+                    }
+                    if embed.inner {
+                        inner_conditions.push(format!("{row} IS NOT NULL"));
+                    }
+                    continue;
+                }
+                let sub = render(scope, &embed.items, &here, target, &alias, depth + 1)?;
+                let mut conditions = join;
+                conditions.extend(sub.inner_conditions);
+                for condition in conditions_of(&query.filters)? {
+                    conditions.push(filters::render(&condition, scope.params)?);
+                }
+                let from = format!(
+                    "{}.{} AS {}{} WHERE {}",
+                    quote(schema)?,
+                    quote(target)?,
+                    quote(&alias)?,
+                    sub.joins,
+                    conditions.join(" AND ")
+                );
+                let expr = if embed.items.is_empty() {
+                    // Nothing of it is selected: it only filters (with `!inner`).
+                    None
                 } else if is_count(&embed.items) {
-                    list.push(format!(
-                        "(SELECT pg_catalog.json_agg(_pgrst_c) FROM (SELECT pg_catalog.count(*) AS count FROM {from}) _pgrst_c) AS {name}"
-                    ));
+                    Some(format!(
+                        "(SELECT pg_catalog.json_agg(_pgrst_c) FROM (SELECT pg_catalog.count(*) AS count FROM {from}) _pgrst_c)"
+                    ))
                 } else if relationship.to_one || relationship.one_to_one {
-                    list.push(format!(
-                        "(SELECT pg_catalog.row_to_json(_pgrst_e) FROM (SELECT {} FROM {from} LIMIT 1) _pgrst_e) AS {name}",
-                        sub.list
-                    ));
+                    Some(format!(
+                        "(SELECT pg_catalog.row_to_json(_pgrst_e) FROM (SELECT {} FROM {from}{} LIMIT 1) _pgrst_e)",
+                        sub.list, sub.group_by
+                    ))
                 } else {
                     let mut page = order_clause(query.order.unwrap_or(&[]))?;
                     if let Some(limit) = query.limit {
@@ -332,10 +487,14 @@ pub fn render(
                     if let Some(offset) = query.offset.filter(|o| *o > 0) {
                         page.push_str(&format!(" OFFSET {offset}"));
                     }
-                    list.push(format!(
-                        "coalesce((SELECT pg_catalog.json_agg(_pgrst_e) FROM (SELECT {} FROM {from}{page}) _pgrst_e), '[]') AS {name}",
-                        sub.list
-                    ));
+                    Some(format!(
+                        "coalesce((SELECT pg_catalog.json_agg(_pgrst_e) FROM (SELECT {} FROM {from}{}{page}) _pgrst_e), '[]')",
+                        sub.list, sub.group_by
+                    ))
+                };
+                if let Some(expr) = expr {
+                    list.push(format!("{expr} AS {}", quote(name)?));
+                    outputs.push(Output::Plain(vec![expr]));
                 }
                 if embed.inner {
                     inner_conditions.push(format!("EXISTS (SELECT 1 FROM {from})"));
@@ -345,8 +504,75 @@ pub fn render(
     }
     Ok(Rendered {
         list: list.join(", "),
+        joins,
         inner_conditions,
+        group_by: group_by(&outputs)?,
     })
+}
+
+/// The conditions tying the resource's rows (`alias`) to the parent's (`parent_alias`).
+fn join_condition(
+    relationship: &Relationship,
+    schema: &str,
+    alias: &str,
+    parent_alias: &str,
+    depth: usize,
+) -> Result<Vec<String>, PoolError> {
+    let key = relationship.key;
+    let pairs = |left: &str, l: &[String], right: &str, r: &[String]| {
+        l.iter()
+            .zip(r.iter())
+            .map(|(a, b)| {
+                Ok(format!(
+                    "{}.{} = {}.{}",
+                    quote(left)?,
+                    quote(a)?,
+                    quote(right)?,
+                    quote(b)?
+                ))
+            })
+            .collect::<Result<Vec<_>, PoolError>>()
+    };
+    match relationship.junction {
+        Some(to_parent) => {
+            let junction = format!("pgrst_j{depth}");
+            let mut on = pairs(&junction, &key.columns, alias, &key.ref_columns)?;
+            on.extend(pairs(
+                &junction,
+                &to_parent.columns,
+                parent_alias,
+                &to_parent.ref_columns,
+            )?);
+            Ok(vec![format!(
+                "EXISTS (SELECT 1 FROM {}.{} AS {} WHERE {})",
+                quote(schema)?,
+                quote(&key.table)?,
+                quote(&junction)?,
+                on.join(" AND ")
+            )])
+        }
+        None if relationship.to_one => pairs(alias, &key.ref_columns, parent_alias, &key.columns),
+        None => pairs(alias, &key.columns, parent_alias, &key.ref_columns),
+    }
+}
+
+/// `name` or `alias:name` when `name` is a computed field of `schema.table`: (alias, name).
+fn computed_field<'a>(
+    catalog: &Catalog,
+    schema: &str,
+    table: &str,
+    item: &'a str,
+) -> Option<(Option<&'a str>, &'a str)> {
+    if catalog.computed.is_empty() {
+        return None;
+    }
+    let (alias, name) = match item.split_once(':') {
+        Some((alias, name)) if !name.starts_with(':') => (Some(alias.trim()), name.trim()),
+        _ => (None, item.trim()),
+    };
+    catalog
+        .computed_field(schema, table, name)
+        .map(|_| (alias, name))
 }
 
 /// The embedded resource's filters as conditions (the same grammar as the request's own).
@@ -376,26 +602,6 @@ fn conditions_of(filters: &[&FilterSpec]) -> Result<Vec<filters::Condition>, Poo
 /// `messages(count)`: PostgREST's count of an embedded resource.
 fn is_count(items: &[Item]) -> bool {
     matches!(items, [Item::Column(c)] if c.trim() == "count")
-}
-
-/// The (column, output name) pairs of a spread: plain columns only.
-fn spread_columns(items: &[Item]) -> Result<Vec<(String, String)>, PoolError> {
-    items
-        .iter()
-        .map(|item| match item {
-            Item::Column(c) if !c.contains('*') && !c.contains("::") => {
-                let (alias, column) = match c.split_once(':') {
-                    Some((alias, column)) => (alias.trim(), column.trim()),
-                    None => (c.trim(), c.trim()),
-                };
-                Ok((column.to_string(), alias.to_string()))
-            }
-            _ => Err(request_error(
-                "a spread embeds named columns only (no *, casts or nested resources yet)",
-                None,
-            )),
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -454,6 +660,21 @@ mod tests {
         ]
     }
 
+    fn render_in(select: &str, parent: &str) -> Result<Rendered, PoolError> {
+        let catalog = Catalog {
+            keys: keys(),
+            computed: Vec::new(),
+        };
+        let mut params = Vec::new();
+        let mut scope = Scope {
+            catalog: &catalog,
+            queries: &[],
+            params: &mut params,
+            schema: "public",
+        };
+        render(&mut scope, &parse(select)?, &[], parent, "pgrst_0", 1)
+    }
+
     #[test]
     fn parses_aliases_hints_spreads_and_inner() {
         let items =
@@ -470,40 +691,20 @@ mod tests {
             panic!()
         };
         assert!(spread.spread);
-        assert_eq!(parse("count()").unwrap_err().code(), "PGRST123");
+        // `count()` is an aggregate column, `users()` an embedding that only filters.
+        assert_eq!(parse("count()").unwrap()[0], Item::Column("count()".into()));
+        assert!(matches!(&parse("users()").unwrap()[0], Item::Embed(e) if e.items.is_empty()));
     }
 
     #[test]
     fn renders_to_one_and_to_many_as_correlated_subqueries() {
-        let rendered = render(
-            &parse("id, channels(slug)").unwrap(),
-            &keys(),
-            &[],
-            &[],
-            &mut Vec::new(),
-            "public",
-            "messages",
-            "pgrst_0",
-            1,
-        )
-        .unwrap();
+        let rendered = render_in("id, channels(slug)", "messages").unwrap();
         assert_eq!(
             rendered.list,
             "\"id\", (SELECT pg_catalog.row_to_json(_pgrst_e) FROM (SELECT \"slug\" FROM \"public\".\"channels\" AS \"pgrst_1\" \
              WHERE \"pgrst_1\".\"id\" = \"pgrst_0\".\"channel_id\" LIMIT 1) _pgrst_e) AS \"channels\""
         );
-        let rendered = render(
-            &parse("messages!inner(id)").unwrap(),
-            &keys(),
-            &[],
-            &[],
-            &mut Vec::new(),
-            "public",
-            "channels",
-            "pgrst_0",
-            1,
-        )
-        .unwrap();
+        let rendered = render_in("messages!inner(id)", "channels").unwrap();
         assert!(
             rendered
                 .list
@@ -516,41 +717,11 @@ mod tests {
 
     #[test]
     fn ambiguity_and_absence_are_postgrest_errors() {
-        let ambiguous = render(
-            &parse("users(*)").unwrap(),
-            &keys(),
-            &[],
-            &[],
-            &mut Vec::new(),
-            "public",
-            "best_friends",
-            "pgrst_0",
-            1,
-        );
+        let ambiguous = render_in("users(*)", "best_friends");
         assert_eq!(ambiguous.err().unwrap().code(), "PGRST201");
-        let hinted = render(
-            &parse("users!best_friends_first_user_fkey(*)").unwrap(),
-            &keys(),
-            &[],
-            &[],
-            &mut Vec::new(),
-            "public",
-            "best_friends",
-            "pgrst_0",
-            1,
-        );
+        let hinted = render_in("users!best_friends_first_user_fkey(*)", "best_friends");
         assert!(hinted.is_ok());
-        let missing = render(
-            &parse("products(*)").unwrap(),
-            &keys(),
-            &[],
-            &[],
-            &mut Vec::new(),
-            "public",
-            "users",
-            "pgrst_0",
-            1,
-        );
+        let missing = render_in("products(*)", "users");
         assert_eq!(missing.err().unwrap().code(), "PGRST200");
     }
 }
