@@ -146,6 +146,10 @@ export interface NativeDatabaseConfig {
   allowedRoles: Array<string>
   /** Whether HS256 tokens can be verified (the secret itself never leaves Rust). */
   jwtSecretConfigured: boolean
+  /** The schemas the builder may reach; the first is the default. */
+  schemas: Array<string>
+  /** Whether the builder answers `explain()`. */
+  planEnabled: boolean
 }
 
 /** Live connection gauges and statement counters. */

@@ -80,6 +80,12 @@ export interface DatabasePoolConfig {
    * the first is the default. Others answer PGRST106 (406). Default `['public']`.
    */
   schemas?: string[]
+  /**
+   * The builder answers `explain()` with the statement's plan, as PostgREST's `db-plan-enabled`.
+   * Default `false`: a plan describes tables and indexes to whoever asks, so explain() answers
+   * PGRST107 (406) unless this is on.
+   */
+  planEnabled?: boolean
 }
 
 /** The effective configuration; the connection string's password is shown as `****`. */
@@ -107,6 +113,8 @@ export interface EffectiveDatabasePoolConfig {
   allowedRoles: string[]
   /** Whether HS256 tokens can be verified; the secret itself is never shown. */
   jwtSecretConfigured: boolean
+  schemas: string[]
+  planEnabled: boolean
 }
 
 /** `DatabasePool.getStats()`. Gauges are live; counters cover every statement since the last reset. */

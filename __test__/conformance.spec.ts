@@ -421,6 +421,17 @@ describe('mutations', () => {
     expect(deleted).toEqual({ success: true, data: [{ id: 2 }], error: null, count: 1, status: 200, statusText: 'OK' })
   })
 
+  test('defaultToNull: false (missing=default) gives a left-out column its default, identity included', async () => {
+    const inserted = await admin.from('channels').insert([{ id: 100 }, { slug: 'test-slug' }], { defaultToNull: false }).select().rollback()
+    expect(inserted).toMatchObject({ status: 201, data: [{ id: 100, slug: null, data: null }, { slug: 'test-slug', data: null }] })
+    expect(typeof inserted.data![1].id).toBe('number') // from the identity sequence, not NULL
+    // Without it a left-out column is NULL, as PostgREST has it: the identity column refuses.
+    const nulls = await admin.from('channels').insert([{ id: 101 }, { slug: 'x' }]).select().rollback()
+    expect(nulls).toMatchObject({ data: null, error: { code: '23502' } })
+    const upserted = await admin.from('channels').upsert([{ id: 1 }, { slug: 'test-slug' }], { defaultToNull: false }).select().rollback()
+    expect(upserted).toMatchObject({ status: 201, data: [{ id: 1, slug: null }, { slug: 'test-slug' }] })
+  })
+
   test('upsert that only updates answers 200; one that inserts answers 201', async () => {
     const updated = await admin.from('channels').upsert({ id: 1, slug: 'public' }).select('id, slug').rollback()
     expect(updated).toMatchObject({ data: [{ id: 1, slug: 'public' }], status: 200 })
@@ -435,5 +446,23 @@ describe('mutations', () => {
     expect(badRef).toMatchObject({ status: 409, error: { code: '23503' } })
     const badEnum = await admin.from('users').insert({ username: 'x', status: 'AWAY' })
     expect(badEnum).toMatchObject({ status: 400, error: { code: '22P02' } })
+  })
+})
+
+describe('explain', () => {
+  test('explain() is refused unless planEnabled (PostgREST\'s db-plan-enabled)', async () => {
+    expect(await admin.from('users').select().explain()).toMatchObject({ data: null, status: 406, error: { code: 'PGRST107' } })
+  })
+
+  test('with planEnabled: the plan as text or JSON, with options; analyze leaves a mutation undone', async () => {
+    DatabasePool.initialize({ connectionString: urlOf(database), schemas: ['public', 'personal'], minConnections: 0, maxConnections: 4, planEnabled: true })
+    admin = DatabasePool.getAdminClient()
+    const text = await admin.from('users').select().eq('status', 'ONLINE').explain()
+    expect(text.data).toMatch(/^Aggregate {2}\(cost=[\s\S]*Filter: \(status = 'ONLINE'::user_status\)/)
+    const json = await admin.from('users').select().explain({ format: 'json', verbose: true })
+    expect(json.data).toEqual([expect.objectContaining({ Plan: expect.objectContaining({ 'Node Type': 'Aggregate' }) })])
+    const analyzed = await admin.from('channels').insert({ slug: 'explained' }).select().explain({ analyze: true, format: 'json' })
+    expect((analyzed.data as any)[0]).toHaveProperty('Execution Time')
+    expect((await admin.from('channels').select('id').eq('slug', 'explained')).data).toEqual([])
   })
 })

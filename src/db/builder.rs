@@ -82,6 +82,9 @@ pub struct RequestSpec {
     pub embedded: Option<EmbeddedSelect>,
     /// Filters, orders and pages of embedded resources, as the URL gave them.
     pub embedded_queries: Vec<EmbeddedQuery>,
+    /// With `Prefer: missing=default`: each column's default expression as the catalog has it
+    /// (null: none), for the columns a row to insert leaves out.
+    pub column_defaults: Option<serde_json::Map<String, Value>>,
 }
 
 #[derive(Debug, Clone)]
@@ -580,9 +583,34 @@ fn insert_statement(spec: &RequestSpec, relation: &str) -> Result<BuiltStatement
         .collect::<Result<Vec<_>, _>>()?;
     let list = quoted.join(", ");
     let json = Value::Array(rows.iter().map(|r| Value::Object((*r).clone())).collect());
-    let mut sql = format!(
-        "INSERT INTO {relation} ({list}) SELECT {list} FROM json_populate_recordset(NULL::{relation}, $1)"
-    );
+    let mut params = vec![Param::Json(json.to_string())];
+    let mut sql = match &spec.column_defaults {
+        // A key a row leaves out takes the column's default (PostgREST's `missing=default`):
+        // each row is read on its own, and whether it has the key decides (the column's name
+        // is bound, as any value).
+        Some(defaults) => {
+            let mut values = Vec::with_capacity(columns.len());
+            for (column, quoted) in columns.iter().zip(&quoted) {
+                params.push(Param::Text(column.to_string()));
+                let default = defaults
+                    .get(*column)
+                    .and_then(Value::as_str)
+                    .unwrap_or("NULL");
+                values.push(format!(
+                    "CASE WHEN _pgrst_e.j ? ${} THEN _pgrst_r.{quoted} ELSE {default} END",
+                    params.len()
+                ));
+            }
+            format!(
+                "INSERT INTO {relation} ({list}) SELECT {} FROM pg_catalog.jsonb_array_elements($1::jsonb) AS _pgrst_e(j) \
+                 CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::{relation}, _pgrst_e.j) AS _pgrst_r",
+                values.join(", ")
+            )
+        }
+        None => format!(
+            "INSERT INTO {relation} ({list}) SELECT {list} FROM json_populate_recordset(NULL::{relation}, $1)"
+        ),
+    };
     if spec.method == Method::Upsert {
         let target: Vec<String> = match spec.on_conflict.as_deref() {
             Some(columns) => filters::split_top_level(columns)?
@@ -614,10 +642,7 @@ fn insert_statement(spec: &RequestSpec, relation: &str) -> Result<BuiltStatement
         }
     }
     sql.push_str(&returning(spec)?);
-    Ok(BuiltStatement {
-        sql,
-        params: vec![Param::Json(json.to_string())],
-    })
+    Ok(BuiltStatement { sql, params })
 }
 
 fn update_statement(

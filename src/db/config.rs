@@ -81,6 +81,7 @@ struct RawConfig {
     jwks_url: Option<String>,
     allowed_roles: Option<Vec<String>>,
     schemas: Option<Vec<String>>,
+    plan_enabled: Option<bool>,
 }
 
 /// The environment variables that supply defaults, read by the facade from `process.env`.
@@ -125,6 +126,9 @@ pub struct PoolConfig {
     pub allowed_roles: Vec<String>,
     /// The schemas the builder may reach (PostgREST's `db-schemas`); the first is the default.
     pub schemas: Vec<String>,
+    /// The builder answers `explain()` (PostgREST's `db-plan-enabled`, off by default: a plan
+    /// tells a client about tables and indexes it may not read).
+    pub plan_enabled: bool,
 }
 
 impl PoolConfig {
@@ -276,6 +280,7 @@ impl PoolConfig {
             jwks_url,
             allowed_roles,
             schemas,
+            plan_enabled: raw.plan_enabled.unwrap_or(false),
         })
     }
 }

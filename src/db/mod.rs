@@ -95,6 +95,10 @@ pub struct NativeDatabaseConfig {
     pub allowed_roles: Vec<String>,
     /// Whether HS256 tokens can be verified (the secret itself never leaves Rust).
     pub jwt_secret_configured: bool,
+    /// The schemas the builder may reach; the first is the default.
+    pub schemas: Vec<String>,
+    /// Whether the builder answers `explain()`.
+    pub plan_enabled: bool,
 }
 
 /// A verified access token: the role its statements run as and the claims they see.
@@ -405,6 +409,8 @@ impl NativeDatabasePool {
             jwks_url: c.jwks_url.clone(),
             allowed_roles: c.allowed_roles.clone(),
             jwt_secret_configured: c.jwt_secret.is_some(),
+            schemas: c.schemas.clone(),
+            plan_enabled: c.plan_enabled,
         }
     }
 

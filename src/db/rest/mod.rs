@@ -115,6 +115,10 @@ async fn run_pooled(
 ) -> Result<Answer, PoolError> {
     let mut request = read(pool, request_json)?;
     let mutation = !matches!(request.spec.method, Method::Select | Method::Rpc);
+    // EXPLAIN ANALYZE runs the statement: a mutation's effects are rolled back.
+    if matches!(request.accept, Accept::Plan(plan) if plan.analyze) && mutation {
+        request.prefer.rollback = true;
+    }
     let undoable = request.prefer.rollback
         || (mutation
             && (request.accept == Accept::Object || request.prefer.max_affected.is_some()))
@@ -267,7 +271,16 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
         let relation = request.spec.relation()?;
         request.spec.primary_key = primary_key(target, &relation).await?;
     }
+    if matches!(request.spec.method, Method::Insert | Method::Upsert)
+        && request.prefer.missing_default
+    {
+        let relation = request.spec.relation()?;
+        request.spec.column_defaults = Some(column_defaults(target, &relation).await?);
+    }
     let request = &*request;
+    if let Accept::Plan(plan) = request.accept {
+        return explain(target, request, plan).await;
+    }
     let spec = &request.spec;
     let lower = spec.offset.unwrap_or(0);
     match spec.method {
@@ -458,7 +471,49 @@ fn first_value(reply: &str) -> Option<serde_json::Value> {
     parsed["rows"][0][0].clone().into()
 }
 
-/// The database's foreign keys, read once per pool (`reloadSchema()` forgets them).
+/// `explain()`: the plan of the statement the request would run, as JSON or text (PostgREST's
+/// `application/vnd.pgrst.plan`), when the pool's `planEnabled` allows it. With `analyze` the
+/// statement runs: a mutation's is rolled back (run_pooled).
+async fn explain(
+    target: &Target<'_>,
+    request: &RestRequest,
+    plan: prefer::Plan,
+) -> Result<Answer, PoolError> {
+    if !target.pool().config().plan_enabled {
+        return Err(status_error(
+            "PGRST107",
+            "None of these media types are available: application/vnd.pgrst.plan (explain() is off: option planEnabled)".into(),
+        ));
+    }
+    let statement = body_statement(&request.spec, false, Body::Rows)?;
+    let sql = format!("{}{}", plan.prefix(), statement.sql);
+    let json = target.query(&sql, &statement.params).await?;
+    let parsed: serde_json::Value = serde_json::from_str(&json)
+        .map_err(|e| PoolError::Internal(format!("unexpected EXPLAIN reply: {e}")))?;
+    let rows = parsed["rows"].as_array().cloned().unwrap_or_default();
+    let text = if plan.text {
+        rows.iter()
+            .filter_map(|row| row[0].as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    } else {
+        rows.first()
+            .map(|row| match &row[0] {
+                serde_json::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            })
+            .unwrap_or_else(|| "[]".into())
+    };
+    Ok(Answer {
+        status: 200,
+        range: String::new(),
+        body: Some(
+            RawValue::from_string(serde_json::Value::String(text).to_string())
+                .map_err(|e| PoolError::Internal(e.to_string()))?,
+        ),
+    })
+}
+
 /// The schema cache: foreign keys and computed fields, read once per pool.
 async fn catalog(target: &Target<'_>) -> Result<std::sync::Arc<schema::Catalog>, PoolError> {
     if let Some(catalog) = target.pool().catalog() {
@@ -471,6 +526,26 @@ async fn catalog(target: &Target<'_>) -> Result<std::sync::Arc<schema::Catalog>,
     let catalog = schema::parse_catalog(&text)
         .map_err(|e| PoolError::Internal(format!("unreadable catalog: {e}")))?;
     Ok(target.pool().remember_catalog(catalog))
+}
+
+/// Each column's default expression (identity columns: their sequence's `nextval`), as the
+/// catalog holds it: what `Prefer: missing=default` fills a left-out column with.
+async fn column_defaults(
+    target: &Target<'_>,
+    relation: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, PoolError> {
+    const SQL: &str = "SELECT coalesce(json_object_agg(a.attname, CASE \
+         WHEN a.attidentity <> '' THEN 'nextval(' || quote_literal(pg_get_serial_sequence(a.attrelid::regclass::text, a.attname)) || '::regclass)' \
+         WHEN a.attgenerated <> '' THEN NULL \
+         ELSE pg_get_expr(d.adbin, d.adrelid) END), '{}') \
+         FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+         WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped";
+    let json = target
+        .query(SQL, &[Param::Text(relation.to_string())])
+        .await?;
+    Ok(first_value(&json)
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default())
 }
 
 /// The primary key columns of a table, in key order (empty when it has none).

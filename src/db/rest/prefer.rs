@@ -76,6 +76,65 @@ pub enum Accept {
     Object,
     /// `text/csv`.
     Csv,
+    /// `application/vnd.pgrst.plan+json|text; options=analyze|verbose|…`: the plan (explain()).
+    Plan(Plan),
+}
+
+/// What `explain()` asks for: the format and EXPLAIN's options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Plan {
+    pub text: bool,
+    pub analyze: bool,
+    pub verbose: bool,
+    pub settings: bool,
+    pub buffers: bool,
+    pub wal: bool,
+}
+
+impl Plan {
+    /// `options=analyze|verbose` and the other parameters of the media type.
+    fn parse(media_type: &str, text: bool) -> Plan {
+        let mut plan = Plan {
+            text,
+            ..Plan::default()
+        };
+        for parameter in media_type.split(';').skip(1) {
+            if let Some(options) = parameter.trim().strip_prefix("options=") {
+                for option in options.split('|') {
+                    match option.trim() {
+                        "analyze" => plan.analyze = true,
+                        "verbose" => plan.verbose = true,
+                        "settings" => plan.settings = true,
+                        "buffers" => plan.buffers = true,
+                        "wal" => plan.wal = true,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        plan
+    }
+
+    /// `EXPLAIN (FORMAT JSON, ANALYZE, …) `, to put before the statement.
+    pub fn prefix(&self) -> String {
+        let mut options = vec![if self.text {
+            "FORMAT TEXT"
+        } else {
+            "FORMAT JSON"
+        }];
+        for (on, name) in [
+            (self.analyze, "ANALYZE"),
+            (self.verbose, "VERBOSE"),
+            (self.settings, "SETTINGS"),
+            (self.buffers, "BUFFERS"),
+            (self.wal, "WAL"),
+        ] {
+            if on {
+                options.push(name);
+            }
+        }
+        format!("EXPLAIN ({}) ", options.join(", "))
+    }
 }
 
 impl Accept {
@@ -84,9 +143,15 @@ impl Accept {
             return Ok(Accept::Json);
         };
         let mut best = None;
-        for media in header.split(',') {
-            let media = media.split(';').next().unwrap_or("").trim();
+        for media_type in header.split(',') {
+            let media = media_type.split(';').next().unwrap_or("").trim();
             let kind = match media {
+                "application/vnd.pgrst.plan+json" => {
+                    Some(Accept::Plan(Plan::parse(media_type, false)))
+                }
+                "application/vnd.pgrst.plan+text" | "application/vnd.pgrst.plan" => {
+                    Some(Accept::Plan(Plan::parse(media_type, true)))
+                }
                 "application/json" | "*/*" | "application/*" | "" => Some(Accept::Json),
                 "application/vnd.pgrst.array+json" => Some(Accept::Json),
                 "application/vnd.pgrst.object+json" | "application/vnd.pgrst.object" => {
@@ -146,5 +211,23 @@ mod tests {
             Accept::parse(Some("image/png")).unwrap_err().code(),
             "PGRST107"
         );
+    }
+
+    #[test]
+    fn explain_asks_for_a_plan_with_options() {
+        let accept = Accept::parse(Some(
+            "application/vnd.pgrst.plan+json; for=\"application/json\"; options=analyze|verbose;",
+        ))
+        .unwrap();
+        let Accept::Plan(plan) = accept else {
+            panic!("{accept:?}")
+        };
+        assert_eq!(plan.prefix(), "EXPLAIN (FORMAT JSON, ANALYZE, VERBOSE) ");
+        let Accept::Plan(plan) =
+            Accept::parse(Some("application/vnd.pgrst.plan+text; for=\"text/csv\"")).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(plan.prefix(), "EXPLAIN (FORMAT TEXT) ");
     }
 }
