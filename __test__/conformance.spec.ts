@@ -195,6 +195,9 @@ describe('aggregates, JSON paths, computed fields, more relationships', () => {
       ok([{ status: 'ONLINE', count: 3 }, { status: 'OFFLINE', count: 1 }]))
     expect(await admin.from('users').select('username, messages(count())').eq('username', 'supabot')).toEqual(
       ok([{ username: 'supabot', messages: [{ count: 2 }] }]))
+    // `count` alone counts too: a list for a to-many resource, an object for a to-one one.
+    expect(await admin.from('users').select('messages(channels(count))').eq('username', 'supabot')).toEqual(
+      ok([{ messages: [{ channels: { count: 1 } }, { channels: { count: 1 } }] }]))
     expect(await admin.from('users').select('username, messages(total:id.sum(), id.max(), n:id.count()::text)').eq('username', 'supabot')).toEqual(
       ok([{ username: 'supabot', messages: [{ total: 3, max: 2, n: '2' }] }]))
     expect(await admin.rpc('get_username_and_status', { name_param: 'supabot' }).select('username.count(), status')).toEqual(

@@ -471,8 +471,14 @@ pub fn render(
                     // Nothing of it is selected: it only filters (with `!inner`).
                     None
                 } else if is_count(&embed.items) {
+                    // An object for a to-one resource, a one-element list for a to-many one.
+                    let wrap = if relationship.to_one || relationship.one_to_one {
+                        "pg_catalog.row_to_json"
+                    } else {
+                        "pg_catalog.json_agg"
+                    };
                     Some(format!(
-                        "(SELECT pg_catalog.json_agg(_pgrst_c) FROM (SELECT pg_catalog.count(*) AS count FROM {from}) _pgrst_c)"
+                        "(SELECT {wrap}(_pgrst_c) FROM (SELECT pg_catalog.count(*) AS count FROM {from}) _pgrst_c)"
                     ))
                 } else if relationship.to_one || relationship.one_to_one {
                     Some(format!(
