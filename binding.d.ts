@@ -253,10 +253,14 @@ export interface NativeQueueStatus {
   pausedForMs: number
 }
 
-/** Replies drained in one batch: `json` is a JSON array with one reply per id, in order. */
+/**
+ * Replies drained in one batch: `json` is a JSON array with one reply per id, in order;
+ * a builder reply's `body` is an index into `bodies`.
+ */
 export interface NativeReplies {
   ids: Array<number>
   json: string
+  bodies: Array<string>
 }
 
 /** The outcome of an asynchronous token verification: exactly one of the two is set. */

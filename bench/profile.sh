@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=$(mktemp /tmp/connection-pools-perf.XXXXXX)
-perf record -F 499 -g -o "$data" -- node bench/profile-target.mjs
+perf record -F 499 -g -o "$data" -- node --perf-basic-prof bench/profile-target.mjs
 echo "--- CPU by shared object (the addon is connection-pools.*.node; [kernel.kallsyms] is syscalls and wake-ups)"
 perf report -i "$data" --no-children -g none --percent-limit 0.5 --sort dso --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -15
 echo "--- hottest symbols"

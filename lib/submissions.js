@@ -2,7 +2,8 @@
 // The JS half of the batched crossing (src/crossing.rs), for both pools. A call is a synchronous
 // `submit…(id, ...)` into the native pool and a promise kept here under `id`; when replies are
 // ready the native side calls `drain` once (a weak ThreadsafeFunction), and one `JSON.parse` of
-// the batch settles every promise in it. One wake-up of the Node thread per batch instead of one
+// the batch settles every promise in it (a builder reply's body comes beside it, as its own
+// string, so that postgrest-js parses it once). One wake-up of the Node thread per batch instead of one
 // per call is most of the CPU a pipelined statement costs, and a queued call costs a Map entry
 // here instead of a napi promise and deferred.
 
@@ -79,14 +80,17 @@ class Submissions {
   }
 
   _drain() {
-    const { ids, json } = this._native.drain()
+    const { ids, json, bodies } = this._native.drain()
     if (ids.length === 0) return
     const replies = JSON.parse(json)
     const pending = this._pending
     for (let i = 0; i < ids.length; i++) {
       const resolve = pending.get(ids[i])
       pending.delete(ids[i])
-      resolve(replies[i])
+      const reply = replies[i]
+      // A builder reply's body travels beside the batch (src/crossing.rs): its index here.
+      if (bodies.length !== 0 && reply !== null && typeof reply.body === 'number') reply.body = bodies[reply.body]
+      resolve(reply)
     }
     if (pending.size === 0) this._keepAlive.unref()
   }

@@ -294,14 +294,8 @@ impl NativeDatabasePool {
     #[napi(catch_unwind)]
     pub fn drain(&self) -> NativeReplies {
         match self.dispatcher.get() {
-            Some(dispatcher) => {
-                let (ids, json) = dispatcher.drain();
-                NativeReplies { ids, json }
-            }
-            None => NativeReplies {
-                ids: Vec::new(),
-                json: "[]".into(),
-            },
+            Some(dispatcher) => NativeReplies::from_parts(dispatcher.drain()),
+            None => NativeReplies::empty(),
         }
     }
 

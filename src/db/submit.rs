@@ -18,7 +18,7 @@ use std::time::Instant;
 use super::context::RoleContext;
 use super::engine::DbPool;
 use super::params::Param;
-use super::rest;
+use super::rest::{self, RestReply};
 use super::rows::ValueStyle;
 use super::transaction::{Transaction, TxOptions};
 use crate::crossing::{Notify, Replies};
@@ -112,10 +112,7 @@ impl Dispatcher {
             Work::TxStatement { .. } | Work::TxRequest { .. } | Work::End { .. }
         ) {
             let this = self.clone();
-            napi::bindgen_prelude::spawn(async move {
-                let reply = settle_to_json(this.execute(&submission)).await;
-                this.reply(submission.id, &reply);
-            });
+            napi::bindgen_prelude::spawn(async move { this.respond(&submission).await });
             return;
         }
         self.queue().push_back(submission);
@@ -150,8 +147,51 @@ impl Dispatcher {
                 }
                 continue;
             };
-            let reply = settle_to_json(self.execute(&submission)).await;
-            self.reply(submission.id, &reply);
+            self.respond(&submission).await;
+        }
+    }
+
+    /// Runs a submission and replies: a builder request with its body beside the batch.
+    async fn respond(&self, submission: &Submission) {
+        let request = match &submission.work {
+            Work::Request { .. } | Work::TxRequest { .. } => self.execute_request(submission),
+            _ => {
+                let reply = settle_to_json(self.execute(submission)).await;
+                self.replies.reply(submission.id, &reply);
+                return;
+            }
+        };
+        use futures::FutureExt;
+        match std::panic::AssertUnwindSafe(request).catch_unwind().await {
+            Ok(Ok(RestReply::WithBody { head, body })) => {
+                self.replies.reply_with_body(submission.id, &head, body)
+            }
+            Ok(Ok(RestReply::Whole(json))) => self.replies.reply(submission.id, &json),
+            Ok(Err(err)) => self.replies.reply(submission.id, &err.to_envelope()),
+            Err(panic) => self
+                .replies
+                .reply(submission.id, &PoolError::from_panic(panic).to_envelope()),
+        }
+    }
+
+    async fn execute_request(&self, submission: &Submission) -> Result<RestReply, PoolError> {
+        let pool = &self.pool;
+        match &submission.work {
+            Work::Request {
+                spec_json,
+                anonymous,
+            } => Ok(rest::run(pool, spec_json, submission.role.as_ref(), *anonymous).await),
+            Work::TxRequest {
+                tx,
+                spec_json,
+                anonymous,
+            } => {
+                let open = self.transaction(*tx)?;
+                let guard = open.lock().await;
+                let tx = guard.as_ref().ok_or_else(ended)?;
+                Ok(rest::run_in(pool, tx, spec_json, *anonymous).await)
+            }
+            _ => Err(PoolError::Internal("not a builder request".into())),
         }
     }
 
@@ -163,10 +203,7 @@ impl Dispatcher {
                 .query_since(submission.submitted, sql, params, *style, role)
                 .await
                 .map(|output| output.json),
-            Work::Request {
-                spec_json,
-                anonymous,
-            } => Ok(rest::run(pool, spec_json, role, *anonymous).await),
+
             Work::Begin { options } => {
                 let tx = Transaction::begin(pool, role, *options).await?;
                 self.open_transactions()
@@ -186,16 +223,9 @@ impl Dispatcher {
                     .await
                     .map(|output| output.json)
             }
-            Work::TxRequest {
-                tx,
-                spec_json,
-                anonymous,
-            } => {
-                let open = self.transaction(*tx)?;
-                let guard = open.lock().await;
-                let tx = guard.as_ref().ok_or_else(ended)?;
-                Ok(rest::run_in(pool, tx, spec_json, *anonymous).await)
-            }
+            Work::Request { .. } | Work::TxRequest { .. } => Err(PoolError::Internal(
+                "a builder request replies with a body".into(),
+            )),
             Work::End { tx, commit } => {
                 let open = self.open_transactions().remove(tx).ok_or_else(ended)?;
                 let taken = open.lock().await.take();
@@ -213,12 +243,9 @@ impl Dispatcher {
         self.open_transactions().get(&id).cloned().ok_or_else(ended)
     }
 
-    fn reply(&self, id: u32, json: &str) {
-        self.replies.reply(id, json);
-    }
-
-    /// Every reply since the last drain: their ids, and the replies as one JSON array text.
-    pub fn drain(&self) -> (Vec<u32>, String) {
+    /// Every reply since the last drain: their ids, the replies as one JSON array text, and
+    /// the builder bodies they refer to.
+    pub fn drain(&self) -> (Vec<u32>, String, Vec<String>) {
         self.replies.drain()
     }
 }

@@ -231,14 +231,8 @@ impl NativeOpenAiPool {
     #[napi(catch_unwind)]
     pub fn drain(&self) -> NativeReplies {
         match self.replies.get() {
-            Some(replies) => {
-                let (ids, json) = replies.drain();
-                NativeReplies { ids, json }
-            }
-            None => NativeReplies {
-                ids: Vec::new(),
-                json: "[]".into(),
-            },
+            Some(replies) => NativeReplies::from_parts(replies.drain()),
+            None => NativeReplies::empty(),
         }
     }
 

@@ -15,7 +15,6 @@ pub mod schema;
 pub mod select;
 
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use super::builder::{body_statement, build, Body, BuiltStatement, CountMode, Method};
 use super::context::RoleContext;
@@ -27,6 +26,7 @@ use super::transaction::{Transaction, TxOptions};
 use crate::error::PoolError;
 use parse::{status_error, ApiRequest, RestRequest};
 use prefer::Accept;
+pub use reply::RestReply;
 use reply::{content_range, error_reply, range_status, Answer};
 
 /// Beyond this many planned rows an `estimated` count stays an estimate (PostgREST's idea).
@@ -77,10 +77,10 @@ pub async fn run(
     request_json: &str,
     role: Option<&RoleContext>,
     anonymous: bool,
-) -> String {
+) -> RestReply {
     match run_pooled(pool, request_json, role).await {
-        Ok(answer) => answer.to_json(),
-        Err(err) => error_reply(&err, anonymous),
+        Ok(answer) => answer.into_reply(),
+        Err(err) => RestReply::Whole(error_reply(&err, anonymous)),
     }
 }
 
@@ -90,14 +90,14 @@ pub async fn run_in(
     tx: &Transaction,
     request_json: &str,
     anonymous: bool,
-) -> String {
+) -> RestReply {
     let answer = async {
         let mut request = read(pool, request_json)?;
         answer(&Target::Transaction { pool, tx }, &mut request).await
     };
     match answer.await {
-        Ok(answer) => answer.to_json(),
-        Err(err) => error_reply(&err, anonymous),
+        Ok(answer) => answer.into_reply(),
+        Err(err) => RestReply::Whole(error_reply(&err, anonymous)),
     }
 }
 
@@ -157,16 +157,16 @@ async fn run_pooled(
 
 /// The first row of a body statement: the total, the page size and the body text.
 #[derive(Deserialize)]
-struct BodyRow<'a> {
-    #[serde(borrow)]
-    rows: Vec<(Option<i64>, u64, &'a RawValue)>,
+struct BodyRow {
+    rows: Vec<(Option<i64>, u64, String)>,
 }
 
 /// What a body statement found.
 struct Found {
     total: Option<i64>,
     page: u64,
-    body: Box<RawValue>,
+    /// The body text (JSON, or CSV).
+    body: String,
 }
 
 async fn run_body(target: &Target<'_>, statement: &BuiltStatement) -> Result<Found, PoolError> {
@@ -178,11 +178,7 @@ async fn run_body(target: &Target<'_>, statement: &BuiltStatement) -> Result<Fou
         .into_iter()
         .next()
         .ok_or_else(|| PoolError::Internal("the body statement returned no row".into()))?;
-    Ok(Found {
-        total,
-        page,
-        body: body.to_owned(),
-    })
+    Ok(Found { total, page, body })
 }
 
 /// The rows of a select, rendered as JSON objects in Rust from the binary rows: the server does
@@ -207,12 +203,10 @@ async fn run_rows(
         .and_then(|rest| rest.rsplit_once(",\"rowCount\":"))
         .ok_or_else(|| PoolError::Internal("unexpected rows reply".into()))?;
     let page = count.trim_end_matches('}').parse().unwrap_or(0);
-    let body = RawValue::from_string(serde_json::Value::from(body).to_string())
-        .map_err(|e| PoolError::Internal(format!("rows body: {e}")))?;
     Ok(Some(Found {
         total: None,
         page,
-        body,
+        body: body.to_string(),
     }))
 }
 
@@ -417,18 +411,15 @@ fn rows_answer(
     })
 }
 
-/// `"[{…}]"` (a JSON string holding a one-element array) → `"{…}"`, or PGRST116.
-fn unwrap_single(body: &RawValue, page: u64) -> Result<Box<RawValue>, PoolError> {
+/// `[{…}]` (a one-element array) → `{…}`, or PGRST116.
+fn unwrap_single(body: &str, page: u64) -> Result<String, PoolError> {
     if page != 1 {
         return Err(single_error(page));
     }
-    let text = body.get();
-    let inner = text
-        .strip_prefix("\"[")
-        .and_then(|t| t.strip_suffix("]\""))
-        .ok_or_else(|| PoolError::Internal("a one-row body is not an array".into()))?;
-    RawValue::from_string(format!("\"{inner}\""))
-        .map_err(|e| PoolError::Internal(format!("a one-row body: {e}")))
+    body.strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .map(str::to_string)
+        .ok_or_else(|| PoolError::Internal("a one-row body is not an array".into()))
 }
 
 fn single_error(rows: u64) -> PoolError {
@@ -507,10 +498,7 @@ async fn explain(
     Ok(Answer {
         status: 200,
         range: String::new(),
-        body: Some(
-            RawValue::from_string(serde_json::Value::String(text).to_string())
-                .map_err(|e| PoolError::Internal(e.to_string()))?,
-        ),
+        body: Some(text),
     })
 }
 
@@ -651,9 +639,9 @@ mod tests {
 
     #[test]
     fn a_one_row_body_unwraps_to_its_object() {
-        let body = RawValue::from_string(r#""[{\"id\":1}]""#.into()).unwrap();
-        assert_eq!(unwrap_single(&body, 1).unwrap().get(), r#""{\"id\":1}""#);
-        assert_eq!(unwrap_single(&body, 2).unwrap_err().code(), "PGRST116");
+        let body = r#"[{"id":1}]"#;
+        assert_eq!(unwrap_single(body, 1).unwrap(), r#"{"id":1}"#);
+        assert_eq!(unwrap_single(body, 2).unwrap_err().code(), "PGRST116");
     }
 
     #[test]

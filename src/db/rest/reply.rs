@@ -1,10 +1,10 @@
 //! What a request answers, as the JS fetch adapter hands it to postgrest-js: a status, a
 //! `Content-Range` and the body text, or PostgREST's error object.
 //!
-//! The reply is JSON for the batched crossing: `{"status":200,"range":"0-4/*","body":"…"}`.
-//! The body stays a string because postgrest-js reads `res.text()` and parses it itself.
+//! The reply is JSON for the batched crossing: `{"status":200,"range":"0-4/*","body":N}`, the
+//! body text beside the batch (crossing.rs), since postgrest-js reads `res.text()` and parses it
+//! itself. An error's body is small and rides inside the reply as a JSON string.
 
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::super::builder::status_for_error;
@@ -14,22 +14,33 @@ use crate::error::PoolError;
 pub struct Answer {
     pub status: u16,
     pub range: String,
-    /// A JSON string literal holding the body text (already escaped), or `None` for no body.
-    pub body: Option<Box<RawValue>>,
+    /// The body text, or `None` for no body.
+    pub body: Option<String>,
+}
+
+/// What a request replies, for the crossing.
+#[derive(Debug, PartialEq)]
+pub enum RestReply {
+    /// The whole reply as JSON.
+    Whole(String),
+    /// `{"status":…,"range":"…"` without its closing brace, and the body to send beside it.
+    WithBody { head: String, body: String },
 }
 
 impl Answer {
-    pub fn to_json(&self) -> String {
-        let body = self.body.as_deref().map_or("null", RawValue::get);
-        let mut out = String::with_capacity(body.len() + 48);
-        out.push_str("{\"status\":");
-        out.push_str(itoa::Buffer::new().format(self.status));
-        out.push_str(",\"range\":");
-        out.push_str(&Value::from(self.range.as_str()).to_string());
-        out.push_str(",\"body\":");
-        out.push_str(body);
-        out.push('}');
-        out
+    pub fn into_reply(self) -> RestReply {
+        let mut head = String::with_capacity(self.range.len() + 40);
+        head.push_str("{\"status\":");
+        head.push_str(itoa::Buffer::new().format(self.status));
+        head.push_str(",\"range\":");
+        head.push_str(&Value::from(self.range.as_str()).to_string());
+        match self.body {
+            Some(body) => RestReply::WithBody { head, body },
+            None => {
+                head.push_str(",\"body\":null}");
+                RestReply::Whole(head)
+            }
+        }
     }
 }
 
@@ -108,10 +119,24 @@ mod tests {
         let answer = Answer {
             status: 200,
             range: "0-0/*".into(),
-            body: Some(RawValue::from_string(r#""[{\"a\":1}]""#.into()).unwrap()),
+            body: Some(r#"[{"a":1}]"#.into()),
         };
-        let parsed: Value = serde_json::from_str(&answer.to_json()).unwrap();
-        assert_eq!(parsed["body"], r#"[{"a":1}]"#);
+        assert_eq!(
+            answer.into_reply(),
+            RestReply::WithBody {
+                head: r#"{"status":200,"range":"0-0/*""#.into(),
+                body: r#"[{"a":1}]"#.into()
+            }
+        );
+        let empty = Answer {
+            status: 204,
+            range: String::new(),
+            body: None,
+        };
+        assert_eq!(
+            empty.into_reply(),
+            RestReply::Whole(r#"{"status":204,"range":"","body":null}"#.into())
+        );
         let error: Value =
             serde_json::from_str(&error_reply(&PoolError::PoolClosed, false)).unwrap();
         assert_eq!(error["status"], 503);
