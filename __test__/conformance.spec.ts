@@ -435,6 +435,17 @@ describe('mutations', () => {
     expect(upserted).toMatchObject({ status: 201, data: [{ id: 1, slug: null }, { slug: 'test-slug' }] })
   })
 
+  test('a mutation\'s select embeds resources and computed fields over the rows it returned', async () => {
+    const inserted = await admin.from('messages').insert({ message: 'hey you', channel_id: 2, username: 'supabot' })
+      .select('message, channels(slug), author:users(username), blurb_message').rollback()
+    expect(inserted).toMatchObject({ status: 201,
+      data: [{ message: 'hey you', channels: { slug: 'random' }, author: { username: 'supabot' }, blurb_message: 'hey' }] })
+    const updated = await admin.from('messages').update({ message: 'edited' }).eq('id', 1).select('id, ...channels(slug)').single().rollback()
+    expect(updated).toMatchObject({ status: 200, data: { id: 1, slug: 'public' } })
+    const refused = await admin.from('messages').delete().eq('id', 1).select('id, channels!inner(slug)').rollback()
+    expect(refused).toMatchObject({ data: null, status: 400 })
+  })
+
   test('upsert that only updates answers 200; one that inserts answers 201', async () => {
     const updated = await admin.from('channels').upsert({ id: 1, slug: 'public' }).select('id, slug').rollback()
     expect(updated).toMatchObject({ data: [{ id: 1, slug: 'public' }], status: 200 })

@@ -536,7 +536,10 @@ fn count_statement(relation: &str, conditions: &[Condition]) -> Result<BuiltStat
 }
 
 fn returning(spec: &RequestSpec) -> Result<String, PoolError> {
-    if spec.returning {
+    if spec.returning && spec.embedded.is_some() {
+        // The embedded select list reads the returned rows (body_statement).
+        Ok(" RETURNING *".into())
+    } else if spec.returning {
         Ok(format!(
             " RETURNING {}",
             select_list(spec.columns.as_deref().unwrap_or("*"))?
@@ -810,10 +813,25 @@ pub fn body_statement(
              coalesce(pg_catalog.string_agg(substring(_pgrst_t::text, 2, length(_pgrst_t::text) - 2), E'\\n'), '')"
             .to_string(),
     };
+    // A mutation's select with embedded resources (or computed fields) renders them over the
+    // rows it returned.
+    let rows = match &spec.embedded {
+        Some(embedded) if !matches!(spec.method, Method::Select | Method::Rpc) => format!(
+            "(SELECT {}{} FROM pgrst_source AS \"pgrst_0\"{})",
+            embedded.list,
+            if upsert_body {
+                ", \"pgrst_0\".pgrst_inserted"
+            } else {
+                ""
+            },
+            embedded.joins
+        ),
+        _ => "pgrst_source".to_string(),
+    };
     Ok(BuiltStatement {
         sql: format!(
             "WITH pgrst_source AS ({}) SELECT {total} AS total, pg_catalog.count(_pgrst_t) AS page, \
-             {body} AS body FROM pgrst_source _pgrst_t",
+             {body} AS body FROM {rows} _pgrst_t",
             data.sql
         ),
         params: data.params,
