@@ -264,6 +264,14 @@ describe('aggregates, JSON paths, computed fields, more relationships', () => {
     })
   })
 
+  test('parents are ordered by a to-one resource\'s column; a to-many one is PGRST118', async () => {
+    expect(await admin.from('messages').select('id, channels(slug)').order('channels(slug)', { ascending: false })).toEqual(
+      ok([{ id: 2, channels: { slug: 'random' } }, { id: 1, channels: { slug: 'public' } }]))
+    expect(await admin.from('best_friends').select('id').order('users!third_wheel(username)', { nullsFirst: true })).toEqual(
+      ok([{ id: 2 }, { id: 1 }]))
+    expect(await admin.from('channels').select('id').order('messages(id)')).toMatchObject({ data: null, status: 400, error: { code: 'PGRST118' } })
+  })
+
   test('head with a planned count answers 206 while the estimate exceeds the rows', async () => {
     const planned = await admin.from('products').select('*', { head: true, count: 'planned' })
     expect(planned.count).toBeGreaterThan(3) // never analyzed: the planner's default estimate

@@ -49,9 +49,12 @@ pub enum FilterSpec {
 
 #[derive(Debug)]
 pub struct OrderSpec {
+    /// A column, a JSON path, or `rel(col)`: a column of a to-one embedded resource.
     pub column: String,
     pub ascending: bool,
     pub nulls_first: Option<bool>,
+    /// What `rel(col)` resolved to (rest::select::order_by_related).
+    pub expression: Option<String>,
 }
 
 /// Everything a request asks for (`rest::parse` reads it from PostgREST's URL grammar).
@@ -466,7 +469,20 @@ pub(crate) fn order_clause(order: &[OrderSpec]) -> Result<String, PoolError> {
                 Some(false) => " NULLS LAST",
                 None => "",
             };
-            Ok(format!("{} {direction}{nulls}", field_sql(&o.column)?.0))
+            let key = match &o.expression {
+                Some(expression) => expression.clone(),
+                None if o.column.contains('(') => {
+                    return Err(request_error(
+                        format!(
+                            "'{}': ordering by a related resource's column needs it embedded",
+                            o.column
+                        ),
+                        None,
+                    ))
+                }
+                None => field_sql(&o.column)?.0,
+            };
+            Ok(format!("{key} {direction}{nulls}"))
         })
         .collect::<Result<Vec<_>, PoolError>>()?;
     Ok(format!(" ORDER BY {}", parts.join(", ")))

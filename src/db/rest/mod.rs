@@ -229,7 +229,8 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
             .unwrap_or_else(|| "public".into());
         // A list without parentheses renders on its own (the common, fast case) unless it
         // names a computed field, which the catalog knows.
-        let catalog = if select::has_embedding(columns) {
+        let related_order = request.spec.order.iter().any(|o| o.column.contains('('));
+        let catalog = if select::has_embedding(columns) || related_order {
             Some(catalog(target).await?)
         } else if columns.trim() != "*" {
             let catalog = catalog(target).await?;
@@ -249,6 +250,18 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
             };
             let rendered =
                 select::render(&mut scope, &items, &[], &request.spec.table, "pgrst_0", 1)?;
+            for order in request
+                .spec
+                .order
+                .iter_mut()
+                .filter(|o| o.column.contains('('))
+            {
+                order.expression = Some(select::order_by_related(
+                    &scope,
+                    &request.spec.table,
+                    &order.column,
+                )?);
+            }
             if mutation && (!params.is_empty() || !rendered.inner_conditions.is_empty()) {
                 return Err(request_error(
                     "a mutation's select embeds resources without filters or !inner",

@@ -224,18 +224,21 @@ fn looks_like_filter(value: &str) -> bool {
 fn parse_order(value: &str) -> Result<Vec<OrderSpec>, PoolError> {
     let mut order = Vec::new();
     for item in super::super::filters::split_top_level(value)? {
-        let mut parts = item.trim().split('.');
-        let column = parts.next().unwrap_or("").to_string();
-        if column.contains('(') {
-            return Err(request_error(
-                format!("'{item}': ordering by embedded resources is not supported yet"),
-                None,
-            ));
-        }
+        // `rel(col).desc`: the column of a to-one resource, resolved with the catalog.
+        let item = item.trim();
+        let (column, modifiers) = match item.find(')') {
+            Some(close) if item.contains('(') => {
+                let rest = &item[close + 1..];
+                (&item[..=close], rest.strip_prefix('.').unwrap_or(rest))
+            }
+            _ => item.split_once('.').unwrap_or((item, "")),
+        };
+        let parts = modifiers.split('.').filter(|m| !m.is_empty());
         let mut spec = OrderSpec {
-            column,
+            column: column.to_string(),
             ascending: true,
             nulls_first: None,
+            expression: None,
         };
         for modifier in parts {
             match modifier {
@@ -444,5 +447,16 @@ mod tests {
             parse(&request("GET", "/"), &public()).unwrap_err().code(),
             "PGRST125"
         );
+    }
+
+    #[test]
+    fn order_takes_related_columns_and_json_paths() {
+        let order = parse_order("channels(slug).desc.nullslast,data->a.asc,id").unwrap();
+        assert_eq!(order[0].column, "channels(slug)");
+        assert!(!order[0].ascending);
+        assert_eq!(order[0].nulls_first, Some(false));
+        assert_eq!(order[1].column, "data->a");
+        assert_eq!(order[2].column, "id");
+        assert!(order[2].ascending);
     }
 }

@@ -516,6 +516,55 @@ pub fn render(
     })
 }
 
+/// `rel(col)` in `order`: the column of a to-one resource of `parent` (aliased `pgrst_0`), as
+/// a subquery to order the parents by, as PostgREST orders by a related column.
+pub fn order_by_related(
+    scope: &Scope<'_>,
+    parent: &str,
+    column: &str,
+) -> Result<String, PoolError> {
+    let malformed = || {
+        request_error(
+            format!("'{column}': order by a related column as rel(column)"),
+            None,
+        )
+    };
+    let open = column.find('(').ok_or_else(malformed)?;
+    let inside = column[open + 1..].strip_suffix(')').ok_or_else(malformed)?;
+    let mut head = column[..open].split('!');
+    let embed = Embed {
+        alias: None,
+        relation: head.next().unwrap_or("").trim().to_string(),
+        hint: head.next().map(|h| h.trim().to_string()),
+        inner: false,
+        spread: false,
+        items: Vec::new(),
+    };
+    let relationship = relationship(&scope.catalog.keys, scope.schema, parent, &embed)?;
+    if !relationship.to_one && !relationship.one_to_one {
+        return Err(coded_with_details(
+            "PGRST118",
+            format!("A related order on '{}' is not possible", embed.relation),
+            Some(format!(
+                "'{parent}' and '{}' do not form a many-to-one or one-to-one relationship",
+                embed.relation
+            )),
+            None,
+        ));
+    }
+    let alias = "pgrst_o";
+    let join = join_condition(&relationship, scope.schema, alias, "pgrst_0", 0)?;
+    let field = column_item_in(inside, Some(&quote(alias)?))?;
+    Ok(format!(
+        "(SELECT {} FROM {}.{} AS {} WHERE {} LIMIT 1)",
+        field.expr,
+        quote(scope.schema)?,
+        quote(relationship.target)?,
+        quote(alias)?,
+        join.join(" AND ")
+    ))
+}
+
 /// The conditions tying the resource's rows (`alias`) to the parent's (`parent_alias`).
 fn join_condition(
     relationship: &Relationship,
