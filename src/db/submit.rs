@@ -203,7 +203,6 @@ impl Dispatcher {
                 .query_since(submission.submitted, sql, params, *style, role)
                 .await
                 .map(|output| output.json),
-
             Work::Begin { options } => {
                 let tx = Transaction::begin(pool, role, *options).await?;
                 self.open_transactions()

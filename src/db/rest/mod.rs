@@ -550,8 +550,17 @@ async fn column_defaults(
          ELSE pg_get_expr(d.adbin, d.adrelid) END), '{}') \
          FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
          WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped";
+    relation_fact(target, SQL, relation).await
+}
+
+/// The one value `sql` answers about `relation` ($1), or the type's default when none.
+async fn relation_fact<T: serde::de::DeserializeOwned + Default>(
+    target: &Target<'_>,
+    sql: &str,
+    relation: &str,
+) -> Result<T, PoolError> {
     let json = target
-        .query(SQL, &[Param::Text(relation.to_string())])
+        .query(sql, &[Param::Text(relation.to_string())])
         .await?;
     Ok(first_value(&json)
         .and_then(|v| serde_json::from_value(v).ok())
@@ -564,12 +573,7 @@ async fn primary_key(target: &Target<'_>, relation: &str) -> Result<Vec<String>,
          FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
          WHERE i.indrelid = to_regclass($1) AND i.indisprimary";
-    let json = target
-        .query(SQL, &[Param::Text(relation.to_string())])
-        .await?;
-    Ok(first_value(&json)
-        .and_then(|v| serde_json::from_value(v).ok())
-        .unwrap_or_default())
+    relation_fact(target, SQL, relation).await
 }
 
 /// What a function returns, looked up once per pool (PostgREST's schema cache does the same);

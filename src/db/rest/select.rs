@@ -411,15 +411,7 @@ pub fn render(
                 let join = join_condition(&relationship, schema, &alias, parent_alias, depth)?;
                 if embed.spread {
                     if !relationship.to_one && !relationship.one_to_one {
-                        return Err(coded_with_details(
-                            "PGRST119",
-                            format!("A spread operation on '{}' is not possible", embed.relation),
-                            Some(format!(
-                                "'{parent}' and '{}' do not form a many-to-one or one-to-one relationship",
-                                embed.relation
-                            )),
-                            None,
-                        ));
+                        return Err(not_to_one("PGRST119", "A spread operation", parent, embed));
                     }
                     // The related row, as one composite column of a lateral join: its fields
                     // join the parent's list (and its grouping) as the parent's own columns.
@@ -542,15 +534,7 @@ pub fn order_by_related(
     };
     let relationship = relationship(&scope.catalog.keys, scope.schema, parent, &embed)?;
     if !relationship.to_one && !relationship.one_to_one {
-        return Err(coded_with_details(
-            "PGRST118",
-            format!("A related order on '{}' is not possible", embed.relation),
-            Some(format!(
-                "'{parent}' and '{}' do not form a many-to-one or one-to-one relationship",
-                embed.relation
-            )),
-            None,
-        ));
+        return Err(not_to_one("PGRST118", "A related order", parent, &embed));
     }
     let alias = "pgrst_o";
     let join = join_condition(&relationship, scope.schema, alias, "pgrst_0", 0)?;
@@ -563,6 +547,19 @@ pub fn order_by_related(
         quote(alias)?,
         join.join(" AND ")
     ))
+}
+
+/// What needs a to-one resource (a spread, a related order) asked of a to-many one.
+fn not_to_one(code: &str, what: &str, parent: &str, embed: &Embed) -> PoolError {
+    coded_with_details(
+        code,
+        format!("{what} on '{}' is not possible", embed.relation),
+        Some(format!(
+            "'{parent}' and '{}' do not form a many-to-one or one-to-one relationship",
+            embed.relation
+        )),
+        None,
+    )
 }
 
 /// The conditions tying the resource's rows (`alias`) to the parent's (`parent_alias`).
