@@ -248,6 +248,13 @@ describe('aggregates, JSON paths, computed fields, more relationships', () => {
     expect(await admin.from('users').select('username, messages!inner()').order('username')).toEqual(ok([{ username: 'supabot' }]))
   })
 
+  test('a view over one table takes on its foreign keys, both ways', async () => {
+    expect(await admin.from('user_profiles').select('id, updatable_view(username, non_updatable_column)').eq('id', 1).single()).toEqual(
+      ok({ id: 1, updatable_view: { username: 'supabot', non_updatable_column: 1 } }))
+    expect(await admin.from('updatable_view').select('username, user_profiles(id)').eq('username', 'kiwicopple')).toEqual(
+      ok([{ username: 'kiwicopple', user_profiles: [{ id: 2 }] }]))
+  })
+
   test('a spread of every column; an ambiguous embedding lists the candidates as PostgREST does', async () => {
     expect(await admin.from('messages').select('id, ...channels(*)').eq('id', 1)).toEqual(
       ok([{ id: 1, slug: 'public', data: null }]))

@@ -17,6 +17,10 @@ pub struct ForeignKey {
     /// The referencing columns are unique (a one-to-one relationship: an object both ways).
     #[serde(default)]
     pub unique: bool,
+    /// A table's key taken on by a view over it: found by the view's name only (a column or
+    /// constraint name means the table's own relationship).
+    #[serde(default)]
+    pub via_view: bool,
 }
 
 /// What the select grammar resolves names against.
@@ -25,6 +29,20 @@ pub struct Catalog {
     pub keys: Vec<ForeignKey>,
     #[serde(default)]
     pub computed: Vec<ComputedField>,
+    /// Views over one table, whose foreign keys they take on (`with_view_keys`).
+    #[serde(default)]
+    pub views: Vec<ViewOf>,
+}
+
+/// A view (or materialized view) that reads one table, and its columns of the same name as
+/// the table's.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct ViewOf {
+    pub schema: String,
+    pub name: String,
+    pub base_schema: String,
+    pub base: String,
+    pub columns: Vec<String>,
 }
 
 /// A computed field: a function `schema.name(table)` of one row of a table, selected as if a
@@ -38,6 +56,39 @@ pub struct ComputedField {
 }
 
 impl Catalog {
+    /// Adds the relationships views take on from their table, as PostgREST embeds views: a key
+    /// to (or from) the table is also one to (or from) each view over it that keeps the key's
+    /// columns.
+    pub fn with_view_keys(mut self) -> Self {
+        let mut derived = Vec::new();
+        for view in &self.views {
+            let keeps = |columns: &[String]| columns.iter().all(|c| view.columns.contains(c));
+            for key in &self.keys {
+                if key.ref_schema == view.base_schema
+                    && key.ref_table == view.base
+                    && keeps(&key.ref_columns)
+                {
+                    derived.push(ForeignKey {
+                        ref_schema: view.schema.clone(),
+                        ref_table: view.name.clone(),
+                        via_view: true,
+                        ..key.clone()
+                    });
+                }
+                if key.schema == view.base_schema && key.table == view.base && keeps(&key.columns) {
+                    derived.push(ForeignKey {
+                        schema: view.schema.clone(),
+                        table: view.name.clone(),
+                        via_view: true,
+                        ..key.clone()
+                    });
+                }
+            }
+        }
+        self.keys.extend(derived);
+        self
+    }
+
     /// The computed field `name` of `schema.table`, if there is one.
     pub fn computed_field(&self, schema: &str, table: &str, name: &str) -> Option<&ComputedField> {
         self.computed
@@ -71,11 +122,29 @@ pub const CATALOG_SQL: &str = "SELECT pg_catalog.json_build_object('keys', (SELE
      JOIN pg_catalog.pg_class c ON c.reltype = p.proargtypes[0] \
      JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace \
      WHERE p.pronargs = 1 AND NOT p.proretset AND p.prokind = 'f' \
-       AND pn.nspname NOT IN ('pg_catalog', 'information_schema')))::text";
+       AND pn.nspname NOT IN ('pg_catalog', 'information_schema')), \
+     'views', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(\
+       'schema', vn.nspname, 'name', v.relname, 'base_schema', bn.nspname, 'base', b.relname, \
+       'columns', (SELECT coalesce(pg_catalog.json_agg(va.attname), '[]') FROM pg_catalog.pg_attribute va \
+                   JOIN pg_catalog.pg_attribute ba ON ba.attrelid = b.oid AND ba.attname = va.attname \
+                     AND ba.attnum > 0 AND NOT ba.attisdropped \
+                   WHERE va.attrelid = v.oid AND va.attnum > 0 AND NOT va.attisdropped))), '[]') \
+     FROM (SELECT r.ev_class AS view_oid, pg_catalog.max(d.refobjid) AS base_oid \
+           FROM pg_catalog.pg_rewrite r \
+           JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass \
+             AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+             AND d.refobjid <> r.ev_class \
+           JOIN pg_catalog.pg_class t ON t.oid = d.refobjid AND t.relkind IN ('r', 'p') \
+           GROUP BY r.ev_class HAVING pg_catalog.count(DISTINCT d.refobjid) = 1) vb \
+     JOIN pg_catalog.pg_class v ON v.oid = vb.view_oid AND v.relkind IN ('v', 'm') \
+     JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace \
+     JOIN pg_catalog.pg_class b ON b.oid = vb.base_oid \
+     JOIN pg_catalog.pg_namespace bn ON bn.oid = b.relnamespace \
+     WHERE vn.nspname NOT IN ('pg_catalog', 'information_schema')))::text";
 
-/// Reads `CATALOG_SQL`'s one value.
+/// Reads `CATALOG_SQL`'s one value, views' relationships included.
 pub fn parse_catalog(json: &str) -> Result<Catalog, serde_json::Error> {
-    serde_json::from_str(json)
+    serde_json::from_str::<Catalog>(json).map(Catalog::with_view_keys)
 }
 
 #[cfg(test)]
@@ -95,5 +164,21 @@ mod tests {
             .computed_field("public", "messages", "blurb")
             .is_some());
         assert!(catalog.computed_field("public", "users", "blurb").is_none());
+    }
+
+    #[test]
+    fn a_view_over_one_table_takes_on_its_keys() {
+        let catalog = parse_catalog(
+            r#"{"keys": [{"name":"p_fk","schema":"public","table":"profiles","columns":["username"],
+                "ref_schema":"public","ref_table":"users","ref_columns":["username"]}],
+                "views": [{"schema":"public","name":"users_view","base_schema":"public","base":"users",
+                           "columns":["username"]},
+                          {"schema":"public","name":"no_key_view","base_schema":"public","base":"users",
+                           "columns":["age"]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(catalog.keys.len(), 2);
+        assert_eq!(catalog.keys[1].ref_table, "users_view");
+        assert_eq!(catalog.keys[1].name, "p_fk");
     }
 }

@@ -220,9 +220,10 @@ fn relationship<'a>(
         let self_reference = key.table == key.ref_table;
         // The parent references the target: many-to-one, by the target's name, by the
         // foreign key column (`parent_id(*)`) or by the constraint's name.
-        let by_column = key.columns.len() == 1 && key.columns[0] == name;
+        let by_column = !key.via_view && key.columns.len() == 1 && key.columns[0] == name;
+        let by_name = !key.via_view && key.name == name;
         if key.table == parent
-            && ((key.ref_table == name && !self_reference) || by_column || key.name == name)
+            && ((key.ref_table == name && !self_reference) || by_column || by_name)
             && hinted(key)
         {
             found.push(Relationship {
@@ -237,7 +238,7 @@ fn relationship<'a>(
         // columns), by the target's name or the constraint's; a self-reference by the table's
         // name is this direction, its children.
         if key.ref_table == parent
-            && (key.table == name || (key.name == name && !self_reference))
+            && (key.table == name || (by_name && !self_reference))
             && hinted(key)
         {
             found.push(Relationship {
@@ -676,6 +677,7 @@ mod tests {
             ref_table: ref_table.into(),
             ref_columns: ref_columns.iter().map(|c| c.to_string()).collect(),
             unique: false,
+            via_view: false,
         }
     }
 
