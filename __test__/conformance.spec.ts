@@ -455,7 +455,7 @@ describe('mutations', () => {
       .select('message, channels(slug), author:users(username), blurb_message').rollback()
     expect(inserted).toMatchObject({ status: 201,
       data: [{ message: 'hey you', channels: { slug: 'random' }, author: { username: 'supabot' }, blurb_message: 'hey' }] })
-    const updated = await admin.from('messages').update({ message: 'edited' }).eq('id', 1).select('id, ...channels(slug)').single().rollback()
+    const updated = await admin.from('messages').update({ message: 'edited' }).eq('id', 1).select('id, ...channels(slug)').rollback().single()
     expect(updated).toMatchObject({ status: 200, data: { id: 1, slug: 'public' } })
     const refused = await admin.from('messages').delete().eq('id', 1).select('id, channels!inner(slug)').rollback()
     expect(refused).toMatchObject({ data: null, status: 400 })

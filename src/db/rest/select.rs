@@ -718,6 +718,7 @@ mod tests {
         let catalog = Catalog {
             keys: keys(),
             computed: Vec::new(),
+            views: Vec::new(),
         };
         let mut params = Vec::new();
         let mut scope = Scope {
