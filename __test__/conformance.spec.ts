@@ -248,6 +248,18 @@ describe('aggregates, JSON paths, computed fields, more relationships', () => {
     expect(await admin.from('users').select('username, messages!inner()').order('username')).toEqual(ok([{ username: 'supabot' }]))
   })
 
+  test('a spread of a to-many resource gives each column as an array (PostgREST 13)', async () => {
+    expect(await admin.from('channels').select('channel_id:id, ...messages(id, text:message)').order('id')).toEqual(
+      ok([{ channel_id: 1, id: [1], text: ['Hello World 👋'] },
+        { channel_id: 2, id: [2], text: ['Perfection is attained, not when there is nothing more to add, but when there is nothing left to take away.'] }]))
+    // The parent's own columns keep their names in filters and order beside the spread's.
+    expect(await admin.from('users').select('username, ...messages(id)').order('username').limit(1)).toEqual(
+      ok([{ username: 'awailas', id: [] }]))
+    // An alias named as another column does not take over the order either.
+    expect(await admin.from('users').select('username:status, messages(id)').order('username').limit(1)).toEqual(
+      ok([{ username: 'ONLINE', messages: [] }]))
+  })
+
   test('a view over one table takes on its foreign keys, both ways', async () => {
     expect(await admin.from('user_profiles').select('id, updatable_view(username, non_updatable_column)').eq('id', 1).single()).toEqual(
       ok({ id: 1, updatable_view: { username: 'supabot', non_updatable_column: 1 } }))

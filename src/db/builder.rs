@@ -259,6 +259,8 @@ pub struct ColumnItem {
     pub sql: String,
     /// The expression alone, for GROUP BY.
     pub expr: String,
+    /// The output column's name (`*` for a star).
+    pub name: String,
     pub aggregate: bool,
     /// `*`: an unknown number of columns.
     pub star: bool,
@@ -327,6 +329,7 @@ pub fn column_item_in(item: &str, row: Option<&str>) -> Result<ColumnItem, PoolE
         return Ok(ColumnItem {
             expr: row.map(str::to_string).unwrap_or_else(|| sql.clone()),
             sql,
+            name: "*".into(),
             aggregate: false,
             star: row.is_none(),
         });
@@ -351,20 +354,22 @@ pub fn column_item_in(item: &str, row: Option<&str>) -> Result<ColumnItem, PoolE
         return Ok(ColumnItem {
             sql: format!("{expr} AS {}", quote(&name)?),
             expr,
+            name,
             aggregate: true,
             star: false,
         });
     }
     let (expr, name, renamed) = field_sql_in(rest, row)?;
-    let sql = match (alias, renamed || row.is_some()) {
-        (Some(alias), _) => format!("{expr} AS {}", quote(&alias)?),
+    let (sql, name) = match (alias, renamed || row.is_some()) {
+        (Some(alias), _) => (format!("{expr} AS {}", quote(&alias)?), alias),
         // A cast column or a JSON path keeps a name, as PostgREST names it.
-        (None, true) => format!("{expr} AS {}", quote(&name)?),
-        (None, false) => expr.clone(),
+        (None, true) => (format!("{expr} AS {}", quote(&name)?), name),
+        (None, false) => (expr.clone(), name),
     };
     Ok(ColumnItem {
         sql,
         expr,
+        name,
         aggregate: false,
         star: false,
     })
@@ -457,6 +462,15 @@ fn split_alias(item: &str) -> (Option<&str>, &str) {
 }
 
 pub(crate) fn order_clause(order: &[OrderSpec]) -> Result<String, PoolError> {
+    order_clause_in(order, None)
+}
+
+/// ORDER BY with the columns qualified by `relation` (an alias), as PostgREST qualifies them:
+/// a select list's alias of the same name (`id:name`, a spread's column) does not take over.
+pub(crate) fn order_clause_in(
+    order: &[OrderSpec],
+    relation: Option<&str>,
+) -> Result<String, PoolError> {
     if order.is_empty() {
         return Ok(String::new());
     }
@@ -480,7 +494,7 @@ pub(crate) fn order_clause(order: &[OrderSpec]) -> Result<String, PoolError> {
                         None,
                     ))
                 }
-                None => field_sql(&o.column)?.0,
+                None => field_sql_in(&o.column, relation)?.0,
             };
             Ok(format!("{key} {direction}{nulls}"))
         })
@@ -524,8 +538,10 @@ fn select_statement(
     sql.push_str(&embedded_conditions(spec, conditions.is_empty()));
     if let Some(embedded) = &spec.embedded {
         sql.push_str(&embedded.group_by);
+        sql.push_str(&order_clause_in(&spec.order, Some("\"pgrst_0\""))?);
+    } else {
+        sql.push_str(&order_clause(&spec.order)?);
     }
-    sql.push_str(&order_clause(&spec.order)?);
     sql.push_str(&paging_clause(spec));
     Ok(BuiltStatement { sql, params })
 }

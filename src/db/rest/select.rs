@@ -7,8 +7,8 @@
 //! the rows that have one.
 
 use super::super::builder::{
-    column_item, column_item_in, conditions, group_by, is_aggregate_item, order_clause, ColumnItem,
-    EmbeddedPart, EmbeddedQuery, FilterSpec, OrderSpec, Output,
+    column_item, column_item_in, conditions, group_by, is_aggregate_item, order_clause_in,
+    ColumnItem, EmbeddedPart, EmbeddedQuery, FilterSpec, OrderSpec, Output,
 };
 use super::super::filters;
 use super::super::filters::split_top_level;
@@ -392,6 +392,7 @@ pub fn render(
                         ColumnItem {
                             sql: format!("{expr} AS {}", quote(alias.unwrap_or(name))?),
                             expr,
+                            name: alias.unwrap_or(name).to_string(),
                             aggregate: false,
                             star: false,
                         }
@@ -410,10 +411,62 @@ pub fn render(
                 here.push(name.to_string());
                 let query = query_for(scope.queries, &here);
                 let join = join_condition(&relationship, schema, &alias, parent_alias, depth)?;
-                if embed.spread {
-                    if !relationship.to_one && !relationship.one_to_one {
-                        return Err(not_to_one("PGRST119", "A spread operation", parent, embed));
+                if embed.spread && !relationship.to_one && !relationship.one_to_one {
+                    // A to-many spread, as PostgREST 13: each column becomes the array of its
+                    // values over the related rows.
+                    let lateral = format!("pgrst_s{depth}_{index}");
+                    let mut conditions = join;
+                    for condition in conditions_of(&query.filters)? {
+                        conditions.push(filters::render(&condition, scope.params)?);
                     }
+                    let mut arrays = Vec::new();
+                    for spread_item in &embed.items {
+                        let Item::Column(column) = spread_item else {
+                            return Err(request_error(
+                                "a spread embeds columns (no nested resources yet)",
+                                None,
+                            ));
+                        };
+                        let rendered = column_item(column)?;
+                        if rendered.star || rendered.aggregate {
+                            return Err(request_error(
+                                "a to-many spread takes named columns (no * or aggregates)",
+                                None,
+                            ));
+                        }
+                        // Named apart from the parent's columns, which its filters and order
+                        // name unqualified.
+                        let inner = format!("\"pgrst_a{}\"", arrays.len());
+                        arrays.push(format!(
+                            "coalesce(pg_catalog.json_agg({}), '[]') AS {inner}",
+                            rendered.expr
+                        ));
+                        let expr = format!("{}.{inner}", quote(&lateral)?);
+                        list.push(format!("{expr} AS {}", quote(&rendered.name)?));
+                        outputs.push(Output::Plain(vec![expr]));
+                    }
+                    joins.push_str(&format!(
+                        " LEFT JOIN LATERAL (SELECT {} FROM {}.{} AS {} WHERE {}) AS {} ON true",
+                        arrays.join(", "),
+                        quote(schema)?,
+                        quote(target)?,
+                        quote(&alias)?,
+                        conditions.join(" AND "),
+                        quote(&lateral)?,
+                    ));
+                    if embed.inner {
+                        inner_conditions.push(format!(
+                            "EXISTS (SELECT 1 FROM {}.{} AS {} WHERE {})",
+                            quote(schema)?,
+                            quote(target)?,
+                            quote(&alias)?,
+                            join_condition(&relationship, schema, &alias, parent_alias, depth)?
+                                .join(" AND ")
+                        ));
+                    }
+                    continue;
+                }
+                if embed.spread {
                     // The related row, as one composite column of a lateral join: its fields
                     // join the parent's list (and its grouping) as the parent's own columns.
                     let lateral = format!("pgrst_s{depth}_{index}");
@@ -479,7 +532,8 @@ pub fn render(
                         sub.list, sub.group_by
                     ))
                 } else {
-                    let mut page = order_clause(query.order.unwrap_or(&[]))?;
+                    let mut page =
+                        order_clause_in(query.order.unwrap_or(&[]), Some(&quote(&alias)?))?;
                     if let Some(limit) = query.limit {
                         page.push_str(&format!(" LIMIT {limit}"));
                     }
@@ -778,5 +832,21 @@ mod tests {
         assert!(hinted.is_ok());
         let missing = render_in("products(*)", "users");
         assert_eq!(missing.err().unwrap().code(), "PGRST200");
+    }
+
+    #[test]
+    fn a_to_many_spread_is_a_lateral_row_of_arrays() {
+        let rendered = render_in("id, ...messages(id, text:message)", "channels").unwrap();
+        assert_eq!(
+            rendered.list,
+            "\"id\", \"pgrst_s1_1\".\"pgrst_a0\" AS \"id\", \"pgrst_s1_1\".\"pgrst_a1\" AS \"text\""
+        );
+        assert!(
+            rendered.joins.starts_with(
+                " LEFT JOIN LATERAL (SELECT coalesce(pg_catalog.json_agg(\"id\"), '[]') AS \"pgrst_a0\""
+            ),
+            "{}",
+            rendered.joins
+        );
     }
 }
