@@ -31,6 +31,12 @@ export async function typedRows(): Promise<void> {
   const { data: channels } = await admin.from('channels').select('id, messages(id, message)')
   assertType<Equal<typeof channels, { id: number; messages: { id: number; message: string | null }[] }[] | null>>()
 
+  // An aggregate and a spread, typed as postgrest-js types them.
+  const { data: counted } = await admin.from('users').select('status, count()')
+  assertType<Equal<typeof counted, { status: 'ONLINE' | 'OFFLINE' | null; count: number }[] | null>>()
+  const { data: spread } = await admin.from('messages').select('id, ...channels(slug)')
+  assertType<Equal<typeof spread, { id: number; slug: string | null }[] | null>>()
+
   // rpc(): the function's return type.
   const { data: status } = await admin.rpc('get_status', { name_param: 'kiwicopple' })
   assertType<Equal<typeof status, 'ONLINE' | 'OFFLINE' | null>>()
