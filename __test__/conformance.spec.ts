@@ -291,6 +291,46 @@ describe('aggregates, JSON paths, computed fields, more relationships', () => {
     expect(await admin.from('channels').select('id').order('messages(id)')).toMatchObject({ data: null, status: 400, error: { code: 'PGRST118' } })
   })
 
+  // PostgREST qualifies every column by its relation (the request's table by name, an embedded
+  // resource as `<table>_<depth>`), so Postgres's own message names where the column was sought.
+  const missingColumn = (message: string) =>
+    ({ data: null, count: null, status: 400, statusText: 'Bad Request', error: { code: '42703', details: null, hint: null, message } })
+
+  test('a column that does not exist is named with its relation, as PostgREST names it (42703)', async () => {
+    expect(await admin.from('users').select('alias:missing_column.count()').eq('id', 2).limit(1).single()).toMatchObject(
+      missingColumn('column users.missing_column does not exist'))
+    expect(await admin.from('messages').select('message, users.count(), casted_message:message::int4').limit(1).single()).toMatchObject(
+      missingColumn('column messages.users does not exist'))
+    expect(await admin.from('users').select('username, messages(sum)').limit(1).single()).toMatchObject(
+      missingColumn('column messages_1.sum does not exist'))
+    expect(await admin.from('users').select('username').eq('nope' as 'username', 'x')).toMatchObject(
+      missingColumn('column users.nope does not exist'))
+    expect(await admin.from('users').select('username').order('nope' as 'username')).toMatchObject(
+      missingColumn('column users.nope does not exist'))
+  })
+
+  test('an output name cannot stand in for a column: a filter or order names the table\'s own', async () => {
+    // `name` is only an alias here: the order is the table's `username`, not the output.
+    expect(await admin.from('users').select('name:username').order('username').limit(2)).toEqual(
+      ok([{ name: 'awailas' }, { name: 'dragarcia' }]))
+    // A spread's lateral row does not join `*`.
+    const spread = await admin.from('messages').select('*, ...users(status)').order('id').limit(1)
+    expect(Object.keys(spread.data![0]).sort()).toEqual(['channel_id', 'data', 'id', 'message', 'status', 'username'])
+  })
+
+  test('one name embedded twice is refused, as PostgREST refuses it (42712); aliases tell them apart', async () => {
+    expect(await admin.from('best_friends').select('users!first_user(*), users!second_user(*)').limit(1).single()).toEqual({
+      success: false,
+      data: null,
+      count: null,
+      status: 400,
+      statusText: 'Bad Request',
+      error: { code: '42712', details: null, hint: null, message: 'table name "best_friends_users_1" specified more than once' },
+    })
+    expect(await admin.from('best_friends').select('first:users!first_user(username), second:users!second_user(username)').order('id').limit(1)).toEqual(
+      ok([{ first: { username: 'supabot' }, second: { username: 'kiwicopple' } }]))
+  })
+
   test('head with a planned count answers 206 while the estimate exceeds the rows', async () => {
     const planned = await admin.from('products').select('*', { head: true, count: 'planned' })
     expect(planned.count).toBeGreaterThan(3) // never analyzed: the planner's default estimate

@@ -81,7 +81,7 @@ pub struct RequestSpec {
     /// The schema `table` lives in; the name is then one identifier, dots and all.
     pub schema: Option<String>,
     /// A select list with embedded resources, rendered by `rest::select` (over the relation
-    /// aliased `pgrst_0`), and the conditions its `!inner` resources add.
+    /// aliased as its `alias` says), and the conditions its `!inner` resources add.
     pub embedded: Option<EmbeddedSelect>,
     /// Filters, orders and pages of embedded resources, as the URL gave them.
     pub embedded_queries: Vec<EmbeddedQuery>,
@@ -92,8 +92,10 @@ pub struct RequestSpec {
 
 #[derive(Debug, Clone)]
 pub struct EmbeddedSelect {
+    /// The alias (unquoted) the list reads the request's relation by.
+    pub alias: String,
     pub list: String,
-    /// The lateral joins the list's spreads read from (after `AS "pgrst_0"`).
+    /// The lateral joins the list's spreads read from (after the relation's alias).
     pub joins: String,
     pub conditions: Vec<String>,
     /// ` GROUP BY …` when the list has aggregates, else empty.
@@ -147,7 +149,7 @@ pub fn build(spec: &RequestSpec) -> Result<BuiltRequest, PoolError> {
     let conditions = conditions(&spec.filters)?;
     let count = match (spec.count, spec.method) {
         (None, _) => None,
-        (Some(_), Method::Select) => Some(count_statement(&relation, &conditions)?),
+        (Some(_), Method::Select) => Some(count_statement(spec, &relation, &conditions)?),
         (Some(_), _) => None, // mutations report the affected row count instead
     };
     let data = if spec.head && spec.method == Method::Select {
@@ -180,20 +182,25 @@ pub(crate) fn conditions(specs: &[FilterSpec]) -> Result<Vec<Condition>, PoolErr
         .collect()
 }
 
-fn where_clause(conditions: &[Condition], params: &mut Vec<Param>) -> Result<String, PoolError> {
+/// WHERE over the filters, their columns qualified by `relation` (a quoted alias) if given.
+fn where_clause(
+    conditions: &[Condition],
+    params: &mut Vec<Param>,
+    relation: Option<&str>,
+) -> Result<String, PoolError> {
     if conditions.is_empty() {
         return Ok(String::new());
     }
     let parts = conditions
         .iter()
-        .map(|c| filters::render(c, params))
+        .map(|c| filters::render_in(c, params, relation))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(format!(" WHERE {}", parts.join(" AND ")))
 }
 
 /// `*`, `id, name`, `alias:column`, `column::text`, `alias:column::int4`, `"quoted name"`.
-pub fn select_list(columns: &str) -> Result<String, PoolError> {
-    let (list, group_by) = grouped_select_list(columns)?;
+pub fn select_list(columns: &str, source: Source<'_>) -> Result<String, PoolError> {
+    let (list, group_by) = grouped_select_list(columns, source)?;
     if !group_by.is_empty() {
         return Err(request_error(
             "aggregates are answered in a select or an rpc's select",
@@ -205,10 +212,13 @@ pub fn select_list(columns: &str) -> Result<String, PoolError> {
 
 /// A select list without embedded resources, and the ` GROUP BY` its aggregates need (empty
 /// without aggregates).
-pub fn grouped_select_list(columns: &str) -> Result<(String, String), PoolError> {
+pub fn grouped_select_list(
+    columns: &str,
+    source: Source<'_>,
+) -> Result<(String, String), PoolError> {
     let items = filters::split_top_level(columns)?;
     if items.is_empty() {
-        return Ok(("*".into(), String::new()));
+        return Ok((column_item_in("*", source)?.sql, String::new()));
     }
     let mut rendered = Vec::with_capacity(items.len());
     for item in items {
@@ -222,7 +232,7 @@ pub fn grouped_select_list(columns: &str) -> Result<(String, String), PoolError>
                 ),
             ));
         }
-        rendered.push(column_item(item)?);
+        rendered.push(column_item_in(item, source)?);
     }
     let group_by = group_by(&rendered.iter().map(Output::of).collect::<Vec<_>>())?;
     let list = rendered
@@ -312,26 +322,42 @@ pub fn group_by(outputs: &[Output]) -> Result<String, PoolError> {
     })
 }
 
-/// One item: `*`, `col`, `alias:col::type`, `data->a->>b`, `count()`, `alias:col.sum()::int`.
-pub fn column_item(item: &str) -> Result<ColumnItem, PoolError> {
-    column_item_in(item, None)
+/// What a select item's columns are read from.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// Columns in scope, unqualified (an rpc's rows, a mutation's RETURNING).
+    InScope,
+    /// Columns of the relation with this (quoted) alias, qualified with it as PostgREST
+    /// qualifies them: Postgres then reports a name that is no column as `column users.x does
+    /// not exist`, as PostgREST reports it, and no output alias or lateral column stands in.
+    Relation(&'a str),
+    /// Fields of a composite value (an SQL expression, as a spread's lateral row).
+    Row(&'a str),
 }
 
-/// One item whose columns are fields of `row` (an SQL expression of a composite value, as a
-/// spread's lateral row) instead of columns in scope.
-pub fn column_item_in(item: &str, row: Option<&str>) -> Result<ColumnItem, PoolError> {
+/// One item: `*`, `col`, `alias:col::type`, `data->a->>b`, `count()`, `alias:col.sum()::int`.
+pub fn column_item(item: &str) -> Result<ColumnItem, PoolError> {
+    column_item_in(item, Source::InScope)
+}
+
+/// One item whose columns are read from `source`.
+pub fn column_item_in(item: &str, source: Source<'_>) -> Result<ColumnItem, PoolError> {
     let item = item.trim();
     if item == "*" {
-        let sql = match row {
-            Some(row) => format!("({row}).*"),
-            None => "*".into(),
+        let (sql, expr, star) = match source {
+            Source::InScope => ("*".to_string(), "*".to_string(), true),
+            Source::Relation(relation) => {
+                let sql = format!("{relation}.*");
+                (sql.clone(), sql, true)
+            }
+            Source::Row(row) => (format!("({row}).*"), row.to_string(), false),
         };
         return Ok(ColumnItem {
-            expr: row.map(str::to_string).unwrap_or_else(|| sql.clone()),
+            expr,
             sql,
             name: "*".into(),
             aggregate: false,
-            star: row.is_none(),
+            star,
         });
     }
     let (alias, rest) = split_alias(item);
@@ -344,7 +370,7 @@ pub fn column_item_in(item: &str, row: Option<&str>) -> Result<ColumnItem, PoolE
             ("count", "*".to_string())
         } else {
             let (field, function) = head.rsplit_once('.').expect("an aggregate has a dot");
-            (function, field_sql_in(field, row)?.0)
+            (function, field_sql_in(field, source)?.0)
         };
         let mut expr = format!("pg_catalog.{function}({argument})");
         if let Some(cast) = cast_after {
@@ -359,8 +385,8 @@ pub fn column_item_in(item: &str, row: Option<&str>) -> Result<ColumnItem, PoolE
             star: false,
         });
     }
-    let (expr, name, renamed) = field_sql_in(rest, row)?;
-    let (sql, name) = match (alias, renamed || row.is_some()) {
+    let (expr, name, renamed) = field_sql_in(rest, source)?;
+    let (sql, name) = match (alias, renamed || matches!(source, Source::Row(_))) {
         (Some(alias), _) => (format!("{expr} AS {}", quote(&alias)?), alias),
         // A cast column or a JSON path keeps a name, as PostgREST names it.
         (None, true) => (format!("{expr} AS {}", quote(&name)?), name),
@@ -378,10 +404,10 @@ pub fn column_item_in(item: &str, row: Option<&str>) -> Result<ColumnItem, PoolE
 /// `col`, `col::type`, `data->a->>b::int`: its SQL, its output name (the column, or the last
 /// key of a JSON path, as PostgREST names it), and whether the SQL needs `AS name`.
 pub fn field_sql(field: &str) -> Result<(String, String, bool), PoolError> {
-    field_sql_in(field, None)
+    field_sql_in(field, Source::InScope)
 }
 
-fn field_sql_in(field: &str, row: Option<&str>) -> Result<(String, String, bool), PoolError> {
+fn field_sql_in(field: &str, source: Source<'_>) -> Result<(String, String, bool), PoolError> {
     let (field, cast) = match field.split_once("::") {
         Some((field, cast)) => (field, Some(cast_type(cast.trim())?)),
         None => (field, None),
@@ -391,9 +417,10 @@ fn field_sql_in(field: &str, row: Option<&str>) -> Result<(String, String, bool)
         None => (field, None),
     };
     let column = filters::unquote(column.trim())?;
-    let mut sql = match row {
-        Some(row) => format!("({row}).{}", quote(&column)?),
-        None => quote(&column)?,
+    let mut sql = match source {
+        Source::InScope => quote(&column)?,
+        Source::Relation(relation) => format!("{relation}.{}", quote(&column)?),
+        Source::Row(row) => format!("({row}).{}", quote(&column)?),
     };
     let mut name = column;
     if let Some(path) = path {
@@ -494,7 +521,10 @@ pub(crate) fn order_clause_in(
                         None,
                     ))
                 }
-                None => field_sql_in(&o.column, relation)?.0,
+                None => {
+                    let source = relation.map_or(Source::InScope, Source::Relation);
+                    field_sql_in(&o.column, source)?.0
+                }
             };
             Ok(format!("{key} {direction}{nulls}"))
         })
@@ -524,24 +554,26 @@ fn select_statement(
         .as_ref()
         .map(|e| e.params.clone())
         .unwrap_or_default();
+    let alias = select_alias(spec)?;
     let mut sql = match &spec.embedded {
         Some(embedded) => format!(
-            "SELECT {} FROM {relation} AS \"pgrst_0\"{}",
+            "SELECT {} FROM {relation} AS {alias}{}",
             embedded.list, embedded.joins
         ),
         None => format!(
-            "SELECT {} FROM {relation}",
-            select_list(spec.columns.as_deref().unwrap_or("*"))?
+            "SELECT {} FROM {relation} AS {alias}",
+            select_list(
+                spec.columns.as_deref().unwrap_or("*"),
+                Source::Relation(&alias)
+            )?
         ),
     };
-    sql.push_str(&where_clause(conditions, &mut params)?);
+    sql.push_str(&where_clause(conditions, &mut params, Some(&alias))?);
     sql.push_str(&embedded_conditions(spec, conditions.is_empty()));
     if let Some(embedded) = &spec.embedded {
         sql.push_str(&embedded.group_by);
-        sql.push_str(&order_clause_in(&spec.order, Some("\"pgrst_0\""))?);
-    } else {
-        sql.push_str(&order_clause(&spec.order)?);
     }
+    sql.push_str(&order_clause_in(&spec.order, Some(&alias))?);
     sql.push_str(&paging_clause(spec));
     Ok(BuiltStatement { sql, params })
 }
@@ -558,11 +590,59 @@ fn embedded_conditions(spec: &RequestSpec, no_filters: bool) -> String {
     }
 }
 
-fn count_statement(relation: &str, conditions: &[Condition]) -> Result<BuiltStatement, PoolError> {
+/// The quoted alias of a select's own relation: the embedded select's (`rest::select` rendered
+/// it over that name), else the table's own name as `own_alias` gives it.
+fn select_alias(spec: &RequestSpec) -> Result<String, PoolError> {
+    match &spec.embedded {
+        Some(embedded) => quote(&embedded.alias),
+        None => quote(&own_alias(&spec.table)),
+    }
+}
+
+/// Whether `name` could be an alias this module gives: `pgrst_…`, `_pgrst_…`, or `name_<n>` (an
+/// embedded resource's, `embedded_alias`).
+fn like_generated_alias(name: &str) -> bool {
+    name.starts_with("pgrst_")
+        || name.starts_with("_pgrst_")
+        || name
+            .rsplit_once('_')
+            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The alias of a select's own relation: the table's name, as PostgREST names it (so Postgres's
+/// errors read `column users.x does not exist`, as PostgREST's do), unless that name could be
+/// taken for an alias given to another relation of the statement; then `pgrst_0`.
+pub fn own_alias(table: &str) -> String {
+    if like_generated_alias(table) {
+        "pgrst_0".into()
+    } else {
+        table.to_string()
+    }
+}
+
+/// The alias of an embedded resource's table at `depth` (1 for the top level's resources):
+/// `messages_1`, as PostgREST names it. Aliases at different depths differ in their suffix, so
+/// a resource never hides the relation its join condition names; a name that could be mistaken
+/// for one of this module's aliases, or that the 63-byte limit would cut, takes `pgrst_<depth>`.
+pub fn embedded_alias(table: &str, depth: usize) -> String {
+    let alias = format!("{table}_{depth}");
+    if table.starts_with("pgrst_") || table.starts_with("_pgrst_") || alias.len() > 63 {
+        format!("pgrst_{depth}")
+    } else {
+        alias
+    }
+}
+
+fn count_statement(
+    spec: &RequestSpec,
+    relation: &str,
+    conditions: &[Condition],
+) -> Result<BuiltStatement, PoolError> {
     let mut params = Vec::new();
+    let alias = quote(&own_alias(&spec.table))?;
     let sql = format!(
-        "SELECT count(*) AS count FROM {relation}{}",
-        where_clause(conditions, &mut params)?
+        "SELECT count(*) AS count FROM {relation} AS {alias}{}",
+        where_clause(conditions, &mut params, Some(&alias))?
     );
     Ok(BuiltStatement { sql, params })
 }
@@ -574,7 +654,7 @@ fn returning(spec: &RequestSpec) -> Result<String, PoolError> {
     } else if spec.returning {
         Ok(format!(
             " RETURNING {}",
-            select_list(spec.columns.as_deref().unwrap_or("*"))?
+            select_list(spec.columns.as_deref().unwrap_or("*"), Source::InScope)?
         ))
     } else {
         Ok(String::new())
@@ -701,7 +781,7 @@ fn update_statement(
     let mut sql = format!(
         "UPDATE {relation} SET ({columns}) = (SELECT {columns} FROM json_populate_record(NULL::{relation}, $1))"
     );
-    sql.push_str(&where_clause(conditions, &mut params)?);
+    sql.push_str(&where_clause(conditions, &mut params, None)?);
     sql.push_str(&returning(spec)?);
     Ok(BuiltStatement { sql, params })
 }
@@ -713,7 +793,7 @@ fn delete_statement(
 ) -> Result<BuiltStatement, PoolError> {
     let mut params = Vec::new();
     let mut sql = format!("DELETE FROM {relation}");
-    sql.push_str(&where_clause(conditions, &mut params)?);
+    sql.push_str(&where_clause(conditions, &mut params, None)?);
     sql.push_str(&returning(spec)?);
     Ok(BuiltStatement { sql, params })
 }
@@ -736,9 +816,10 @@ fn rpc_statement(
         }
         Some(_) => return Err(request_error("rpc arguments must be an object", None)),
     }
-    let (list, group_by) = grouped_select_list(spec.columns.as_deref().unwrap_or("*"))?;
+    let (list, group_by) =
+        grouped_select_list(spec.columns.as_deref().unwrap_or("*"), Source::InScope)?;
     let mut sql = format!("SELECT {list} FROM {function}({})", args.join(", "));
-    sql.push_str(&where_clause(conditions, &mut params)?);
+    sql.push_str(&where_clause(conditions, &mut params, None)?);
     sql.push_str(&group_by);
     sql.push_str(&order_clause(&spec.order)?);
     sql.push_str(&paging_clause(spec));
@@ -801,16 +882,14 @@ pub fn body_statement(
             .as_ref()
             .map(|e| e.params.clone())
             .unwrap_or_default();
-        let (alias, group_by) = match &spec.embedded {
-            Some(embedded) => (
-                format!(" AS \"pgrst_0\"{}", embedded.joins),
-                embedded.group_by.as_str(),
-            ),
-            None => (String::new(), ""),
+        let alias = select_alias(spec)?;
+        let (joins, group_by) = match &spec.embedded {
+            Some(embedded) => (embedded.joins.as_str(), embedded.group_by.as_str()),
+            None => ("", ""),
         };
         let counted = format!(
-            "{relation}{alias}{}{}",
-            where_clause(&conditions, &mut same)?,
+            "{relation} AS {alias}{joins}{}{}",
+            where_clause(&conditions, &mut same, Some(&alias))?,
             embedded_conditions(spec, conditions.is_empty())
         );
         if group_by.is_empty() {
@@ -848,16 +927,19 @@ pub fn body_statement(
     // A mutation's select with embedded resources (or computed fields) renders them over the
     // rows it returned.
     let rows = match &spec.embedded {
-        Some(embedded) if !matches!(spec.method, Method::Select | Method::Rpc) => format!(
-            "(SELECT {}{} FROM pgrst_source AS \"pgrst_0\"{})",
-            embedded.list,
-            if upsert_body {
-                ", \"pgrst_0\".pgrst_inserted"
-            } else {
-                ""
-            },
-            embedded.joins
-        ),
+        Some(embedded) if !matches!(spec.method, Method::Select | Method::Rpc) => {
+            let alias = quote(&embedded.alias)?;
+            format!(
+                "(SELECT {}{} FROM pgrst_source AS {alias}{})",
+                embedded.list,
+                if upsert_body {
+                    format!(", {alias}.pgrst_inserted")
+                } else {
+                    String::new()
+                },
+                embedded.joins
+            )
+        }
         _ => "pgrst_source".to_string(),
     };
     Ok(BuiltStatement {
@@ -937,8 +1019,9 @@ mod tests {
         ));
         assert_eq!(
             built.sql,
-            "SELECT \"id\", \"email\", \"full_name\" AS \"name\", \"age\"::text AS \"age\" FROM \"users\" \
-             WHERE \"id\" > $1 AND (\"name\" = $2 OR \"name\" IS NULL) ORDER BY \"id\" DESC NULLS LAST LIMIT 10 OFFSET 20"
+            "SELECT \"users\".\"id\", \"users\".\"email\", \"users\".\"full_name\" AS \"name\", \"users\".\"age\"::text AS \"age\" \
+             FROM \"users\" AS \"users\" WHERE \"users\".\"id\" > $1 AND (\"users\".\"name\" = $2 OR \"users\".\"name\" IS NULL) \
+             ORDER BY \"users\".\"id\" DESC NULLS LAST LIMIT 10 OFFSET 20"
         );
         assert_eq!(
             built.params,
@@ -957,8 +1040,10 @@ mod tests {
         let built = body_statement(&request, true, Body::Rows).unwrap();
         assert_eq!(
             built.sql,
-            "WITH pgrst_source AS (SELECT \"id\" FROM \"users\" WHERE \"active\" IS TRUE AND \"age\" > $1 LIMIT 2) \
-             SELECT (SELECT pg_catalog.count(*) FROM \"users\" WHERE \"active\" IS TRUE AND \"age\" > $1) AS total, \
+            "WITH pgrst_source AS (SELECT \"users\".\"id\" FROM \"users\" AS \"users\" \
+             WHERE \"users\".\"active\" IS TRUE AND \"users\".\"age\" > $1 LIMIT 2) \
+             SELECT (SELECT pg_catalog.count(*) FROM \"users\" AS \"users\" \
+             WHERE \"users\".\"active\" IS TRUE AND \"users\".\"age\" > $1) AS total, \
              pg_catalog.count(_pgrst_t) AS page, coalesce(pg_catalog.json_agg(_pgrst_t), '[]')::text AS body \
              FROM pgrst_source _pgrst_t"
         );
@@ -1033,8 +1118,22 @@ mod tests {
         ));
         assert_eq!(
             built.sql,
-            "SELECT \"a\"\"b\", \"d\" AS \"c\" FROM \"users\"\"; drop table x; --\" ORDER BY \"id; delete from y\" ASC"
+            "SELECT \"users\"\"; drop table x; --\".\"a\"\"b\", \"users\"\"; drop table x; --\".\"d\" AS \"c\" \
+             FROM \"users\"\"; drop table x; --\" AS \"users\"\"; drop table x; --\" \
+             ORDER BY \"users\"\"; drop table x; --\".\"id; delete from y\" ASC"
         );
+    }
+
+    #[test]
+    fn a_select_reads_its_relation_by_the_table_name_unless_it_could_be_an_alias() {
+        assert_eq!(own_alias("users"), "users");
+        // `name_<n>` is how embedded resources are aliased; `pgrst_…` how this module's are.
+        assert_eq!(own_alias("users_1"), "pgrst_0");
+        assert_eq!(own_alias("pgrst_source"), "pgrst_0");
+        assert_eq!(own_alias("v2_users"), "v2_users");
+        assert_eq!(embedded_alias("messages", 1), "messages_1");
+        assert_eq!(embedded_alias("pgrst_s1", 1), "pgrst_1");
+        assert_eq!(embedded_alias(&"x".repeat(62), 2), "pgrst_2");
     }
 
     #[test]

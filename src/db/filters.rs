@@ -454,6 +454,22 @@ fn parse_list(text: &str) -> Result<Vec<String>, PoolError> {
 
 /// Renders a condition, appending its values to `params` (placeholders continue from their count).
 pub fn render(condition: &Condition, params: &mut Vec<Param>) -> Result<String, PoolError> {
+    render_in(condition, params, None)
+}
+
+/// `render` with each column qualified by `relation` (a quoted alias), as PostgREST qualifies
+/// them.
+pub fn render_in(
+    condition: &Condition,
+    params: &mut Vec<Param>,
+    relation: Option<&str>,
+) -> Result<String, PoolError> {
+    let column_sql = |column: &str| -> Result<String, PoolError> {
+        Ok(match relation {
+            Some(relation) => format!("{relation}.{}", quote(column)?),
+            None => quote(column)?,
+        })
+    };
     let negated = |sql: String, negate: bool| {
         if negate {
             format!("NOT ({sql})")
@@ -473,7 +489,10 @@ pub fn render(condition: &Condition, params: &mut Vec<Param>) -> Result<String, 
                 IsValue::False => "FALSE",
                 IsValue::Unknown => "UNKNOWN",
             };
-            Ok(negated(format!("{} IS {keyword}", quote(column)?), *negate))
+            Ok(negated(
+                format!("{} IS {keyword}", column_sql(column)?),
+                *negate,
+            ))
         }
         Condition::Compare {
             column,
@@ -483,7 +502,7 @@ pub fn render(condition: &Condition, params: &mut Vec<Param>) -> Result<String, 
             quantifier,
             config,
         } => {
-            let column = quote(column)?;
+            let column = column_sql(column)?;
             // PostgREST accepts * as the LIKE wildcard (it is safe in URLs); so do we.
             let wildcard = |p: &Param| match p {
                 Param::Text(pattern) => Param::Text(pattern.replace('*', "%")),
@@ -522,7 +541,7 @@ pub fn render(condition: &Condition, params: &mut Vec<Param>) -> Result<String, 
             let joiner = if *any { " OR " } else { " AND " };
             let parts = items
                 .iter()
-                .map(|c| render(c, params))
+                .map(|c| render_in(c, params, relation))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(negated(format!("({})", parts.join(joiner)), *negate))
         }

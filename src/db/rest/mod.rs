@@ -248,8 +248,8 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
                 params: &mut params,
                 schema: &schema,
             };
-            let rendered =
-                select::render(&mut scope, &items, &[], &request.spec.table, "pgrst_0", 1)?;
+            let alias = super::builder::own_alias(&request.spec.table);
+            let rendered = select::render(&mut scope, &items, &[], &request.spec.table, &alias, 1)?;
             for order in request
                 .spec
                 .order
@@ -259,6 +259,7 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
                 order.expression = Some(select::order_by_related(
                     &scope,
                     &request.spec.table,
+                    &alias,
                     &order.column,
                 )?);
             }
@@ -269,6 +270,7 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
                 ));
             }
             request.spec.embedded = Some(super::builder::EmbeddedSelect {
+                alias,
                 list: rendered.list,
                 joins: rendered.joins,
                 conditions: rendered.inner_conditions,

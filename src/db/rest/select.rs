@@ -7,8 +7,8 @@
 //! the rows that have one.
 
 use super::super::builder::{
-    column_item, column_item_in, conditions, group_by, is_aggregate_item, order_clause_in,
-    ColumnItem, EmbeddedPart, EmbeddedQuery, FilterSpec, OrderSpec, Output,
+    column_item_in, conditions, embedded_alias, group_by, is_aggregate_item, order_clause_in,
+    ColumnItem, EmbeddedPart, EmbeddedQuery, FilterSpec, OrderSpec, Output, Source,
 };
 use super::super::filters;
 use super::super::filters::split_top_level;
@@ -373,10 +373,12 @@ pub fn render(
     depth: usize,
 ) -> Result<Rendered, PoolError> {
     let schema = scope.schema;
+    let parent_q = quote(parent_alias)?;
     let mut list = Vec::new();
     let mut joins = String::new();
     let mut outputs = Vec::new();
     let mut inner_conditions = Vec::new();
+    let mut embedded_names: Vec<&str> = Vec::new();
     for (index, item) in items.iter().enumerate() {
         match item {
             Item::Column(column) => {
@@ -397,7 +399,7 @@ pub fn render(
                             star: false,
                         }
                     }
-                    None => column_item(column)?,
+                    None => column_item_in(column, Source::Relation(&parent_q))?,
                 };
                 outputs.push(Output::of(&rendered));
                 list.push(rendered.sql);
@@ -405,8 +407,20 @@ pub fn render(
             Item::Embed(embed) => {
                 let relationship = relationship(&scope.catalog.keys, schema, parent, embed)?;
                 let target = relationship.target;
-                let alias = format!("pgrst_{depth}");
+                let alias = embedded_alias(target, depth);
+                let alias_q = quote(&alias)?;
                 let name = embed.alias.as_deref().unwrap_or(&embed.relation);
+                if embedded_names.contains(&name) {
+                    // PostgREST names each resource's join after its parent and its name, and
+                    // Postgres refuses the second: the answer would hold one key twice.
+                    return Err(coded_with_details(
+                        "42712",
+                        format!("table name \"{parent}_{name}_{depth}\" specified more than once"),
+                        None,
+                        None,
+                    ));
+                }
+                embedded_names.push(name);
                 let mut here = path.to_vec();
                 here.push(name.to_string());
                 let query = query_for(scope.queries, &here);
@@ -417,7 +431,11 @@ pub fn render(
                     let lateral = format!("pgrst_s{depth}_{index}");
                     let mut conditions = join;
                     for condition in conditions_of(&query.filters)? {
-                        conditions.push(filters::render(&condition, scope.params)?);
+                        conditions.push(filters::render_in(
+                            &condition,
+                            scope.params,
+                            Some(&alias_q),
+                        )?);
                     }
                     let mut arrays = Vec::new();
                     for spread_item in &embed.items {
@@ -427,7 +445,7 @@ pub fn render(
                                 None,
                             ));
                         };
-                        let rendered = column_item(column)?;
+                        let rendered = column_item_in(column, Source::Relation(&alias_q))?;
                         if rendered.star || rendered.aggregate {
                             return Err(request_error(
                                 "a to-many spread takes named columns (no * or aggregates)",
@@ -473,7 +491,11 @@ pub fn render(
                     let row = format!("{}.\"pgrst_row\"", quote(&lateral)?);
                     let mut conditions = join;
                     for condition in conditions_of(&query.filters)? {
-                        conditions.push(filters::render(&condition, scope.params)?);
+                        conditions.push(filters::render_in(
+                            &condition,
+                            scope.params,
+                            Some(&alias_q),
+                        )?);
                     }
                     joins.push_str(&format!(
                         " LEFT JOIN LATERAL (SELECT {alias_q} AS \"pgrst_row\" FROM {}.{} AS {alias_q} WHERE {} LIMIT 1) AS {} ON true",
@@ -490,7 +512,7 @@ pub fn render(
                                 None,
                             ));
                         };
-                        let rendered = column_item_in(column, Some(&row))?;
+                        let rendered = column_item_in(column, Source::Row(&row))?;
                         outputs.push(Output::of(&rendered));
                         list.push(rendered.sql);
                     }
@@ -503,7 +525,11 @@ pub fn render(
                 let mut conditions = join;
                 conditions.extend(sub.inner_conditions);
                 for condition in conditions_of(&query.filters)? {
-                    conditions.push(filters::render(&condition, scope.params)?);
+                    conditions.push(filters::render_in(
+                        &condition,
+                        scope.params,
+                        Some(&alias_q),
+                    )?);
                 }
                 let from = format!(
                     "{}.{} AS {}{} WHERE {}",
@@ -568,6 +594,7 @@ pub fn render(
 pub fn order_by_related(
     scope: &Scope<'_>,
     parent: &str,
+    parent_alias: &str,
     column: &str,
 ) -> Result<String, PoolError> {
     let malformed = || {
@@ -592,8 +619,8 @@ pub fn order_by_related(
         return Err(not_to_one("PGRST118", "A related order", parent, &embed));
     }
     let alias = "pgrst_o";
-    let join = join_condition(&relationship, scope.schema, alias, "pgrst_0", 0)?;
-    let field = column_item_in(inside, Some(&quote(alias)?))?;
+    let join = join_condition(&relationship, scope.schema, alias, parent_alias, 0)?;
+    let field = column_item_in(inside, Source::Relation(&quote(alias)?))?;
     Ok(format!(
         "(SELECT {} FROM {}.{} AS {} WHERE {} LIMIT 1)",
         field.expr,
@@ -781,7 +808,8 @@ mod tests {
             params: &mut params,
             schema: "public",
         };
-        render(&mut scope, &parse(select)?, &[], parent, "pgrst_0", 1)
+        let alias = crate::db::builder::own_alias(parent);
+        render(&mut scope, &parse(select)?, &[], parent, &alias, 1)
     }
 
     #[test]
@@ -810,8 +838,9 @@ mod tests {
         let rendered = render_in("id, channels(slug)", "messages").unwrap();
         assert_eq!(
             rendered.list,
-            "\"id\", (SELECT pg_catalog.row_to_json(_pgrst_e) FROM (SELECT \"slug\" FROM \"public\".\"channels\" AS \"pgrst_1\" \
-             WHERE \"pgrst_1\".\"id\" = \"pgrst_0\".\"channel_id\" LIMIT 1) _pgrst_e) AS \"channels\""
+            "\"messages\".\"id\", (SELECT pg_catalog.row_to_json(_pgrst_e) FROM (SELECT \"channels_1\".\"slug\" \
+             FROM \"public\".\"channels\" AS \"channels_1\" \
+             WHERE \"channels_1\".\"id\" = \"messages\".\"channel_id\" LIMIT 1) _pgrst_e) AS \"channels\""
         );
         let rendered = render_in("messages!inner(id)", "channels").unwrap();
         assert!(
@@ -822,6 +851,22 @@ mod tests {
             rendered.list
         );
         assert_eq!(rendered.inner_conditions.len(), 1);
+    }
+
+    #[test]
+    fn one_name_embedded_twice_is_refused_as_postgrest_refuses_it() {
+        let twice = render_in("users!first_user(*), users!second_user(*)", "best_friends");
+        let err = twice.err().unwrap();
+        assert_eq!(err.code(), "42712");
+        assert!(err
+            .to_string()
+            .contains("table name \"best_friends_users_1\" specified more than once"));
+        // Named apart, both are answered.
+        assert!(render_in(
+            "first:users!first_user(*), second:users!second_user(*)",
+            "best_friends"
+        )
+        .is_ok());
     }
 
     #[test]
@@ -839,11 +884,11 @@ mod tests {
         let rendered = render_in("id, ...messages(id, text:message)", "channels").unwrap();
         assert_eq!(
             rendered.list,
-            "\"id\", \"pgrst_s1_1\".\"pgrst_a0\" AS \"id\", \"pgrst_s1_1\".\"pgrst_a1\" AS \"text\""
+            "\"channels\".\"id\", \"pgrst_s1_1\".\"pgrst_a0\" AS \"id\", \"pgrst_s1_1\".\"pgrst_a1\" AS \"text\""
         );
         assert!(
             rendered.joins.starts_with(
-                " LEFT JOIN LATERAL (SELECT coalesce(pg_catalog.json_agg(\"id\"), '[]') AS \"pgrst_a0\""
+                " LEFT JOIN LATERAL (SELECT coalesce(pg_catalog.json_agg(\"messages_1\".\"id\"), '[]') AS \"pgrst_a0\""
             ),
             "{}",
             rendered.joins
