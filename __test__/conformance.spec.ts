@@ -509,8 +509,27 @@ describe('mutations', () => {
       data: [{ message: 'hey you', channels: { slug: 'random' }, author: { username: 'supabot' }, blurb_message: 'hey' }] })
     const updated = await admin.from('messages').update({ message: 'edited' }).eq('id', 1).select('id, ...channels(slug)').rollback().single()
     expect(updated).toMatchObject({ status: 200, data: { id: 1, slug: 'public' } })
-    const refused = await admin.from('messages').delete().eq('id', 1).select('id, channels!inner(slug)').rollback()
-    expect(refused).toMatchObject({ data: null, status: 400 })
+  })
+
+  test('a mutation\'s embedded resources take filters, order and !inner; they narrow what is returned, not what changed', async () => {
+    // Two messages, both supabot's: the embedded filter binds its value after the update's own.
+    const filtered = await admin.from('users').update({ status: 'OFFLINE' }).eq('username', 'supabot')
+      .select('username, status, messages(id)').eq('messages.id', 2).rollback()
+    expect(filtered).toEqual(ok([{ username: 'supabot', status: 'OFFLINE', messages: [{ id: 2 }] }]))
+    const ordered = await admin.from('users').update({ status: 'OFFLINE' }).eq('username', 'supabot')
+      .select('username, messages(id)').order('id', { referencedTable: 'messages', ascending: false }).limit(1, { referencedTable: 'messages' }).rollback()
+    expect(ordered).toEqual(ok([{ username: 'supabot', messages: [{ id: 2 }] }]))
+    // !inner: both rows are updated (count), only the one with messages comes back.
+    const inner = await admin.from('users').update({ catchphrase: null }, { count: 'exact' }).in('username', ['supabot', 'kiwicopple'])
+      .select('username, messages!inner(id)').order('username').rollback()
+    expect(inner).toMatchObject({ status: 200, data: [{ username: 'supabot', messages: [{ id: 1 }, { id: 2 }] }] })
+    // With single(), a mutation whose !inner leaves no row is PGRST116 and is rolled back.
+    const none = await admin.from('users').update({ status: 'OFFLINE' }).eq('username', 'dragarcia').select('username, messages!inner(id)').single()
+    expect(none).toMatchObject({ data: null, status: 406, error: { code: 'PGRST116' } })
+    expect(await admin.from('users').select('status').eq('username', 'dragarcia')).toEqual(ok([{ status: 'ONLINE' }]))
+    const inserted = await admin.from('messages').insert({ message: 'x', username: 'supabot', channel_id: 1 })
+      .select('message, channels!inner(slug)').eq('channels.slug', 'random').rollback()
+    expect(inserted).toMatchObject({ status: 201, data: [] })
   })
 
   test('upsert that only updates answers 200; one that inserts answers 201', async () => {

@@ -925,12 +925,26 @@ pub fn body_statement(
             .to_string(),
     };
     // A mutation's select with embedded resources (or computed fields) renders them over the
-    // rows it returned.
+    // rows it returned; the values its embedded filters bind follow the mutation's own.
+    let mut params = data.params;
+    if let Some(embedded) = spec
+        .embedded
+        .as_ref()
+        .filter(|_| !matches!(spec.method, Method::Select | Method::Rpc))
+    {
+        params.extend(embedded.params.iter().cloned());
+    }
     let rows = match &spec.embedded {
         Some(embedded) if !matches!(spec.method, Method::Select | Method::Rpc) => {
             let alias = quote(&embedded.alias)?;
+            // `!inner` resources narrow what is returned, not what was changed.
+            let inner = if embedded.conditions.is_empty() {
+                String::new()
+            } else {
+                format!(" WHERE {}", embedded.conditions.join(" AND "))
+            };
             format!(
-                "(SELECT {}{} FROM pgrst_source AS {alias}{})",
+                "(SELECT {}{} FROM pgrst_source AS {alias}{}{inner})",
                 embedded.list,
                 if upsert_body {
                     format!(", {alias}.pgrst_inserted")
@@ -948,7 +962,7 @@ pub fn body_statement(
              {body} AS body FROM {rows} _pgrst_t",
             data.sql
         ),
-        params: data.params,
+        params,
     })
 }
 

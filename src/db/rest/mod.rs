@@ -218,6 +218,16 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
         ));
     }
     let mutation = !matches!(request.spec.method, Method::Select | Method::Rpc);
+    if request.spec.method == Method::Upsert && request.spec.on_conflict.is_none() {
+        let relation = request.spec.relation()?;
+        request.spec.primary_key = primary_key(target, &relation).await?;
+    }
+    if matches!(request.spec.method, Method::Insert | Method::Upsert)
+        && request.prefer.missing_default
+    {
+        let relation = request.spec.relation()?;
+        request.spec.column_defaults = Some(column_defaults(target, &relation).await?);
+    }
     if (request.spec.method == Method::Select || (mutation && request.spec.returning))
         && request.spec.columns.is_some()
     {
@@ -241,7 +251,14 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
         };
         if let Some(catalog) = catalog {
             let items = select::parse(columns)?;
-            let mut params = Vec::new();
+            // A mutation's select reads the rows it returned in the same statement: the values
+            // its embedded filters bind follow the mutation's own.
+            let bound_before = if mutation {
+                mutation_param_count(&mut request.spec)?
+            } else {
+                0
+            };
+            let mut params = vec![Param::Null; bound_before];
             let mut scope = select::Scope {
                 catalog: &catalog,
                 queries: &request.spec.embedded_queries,
@@ -263,12 +280,7 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
                     &order.column,
                 )?);
             }
-            if mutation && (!params.is_empty() || !rendered.inner_conditions.is_empty()) {
-                return Err(request_error(
-                    "a mutation's select embeds resources without filters or !inner",
-                    Some("filter the related rows in a select after the mutation".into()),
-                ));
-            }
+            let params = params.split_off(bound_before);
             request.spec.embedded = Some(super::builder::EmbeddedSelect {
                 alias,
                 list: rendered.list,
@@ -284,16 +296,6 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
             "filters, orders and limits on embedded resources need those resources in select",
             None,
         ));
-    }
-    if request.spec.method == Method::Upsert && request.spec.on_conflict.is_none() {
-        let relation = request.spec.relation()?;
-        request.spec.primary_key = primary_key(target, &relation).await?;
-    }
-    if matches!(request.spec.method, Method::Insert | Method::Upsert)
-        && request.prefer.missing_default
-    {
-        let relation = request.spec.relation()?;
-        request.spec.column_defaults = Some(column_defaults(target, &relation).await?);
     }
     let request = &*request;
     if let Accept::Plan(plan) = request.accept {
@@ -538,6 +540,14 @@ async fn catalog(target: &Target<'_>) -> Result<std::sync::Arc<schema::Catalog>,
     let catalog = schema::parse_catalog(&text)
         .map_err(|e| PoolError::Internal(format!("unreadable catalog: {e}")))?;
     Ok(target.pool().remember_catalog(catalog))
+}
+
+/// How many values a mutation's own statement binds (its RETURNING list binds none).
+fn mutation_param_count(spec: &mut super::builder::RequestSpec) -> Result<usize, PoolError> {
+    let returning = std::mem::replace(&mut spec.returning, false);
+    let built = build(spec);
+    spec.returning = returning;
+    Ok(built?.data.map_or(0, |data| data.params.len()))
 }
 
 /// Each column's default expression (identity columns: their sequence's `nextval`), as the
