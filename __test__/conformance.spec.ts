@@ -307,6 +307,10 @@ describe('aggregates, JSON paths, computed fields, more relationships', () => {
       missingColumn('column users.nope does not exist'))
     expect(await admin.from('users').select('username').order('nope' as 'username')).toMatchObject(
       missingColumn('column users.nope does not exist'))
+    expect(await admin.from('users').update({ status: 'ONLINE' }).eq('nope' as 'username', 'x')).toMatchObject(
+      missingColumn('column users.nope does not exist'))
+    expect(await admin.from('users').delete().eq('nope' as 'username', 'x').select()).toMatchObject(
+      missingColumn('column users.nope does not exist'))
   })
 
   test('an output name cannot stand in for a column: a filter or order names the table\'s own', async () => {

@@ -781,9 +781,22 @@ fn update_statement(
     let mut sql = format!(
         "UPDATE {relation} SET ({columns}) = (SELECT {columns} FROM json_populate_record(NULL::{relation}, $1))"
     );
-    sql.push_str(&where_clause(conditions, &mut params, None)?);
+    sql.push_str(&where_clause(
+        conditions,
+        &mut params,
+        target_name(spec)?.as_deref(),
+    )?);
     sql.push_str(&returning(spec)?);
     Ok(BuiltStatement { sql, params })
+}
+
+/// The name an UPDATE's or DELETE's filters qualify their columns with, as PostgREST does: the
+/// target table's own (it has no alias there). None when the schema is part of the name.
+fn target_name(spec: &RequestSpec) -> Result<Option<String>, PoolError> {
+    match spec.schema {
+        Some(_) => quote(&spec.table).map(Some),
+        None => Ok(None),
+    }
 }
 
 fn delete_statement(
@@ -793,7 +806,11 @@ fn delete_statement(
 ) -> Result<BuiltStatement, PoolError> {
     let mut params = Vec::new();
     let mut sql = format!("DELETE FROM {relation}");
-    sql.push_str(&where_clause(conditions, &mut params, None)?);
+    sql.push_str(&where_clause(
+        conditions,
+        &mut params,
+        target_name(spec)?.as_deref(),
+    )?);
     sql.push_str(&returning(spec)?);
     Ok(BuiltStatement { sql, params })
 }
