@@ -267,6 +267,30 @@ describe('aggregates, JSON paths, computed fields, more relationships', () => {
       ok([{ username: 'kiwicopple', user_profiles: [{ id: 2 }] }]))
   })
 
+  test('a view joining tables takes on each table\'s foreign keys under its own column names, and so does a view over it', async () => {
+    const setup = new Client({ connectionString: urlOf(database) })
+    await setup.connect()
+    await setup.query(`create view feed as select m.id, m.message, m.channel_id as chan, u.username as author
+      from messages m join users u on u.username = m.username`)
+    await setup.query('create view feed_again as select id, chan from feed')
+    DatabasePool.reloadSchema()
+    try {
+      // feed.chan is messages.channel_id: feed relates to channels, both ways.
+      expect(await admin.from('feed').select('id, author, channels(slug)').order('id')).toEqual(
+        ok([{ id: 1, author: 'supabot', channels: { slug: 'public' } }, { id: 2, author: 'supabot', channels: { slug: 'random' } }]))
+      expect(await admin.from('channels').select('slug, feed(id)').order('id')).toEqual(
+        ok([{ slug: 'public', feed: [{ id: 1 }] }, { slug: 'random', feed: [{ id: 2 }] }]))
+      expect(await admin.from('feed_again').select('id, channels!inner(slug)').eq('channels.slug', 'random')).toEqual(
+        ok([{ id: 2, channels: { slug: 'random' } }]))
+      // feed.author is users.username, which messages.username references.
+      expect(await admin.from('messages').select('id, feed(author)').eq('id', 1)).toEqual(ok([{ id: 1, feed: { author: 'supabot' } }]))
+    } finally {
+      await setup.query('drop view feed_again, feed')
+      await setup.end()
+      DatabasePool.reloadSchema()
+    }
+  })
+
   test('a spread of every column; an ambiguous embedding lists the candidates as PostgREST does', async () => {
     expect(await admin.from('messages').select('id, ...channels(*)').eq('id', 1)).toEqual(
       ok([{ id: 1, slug: 'public', data: null }]))

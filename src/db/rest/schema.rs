@@ -29,21 +29,40 @@ pub struct Catalog {
     pub keys: Vec<ForeignKey>,
     #[serde(default)]
     pub computed: Vec<ComputedField>,
-    /// Views over one table, whose foreign keys they take on (`with_view_keys`).
+    /// Views and where their columns come from: they take on the foreign keys of the tables
+    /// those columns are read from (`with_view_keys`).
     #[serde(default)]
-    pub views: Vec<ViewOf>,
+    pub views: Vec<View>,
 }
 
-/// A view (or materialized view) that reads one table, and its columns of the same name as
-/// the table's.
+/// A view (or materialized view) and, for each of its columns that is a plain column of a
+/// relation, that relation's column: what Postgres recorded in the view's query
+/// (`resorigtbl`/`resorigcol`, which PostgREST reads too). The relation may be another view.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct ViewOf {
+pub struct View {
     pub schema: String,
     pub name: String,
-    pub base_schema: String,
-    pub base: String,
-    pub columns: Vec<String>,
+    pub columns: Vec<ViewColumn>,
 }
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct ViewColumn {
+    pub name: String,
+    pub origin_schema: String,
+    pub origin_table: String,
+    pub origin_column: String,
+}
+
+/// A view's column and the table column it reads, through any views between.
+struct Lineage<'a> {
+    column: &'a str,
+    schema: &'a str,
+    table: &'a str,
+    base_column: &'a str,
+}
+
+/// Views over views are followed this deep.
+const VIEW_DEPTH: usize = 16;
 
 /// A computed field: a function `schema.name(table)` of one row of a table, selected as if a
 /// column of it (PostgREST's computed fields).
@@ -56,37 +75,104 @@ pub struct ComputedField {
 }
 
 impl Catalog {
-    /// Adds the relationships views take on from their table, as PostgREST embeds views: a key
-    /// to (or from) the table is also one to (or from) each view over it that keeps the key's
-    /// columns.
+    /// Adds the relationships views take on from the tables they read, as PostgREST embeds
+    /// views: a key from (or to) a table's columns is also one from (or to) each view that
+    /// shows all of those columns, under the view's names for them, whether it reads one table
+    /// or joins several, directly or through other views; a key between two tables is also
+    /// one between views over them. A view that shows a key column twice has a relationship
+    /// for each, which a hint tells apart.
     pub fn with_view_keys(mut self) -> Self {
-        let mut derived = Vec::new();
-        for view in &self.views {
-            let keeps = |columns: &[String]| columns.iter().all(|c| view.columns.contains(c));
-            for key in &self.keys {
-                if key.ref_schema == view.base_schema
-                    && key.ref_table == view.base
-                    && keeps(&key.ref_columns)
-                {
-                    derived.push(ForeignKey {
-                        ref_schema: view.schema.clone(),
-                        ref_table: view.name.clone(),
-                        via_view: true,
-                        ..key.clone()
-                    });
+        let lineages: Vec<(&View, Vec<Lineage>)> = self
+            .views
+            .iter()
+            .map(|view| (view, self.lineage(view)))
+            .collect();
+        // Each view column set standing for `schema.table(columns)`.
+        let shown = |lineage: &[Lineage], schema: &str, table: &str, columns: &[String]| {
+            let mut choices: Vec<Vec<String>> = vec![Vec::new()];
+            for column in columns {
+                let names: Vec<&str> = lineage
+                    .iter()
+                    .filter(|l| l.schema == schema && l.table == table && l.base_column == column)
+                    .map(|l| l.column)
+                    .collect();
+                if names.is_empty() {
+                    return Vec::new();
                 }
-                if key.schema == view.base_schema && key.table == view.base && keeps(&key.columns) {
-                    derived.push(ForeignKey {
+                // A key of one column may be shown several times; of several, the first.
+                let take = if columns.len() == 1 { names.len() } else { 1 };
+                choices = choices
+                    .into_iter()
+                    .flat_map(|chosen| {
+                        names[..take].iter().map(move |name| {
+                            let mut next = chosen.clone();
+                            next.push(name.to_string());
+                            next
+                        })
+                    })
+                    .collect();
+            }
+            choices
+        };
+        let mut from_views = Vec::new();
+        for key in &self.keys {
+            for (view, lineage) in &lineages {
+                for columns in shown(lineage, &key.schema, &key.table, &key.columns) {
+                    from_views.push(ForeignKey {
                         schema: view.schema.clone(),
                         table: view.name.clone(),
+                        columns,
                         via_view: true,
                         ..key.clone()
                     });
                 }
             }
         }
-        self.keys.extend(derived);
+        let mut to_views = Vec::new();
+        for key in self.keys.iter().chain(&from_views) {
+            for (view, lineage) in &lineages {
+                for ref_columns in shown(lineage, &key.ref_schema, &key.ref_table, &key.ref_columns)
+                {
+                    to_views.push(ForeignKey {
+                        ref_schema: view.schema.clone(),
+                        ref_table: view.name.clone(),
+                        ref_columns,
+                        via_view: true,
+                        ..key.clone()
+                    });
+                }
+            }
+        }
+        self.keys.extend(from_views);
+        self.keys.extend(to_views);
         self
+    }
+
+    /// Each column of `view` that reads a table's column, through views between.
+    fn lineage<'a>(&'a self, view: &'a View) -> Vec<Lineage<'a>> {
+        view.columns
+            .iter()
+            .filter_map(|column| {
+                let mut origin = column;
+                for _ in 0..VIEW_DEPTH {
+                    let Some(inner) = self.views.iter().find(|v| {
+                        v.schema == origin.origin_schema && v.name == origin.origin_table
+                    }) else {
+                        return Some(Lineage {
+                            column: &column.name,
+                            schema: &origin.origin_schema,
+                            table: &origin.origin_table,
+                            base_column: &origin.origin_column,
+                        });
+                    };
+                    origin = inner
+                        .columns
+                        .iter()
+                        .find(|c| c.name == origin.origin_column)?;
+                }
+                None
+            })
+            .collect()
     }
 
     /// The computed field `name` of `schema.table`, if there is one.
@@ -124,23 +210,25 @@ pub const CATALOG_SQL: &str = "SELECT pg_catalog.json_build_object('keys', (SELE
      WHERE p.pronargs = 1 AND NOT p.proretset AND p.prokind = 'f' \
        AND pn.nspname NOT IN ('pg_catalog', 'information_schema')), \
      'views', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(\
-       'schema', vn.nspname, 'name', v.relname, 'base_schema', bn.nspname, 'base', b.relname, \
-       'columns', (SELECT coalesce(pg_catalog.json_agg(va.attname), '[]') FROM pg_catalog.pg_attribute va \
-                   JOIN pg_catalog.pg_attribute ba ON ba.attrelid = b.oid AND ba.attname = va.attname \
-                     AND ba.attnum > 0 AND NOT ba.attisdropped \
-                   WHERE va.attrelid = v.oid AND va.attnum > 0 AND NOT va.attisdropped))), '[]') \
-     FROM (SELECT r.ev_class AS view_oid, pg_catalog.max(d.refobjid) AS base_oid \
-           FROM pg_catalog.pg_rewrite r \
-           JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass \
-             AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
-             AND d.refobjid <> r.ev_class \
-           JOIN pg_catalog.pg_class t ON t.oid = d.refobjid AND t.relkind IN ('r', 'p') \
-           GROUP BY r.ev_class HAVING pg_catalog.count(DISTINCT d.refobjid) = 1) vb \
-     JOIN pg_catalog.pg_class v ON v.oid = vb.view_oid AND v.relkind IN ('v', 'm') \
+       'schema', vn.nspname, 'name', v.relname, 'columns', \
+       (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object('name', o.attname, \
+          'origin_schema', o.origin_schema, 'origin_table', o.origin_table, \
+          'origin_column', o.origin_column)), '[]') \
+        FROM (SELECT va.attname, pg_catalog.min(tn.nspname) AS origin_schema, \
+                pg_catalog.min(t.relname) AS origin_table, pg_catalog.min(ta.attname) AS origin_column \
+              FROM pg_catalog.regexp_matches(r.ev_action::text, \
+                ':resno (\\d+) :resname ((?:\\\\.|[^\\s\\\\])+) :ressortgroupref \\d+ :resorigtbl (\\d+) :resorigcol (\\d+)', 'g') AS m \
+              JOIN pg_catalog.pg_attribute va ON va.attrelid = v.oid AND va.attnum = m[1]::int2 \
+                AND va.attname = pg_catalog.regexp_replace(m[2], '\\\\(.)', '\\1', 'g') AND NOT va.attisdropped \
+              JOIN pg_catalog.pg_class t ON t.oid = m[3]::oid \
+              JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace \
+              JOIN pg_catalog.pg_attribute ta ON ta.attrelid = t.oid AND ta.attnum = m[4]::int2 \
+              WHERE m[3] <> '0' \
+              GROUP BY va.attname HAVING pg_catalog.count(DISTINCT (m[3], m[4])) = 1) o))), '[]') \
+     FROM pg_catalog.pg_class v \
      JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace \
-     JOIN pg_catalog.pg_class b ON b.oid = vb.base_oid \
-     JOIN pg_catalog.pg_namespace bn ON bn.oid = b.relnamespace \
-     WHERE vn.nspname NOT IN ('pg_catalog', 'information_schema')))::text";
+     JOIN pg_catalog.pg_rewrite r ON r.ev_class = v.oid AND r.rulename = '_RETURN' \
+     WHERE v.relkind IN ('v', 'm') AND vn.nspname NOT IN ('pg_catalog', 'information_schema')))::text";
 
 /// Reads `CATALOG_SQL`'s one value, views' relationships included.
 pub fn parse_catalog(json: &str) -> Result<Catalog, serde_json::Error> {
@@ -166,19 +254,107 @@ mod tests {
         assert!(catalog.computed_field("public", "users", "blurb").is_none());
     }
 
+    fn column(name: &str, table: &str, origin: &str) -> String {
+        format!(
+            r#"{{"name":"{name}","origin_schema":"public","origin_table":"{table}","origin_column":"{origin}"}}"#
+        )
+    }
+
+    fn view(name: &str, columns: &[String]) -> String {
+        format!(
+            r#"{{"schema":"public","name":"{name}","columns":[{}]}}"#,
+            columns.join(",")
+        )
+    }
+
+    const KEYS: &str = r#"[{"name":"p_fk","schema":"public","table":"profiles","columns":["username"],
+        "ref_schema":"public","ref_table":"users","ref_columns":["username"]},
+        {"name":"m_fk","schema":"public","table":"messages","columns":["channel_id"],
+        "ref_schema":"public","ref_table":"channels","ref_columns":["id"]}]"#;
+
+    fn catalog_with(views: &[String]) -> Catalog {
+        parse_catalog(&format!(
+            r#"{{"keys": {KEYS}, "views": [{}]}}"#,
+            views.join(",")
+        ))
+        .unwrap()
+    }
+
+    fn derived<'a>(catalog: &'a Catalog, name: &str) -> Vec<&'a ForeignKey> {
+        catalog
+            .keys
+            .iter()
+            .filter(|k| k.via_view && k.name == name)
+            .collect()
+    }
+
     #[test]
     fn a_view_over_one_table_takes_on_its_keys() {
-        let catalog = parse_catalog(
-            r#"{"keys": [{"name":"p_fk","schema":"public","table":"profiles","columns":["username"],
-                "ref_schema":"public","ref_table":"users","ref_columns":["username"]}],
-                "views": [{"schema":"public","name":"users_view","base_schema":"public","base":"users",
-                           "columns":["username"]},
-                          {"schema":"public","name":"no_key_view","base_schema":"public","base":"users",
-                           "columns":["age"]}]}"#,
-        )
-        .unwrap();
-        assert_eq!(catalog.keys.len(), 2);
-        assert_eq!(catalog.keys[1].ref_table, "users_view");
-        assert_eq!(catalog.keys[1].name, "p_fk");
+        let catalog = catalog_with(&[
+            view("users_view", &[column("username", "users", "username")]),
+            view("no_key_view", &[column("age", "users", "age")]),
+        ]);
+        let keys = derived(&catalog, "p_fk");
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].ref_table, "users_view");
+        assert_eq!(keys[0].ref_columns, vec!["username".to_string()]);
+    }
+
+    #[test]
+    fn a_view_joining_tables_takes_on_each_tables_keys_under_its_own_column_names() {
+        // messages joined with users: the channel key under its new name, users' as it was.
+        let catalog = catalog_with(&[view(
+            "feed",
+            &[
+                column("id", "messages", "id"),
+                column("chan", "messages", "channel_id"),
+                column("author", "users", "username"),
+            ],
+        )]);
+        let from_feed = derived(&catalog, "m_fk");
+        assert_eq!(from_feed.len(), 1);
+        assert_eq!(from_feed[0].table, "feed");
+        assert_eq!(from_feed[0].columns, vec!["chan".to_string()]);
+        assert_eq!(from_feed[0].ref_table, "channels");
+        let to_feed = derived(&catalog, "p_fk");
+        assert_eq!(to_feed.len(), 1);
+        assert_eq!(to_feed[0].ref_table, "feed");
+        assert_eq!(to_feed[0].ref_columns, vec!["author".to_string()]);
+    }
+
+    #[test]
+    fn a_view_over_a_view_and_views_on_both_ends_relate_too() {
+        let catalog = catalog_with(&[
+            view("feed", &[column("chan", "messages", "channel_id")]),
+            view("feed_again", &[column("c", "feed", "chan")]),
+            view("channel_list", &[column("id", "channels", "id")]),
+        ]);
+        let keys = derived(&catalog, "m_fk");
+        let pairs: Vec<(&str, &str)> = keys
+            .iter()
+            .map(|k| (k.table.as_str(), k.ref_table.as_str()))
+            .collect();
+        for pair in [
+            ("feed", "channels"),
+            ("feed_again", "channels"),
+            ("messages", "channel_list"),
+            ("feed", "channel_list"),
+            ("feed_again", "channel_list"),
+        ] {
+            assert!(pairs.contains(&pair), "{pair:?} missing from {pairs:?}");
+        }
+        assert_eq!(keys.len(), 5);
+    }
+
+    #[test]
+    fn a_key_column_shown_twice_gives_a_relationship_for_each() {
+        let catalog = catalog_with(&[view(
+            "pairs",
+            &[
+                column("first", "users", "username"),
+                column("second", "users", "username"),
+            ],
+        )]);
+        assert_eq!(derived(&catalog, "p_fk").len(), 2);
     }
 }
