@@ -408,6 +408,18 @@ describe('transforms', () => {
     ].join('\n')))
   })
 
+  test('csv() answers a function and a mutation\'s representation too, as PostgREST does', async () => {
+    expect(await admin.rpc('get_username_and_status', { name_param: 'supabot' }).csv()).toEqual(ok('username,status\nsupabot,ONLINE'))
+    // A scalar function's one column is named after it.
+    expect(await admin.rpc('get_status', { name_param: 'supabot' }).csv()).toEqual(ok('get_status\nONLINE'))
+    const inserted = await admin.from('channels').insert({ slug: 'csv-one' }).select('slug, data').rollback().csv()
+    expect(inserted).toEqual({ success: true, data: 'slug,data\ncsv-one,', error: null, count: null, status: 201, statusText: 'Created' })
+    const updated = await admin.from('messages').update({ message: 'edited' }).eq('id', 1).select('id, message, channels(slug)').rollback().csv()
+    expect(updated).toEqual(ok('id,message,channels\n1,edited,"{""slug"":""public""}"'))
+    // No row: the header PostgREST writes from no row is empty, then the line break.
+    expect(await admin.from('messages').delete().eq('id', 999).select('id').csv()).toEqual(ok('\n'))
+  })
+
   test('abortSignal: an aborted request answers with the abort, and the pool goes on', async () => {
     const controller = new AbortController()
     controller.abort()

@@ -920,27 +920,6 @@ pub fn body_statement(
     } else {
         "NULL::int8".into()
     };
-    let body = match body {
-        Body::Empty => "''".to_string(),
-        Body::Rows if upsert_body => {
-            "coalesce(pg_catalog.json_agg(pg_catalog.to_jsonb(_pgrst_t) - 'pgrst_inserted'), '[]')::text"
-                .to_string()
-        }
-        Body::Rows => "coalesce(pg_catalog.json_agg(_pgrst_t), '[]')::text".to_string(),
-        Body::Scalar => format!(
-            "coalesce((pg_catalog.json_agg(_pgrst_t.{})->0)::text, 'null')",
-            quote(&spec.table)?
-        ),
-        Body::ScalarSet => format!(
-            "coalesce(pg_catalog.json_agg(_pgrst_t.{}), '[]')::text",
-            quote(&spec.table)?
-        ),
-        Body::Csv => "(SELECT coalesce(pg_catalog.string_agg(_pgrst_k.k, ','), '') FROM \
-             (SELECT pg_catalog.json_object_keys(pg_catalog.row_to_json(_pgrst_h)) AS k \
-             FROM (SELECT * FROM pgrst_source LIMIT 1) _pgrst_h) _pgrst_k) || E'\\n' || \
-             coalesce(pg_catalog.string_agg(substring(_pgrst_t::text, 2, length(_pgrst_t::text) - 2), E'\\n'), '')"
-            .to_string(),
-    };
     // A mutation's select with embedded resources (or computed fields) renders them over the
     // rows it returned; the values its embedded filters bind follow the mutation's own.
     let mut params = data.params;
@@ -972,6 +951,28 @@ pub fn body_statement(
             )
         }
         _ => "pgrst_source".to_string(),
+    };
+    let body = match body {
+        Body::Empty => "''".to_string(),
+        Body::Rows if upsert_body => {
+            "coalesce(pg_catalog.json_agg(pg_catalog.to_jsonb(_pgrst_t) - 'pgrst_inserted'), '[]')::text"
+                .to_string()
+        }
+        Body::Rows => "coalesce(pg_catalog.json_agg(_pgrst_t), '[]')::text".to_string(),
+        Body::Scalar => format!(
+            "coalesce((pg_catalog.json_agg(_pgrst_t.{})->0)::text, 'null')",
+            quote(&spec.table)?
+        ),
+        Body::ScalarSet => format!(
+            "coalesce(pg_catalog.json_agg(_pgrst_t.{}), '[]')::text",
+            quote(&spec.table)?
+        ),
+        Body::Csv => format!(
+            "(SELECT coalesce(pg_catalog.string_agg(_pgrst_k.k, ','), '') FROM \
+             (SELECT pg_catalog.json_object_keys(pg_catalog.row_to_json(_pgrst_h)) AS k \
+             FROM (SELECT * FROM {rows} _pgrst_r LIMIT 1) _pgrst_h) _pgrst_k) || E'\\n' || \
+             coalesce(pg_catalog.string_agg(substring(_pgrst_t::text, 2, length(_pgrst_t::text) - 2), E'\\n'), '')"
+        ),
     };
     Ok(BuiltStatement {
         sql: format!(

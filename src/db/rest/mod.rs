@@ -211,12 +211,6 @@ async fn run_rows(
 }
 
 async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer, PoolError> {
-    if request.accept == Accept::Csv && request.spec.method != Method::Select {
-        return Err(status_error(
-            "PGRST107",
-            "text/csv is answered for selects only; request JSON".into(),
-        ));
-    }
     let mutation = !matches!(request.spec.method, Method::Select | Method::Rpc);
     if request.spec.method == Method::Upsert && request.spec.on_conflict.is_none() {
         let relation = request.spec.relation()?;
@@ -355,12 +349,17 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
                     });
                 }
                 _ if request.head => Body::Empty,
+                // CSV of the function's rows (a scalar's one column is named after it).
+                _ if request.accept == Accept::Csv => Body::Csv,
                 FunctionKind::Scalar => Body::Scalar,
                 FunctionKind::ScalarSet => Body::ScalarSet,
                 FunctionKind::Row | FunctionKind::Rows => Body::Rows,
             };
             let mut found = run_body(target, &body_statement(spec, false, body)?).await?;
-            if kind == FunctionKind::Row && request.accept != Accept::Object && !request.head {
+            if kind == FunctionKind::Row
+                && !matches!(request.accept, Accept::Object | Accept::Csv)
+                && !request.head
+            {
                 // A function returning one composite answers with the object itself.
                 found.body = unwrap_single(&found.body, found.page)?;
                 return Ok(Answer {
@@ -397,7 +396,12 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
                     body: None,
                 });
             }
-            let found = run_body(target, &body_statement(spec, false, Body::Rows)?).await?;
+            let body = if request.accept == Accept::Csv {
+                Body::Csv
+            } else {
+                Body::Rows
+            };
+            let found = run_body(target, &body_statement(spec, false, body)?).await?;
             check_max_affected(request, found.page)?;
             // An upsert that inserted nothing only updated: 200, as PostgREST answers it.
             let status = match (spec.method, found.total) {
