@@ -216,6 +216,14 @@ describe('aggregates, JSON paths, computed fields, more relationships', () => {
       expect(await tx.from('channels').select('data->foo->bar, data->foo->>baz, nested:data->foo->bar->>nested').eq('id', 9)).toEqual(
         ok([{ bar: { nested: 'value' }, baz: 'string value', nested: 'value' }]))
       expect((await tx.from('channels').select('slug').order('data->foo->>baz', { nullsFirst: false }).limit(1)).data).toEqual([{ slug: 'json' }])
+      // Filters read the value inside the column too, as PostgREST's do, in `or` and on embedded
+      // resources alike.
+      expect(await tx.from('channels').select('slug').eq('data->foo->>baz', 'string value')).toEqual(ok([{ slug: 'json' }]))
+      expect(await tx.from('channels').select('slug').eq('data->foo->bar->>nested', 'value')).toEqual(ok([{ slug: 'json' }]))
+      expect(await tx.from('channels').select('slug').or('data->foo->>baz.eq.nothing,data->foo->>baz.like.string*')).toEqual(
+        ok([{ slug: 'json' }]))
+      expect(await tx.from('channels').select('slug').not('data->foo', 'is', null)).toEqual(ok([{ slug: 'json' }]))
+      expect(await tx.from('messages').select('id, channels!inner(slug)').eq('channels.data->foo->>baz', 'string value')).toEqual(ok([]))
       await tx.query('select 1/0') // leave nothing behind: the statement fails, the transaction rolls back
     }).catch((err) => expect(err.code).toBe('22012'))
     expect((await admin.from('channels').select('id').eq('id', 9)).data).toEqual([])

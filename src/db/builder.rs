@@ -442,7 +442,7 @@ fn field_sql_in(field: &str, source: Source<'_>) -> Result<(String, String, bool
 
 /// `->a->>b`, `->0`: the JSON operators with each key a literal (an integer is an array
 /// index, as in PostgREST), and the last key.
-fn json_path(path: &str) -> Result<(String, String), PoolError> {
+pub(crate) fn json_path(path: &str) -> Result<(String, String), PoolError> {
     let mut sql = String::new();
     let mut last = String::new();
     let mut rest = path;

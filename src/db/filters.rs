@@ -464,10 +464,19 @@ pub fn render_in(
     params: &mut Vec<Param>,
     relation: Option<&str>,
 ) -> Result<String, PoolError> {
+    // `data->a->>b`: a JSON path into the column, as PostgREST filters on one.
     let column_sql = |column: &str| -> Result<String, PoolError> {
-        Ok(match relation {
-            Some(relation) => format!("{relation}.{}", quote(column)?),
-            None => quote(column)?,
+        let (name, path) = match column.find("->") {
+            Some(at) => (&column[..at], Some(&column[at..])),
+            None => (column, None),
+        };
+        let name = match relation {
+            Some(relation) => format!("{relation}.{}", quote(name.trim())?),
+            None => quote(name.trim())?,
+        };
+        Ok(match path {
+            Some(path) => format!("({name}{})", super::builder::json_path(path)?.0),
+            None => name,
         })
     };
     let negated = |sql: String, negate: bool| {
@@ -557,6 +566,18 @@ mod tests {
         let mut params = Vec::new();
         let text = render(condition, &mut params).unwrap();
         (text, params)
+    }
+
+    #[test]
+    fn a_json_path_filters_on_the_value_inside_the_column() {
+        let mut params = Vec::new();
+        let condition = from_text("data->a->>b", "eq.x").unwrap();
+        let text = render_in(&condition, &mut params, Some("\"users\"")).unwrap();
+        assert_eq!(text, "(\"users\".\"data\"->E'a'->>E'b') = $1");
+        // A key is a literal, never SQL.
+        let condition = from_text("data->>x') OR true --", "is.null").unwrap();
+        let text = render(&condition, &mut params).unwrap();
+        assert_eq!(text, "(\"data\"->>E'x\\') OR true --') IS NULL");
     }
 
     #[test]
