@@ -236,6 +236,14 @@ describe('aggregates, JSON paths, computed fields, more relationships', () => {
       [{ messages: [expect.objectContaining({ id: 1, blurb_message: 'Hel' }), expect.objectContaining({ id: 2, blurb_message: 'Per' })] }])
   })
 
+  test('a computed field filters and orders as a column does', async () => {
+    expect(await admin.from('messages').select('id').eq('blurb_message', 'Per')).toEqual(ok([{ id: 2 }]))
+    expect(await admin.from('messages').select('id').order('blurb_message', { ascending: false })).toEqual(ok([{ id: 2 }, { id: 1 }]))
+    expect(await admin.from('messages').select('id').or('blurb_message.eq.Hel,id.eq.99')).toEqual(ok([{ id: 1 }]))
+    expect(await admin.from('channels').select('slug, messages!inner(id)').eq('messages.blurb_message', 'Per')).toEqual(
+      ok([{ slug: 'random', messages: [{ id: 2 }] }]))
+  })
+
   test('many-to-many through a junction table; a self-reference both ways', async () => {
     expect(await admin.from('products').select('name, categories(name)').eq('id', 1).single()).toEqual(
       ok({ name: 'Laptop', categories: [{ name: 'Electronics' }, { name: 'Computers' }] }))
