@@ -236,6 +236,24 @@ describe('aggregates, JSON paths, computed fields, more relationships', () => {
       [{ messages: [expect.objectContaining({ id: 1, blurb_message: 'Hel' }), expect.objectContaining({ id: 2, blurb_message: 'Per' })] }])
   })
 
+  test('an embedded resource tested for null: is.null an anti-join, not.is.null a semi-join, also in or()', async () => {
+    // supabot wrote both messages; kiwicopple, awailas and dragarcia none.
+    expect(await admin.from('users').select('username, messages(id)').is('messages', null).order('username')).toEqual(
+      ok([{ username: 'awailas', messages: [] }, { username: 'dragarcia', messages: [] }, { username: 'kiwicopple', messages: [] }]))
+    expect(await admin.from('users').select('username, messages(id)').not('messages', 'is', null)).toEqual(
+      ok([{ username: 'supabot', messages: [{ id: 1 }, { id: 2 }] }]))
+    expect(await admin.from('users').select('username, messages(id)').or('messages.not.is.null,username.eq.kiwicopple').order('username')).toEqual(
+      ok([{ username: 'kiwicopple', messages: [] }, { username: 'supabot', messages: [{ id: 1 }, { id: 2 }] }]))
+    // Under the resource's own filters; with nothing selected of it; counted as the rows are.
+    expect(await admin.from('channels').select('slug, messages(id)').eq('messages.id', 2).is('messages', null)).toEqual(
+      ok([{ slug: 'public', messages: [] }]))
+    expect(await admin.from('users').select('username, messages()', { count: 'exact' }).not('messages', 'is', null)).toEqual(
+      { ...ok([{ username: 'supabot' }]), count: 1 })
+    const planned = await admin.from('users').select('username, messages(id)', { count: 'planned', head: true }).is('messages', null)
+    expect(planned).toMatchObject({ data: null, error: null })
+    expect(typeof planned.count).toBe('number')
+  })
+
   test('a computed field filters and orders as a column does', async () => {
     expect(await admin.from('messages').select('id').eq('blurb_message', 'Per')).toEqual(ok([{ id: 2 }]))
     expect(await admin.from('messages').select('id').order('blurb_message', { ascending: false })).toEqual(ok([{ id: 2 }, { id: 1 }]))

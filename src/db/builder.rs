@@ -100,6 +100,9 @@ pub struct EmbeddedSelect {
     pub conditions: Vec<String>,
     /// ` GROUP BY …` when the list has aggregates, else empty.
     pub group_by: String,
+    /// The top level's embedded resources by name, as `EXISTS (…)` of their rows: for
+    /// `name=is.null` and `name=not.is.null` filters.
+    pub existence: Vec<(String, String)>,
     /// The values the list's embedded filters bind: `$1…$n`, before the request's own.
     pub params: Vec<Param>,
 }
@@ -188,12 +191,23 @@ fn where_clause(
     params: &mut Vec<Param>,
     relation: Option<&str>,
 ) -> Result<String, PoolError> {
+    where_clause_with(conditions, params, relation, &[])
+}
+
+/// `where_clause` where a name of `existence` (an embedded resource) tested for null tests
+/// whether it has related rows.
+fn where_clause_with(
+    conditions: &[Condition],
+    params: &mut Vec<Param>,
+    relation: Option<&str>,
+    existence: &[(String, String)],
+) -> Result<String, PoolError> {
     if conditions.is_empty() {
         return Ok(String::new());
     }
     let parts = conditions
         .iter()
-        .map(|c| filters::render_in(c, params, relation))
+        .map(|c| filters::render_with(c, params, relation, existence))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(format!(" WHERE {}", parts.join(" AND ")))
 }
@@ -549,6 +563,16 @@ fn select_statement(
     relation: &str,
     conditions: &[Condition],
 ) -> Result<BuiltStatement, PoolError> {
+    select_rows(spec, relation, conditions, true)
+}
+
+/// The select, with its `limit`/`offset` or (`paged` false) without.
+fn select_rows(
+    spec: &RequestSpec,
+    relation: &str,
+    conditions: &[Condition],
+    paged: bool,
+) -> Result<BuiltStatement, PoolError> {
     let mut params = spec
         .embedded
         .as_ref()
@@ -568,13 +592,20 @@ fn select_statement(
             )?
         ),
     };
-    sql.push_str(&where_clause(conditions, &mut params, Some(&alias))?);
+    sql.push_str(&where_clause_with(
+        conditions,
+        &mut params,
+        Some(&alias),
+        existence_of(spec),
+    )?);
     sql.push_str(&embedded_conditions(spec, conditions.is_empty()));
     if let Some(embedded) = &spec.embedded {
         sql.push_str(&embedded.group_by);
     }
     sql.push_str(&order_clause_in(&spec.order, Some(&alias))?);
-    sql.push_str(&paging_clause(spec));
+    if paged {
+        sql.push_str(&paging_clause(spec));
+    }
     Ok(BuiltStatement { sql, params })
 }
 
@@ -633,11 +664,27 @@ pub fn embedded_alias(table: &str, depth: usize) -> String {
     }
 }
 
+/// The embedded resources a select's filters may test for null.
+fn existence_of(spec: &RequestSpec) -> &[(String, String)] {
+    spec.embedded
+        .as_ref()
+        .map_or(&[], |embedded| embedded.existence.as_slice())
+}
+
 fn count_statement(
     spec: &RequestSpec,
     relation: &str,
     conditions: &[Condition],
 ) -> Result<BuiltStatement, PoolError> {
+    if spec.embedded.is_some() {
+        // Its rows as the select finds them (`!inner`, a resource tested for null), counted:
+        // the select binds its embedded filters' values, which its list reads.
+        let rows = select_rows(spec, relation, conditions, false)?;
+        return Ok(BuiltStatement {
+            sql: format!("SELECT count(*) AS count FROM ({}) _pgrst_n", rows.sql),
+            params: rows.params,
+        });
+    }
     let mut params = Vec::new();
     let alias = quote(&own_alias(&spec.table))?;
     let sql = format!(
@@ -906,7 +953,7 @@ pub fn body_statement(
         };
         let counted = format!(
             "{relation} AS {alias}{joins}{}{}",
-            where_clause(&conditions, &mut same, Some(&alias))?,
+            where_clause_with(&conditions, &mut same, Some(&alias), existence_of(spec))?,
             embedded_conditions(spec, conditions.is_empty())
         );
         if group_by.is_empty() {

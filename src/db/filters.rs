@@ -464,6 +464,32 @@ pub fn render_in(
     params: &mut Vec<Param>,
     relation: Option<&str>,
 ) -> Result<String, PoolError> {
+    render_with(condition, params, relation, &[])
+}
+
+/// `render_in` where a name of `existence` (an embedded resource, with its `EXISTS (…)`)
+/// tested for null tests whether the resource has related rows, as PostgREST has
+/// `clients=is.null` (none: an anti-join) and `clients=not.is.null` (some).
+pub fn render_with(
+    condition: &Condition,
+    params: &mut Vec<Param>,
+    relation: Option<&str>,
+    existence: &[(String, String)],
+) -> Result<String, PoolError> {
+    if let Condition::Is {
+        column,
+        value: IsValue::Null,
+        negate,
+    } = condition
+    {
+        if let Some((_, exists)) = existence.iter().find(|(name, _)| name == column) {
+            return Ok(if *negate {
+                exists.clone()
+            } else {
+                format!("NOT {exists}")
+            });
+        }
+    }
     // `data->a->>b`: a JSON path into the column, as PostgREST filters on one.
     let column_sql = |column: &str| -> Result<String, PoolError> {
         let (name, path) = match column.find("->") {
@@ -550,7 +576,7 @@ pub fn render_in(
             let joiner = if *any { " OR " } else { " AND " };
             let parts = items
                 .iter()
-                .map(|c| render_in(c, params, relation))
+                .map(|c| render_with(c, params, relation, existence))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(negated(format!("({})", parts.join(joiner)), *negate))
         }

@@ -280,6 +280,7 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
                 list: rendered.list,
                 joins: rendered.joins,
                 conditions: rendered.inner_conditions,
+                existence: rendered.existence,
                 group_by: rendered.group_by,
                 params,
             });

@@ -324,6 +324,10 @@ pub struct Rendered {
     /// ` LEFT JOIN LATERAL (…) AS "pgrst_s…" ON true` for each spread (empty without).
     pub joins: String,
     pub inner_conditions: Vec<String>,
+    /// Each embedded resource (not a spread) by its name in the answer, as `EXISTS (…)` of its
+    /// related rows under its own filters: what `name=is.null` (none) and `name=not.is.null`
+    /// (some) test, as PostgREST has them.
+    pub existence: Vec<(String, String)>,
     /// ` GROUP BY …` when the list has aggregates, else empty.
     pub group_by: String,
 }
@@ -378,6 +382,7 @@ pub fn render(
     let mut joins = String::new();
     let mut outputs = Vec::new();
     let mut inner_conditions = Vec::new();
+    let mut existence = Vec::new();
     let mut embedded_names: Vec<&str> = Vec::new();
     for (index, item) in items.iter().enumerate() {
         match item {
@@ -575,9 +580,11 @@ pub fn render(
                     list.push(format!("{expr} AS {}", quote(name)?));
                     outputs.push(Output::Plain(vec![expr]));
                 }
+                let exists = format!("EXISTS (SELECT 1 FROM {from})");
                 if embed.inner {
-                    inner_conditions.push(format!("EXISTS (SELECT 1 FROM {from})"));
+                    inner_conditions.push(exists.clone());
                 }
+                existence.push((name.to_string(), exists));
             }
         }
     }
@@ -585,6 +592,7 @@ pub fn render(
         list: list.join(", "),
         joins,
         inner_conditions,
+        existence,
         group_by: group_by(&outputs)?,
     })
 }
