@@ -613,6 +613,29 @@ describe('mutations', () => {
     expect(inserted).toMatchObject({ data: [{ id: 99 }], status: 201 })
   })
 
+  test('a key that is no column is PGRST204, as PostgREST answers it; a column added since is found', async () => {
+    const missing = (key: string) => ({
+      success: false, data: null, count: null, status: 400, statusText: 'Bad Request',
+      error: { code: 'PGRST204', details: null, hint: null, message: `Could not find the '${key}' column of 'users' in the schema cache` },
+    })
+    expect(await admin.from('users').insert({ username: 'zz', nope: 1 })).toEqual(missing('nope'))
+    expect(await admin.from('users').insert([{ username: 'zz' }, { username: 'zy', other: 2 }])).toEqual(missing('other'))
+    expect(await admin.from('users').update({ nope: 1 }).eq('username', 'supabot')).toEqual(missing('nope'))
+    expect(await admin.from('users').upsert({ username: 'supabot', nope: 1 })).toEqual(missing('nope'))
+    expect((await admin.from('users').select('username').in('username', ['zz', 'zy'])).data).toEqual([])
+    // The catalog was read before this column existed: it is read again before a key is refused.
+    const setup = new Client({ connectionString: urlOf(database) })
+    await setup.connect()
+    try {
+      await setup.query('alter table users add column added_later text')
+      expect(await admin.from('users').update({ added_later: 'x' }).eq('username', 'supabot').select('added_later').rollback()).toEqual(
+        ok([{ added_later: 'x' }]))
+    } finally {
+      await setup.query('alter table users drop column added_later')
+      await setup.end()
+    }
+  })
+
   test('errors carry PostgREST statuses and codes', async () => {
     const duplicate = await admin.from('users').insert({ username: 'supabot' })
     expect(duplicate).toMatchObject({ data: null, status: 409, error: { code: '23505' } })

@@ -292,6 +292,12 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
             None,
         ));
     }
+    if matches!(
+        request.spec.method,
+        Method::Insert | Method::Upsert | Method::Update
+    ) {
+        check_payload_columns(target, &request.spec).await?;
+    }
     let request = &*request;
     if let Accept::Plan(plan) = request.accept {
         return explain(target, request, plan).await;
@@ -538,6 +544,11 @@ async fn catalog(target: &Target<'_>) -> Result<std::sync::Arc<schema::Catalog>,
     if let Some(catalog) = target.pool().catalog() {
         return Ok(catalog);
     }
+    catalog_afresh(target).await
+}
+
+/// Reads the catalog and keeps it for the pool.
+async fn catalog_afresh(target: &Target<'_>) -> Result<std::sync::Arc<schema::Catalog>, PoolError> {
     let json = target.query(schema::CATALOG_SQL, &[]).await?;
     let text = first_value(&json)
         .and_then(|v| v.as_str().map(str::to_string))
@@ -545,6 +556,53 @@ async fn catalog(target: &Target<'_>) -> Result<std::sync::Arc<schema::Catalog>,
     let catalog = schema::parse_catalog(&text)
         .map_err(|e| PoolError::Internal(format!("unreadable catalog: {e}")))?;
     Ok(target.pool().remember_catalog(catalog))
+}
+
+/// A key of the values to write that is no column of the relation is `PGRST204`, as PostgREST
+/// answers it from its schema cache. A column added since the catalog was read is not refused:
+/// the catalog is read afresh once before a key is called missing.
+async fn check_payload_columns(
+    target: &Target<'_>,
+    spec: &super::builder::RequestSpec,
+) -> Result<(), PoolError> {
+    let keys: Vec<&String> = match &spec.values {
+        Some(serde_json::Value::Object(row)) => row.keys().collect(),
+        Some(serde_json::Value::Array(rows)) => {
+            let mut keys: Vec<&String> = Vec::new();
+            for key in rows
+                .iter()
+                .filter_map(|r| r.as_object())
+                .flat_map(|r| r.keys())
+            {
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+            keys
+        }
+        _ => return Ok(()),
+    };
+    let schema = spec.schema.as_deref().unwrap_or("public");
+    let missing = |catalog: &schema::Catalog| {
+        catalog.columns_of(schema, &spec.table).and_then(|columns| {
+            keys.iter()
+                .find(|key| !columns.iter().any(|c| c == **key))
+                .map(|key| key.to_string())
+        })
+    };
+    if missing(&*catalog(target).await?).is_none() {
+        return Ok(());
+    }
+    match missing(&*catalog_afresh(target).await?) {
+        None => Ok(()),
+        Some(key) => Err(status_error(
+            "PGRST204",
+            format!(
+                "Could not find the '{key}' column of '{}' in the schema cache",
+                spec.table
+            ),
+        )),
+    }
 }
 
 /// How many values a mutation's own statement binds (its RETURNING list binds none).

@@ -33,6 +33,16 @@ pub struct Catalog {
     /// those columns are read from (`with_view_keys`).
     #[serde(default)]
     pub views: Vec<View>,
+    /// Each table's and view's columns: a payload key that is none of them is `PGRST204`.
+    #[serde(default)]
+    pub relations: Vec<RelationColumns>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct RelationColumns {
+    pub schema: String,
+    pub name: String,
+    pub columns: Vec<String>,
 }
 
 /// A view (or materialized view) and, for each of its columns that is a plain column of a
@@ -175,6 +185,14 @@ impl Catalog {
             .collect()
     }
 
+    /// The columns of `schema.name`, if the catalog knows the relation.
+    pub fn columns_of(&self, schema: &str, name: &str) -> Option<&[String]> {
+        self.relations
+            .iter()
+            .find(|r| r.schema == schema && r.name == name)
+            .map(|r| r.columns.as_slice())
+    }
+
     /// The computed field `name` of `schema.table`, if there is one.
     pub fn computed_field(&self, schema: &str, table: &str, name: &str) -> Option<&ComputedField> {
         self.computed
@@ -228,7 +246,16 @@ pub const CATALOG_SQL: &str = "SELECT pg_catalog.json_build_object('keys', (SELE
      FROM pg_catalog.pg_class v \
      JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace \
      JOIN pg_catalog.pg_rewrite r ON r.ev_class = v.oid AND r.rulename = '_RETURN' \
-     WHERE v.relkind IN ('v', 'm') AND vn.nspname NOT IN ('pg_catalog', 'information_schema')))::text";
+     WHERE v.relkind IN ('v', 'm') AND vn.nspname NOT IN ('pg_catalog', 'information_schema')), \
+     'relations', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(\
+       'schema', rn.nspname, 'name', rc.relname, \
+       'columns', (SELECT coalesce(pg_catalog.json_agg(ra.attname ORDER BY ra.attnum), '[]') \
+                   FROM pg_catalog.pg_attribute ra \
+                   WHERE ra.attrelid = rc.oid AND ra.attnum > 0 AND NOT ra.attisdropped))), '[]') \
+     FROM pg_catalog.pg_class rc \
+     JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace \
+     WHERE rc.relkind IN ('r', 'p', 'v', 'm', 'f') \
+       AND rn.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')))::text";
 
 /// Reads `CATALOG_SQL`'s one value, views' relationships included.
 pub fn parse_catalog(json: &str) -> Result<Catalog, serde_json::Error> {
