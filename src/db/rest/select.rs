@@ -806,8 +806,7 @@ mod tests {
     fn render_in(select: &str, parent: &str) -> Result<Rendered, PoolError> {
         let catalog = Catalog {
             keys: keys(),
-            computed: Vec::new(),
-            views: Vec::new(),
+            ..Catalog::default()
         };
         let mut params = Vec::new();
         let mut scope = Scope {
