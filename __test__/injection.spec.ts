@@ -124,8 +124,9 @@ function loggedStatements(log: string, appName: string): string[] {
 
 const FIXED_STATEMENTS = [
   /^BEGIN( ISOLATION LEVEL REPEATABLE READ)?$/, /^COMMIT$/, /^ROLLBACK$/, /^SELECT 1$/, /^SELECT coalesce\(json_agg\(a\.attname ORDER BY k\.ord\), '\[\]'\) FROM pg_index/,
-  // Embedding and computed fields: the catalog's foreign keys, one-row functions and views over one table, read once per pool.
-  /^SELECT pg_catalog\.json_build_object\('keys', \(SELECT coalesce\(pg_catalog\.json_agg\(pg_catalog\.json_build_object\('name', c\.conname, [\s\S]* vn\.nspname NOT IN \('pg_catalog', 'information_schema'\)\)\)::text$/,
+  // Embedding, computed fields and payload keys: the catalog's foreign keys, one-row functions, views' column origins and
+  // relations' columns, read once per pool.
+  /^SELECT pg_catalog\.json_build_object\('keys', \(SELECT coalesce\(pg_catalog\.json_agg\(pg_catalog\.json_build_object\('name', c\.conname, [\s\S]* rn\.nspname NOT IN \('pg_catalog', 'information_schema', 'pg_toast'\)\)\)::text$/,
   // rpc(): what the function returns, looked up once per pool.
   /^SELECT CASE WHEN p\.prorettype = 'void'::regtype THEN 'void' WHEN t\.typtype = 'c' OR p\.prorettype = 'record'::regtype THEN CASE WHEN p\.proretset THEN 'rows' ELSE 'row' END WHEN p\.proretset THEN 'scalar_set' ELSE 'scalar' END FROM pg_proc p JOIN pg_type t ON t\.oid = p\.prorettype WHERE p\.proname = \$1 AND p\.pronamespace = to_regnamespace\(\$2\) LIMIT 1$/]
 const BUILT_SHAPES = /^(SELECT .* FROM |INSERT INTO "|UPDATE "|DELETE FROM "|EXPLAIN \(FORMAT JSON\) SELECT |select coalesce\(json_agg\(q\)|WITH pgrst_source AS \()/

@@ -292,13 +292,34 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
             None,
         ));
     }
-    if matches!(
+    // A key the catalog does not know as a column: if Postgres refuses it too, PGRST204.
+    let unknown_key = if matches!(
         request.spec.method,
         Method::Insert | Method::Upsert | Method::Update
     ) {
-        check_payload_columns(target, &request.spec).await?;
-    }
+        unknown_payload_key(target, &request.spec).await?
+    } else {
+        None
+    };
     let request = &*request;
+    match (respond(target, request).await, unknown_key) {
+        (Err(err), Some(key))
+            if err.code() == "42703" && err.to_string().contains(&format!("\"{key}\"")) =>
+        {
+            Err(status_error(
+                "PGRST204",
+                format!(
+                    "Could not find the '{key}' column of '{}' in the schema cache",
+                    request.spec.table
+                ),
+            ))
+        }
+        (result, _) => result,
+    }
+}
+
+/// Runs a request whose select and lookups are settled.
+async fn respond(target: &Target<'_>, request: &RestRequest) -> Result<Answer, PoolError> {
     if let Accept::Plan(plan) = request.accept {
         return explain(target, request, plan).await;
     }
@@ -558,51 +579,29 @@ async fn catalog_afresh(target: &Target<'_>) -> Result<std::sync::Arc<schema::Ca
     Ok(target.pool().remember_catalog(catalog))
 }
 
-/// A key of the values to write that is no column of the relation is `PGRST204`, as PostgREST
-/// answers it from its schema cache. A column added since the catalog was read is not refused:
-/// the catalog is read afresh once before a key is called missing.
-async fn check_payload_columns(
+/// A key of the values to write that the catalog does not know as a column of the relation.
+/// The statement still runs: a column added since the catalog was read is found by Postgres,
+/// and one that is not there is refused by it too (42703), which the caller turns into
+/// PostgREST's `PGRST204`. No catalog query is spent on a key it does not know.
+async fn unknown_payload_key(
     target: &Target<'_>,
     spec: &super::builder::RequestSpec,
-) -> Result<(), PoolError> {
-    let keys: Vec<&String> = match &spec.values {
-        Some(serde_json::Value::Object(row)) => row.keys().collect(),
-        Some(serde_json::Value::Array(rows)) => {
-            let mut keys: Vec<&String> = Vec::new();
-            for key in rows
-                .iter()
-                .filter_map(|r| r.as_object())
-                .flat_map(|r| r.keys())
-            {
-                if !keys.contains(&key) {
-                    keys.push(key);
-                }
-            }
-            keys
-        }
-        _ => return Ok(()),
+) -> Result<Option<String>, PoolError> {
+    let rows: Vec<&serde_json::Map<String, serde_json::Value>> = match &spec.values {
+        Some(serde_json::Value::Object(row)) => vec![row],
+        Some(serde_json::Value::Array(rows)) => rows.iter().filter_map(|r| r.as_object()).collect(),
+        _ => return Ok(None),
     };
+    let catalog = catalog(target).await?;
     let schema = spec.schema.as_deref().unwrap_or("public");
-    let missing = |catalog: &schema::Catalog| {
-        catalog.columns_of(schema, &spec.table).and_then(|columns| {
-            keys.iter()
-                .find(|key| !columns.iter().any(|c| c == **key))
-                .map(|key| key.to_string())
-        })
+    let Some(columns) = catalog.columns_of(schema, &spec.table) else {
+        return Ok(None);
     };
-    if missing(&*catalog(target).await?).is_none() {
-        return Ok(());
-    }
-    match missing(&*catalog_afresh(target).await?) {
-        None => Ok(()),
-        Some(key) => Err(status_error(
-            "PGRST204",
-            format!(
-                "Could not find the '{key}' column of '{}' in the schema cache",
-                spec.table
-            ),
-        )),
-    }
+    Ok(rows
+        .iter()
+        .flat_map(|row| row.keys())
+        .find(|key| !columns.iter().any(|c| c == *key))
+        .cloned())
 }
 
 /// How many values a mutation's own statement binds (its RETURNING list binds none).
