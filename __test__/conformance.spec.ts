@@ -254,6 +254,24 @@ describe('aggregates, JSON paths, computed fields, more relationships', () => {
     expect(typeof planned.count).toBe('number')
   })
 
+  test('a spread takes embedded resources and spreads in turn, as PostgREST has them', async () => {
+    expect(await admin.from('messages').select('id, ...channels(slug, channel_details(details))').order('id')).toEqual(ok([
+      { id: 1, slug: 'public', channel_details: { details: 'Details for public channel' } },
+      { id: 2, slug: 'random', channel_details: { details: 'Details for random channel' } },
+    ]))
+    expect(await admin.from('messages').select('id, ...channels(slug, ...channel_details(details))').order('id')).toEqual(ok([
+      { id: 1, slug: 'public', details: 'Details for public channel' },
+      { id: 2, slug: 'random', details: 'Details for random channel' },
+    ]))
+    // Each keeps its own filters; a to-many resource inside a to-one spread is a list.
+    expect(await admin.from('messages').select('id, ...channels(slug, channel_details(details))').eq('channels.channel_details.id', 2).order('id'))
+      .toEqual(ok([{ id: 1, slug: 'public', channel_details: null }, { id: 2, slug: 'random', channel_details: { details: 'Details for random channel' } }]))
+    expect(await admin.from('messages').select('id, ...users(username, messages(id))').eq('id', 1)).toEqual(
+      ok([{ id: 1, username: 'supabot', messages: [{ id: 1 }, { id: 2 }] }]))
+    expect(await admin.from('messages').select('count(), ...channels(slug, channel_details(details))')).toMatchObject(
+      { data: null, status: 400, error: { code: 'PGRST100' } })
+  })
+
   test('a computed field filters and orders as a column does', async () => {
     expect(await admin.from('messages').select('id').eq('blurb_message', 'Per')).toEqual(ok([{ id: 2 }]))
     expect(await admin.from('messages').select('id').order('blurb_message', { ascending: false })).toEqual(ok([{ id: 2 }, { id: 1 }]))

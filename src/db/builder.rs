@@ -298,6 +298,8 @@ pub enum Output {
     Aggregate,
     /// `*` of the level's own relation.
     Star,
+    /// The columns of resources embedded in a spread, not named at this level.
+    SpreadEmbeds,
 }
 
 impl Output {
@@ -325,6 +327,12 @@ pub fn group_by(outputs: &[Output]) -> Result<String, PoolError> {
                 return Err(request_error(
                     "an aggregate beside '*': name the columns to group by",
                     None,
+                ))
+            }
+            Output::SpreadEmbeds => {
+                return Err(request_error(
+                    "an aggregate beside resources embedded in a spread is not answered",
+                    Some("select the aggregate in a request of its own".into()),
                 ))
             }
         }

@@ -18,14 +18,14 @@ use super::schema::{Catalog, ForeignKey};
 use crate::error::{DatabaseErrorFields, PoolError};
 
 /// One item of a select list.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Item {
     /// A column item as `builder::select_list` takes it (`*`, `a:b::text`).
     Column(String),
     Embed(Embed),
 }
 
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Embed {
     pub alias: Option<String>,
     pub relation: String,
@@ -510,16 +510,49 @@ pub fn render(
                         quote(&lateral)?,
                         alias_q = quote(&alias)?,
                     ));
+                    // Resources embedded in the spread (or spread in it in turn) are rendered
+                    // over the same related row in a lateral of their own, whose columns all
+                    // join the parent's list.
+                    let nested: Vec<Item> = embed
+                        .items
+                        .iter()
+                        .filter(|i| matches!(i, Item::Embed(_)))
+                        .cloned()
+                        .collect();
+                    let nested_lateral = format!("pgrst_x{depth}_{index}");
                     for spread_item in &embed.items {
-                        let Item::Column(column) = spread_item else {
-                            return Err(request_error(
-                                "a spread embeds columns and aggregates (no nested resources yet)",
-                                None,
-                            ));
-                        };
-                        let rendered = column_item_in(column, Source::Row(&row))?;
-                        outputs.push(Output::of(&rendered));
-                        list.push(rendered.sql);
+                        match spread_item {
+                            Item::Column(column) => {
+                                let rendered = column_item_in(column, Source::Row(&row))?;
+                                outputs.push(Output::of(&rendered));
+                                list.push(rendered.sql);
+                            }
+                            Item::Embed(_)
+                                if std::ptr::eq(spread_item, first_embed(&embed.items)) =>
+                            {
+                                list.push(format!("{}.*", quote(&nested_lateral)?));
+                                // Its columns are not named here: an aggregate beside them
+                                // has nothing to group by.
+                                outputs.push(Output::SpreadEmbeds);
+                            }
+                            Item::Embed(_) => {}
+                        }
+                    }
+                    if !nested.is_empty() {
+                        let sub = render(scope, &nested, &here, target, &alias, depth + 1)?;
+                        let mut nested_conditions = conditions.clone();
+                        nested_conditions.extend(sub.inner_conditions);
+                        joins.push_str(&format!(
+                            " LEFT JOIN LATERAL (SELECT {} FROM {}.{} AS {}{} WHERE {}{} LIMIT 1) AS {} ON true",
+                            sub.list,
+                            quote(schema)?,
+                            quote(target)?,
+                            quote(&alias)?,
+                            sub.joins,
+                            nested_conditions.join(" AND "),
+                            sub.group_by,
+                            quote(&nested_lateral)?,
+                        ));
                     }
                     if embed.inner {
                         inner_conditions.push(format!("{row} IS NOT NULL"));
@@ -637,6 +670,14 @@ pub fn order_by_related(
         quote(alias)?,
         join.join(" AND ")
     ))
+}
+
+/// The first embedded resource among a spread's items (the place its lateral's columns take).
+fn first_embed(items: &[Item]) -> &Item {
+    items
+        .iter()
+        .find(|i| matches!(i, Item::Embed(_)))
+        .expect("called for a spread with an embedded resource")
 }
 
 /// What needs a to-one resource (a spread, a related order) asked of a to-many one.
