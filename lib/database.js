@@ -174,12 +174,12 @@ class DatabaseClient extends BuilderEntry {
     return runTransaction(this, fn, options)
   }
 
-  /** How the builder's fetch sends a request: its JSON in, the native reply object out. */
+  /** How the builder's fetch sends a request: its wire form in, the native reply object out. */
   _runner() {
-    const run = (requestJson) => {
+    const run = (request) => {
       if (this._pendingToken !== null) {
         return this._verifyPending().then(
-          () => run(requestJson),
+          () => run(request),
           (err) => errorReply(401, 'PGRST301', err.message),
         )
       }
@@ -190,9 +190,9 @@ class DatabaseClient extends BuilderEntry {
       } catch (err) {
         return Promise.reject(err)
       }
-      if (context === null) return submissions.request(requestJson, false)
+      if (context === null) return submissions.request(request, false)
       if (expiredToken(context)) return Promise.resolve(errorReply(401, 'PGRST303', 'JWT expired'))
-      return submissions.request(requestJson, context.anonymous, context.role, context.claims)
+      return submissions.request(request, context.anonymous, context.role, context.claims)
     }
     return run
   }
@@ -220,9 +220,9 @@ class TransactionClient extends BuilderEntry {
   }
 
   _runner() {
-    return (requestJson) => {
+    return (request) => {
       if (this._ended) return Promise.reject(transactionEnded())
-      return this._submissions.requestIn(this._tx, requestJson, this._anonymous)
+      return this._submissions.requestIn(this._tx, request, this._anonymous)
     }
   }
 }

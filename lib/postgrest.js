@@ -63,7 +63,7 @@ function abortError(signal) {
 }
 
 /**
- * A fetch for postgrest-js over `send(requestJson)`, which resolves to the native reply.
+ * A fetch for postgrest-js over `send(request)`, which resolves to the native reply.
  * An abort signal settles the caller's promise at once (as fetch does); the statement, already
  * with the pool, still completes there and its reply is dropped.
  */
@@ -73,14 +73,14 @@ function nativeFetch(send) {
     if (signal?.aborted) return Promise.reject(abortError(signal))
     const url = typeof input === 'string' ? input : String(input.url ?? input)
     const headers = init.headers ?? {}
-    const request = JSON.stringify({
-      method: init.method ?? 'GET',
-      url: url.startsWith(BASE_URL) ? url.slice(BASE_URL.length) : url,
-      prefer: headers.prefer ?? headers.Prefer ?? null,
-      accept: headers.accept ?? headers.Accept ?? null,
-      profile: headers['accept-profile'] ?? headers['content-profile'] ?? null,
-      body: typeof init.body === 'string' ? init.body : null,
-    })
+    // The wire form src/db/rest/parse.rs reads: five fields, each ended by a newline, then the
+    // body. Only the body can hold a newline (the URL is percent-encoded, and `Headers`
+    // refuses one in a value); text rather than JSON, so the body is not escaped twice.
+    const request =
+      `${init.method ?? 'GET'}\n${url.startsWith(BASE_URL) ? url.slice(BASE_URL.length) : url}\n` +
+      `${headers.prefer ?? headers.Prefer ?? ''}\n${headers.accept ?? headers.Accept ?? ''}\n` +
+      `${headers['accept-profile'] ?? headers['content-profile'] ?? ''}\n` +
+      `${typeof init.body === 'string' ? init.body : ''}`
     const replied = send(request).then(toResponse)
     if (!signal) return replied
     return new Promise((resolve, reject) => {

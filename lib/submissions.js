@@ -29,8 +29,8 @@ class Submissions {
   }
 
   /** Resolves to a builder request's reply object ({ status, range, body }: lib/postgrest.js). */
-  request(specJson, anonymous, role, claims) {
-    return this._submit((id) => this._native.submitRequest(id, specJson, anonymous, role, claims))
+  request(request, anonymous, role, claims) {
+    return this._submit((id) => this._native.submitRequest(id, request, anonymous, role, claims))
   }
 
   /**
@@ -50,8 +50,8 @@ class Submissions {
     return this._submit((id) => this._native.submitInTransaction(id, tx, sql, params, toJsonStyle))
   }
 
-  requestIn(tx, specJson, anonymous) {
-    return this._submit((id) => this._native.submitRequestInTransaction(id, tx, specJson, anonymous))
+  requestIn(tx, request, anonymous) {
+    return this._submit((id) => this._native.submitRequestInTransaction(id, tx, request, anonymous))
   }
 
   /** Commits (or rolls back) a transaction; resolves to `{ ok: true }` or `{ error }`. */

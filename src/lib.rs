@@ -4,6 +4,9 @@
 //! they call is plain Rust with its own unit tests.
 #![deny(clippy::all)]
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod crossing;
 pub mod db;
 pub mod error;

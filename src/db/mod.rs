@@ -202,19 +202,20 @@ impl NativeDatabasePool {
         self.queue(id, work, role_context(role, claims))
     }
 
-    /// Queues one query-builder request (JSON text, see `builder::RequestSpec`); its reply (rows,
-    /// count and PostgREST status, or the error and its status) arrives through `drain()`.
+    /// Queues one query-builder request (the fetch adapter's wire form, see
+    /// `rest::parse::ApiRequest`); its reply (rows, count and PostgREST status, or the error and
+    /// its status) arrives through `drain()`.
     #[napi(catch_unwind)]
     pub fn submit_request(
         &self,
         id: u32,
-        spec_json: String,
+        request: String,
         anonymous: Option<bool>,
         role: Option<String>,
         claims: Option<String>,
     ) -> napi::Result<(), String> {
         let work = submit::Work::Request {
-            spec_json,
+            request,
             anonymous: anonymous.unwrap_or(false),
         };
         self.queue(id, work, role_context(role, claims))
@@ -273,12 +274,12 @@ impl NativeDatabasePool {
         &self,
         id: u32,
         tx: u32,
-        spec_json: String,
+        request: String,
         anonymous: Option<bool>,
     ) -> napi::Result<(), String> {
         let work = submit::Work::TxRequest {
             tx,
-            spec_json,
+            request,
             anonymous: anonymous.unwrap_or(false),
         };
         self.queue(id, work, None)

@@ -34,8 +34,8 @@ pub enum Work {
         params: Vec<Param>,
         style: ValueStyle,
     },
-    /// A query-builder request (JSON text, see `builder::RequestSpec`).
-    Request { spec_json: String, anonymous: bool },
+    /// A query-builder request in the fetch adapter's wire form (`rest::parse::ApiRequest`).
+    Request { request: String, anonymous: bool },
     /// Begins a transaction known from then on by this submission's id.
     Begin { options: TxOptions },
     /// A statement inside transaction `tx`.
@@ -48,7 +48,7 @@ pub enum Work {
     /// A query-builder request inside transaction `tx`.
     TxRequest {
         tx: u32,
-        spec_json: String,
+        request: String,
         anonymous: bool,
     },
     /// Commits or rolls back transaction `tx`.
@@ -177,19 +177,18 @@ impl Dispatcher {
     async fn execute_request(&self, submission: &Submission) -> Result<RestReply, PoolError> {
         let pool = &self.pool;
         match &submission.work {
-            Work::Request {
-                spec_json,
-                anonymous,
-            } => Ok(rest::run(pool, spec_json, submission.role.as_ref(), *anonymous).await),
+            Work::Request { request, anonymous } => {
+                Ok(rest::run(pool, request, submission.role.as_ref(), *anonymous).await)
+            }
             Work::TxRequest {
                 tx,
-                spec_json,
+                request,
                 anonymous,
             } => {
                 let open = self.transaction(*tx)?;
                 let guard = open.lock().await;
                 let tx = guard.as_ref().ok_or_else(ended)?;
-                Ok(rest::run_in(pool, tx, spec_json, *anonymous).await)
+                Ok(rest::run_in(pool, tx, request, *anonymous).await)
             }
             _ => Err(PoolError::Internal("not a builder request".into())),
         }

@@ -6,7 +6,6 @@
 //! `on_conflict`, `columns`; `or`/`and` (optionally `not.`-prefixed) groups; and every other
 //! parameter `column=operator.value`, parsed by `filters`.
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::super::builder::{
@@ -17,21 +16,44 @@ use super::prefer::{Accept, Prefer};
 use crate::error::{DatabaseErrorFields, PoolError};
 
 /// The request as the JS fetch adapter hands it over.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct ApiRequest {
     pub method: String,
     /// Path and query string, e.g. `/users?select=id&id=eq.1`.
     pub url: String,
-    #[serde(default)]
     pub prefer: Option<String>,
-    #[serde(default)]
     pub accept: Option<String>,
     /// `Accept-Profile` (reads) or `Content-Profile` (writes).
-    #[serde(default)]
     pub profile: Option<String>,
     /// The JSON body text, if any.
-    #[serde(default)]
     pub body: Option<String>,
+}
+
+impl ApiRequest {
+    /// Reads the adapter's wire form (`lib/postgrest.js`): method, path and query, `Prefer`,
+    /// `Accept` and profile, each ended by a newline, then the body; an empty field is absent.
+    /// No field but the body can hold a newline: the URL is percent-encoded and `Headers`
+    /// refuses one in a value. Plain text rather than JSON, so a body is not escaped into an
+    /// envelope and unescaped out of it again.
+    pub fn from_wire(wire: &str) -> Result<ApiRequest, PoolError> {
+        let mut fields = wire.splitn(6, '\n');
+        let mut next = || fields.next().map(str::to_string).filter(|f| !f.is_empty());
+        let (method, url) = (next(), next());
+        let (prefer, accept, profile, body) = (next(), next(), next(), next());
+        match (method, url) {
+            (Some(method), Some(url)) => Ok(ApiRequest {
+                method,
+                url,
+                prefer,
+                accept,
+                profile,
+                body,
+            }),
+            _ => Err(PoolError::Internal(
+                "malformed request from the fetch adapter".into(),
+            )),
+        }
+    }
 }
 
 /// A request read and checked, ready to be built into SQL.
@@ -334,6 +356,24 @@ mod tests {
             accept: None,
             profile: None,
             body: None,
+        }
+    }
+
+    #[test]
+    fn reads_the_wire_form() {
+        let body = "[{\"note\":\"two\\nlines\"},\n{\"note\":\"x\"}]";
+        let wire = format!("POST\n/t?columns=note\nreturn=representation\n\napi\n{body}");
+        let request = ApiRequest::from_wire(&wire).unwrap();
+        assert_eq!(request.method, "POST");
+        assert_eq!(request.url, "/t?columns=note");
+        assert_eq!(request.prefer.as_deref(), Some("return=representation"));
+        assert_eq!(request.accept, None);
+        assert_eq!(request.profile.as_deref(), Some("api"));
+        assert_eq!(request.body.as_deref(), Some(body));
+        let get = ApiRequest::from_wire("GET\n/t\n\n\n\n").unwrap();
+        assert_eq!((get.prefer, get.body), (None, None));
+        for malformed in ["", "GET", "GET\n", "\n/t\n\n\n\n"] {
+            assert_eq!(ApiRequest::from_wire(malformed).unwrap_err().code(), "INTERNAL");
         }
     }
 
