@@ -254,6 +254,21 @@ describe('aggregates, JSON paths, computed fields, more relationships', () => {
     expect(typeof planned.count).toBe('number')
   })
 
+  test('a resource embedded below the top level is tested for null inside its parent resource', async () => {
+    // supabot's message 1 is in the public channel, message 2 in random.
+    const nested = () =>
+      admin.from('users').select('username, messages(id, channels(slug))').eq('messages.channels.slug', 'public').eq('username', 'supabot')
+    expect(await nested().not('messages.channels', 'is', null)).toEqual(
+      ok([{ username: 'supabot', messages: [{ id: 1, channels: { slug: 'public' } }] }]))
+    expect(await nested().is('messages.channels', null)).toEqual(
+      ok([{ username: 'supabot', messages: [{ id: 2, channels: null }] }]))
+    expect(await nested().or('channels.is.null,id.eq.1', { referencedTable: 'messages' }).order('id', { referencedTable: 'messages' })).toEqual(
+      ok([{ username: 'supabot', messages: [{ id: 1, channels: { slug: 'public' } }, { id: 2, channels: null }] }]))
+    // With !inner on the middle resource, the parent goes when no message is left.
+    expect(await admin.from('users').select('username, messages!inner(id, channels(slug))').eq('messages.channels.slug', 'nowhere')
+      .not('messages.channels', 'is', null)).toEqual(ok([]))
+  })
+
   test('a spread takes embedded resources and spreads in turn, as PostgREST has them', async () => {
     expect(await admin.from('messages').select('id, ...channels(slug, channel_details(details))').order('id')).toEqual(ok([
       { id: 1, slug: 'public', channel_details: { details: 'Details for public channel' } },

@@ -373,7 +373,10 @@ mod tests {
         let get = ApiRequest::from_wire("GET\n/t\n\n\n\n").unwrap();
         assert_eq!((get.prefer, get.body), (None, None));
         for malformed in ["", "GET", "GET\n", "\n/t\n\n\n\n"] {
-            assert_eq!(ApiRequest::from_wire(malformed).unwrap_err().code(), "INTERNAL");
+            assert_eq!(
+                ApiRequest::from_wire(malformed).unwrap_err().code(),
+                "INTERNAL"
+            );
         }
     }
 

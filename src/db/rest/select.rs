@@ -562,11 +562,14 @@ pub fn render(
                 let sub = render(scope, &embed.items, &here, target, &alias, depth + 1)?;
                 let mut conditions = join;
                 conditions.extend(sub.inner_conditions);
+                // Its own embedded resources can be tested for null too
+                // (`projects.tasks=not.is.null`), as at the top level.
                 for condition in conditions_of(&query.filters)? {
-                    conditions.push(filters::render_in(
+                    conditions.push(filters::render_with(
                         &condition,
                         scope.params,
                         Some(&alias_q),
+                        &sub.existence,
                     )?);
                 }
                 let from = format!(
