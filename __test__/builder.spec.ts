@@ -136,6 +136,15 @@ describe('mutations', () => {
     expect(lone.data).toEqual({ qty: 0 })
   })
 
+  test('a body reaches Rust whole: newlines, quotes, backslashes and non-ASCII text in values and JSON keys', async () => {
+    // The fetch adapter's wire form ends its header fields with newlines; the body is the rest.
+    const sku = 'line 1\nline 2\r\n\t"quoted" \\ back\\slash ✓ 日本'
+    const info = { 'key\nwith newline': ['\n', '"', '\\'], ünïcode: 'ok' }
+    const inserted = await supabaseAdmin.from(table).insert({ sku, info }).select('sku, info').single()
+    expect(inserted).toMatchObject({ error: null, status: 201, data: { sku, info } })
+    expect((await supabaseAdmin.from(table).select('sku').eq('sku', sku)).data).toEqual([{ sku }])
+  })
+
   test('update returns 204, or 200 with the updated rows', async () => {
     await supabaseAdmin.from(table).insert([{ sku: 'a', qty: 1 }, { sku: 'b', qty: 2 }])
     const plain = await supabaseAdmin.from(table).update({ qty: 5 }).eq('sku', 'a')
