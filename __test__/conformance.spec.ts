@@ -109,6 +109,18 @@ describe('filters', () => {
       ok([{ username: 'supabot' }, { username: 'kiwicopple' }])],
     ['not or', () => admin.from('users').select('username').not('username', 'in', '(supabot,kiwicopple)'),
       ok([{ username: 'awailas' }, { username: 'dragarcia' }])],
+    // PostgREST's own spec (AndOrParamsSpec, QuerySpec): an array literal inside or() keeps its
+    // commas, groups may hold spaces, `is.not_null`, quotes inside an in() list.
+    ['or with array literals', () => admin.from('cornercase').select('id').or('array_column.cs.{test,one},array_column.cd.{x}'),
+      ok([{ id: 1 }])],
+    ['or with spaces around groups', () => admin.from('users').select('username')
+      .or(' and ( status.eq.ONLINE , username.in.( supabot, awailas ) ) , username.eq.kiwicopple ').order('username'),
+    ok([{ username: 'awailas' }, { username: 'kiwicopple' }, { username: 'supabot' }])],
+    ['is not_null', () => admin.from('users').select('username').filter('data', 'is', 'not_null'), ok([])],
+    ['not is NoT_NuLl', () => admin.from('users').select('username').not('data', 'is', 'NoT_NuLl').order('username').limit(1),
+      ok([{ username: 'awailas' }])],
+    ['in() with stray quotes and an empty item', () => admin.from('users').select('username').filter('username', 'in', '(",Double"Quote",,supabot)'),
+      ok([{ username: 'supabot' }])],
   ]
   test.each(cases)('%s', async (_name, run, expected) => {
     expect(await run()).toEqual(expected)
@@ -252,6 +264,43 @@ describe('aggregates, JSON paths, computed fields, more relationships', () => {
     const planned = await admin.from('users').select('username, messages(id)', { count: 'planned', head: true }).is('messages', null)
     expect(planned).toMatchObject({ data: null, error: null })
     expect(typeof planned.count).toBe('number')
+  })
+
+  test('a filter, order or limit on a resource the select does not embed is PGRST108, as PostgREST answers it', async () => {
+    expect(await admin.from('users').select('*').eq('messages.id', 1)).toMatchObject({
+      status: 400,
+      error: { code: 'PGRST108', message: "'messages' is not an embedded resource in this request",
+        hint: "Verify that 'messages' is included in the 'select' query parameter." },
+    })
+    expect(await admin.from('users').select('username, messages(id, channels(slug))').eq('messages.channel.slug', 'x')).toMatchObject({
+      status: 400, error: { code: 'PGRST108', message: "'channel' is not an embedded resource in this request" },
+    })
+    // An aliased resource is named by its alias only.
+    expect(await admin.from('users').select('username, posts:messages(id)').order('id', { referencedTable: 'messages' })).toMatchObject({
+      status: 400,
+      error: { code: 'PGRST108', details: 'Target names are not allowed in filters if they have an alias',
+        hint: "Change 'messages' to 'posts' in filters, orders or limits." },
+    })
+    expect(await admin.from('users').select('username, posts:messages(id)').eq('username', 'supabot').order('id', { referencedTable: 'posts', ascending: false }))
+      .toEqual(ok([{ username: 'supabot', posts: [{ id: 2 }, { id: 1 }] }]))
+  })
+
+  test('a resource with nothing selected below it only filters and stays out of the answer', async () => {
+    expect(await admin.from('users').select('username, messages(channels())').eq('username', 'supabot')).toEqual(ok([{ username: 'supabot' }]))
+    expect(await admin.from('users').select('username, messages!inner(channels!inner())').eq('messages.channels.slug', 'random'))
+      .toEqual(ok([{ username: 'supabot' }]))
+  })
+
+  test('a JSON path is named after its last key that is no array index', async () => {
+    await admin.query(`update users set data = '{"a": [{"b": 7}], "c": [1, 2]}' where username = 'dragarcia'`)
+    try {
+      expect(await admin.from('users').select('data->c->>0, data->a->0->b').eq('username', 'dragarcia'))
+        .toEqual(ok([{ c: '1', b: 7 }]))
+      expect(await admin.from('users').select('data->>0, data->a->>0').eq('username', 'dragarcia'))
+        .toEqual(ok([{ data: null, a: '{"b": 7}' }]))
+    } finally {
+      await admin.query(`update users set data = null where username = 'dragarcia'`)
+    }
   })
 
   test('a resource embedded below the top level is tested for null inside its parent resource', async () => {

@@ -448,7 +448,11 @@ fn field_sql_in(field: &str, source: Source<'_>) -> Result<(String, String, bool
     if let Some(path) = path {
         let (sql_path, last) = json_path(path)?;
         sql = format!("{sql}{sql_path}");
-        name = last;
+        // Named after its last key that is no array index, else the column (`data->>0` is
+        // `data`, `data->0->a->>2` is `a`), as PostgREST names it.
+        if let Some(last) = last {
+            name = last;
+        }
     }
     let renamed = cast.is_some() || path.is_some();
     if let Some(cast) = cast {
@@ -463,10 +467,10 @@ fn field_sql_in(field: &str, source: Source<'_>) -> Result<(String, String, bool
 }
 
 /// `->a->>b`, `->0`: the JSON operators with each key a literal (an integer is an array
-/// index, as in PostgREST), and the last key.
-pub(crate) fn json_path(path: &str) -> Result<(String, String), PoolError> {
+/// index, as in PostgREST), and the last key that is no index.
+pub(crate) fn json_path(path: &str) -> Result<(String, Option<String>), PoolError> {
     let mut sql = String::new();
-    let mut last = String::new();
+    let mut last = None;
     let mut rest = path;
     while !rest.is_empty() {
         let (operator, after) = if let Some(after) = rest.strip_prefix("->>") {
@@ -490,8 +494,8 @@ pub(crate) fn json_path(path: &str) -> Result<(String, String), PoolError> {
             let literal = super::ident::quote_literal(key)
                 .ok_or_else(|| request_error("a JSON key cannot hold a NUL character", None))?;
             sql.push_str(&format!("{operator}{literal}"));
+            last = Some(key.to_string());
         }
-        last = key.to_string();
         rest = &after[end..];
     }
     Ok((sql, last))
@@ -1114,6 +1118,16 @@ mod tests {
             built.params,
             vec![Param::Text("3".into()), Param::Text("a".into())]
         );
+    }
+
+    #[test]
+    fn a_json_path_is_named_after_its_last_key_that_is_no_index() {
+        let name = |item: &str| column_item(item).unwrap().name;
+        assert_eq!(name("data->a->>b"), "b");
+        assert_eq!(name("data->>0::int"), "data");
+        assert_eq!(name("data->0->a->>2"), "a");
+        assert_eq!(name("data->c->0->d->>4::int"), "d");
+        assert_eq!(name("alias:data->>0"), "alias");
     }
 
     #[test]

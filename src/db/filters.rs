@@ -160,6 +160,8 @@ impl Operator {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IsValue {
     Null,
+    /// `is.not_null` (PostgREST 12+): `IS NOT NULL`.
+    NotNull,
     True,
     False,
     Unknown,
@@ -208,11 +210,12 @@ pub fn json_param(value: &Value) -> Param {
 fn is_value(text: &str) -> Result<IsValue, PoolError> {
     match text.to_ascii_lowercase().as_str() {
         "null" => Ok(IsValue::Null),
+        "not_null" => Ok(IsValue::NotNull),
         "true" => Ok(IsValue::True),
         "false" => Ok(IsValue::False),
         "unknown" => Ok(IsValue::Unknown),
         _ => Err(request_error(
-            format!("'{text}' is not a value for is (null, true, false or unknown)"),
+            format!("'{text}' is not a value for is (null, not_null, true, false or unknown)"),
             None,
         )),
     }
@@ -360,17 +363,17 @@ pub fn parse_logic(expression: &str, any: bool, negate: bool) -> Result<Conditio
 
 fn parse_item(item: &str) -> Result<Condition, PoolError> {
     let item = item.trim();
+    // `and(...)`, `or(...)`, `not.and(...)`; spaces may stand before the parenthesis.
     let (negate, body) = match item.strip_prefix("not.") {
-        Some(rest) if rest.starts_with("and(") || rest.starts_with("or(") => (true, rest),
+        Some(rest) if logic_group(rest).is_some() => (true, rest),
         _ => (false, item),
     };
-    for (prefix, any) in [("and(", false), ("or(", true)] {
-        if let Some(inner) = body.strip_prefix(prefix) {
-            let inner = inner.strip_suffix(')').ok_or_else(|| {
-                request_error(format!("unbalanced parentheses in '{item}'"), None)
-            })?;
-            return parse_logic(inner, any, negate);
-        }
+    if let Some((any, inner)) = logic_group(body) {
+        let inner = inner
+            .trim_end()
+            .strip_suffix(')')
+            .ok_or_else(|| request_error(format!("unbalanced parentheses in '{item}'"), None))?;
+        return parse_logic(inner, any, negate);
     }
     let (column, rest) = item.split_once('.').ok_or_else(|| {
         request_error(
@@ -381,15 +384,32 @@ fn parse_item(item: &str) -> Result<Condition, PoolError> {
     from_text(unquote(column)?.as_str(), rest)
 }
 
-/// Splits on commas outside parentheses and double quotes.
+/// `and(…` or `or (…`: whether it is `or`, and the text after the parenthesis.
+fn logic_group(text: &str) -> Option<(bool, &str)> {
+    [("and", false), ("or", true)]
+        .into_iter()
+        .find_map(|(word, any)| {
+            let inner = text.strip_prefix(word)?.trim_start().strip_prefix('(')?;
+            Some((any, inner))
+        })
+}
+
+/// Splits on commas outside parentheses, double quotes and array literals (`cs.{1,2}`: a
+/// brace opens one where a value begins, after a dot, as in PostgREST's grammar).
 pub(crate) fn split_top_level(text: &str) -> Result<Vec<&str>, PoolError> {
     let mut parts = Vec::new();
     let (mut depth, mut quoted, mut escaped, mut start) = (0i32, false, false, 0);
+    let mut braces = 0u32;
+    let mut previous = '\0';
     for (i, ch) in text.char_indices() {
+        let before = std::mem::replace(&mut previous, ch);
         match ch {
             _ if escaped => escaped = false,
             '\\' if quoted => escaped = true,
             '"' => quoted = !quoted,
+            '{' if !quoted && (before == '.' || braces > 0) => braces += 1,
+            '}' if !quoted && braces > 0 => braces -= 1,
+            _ if braces > 0 => {}
             '(' if !quoted => depth += 1,
             ')' if !quoted => {
                 depth -= 1;
@@ -446,10 +466,60 @@ fn parse_list(text: &str) -> Result<Vec<String>, PoolError> {
         .strip_prefix('(')
         .and_then(|t| t.strip_suffix(')'))
         .ok_or_else(|| request_error(format!("'{text}' is not a list like (1,2,3)"), None))?;
-    split_top_level(inner)?
-        .into_iter()
-        .map(|item| unquote(item.trim()))
-        .collect()
+    Ok(list_items(inner))
+}
+
+/// The items of an `in.(…)` list as PostgREST reads them: an item is a quoted value (`"a,b"`,
+/// with `\\` escapes) when its closing quote ends it, otherwise the text up to the next comma,
+/// quotes and all (`in.(")`, `in.(Double"Quote"McGraw")`). An empty item is an empty string
+/// (`in.(,a)`); an empty list has none.
+fn list_items(inner: &str) -> Vec<String> {
+    if inner.trim().is_empty() {
+        return Vec::new();
+    }
+    let mut items = Vec::new();
+    let mut rest = inner;
+    loop {
+        let trimmed = rest.trim_start();
+        if let Some((value, after)) = quoted_item(trimmed) {
+            let after = after.trim_start();
+            if after.is_empty() || after.starts_with(',') {
+                items.push(value);
+                match after.strip_prefix(',') {
+                    Some(next) => {
+                        rest = next;
+                        continue;
+                    }
+                    None => return items,
+                }
+            }
+        }
+        match rest.split_once(',') {
+            Some((item, next)) => {
+                items.push(item.trim().to_string());
+                rest = next;
+            }
+            None => {
+                items.push(rest.trim().to_string());
+                return items;
+            }
+        }
+    }
+}
+
+/// A quoted value at the start of `text`: its content and what follows the closing quote.
+fn quoted_item(text: &str) -> Option<(String, &str)> {
+    let inner = text.strip_prefix('"')?;
+    let mut value = String::new();
+    let mut chars = inner.char_indices();
+    while let Some((i, ch)) = chars.next() {
+        match ch {
+            '\\' => value.push(chars.next()?.1),
+            '"' => return Some((value, &inner[i + 1..])),
+            _ => value.push(ch),
+        }
+    }
+    None
 }
 
 /// Renders a condition, appending its values to `params` (placeholders continue from their count).
@@ -478,12 +548,13 @@ pub fn render_with(
 ) -> Result<String, PoolError> {
     if let Condition::Is {
         column,
-        value: IsValue::Null,
+        value: value @ (IsValue::Null | IsValue::NotNull),
         negate,
     } = condition
     {
         if let Some((_, exists)) = existence.iter().find(|(name, _)| name == column) {
-            return Ok(if *negate {
+            // `is.null` has no related rows, `is.not_null` (or `not.is.null`) has some.
+            return Ok(if *negate == (*value == IsValue::Null) {
                 exists.clone()
             } else {
                 format!("NOT {exists}")
@@ -520,6 +591,7 @@ pub fn render_with(
         } => {
             let keyword = match value {
                 IsValue::Null => "NULL",
+                IsValue::NotNull => "NOT NULL",
                 IsValue::True => "TRUE",
                 IsValue::False => "FALSE",
                 IsValue::Unknown => "UNKNOWN",
@@ -644,6 +716,58 @@ mod tests {
         );
         let negated = parse_logic("not.or(a.is.null,b.is.true)", false, false).unwrap();
         assert_eq!(sql(&negated).0, "(NOT ((\"a\" IS NULL OR \"b\" IS TRUE)))");
+    }
+
+    #[test]
+    fn logic_trees_as_postgrest_reads_them() {
+        // An array literal keeps its commas; a group may have spaces before its parenthesis.
+        let tree = parse_logic(
+            "arr.cs.{1,2,3},arr.not.cd.{1},tags.ov.{\"a,b\",c}",
+            true,
+            false,
+        )
+        .unwrap();
+        let (text, params) = sql(&tree);
+        assert_eq!(
+            text,
+            "(\"arr\" @> $1 OR NOT (\"arr\" <@ $2) OR \"tags\" && $3)"
+        );
+        assert_eq!(params.len(), 3);
+        let spaced = parse_logic(
+            " and ( id.in.(1,2,3) , id.eq.3 ) , or ( id.eq.2 , id.eq.3 ) ",
+            false,
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            sql(&spaced).0,
+            "((\"id\" = ANY($1) AND \"id\" = $2) AND (\"id\" = $3 OR \"id\" = $4))"
+        );
+        // A brace elsewhere than at a value's start is text (a LIKE pattern).
+        let pattern = parse_logic("name.like.*{*,id.eq.1", true, false).unwrap();
+        assert_eq!(sql(&pattern).0, "(\"name\" LIKE $1 OR \"id\" = $2)");
+    }
+
+    #[test]
+    fn is_not_null_and_lists_as_postgrest_reads_them() {
+        assert_eq!(
+            sql(&from_text("a", "is.not_null").unwrap()).0,
+            "\"a\" IS NOT NULL"
+        );
+        assert_eq!(
+            sql(&from_text("a", "not.is.NoT_NuLl").unwrap()).0,
+            "NOT (\"a\" IS NOT NULL)"
+        );
+        let items = |list: &str| list_items(list);
+        let text = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(items("1,\"a,b\",\"x\\\"y\""), text(&["1", "a,b", "x\"y"]));
+        assert_eq!(items("\""), text(&["\""]));
+        assert_eq!(
+            items("Double\"Quote\"McGraw\""),
+            text(&["Double\"Quote\"McGraw\""])
+        );
+        assert_eq!(items(" ,3,4"), text(&["", "3", "4"]));
+        assert_eq!(items(""), Vec::<String>::new());
     }
 
     #[test]

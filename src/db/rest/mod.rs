@@ -237,6 +237,7 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
         };
         if let Some(catalog) = catalog {
             let items = select::parse(columns)?;
+            select::check_embedded_targets(&items, &request.spec.embedded_queries)?;
             // A mutation's select reads the rows it returned in the same statement: the values
             // its embedded filters bind follow the mutation's own.
             let bound_before = if mutation {
@@ -278,11 +279,13 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
             });
         }
     }
-    if !request.spec.embedded_queries.is_empty() && request.spec.embedded.is_none() {
-        return Err(request_error(
-            "filters, orders and limits on embedded resources need those resources in select",
-            None,
-        ));
+    if let (Some(query), None) = (
+        request.spec.embedded_queries.first(),
+        &request.spec.embedded,
+    ) {
+        // Nothing is embedded (or a mutation without select): whatever it names is not.
+        let name = query.path.first().map(String::as_str).unwrap_or_default();
+        return Err(select::not_embedded(name, None));
     }
     // A key the catalog does not know as a column: if Postgres refuses it too, PGRST204.
     let unknown_key = if matches!(

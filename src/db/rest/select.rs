@@ -111,6 +111,54 @@ fn parse_item(item: &str) -> Result<Item, PoolError> {
 
 /// PostgREST's error with `details` (for PGRST201, a JSON array as text: reply.rs sends it as
 /// the array).
+/// PostgREST's `PGRST108`: a filter, order or limit (`tasks.name=eq.x`) on a resource that
+/// the select does not embed, checked before anything runs: ignoring it would answer rows the
+/// caller asked to narrow. An embedded resource with an alias is named by its alias only.
+pub fn check_embedded_targets(items: &[Item], queries: &[EmbeddedQuery]) -> Result<(), PoolError> {
+    for query in queries {
+        let mut level = items;
+        for name in &query.path {
+            let embeds = || {
+                level.iter().filter_map(|item| match item {
+                    Item::Embed(embed) => Some(embed),
+                    Item::Column(_) => None,
+                })
+            };
+            match embeds().find(|e| e.alias.as_deref().unwrap_or(&e.relation) == name) {
+                Some(embed) => level = &embed.items,
+                None => {
+                    let aliased = embeds().find(|e| e.alias.is_some() && e.relation == *name);
+                    return Err(not_embedded(name, aliased.and_then(|e| e.alias.as_deref())));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `PGRST108` for `name`; `alias` when the select embeds it under that alias.
+pub fn not_embedded(name: &str, alias: Option<&str>) -> PoolError {
+    let message = format!("'{name}' is not an embedded resource in this request");
+    match alias {
+        Some(alias) => coded_with_details(
+            "PGRST108",
+            message,
+            Some("Target names are not allowed in filters if they have an alias".into()),
+            Some(format!(
+                "Change '{name}' to '{alias}' in filters, orders or limits."
+            )),
+        ),
+        None => coded_with_details(
+            "PGRST108",
+            message,
+            None,
+            Some(format!(
+                "Verify that '{name}' is included in the 'select' query parameter."
+            )),
+        ),
+    }
+}
+
 fn coded_with_details(
     code: &str,
     message: String,
@@ -580,8 +628,9 @@ pub fn render(
                     sub.joins,
                     conditions.join(" AND ")
                 );
-                let expr = if embed.items.is_empty() {
-                    // Nothing of it is selected: it only filters (with `!inner`).
+                let expr = if embed.items.is_empty() || sub.list.is_empty() {
+                    // Nothing of it is selected, here or below (`tasks(projects())`): it only
+                    // filters (with `!inner`), and PostgREST leaves it out of the answer.
                     None
                 } else if is_count(&embed.items) {
                     // An object for a to-one resource, a one-element list for a to-many one.
