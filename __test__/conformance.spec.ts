@@ -285,6 +285,22 @@ describe('aggregates, JSON paths, computed fields, more relationships', () => {
       .toEqual(ok([{ username: 'supabot', posts: [{ id: 2 }, { id: 1 }] }]))
   })
 
+  test('a spread resource is tested for null as an embedded one is', async () => {
+    // To-one: message 1 is in the public channel.
+    const spread = () => admin.from('messages').select('id, ...channels(slug)').eq('channels.slug', 'public').order('id')
+    expect(await spread().not('channels', 'is', null)).toEqual(ok([{ id: 1, slug: 'public' }]))
+    expect(await spread().is('channels', null)).toEqual(ok([{ id: 2, slug: null }]))
+    // To-many (PostgREST 13): users without messages.
+    expect(await admin.from('users').select('username, ...messages(id)').is('messages', null).order('username')).toEqual(ok([
+      { username: 'awailas', id: [] }, { username: 'dragarcia', id: [] }, { username: 'kiwicopple', id: [] }]))
+  })
+
+  test('aggregates that PostgREST does not answer in a spread are PGRST127, not per-row figures', async () => {
+    const refused = { status: 400, error: { code: 'PGRST127', message: 'Feature not implemented' } }
+    expect(await admin.from('users').select('username, ...messages(id.count())')).toMatchObject(refused)
+    expect(await admin.from('messages').select('...channels(slug, ...channel_details(id.count()))')).toMatchObject(refused)
+  })
+
   test('a resource with nothing selected below it only filters and stays out of the answer', async () => {
     expect(await admin.from('users').select('username, messages(channels())').eq('username', 'supabot')).toEqual(ok([{ username: 'supabot' }]))
     expect(await admin.from('users').select('username, messages!inner(channels!inner())').eq('messages.channels.slug', 'random'))
@@ -594,6 +610,22 @@ describe('schemas', () => {
     expect(await admin.schema('personal').from('users').select().eq('username', 'leroyjenkins')).toEqual(
       ok([{ username: 'leroyjenkins', status: 'ONLINE', age_range: '[20,40)', data: null }]))
     expect(await admin.schema('personal').rpc('get_status', { name_param: 'leroyjenkins' })).toEqual(ok('ONLINE'))
+  })
+
+  test('a computed field of a schema other than public filters and orders beside *, found on the request\'s search_path', async () => {
+    await admin.query('create or replace function personal.name_length(personal.users) returns int language sql stable as $$ select length($1.username) $$')
+    // A pool whose default schema is personal, as PostgREST with db-schemas=personal.
+    DatabasePool.initialize({ connectionString: urlOf(database), schemas: ['personal'], minConnections: 0, maxConnections: 2 })
+    try {
+      const client = DatabasePool.getAdminClient()
+      expect(await client.from('users').select('username').gt('name_length', 8).order('name_length').order('username')).toEqual(
+        ok([{ username: 'dragarcia' }, { username: 'kiwicopple' }, { username: 'leroyjenkins' }]))
+      expect((await client.from('users').select('*').eq('name_length', 7).order('username')).data).toEqual(
+        [expect.objectContaining({ username: 'awailas' }), expect.objectContaining({ username: 'supabot' })])
+    } finally {
+      DatabasePool.initialize({ connectionString: urlOf(database), schemas: ['public', 'personal'], minConnections: 0, maxConnections: 4 })
+      await DatabasePool.getAdminClient().query('drop function personal.name_length(personal.users)')
+    }
   })
 
   test.each([

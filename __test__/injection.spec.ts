@@ -146,6 +146,8 @@ const FIXED_STATEMENTS = [
   // Embedding, computed fields and payload keys: the catalog's foreign keys, one-row functions, views' column origins and
   // relations' columns, read once per pool.
   /^SELECT pg_catalog\.json_build_object\('keys', \(SELECT coalesce\(pg_catalog\.json_agg\(pg_catalog\.json_build_object\('name', c\.conname, [\s\S]* rn\.nspname NOT IN \('pg_catalog', 'information_schema', 'pg_toast'\)\)\)::text$/,
+  // A schema other than public: the request's search_path, its value bound.
+  /^SELECT pg_catalog\.set_config\('search_path', \$1, true\)$/,
   // rpc(): what the function returns, looked up once per pool.
   /^SELECT CASE WHEN p\.prorettype = 'void'::regtype THEN 'void' WHEN t\.typtype = 'c' OR p\.prorettype = 'record'::regtype THEN CASE WHEN p\.proretset THEN 'rows' ELSE 'row' END WHEN p\.proretset THEN 'scalar_set' ELSE 'scalar' END FROM pg_proc p JOIN pg_type t ON t\.oid = p\.prorettype WHERE p\.proname = \$1 AND p\.pronamespace = to_regnamespace\(\$2\) LIMIT 1$/]
 const BUILT_SHAPES = /^(SELECT .* FROM |INSERT INTO "|UPDATE "|DELETE FROM "|EXPLAIN \(FORMAT JSON\) SELECT |select coalesce\(json_agg\(q\)|WITH pgrst_source AS \()/

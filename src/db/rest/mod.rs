@@ -115,10 +115,12 @@ async fn run_pooled(
         || (mutation
             && (request.accept == Accept::Object || request.prefer.max_affected.is_some()))
         || (request.spec.method == Method::Rpc && request.prefer.max_affected.is_some());
-    // Another exposed schema than the default: its functions see their own schema first, as
-    // PostgREST sets `search_path` per request.
+    // A schema other than `public`: its functions (computed fields named in filters and
+    // order, functions its own functions call) are found first, as PostgREST sets
+    // `search_path` to the request's schema. `public` is on the default path already, so the
+    // common request needs no transaction for it.
     let search_path = match &request.spec.schema {
-        Some(schema) if Some(schema) != pool.config().schemas.first() => {
+        Some(schema) if schema != "public" => {
             Some(format!("{}, \"public\"", super::ident::quote(schema)?))
         }
         _ => None,

@@ -136,6 +136,16 @@ pub fn check_embedded_targets(items: &[Item], queries: &[EmbeddedQuery]) -> Resu
     Ok(())
 }
 
+/// PostgREST's `PGRST127`: a request it parses but does not answer.
+fn not_implemented(details: &str) -> PoolError {
+    coded_with_details(
+        "PGRST127",
+        "Feature not implemented".into(),
+        Some(details.into()),
+        None,
+    )
+}
+
 /// `PGRST108` for `name`; `alias` when the select embeds it under that alias.
 pub fn not_embedded(name: &str, alias: Option<&str>) -> PoolError {
     let message = format!("'{name}' is not an embedded resource in this request");
@@ -378,6 +388,8 @@ pub struct Rendered {
     pub existence: Vec<(String, String)>,
     /// ` GROUP BY …` when the list has aggregates, else empty.
     pub group_by: String,
+    /// Whether the list has an aggregate.
+    pub aggregates: bool,
 }
 
 /// What the URL asks of one embedded resource beside its columns.
@@ -499,9 +511,14 @@ pub fn render(
                             ));
                         };
                         let rendered = column_item_in(column, Source::Relation(&alias_q))?;
-                        if rendered.star || rendered.aggregate {
+                        if rendered.aggregate {
+                            return Err(not_implemented(
+                                "Aggregates are not implemented for one-to-many or many-to-many spreads.",
+                            ));
+                        }
+                        if rendered.star {
                             return Err(request_error(
-                                "a to-many spread takes named columns (no * or aggregates)",
+                                "a to-many spread takes named columns (no *)",
                                 None,
                             ));
                         }
@@ -535,6 +552,17 @@ pub fn render(
                                 .join(" AND ")
                         ));
                     }
+                    // `processes=is.null` on a spread tests its related rows, as on an embed.
+                    existence.push((
+                        name.to_string(),
+                        format!(
+                            "EXISTS (SELECT 1 FROM {}.{} AS {} WHERE {})",
+                            quote(schema)?,
+                            quote(target)?,
+                            quote(&alias)?,
+                            conditions.join(" AND ")
+                        ),
+                    ));
                     continue;
                 }
                 if embed.spread {
@@ -588,6 +616,13 @@ pub fn render(
                     }
                     if !nested.is_empty() {
                         let sub = render(scope, &nested, &here, target, &alias, depth + 1)?;
+                        if sub.aggregates {
+                            // PostgREST groups them with the top level's columns; computed in
+                            // this lateral they would count per related row instead.
+                            return Err(not_implemented(
+                                "Aggregates inside a spread within a spread are not implemented here.",
+                            ));
+                        }
                         let mut nested_conditions = conditions.clone();
                         nested_conditions.extend(sub.inner_conditions);
                         joins.push_str(&format!(
@@ -605,6 +640,16 @@ pub fn render(
                     if embed.inner {
                         inner_conditions.push(format!("{row} IS NOT NULL"));
                     }
+                    existence.push((
+                        name.to_string(),
+                        format!(
+                            "EXISTS (SELECT 1 FROM {}.{} AS {} WHERE {})",
+                            quote(schema)?,
+                            quote(target)?,
+                            quote(&alias)?,
+                            conditions.join(" AND ")
+                        ),
+                    ));
                     continue;
                 }
                 let sub = render(scope, &embed.items, &here, target, &alias, depth + 1)?;
@@ -679,6 +724,7 @@ pub fn render(
         inner_conditions,
         existence,
         group_by: group_by(&outputs)?,
+        aggregates: outputs.iter().any(|o| matches!(o, Output::Aggregate)),
     })
 }
 
