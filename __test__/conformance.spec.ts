@@ -758,6 +758,38 @@ describe('mutations', () => {
     const badEnum = await admin.from('users').insert({ username: 'x', status: 'AWAY' })
     expect(badEnum).toMatchObject({ status: 400, error: { code: '22P02' } })
   })
+
+  test('a function sets the status: RAISE SQLSTATE PTxyz, and PGRST with its own JSON body and status text', async () => {
+    await admin.query(`create or replace function raise_pt402() returns void language plpgsql as $$ begin
+      raise sqlstate 'PT402' using message = 'Payment Required', detail = 'Quota exceeded', hint = 'Upgrade your plan'; end $$`)
+    await admin.query(`create or replace function raise_pgrst(body text, options text) returns void language plpgsql as $$ begin
+      raise sqlstate 'PGRST' using message = body, detail = options; end $$`)
+    DatabasePool.reloadSchema()
+    try {
+      expect(await admin.rpc('raise_pt402')).toMatchObject({
+        status: 402, statusText: 'Payment Required',
+        error: { code: 'PT402', message: 'Payment Required', details: 'Quota exceeded', hint: 'Upgrade your plan' },
+      })
+      expect(await admin.rpc('raise_pgrst', {
+        body: '{"code":"123","message":"ABC","details":"DEF","hint":"XYZ"}',
+        options: '{"status":332,"status_text":"My Custom Status","headers":{"X-Header":"str"}}',
+      })).toMatchObject({ status: 332, statusText: 'My Custom Status', error: { code: '123', message: 'ABC', details: 'DEF', hint: 'XYZ' } })
+      expect(await admin.rpc('raise_pgrst', { body: 'not json', options: '{}' })).toMatchObject({ status: 500, error: { code: 'PGRST121' } })
+    } finally {
+      await admin.query('drop function raise_pt402()')
+      await admin.query('drop function raise_pgrst(text, text)')
+    }
+  })
+
+  test('a relation that does not exist is PGRST205; a negative limit PGRST103; a negative offset counts from the start', async () => {
+    expect(await admin.from('no_such_table').select()).toMatchObject({
+      status: 404, error: { code: 'PGRST205', message: "Could not find the table 'public.no_such_table' in the schema cache" },
+    })
+    expect(await admin.from('users').select('username').limit(-1)).toMatchObject({
+      status: 416, error: { code: 'PGRST103', details: 'Limit should be greater than or equal to zero.' },
+    })
+    expect((await admin.from('users').select('username').range(-4, 100)).data).toEqual((await admin.from('users').select('username')).data)
+  })
 })
 
 describe('explain', () => {

@@ -14,24 +14,8 @@ const { PostgrestClient } = require('@supabase/postgrest-js')
 /** Never contacted: postgrest-js needs a base URL to build request URLs on. */
 const BASE_URL = 'http://connection-pools.invalid'
 
-const STATUS_TEXT = {
-  200: 'OK',
-  201: 'Created',
-  204: 'No Content',
-  206: 'Partial Content',
-  300: 'Multiple Choices',
-  400: 'Bad Request',
-  401: 'Unauthorized',
-  403: 'Forbidden',
-  404: 'Not Found',
-  405: 'Method Not Allowed',
-  406: 'Not Acceptable',
-  409: 'Conflict',
-  416: 'Range Not Satisfiable',
-  500: 'Internal Server Error',
-  503: 'Service Unavailable',
-  504: 'Gateway Timeout',
-}
+/** Each status's standard reason phrase, as an HTTP server sends it. */
+const { STATUS_CODES } = require('node:http')
 
 const NO_HEADERS = { get: () => null }
 
@@ -42,7 +26,8 @@ function toResponse(reply) {
   return {
     ok: status >= 200 && status <= 299,
     status,
-    statusText: STATUS_TEXT[status] ?? '',
+    // A function's own (RAISE SQLSTATE 'PGRST' with status_text), else the standard one.
+    statusText: reply.statusText ?? STATUS_CODES[status] ?? '',
     headers: range ? { get: (name) => (name.toLowerCase() === 'content-range' ? range : null) } : NO_HEADERS,
     text: () => Promise.resolve(text),
   }

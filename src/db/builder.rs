@@ -1055,16 +1055,23 @@ pub fn status_for_error(code: &str, anonymous: bool) -> u16 {
         }
         "23503" | "23505" => 409,
         "42P01" | "42883" => 404,
+        "42P17" => 500,
+        // `RAISE SQLSTATE 'PT402'`: the status a function asks for, as PostgREST answers it.
+        c if c.len() == 5 && c.starts_with("PT") && c[2..].bytes().all(|b| b.is_ascii_digit()) => {
+            c[2..].parse().unwrap_or(400)
+        }
         "25006" | "PGRST117" => 405,
         "PGRST116" | "PGRST106" | "PGRST107" => 406,
         "PGRST125" | "PGRST202" | "PGRST205" => 404,
         "PGRST201" => 300,
         "PGRST103" => 416,
         "53400" => 500,
+        c if c.starts_with("53") => 503,
         c if c.starts_with("08") => 503,
         c if c.starts_with("28") || c.starts_with("0L") || c.starts_with("0P") => 403,
         c if [
-            "09", "25", "2D", "38", "39", "3B", "40", "53", "54", "55", "57", "58", "XX", "P0",
+            "09", "25", "2D", "38", "39", "3B", "40", "54", "55", "57", "58", "F0", "HV", "XX",
+            "P0",
         ]
         .iter()
         .any(|p| c.starts_with(p))
@@ -1292,5 +1299,11 @@ mod tests {
         assert_eq!(status_for_error("22P02", false), 400);
         assert_eq!(status_for_error("P0001", false), 400);
         assert_eq!(status_for_error("57014", false), 500);
+        assert_eq!(status_for_error("PT402", false), 402);
+        assert_eq!(status_for_error("PT4x2", false), 400);
+        assert_eq!(status_for_error("53300", false), 503);
+        assert_eq!(status_for_error("53400", false), 500);
+        assert_eq!(status_for_error("42P17", false), 500);
+        assert_eq!(status_for_error("HV000", false), 500);
     }
 }

@@ -311,6 +311,22 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
                 ),
             ))
         }
+        (Err(err), _) if err.code() == "42P01" && request.spec.method != Method::Rpc => {
+            // The request's own relation is missing: PostgREST 13's PGRST205.
+            let schema = request.spec.schema.as_deref().unwrap_or("public");
+            let name = format!("{schema}.{}", request.spec.table);
+            if err
+                .to_string()
+                .contains(&format!("relation \"{name}\" does not exist"))
+            {
+                Err(status_error(
+                    "PGRST205",
+                    format!("Could not find the table '{name}' in the schema cache"),
+                ))
+            } else {
+                Err(err)
+            }
+        }
         (result, _) => result,
     }
 }

@@ -84,7 +84,7 @@ pub fn parse(request: &ApiRequest, schemas: &[String]) -> Result<RestRequest, Po
         None => (false, path),
     };
     if name.is_empty() || name.contains('/') {
-        return Err(not_found(&request.url));
+        return Err(not_found());
     }
     let prefer = Prefer::parse(request.prefer.as_deref().unwrap_or(""))?;
     let accept = Accept::parse(request.accept.as_deref())?;
@@ -129,8 +129,8 @@ pub fn parse(request: &ApiRequest, schemas: &[String]) -> Result<RestRequest, Po
         match key.as_ref() {
             "select" => spec.columns = Some(value.into_owned()),
             "order" => spec.order = parse_order(&value)?,
-            "limit" => spec.limit = Some(parse_number("limit", &value)?),
-            "offset" => spec.offset = Some(parse_number("offset", &value)?),
+            "limit" => spec.limit = Some(parse_limit(&value)?),
+            "offset" => spec.offset = Some(parse_offset(&value)?),
             "on_conflict" => spec.on_conflict = Some(value.into_owned()),
             // postgrest-js names the union of a bulk insert's keys; the body says the same.
             "columns" => {}
@@ -191,8 +191,8 @@ fn embedded_query(key: &str, value: &str) -> Result<EmbeddedQuery, PoolError> {
     }
     let part = match last.as_str() {
         "order" => EmbeddedPart::Order(parse_order(value)?),
-        "limit" => EmbeddedPart::Limit(parse_number("limit", value)?),
-        "offset" => EmbeddedPart::Offset(parse_number("offset", value)?),
+        "limit" => EmbeddedPart::Limit(parse_limit(value)?),
+        "offset" => EmbeddedPart::Offset(parse_offset(value)?),
         "or" | "and" => EmbeddedPart::Filter(FilterSpec::Logic {
             any: last == "or",
             negate: negated_group,
@@ -283,6 +283,28 @@ fn parse_order(value: &str) -> Result<Vec<OrderSpec>, PoolError> {
     Ok(order)
 }
 
+/// `limit`: a negative one is PostgREST's `PGRST103` (416).
+fn parse_limit(value: &str) -> Result<u64, PoolError> {
+    match value.trim().parse::<i64>() {
+        Ok(limit) if limit < 0 => {
+            let mut err = status_error("PGRST103", "Requested range not satisfiable".into());
+            if let PoolError::Database(fields) = &mut err {
+                fields.detail = Some("Limit should be greater than or equal to zero.".into());
+            }
+            Err(err)
+        }
+        _ => parse_number("limit", value),
+    }
+}
+
+/// `offset`: a negative one counts from the start, as PostgREST takes it.
+fn parse_offset(value: &str) -> Result<u64, PoolError> {
+    match value.trim().parse::<i64>() {
+        Ok(offset) if offset < 0 => Ok(0),
+        _ => parse_number("offset", value),
+    }
+}
+
 fn parse_number(name: &str, value: &str) -> Result<u64, PoolError> {
     value.parse().map_err(|_| {
         request_error(
@@ -317,11 +339,8 @@ fn schema_refused(schema: &str, schemas: &[String]) -> PoolError {
     err
 }
 
-fn not_found(url: &str) -> PoolError {
-    status_error(
-        "PGRST125",
-        format!("Invalid path specified in request URL: {url}"),
-    )
+fn not_found() -> PoolError {
+    status_error("PGRST125", "Invalid path specified in request URL".into())
 }
 
 /// An error with a PostgREST code; its status comes from `status_for_error`.

@@ -67,8 +67,65 @@ pub fn range_status(lower: u64, page: u64, total: Option<i64>) -> u16 {
     }
 }
 
+/// `RAISE SQLSTATE 'PGRST'`: the function writes the error itself, `{code, message, details,
+/// hint}` as JSON in the message and `{status, status_text, headers}` in the detail, as
+/// PostgREST documents it (headers cannot reach postgrest-js's result, so they are dropped).
+/// JSON that does not parse is PostgREST's `PGRST121`, a 500.
+fn raised(message: &str, detail: Option<&str>) -> (u16, Option<String>, Value) {
+    let body: Option<serde_json::Map<String, Value>> = serde_json::from_str(message).ok();
+    let options: Option<serde_json::Map<String, Value>> = match detail {
+        Some(detail) => serde_json::from_str(detail).ok(),
+        None => Some(serde_json::Map::new()),
+    };
+    match (body, options) {
+        (Some(body), Some(options))
+            if body.contains_key("code") && body.contains_key("message") =>
+        {
+            let status = options
+                .get("status")
+                .and_then(Value::as_u64)
+                .and_then(|s| u16::try_from(s).ok())
+                .filter(|s| (100..600).contains(s))
+                .unwrap_or(400);
+            let text = options
+                .get("status_text")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let field = |name: &str| body.get(name).cloned().unwrap_or(Value::Null);
+            let body = serde_json::json!({
+                "code": field("code"),
+                "details": field("details"),
+                "hint": field("hint"),
+                "message": field("message"),
+            });
+            (status, text, body)
+        }
+        _ => (
+            500,
+            None,
+            serde_json::json!({
+                "code": "PGRST121",
+                "details": "Invalid JSON value for MESSAGE or DETAIL in RAISE SQLSTATE 'PGRST'",
+                "hint": null,
+                "message": "Could not parse JSON in the \"RAISE SQLSTATE 'PGRST'\" error",
+            }),
+        ),
+    }
+}
+
 /// The error reply: PostgREST's status and its `{code, details, hint, message}` as body text.
 pub fn error_reply(err: &PoolError, anonymous: bool) -> String {
+    if let PoolError::Database(fields) = err {
+        if fields.code == "PGRST" {
+            let (status, text, body) = raised(&fields.message, fields.detail.as_deref());
+            let mut reply =
+                serde_json::json!({ "status": status, "range": "", "body": body.to_string() });
+            if let Some(text) = text {
+                reply["statusText"] = Value::String(text);
+            }
+            return reply.to_string();
+        }
+    }
     let status = match err.code() {
         "POOL_TIMEOUT" => 504,
         "CONNECTION_FAILED" | "POOL_CLOSED" => 503,
@@ -142,5 +199,25 @@ mod tests {
         assert_eq!(error["status"], 503);
         let body: Value = serde_json::from_str(error["body"].as_str().unwrap()).unwrap();
         assert_eq!(body["code"], "POOL_CLOSED");
+    }
+
+    #[test]
+    fn a_raised_pgrst_error_sets_its_own_status_and_body() {
+        let (status, text, body) = raised(
+            r#"{"code":"123","message":"Payment Required","details":"Quota exceeded"}"#,
+            Some(r#"{"status":419,"status_text":"Page Expired","headers":{"X-A":"b"}}"#),
+        );
+        assert_eq!((status, text.as_deref()), (419, Some("Page Expired")));
+        assert_eq!(
+            body,
+            serde_json::json!({"code":"123","details":"Quota exceeded","hint":null,"message":"Payment Required"})
+        );
+        assert_eq!(raised("not json", None).0, 500);
+        assert_eq!(raised("not json", None).2["code"], "PGRST121");
+        assert_eq!(
+            raised(r#"{"code":"1","message":"m"}"#, Some("{bad")).2["code"],
+            "PGRST121"
+        );
+        assert_eq!(raised(r#"{"code":"1","message":"m"}"#, None).0, 400);
     }
 }
