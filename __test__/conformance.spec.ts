@@ -442,9 +442,21 @@ describe('aggregates, JSON paths, computed fields, more relationships', () => {
   test('parents are ordered by a to-one resource\'s column; a to-many one is PGRST118', async () => {
     expect(await admin.from('messages').select('id, channels(slug)').order('channels(slug)', { ascending: false })).toEqual(
       ok([{ id: 2, channels: { slug: 'random' } }, { id: 1, channels: { slug: 'public' } }]))
-    expect(await admin.from('best_friends').select('id').order('users!third_wheel(username)', { nullsFirst: true })).toEqual(
-      ok([{ id: 2 }, { id: 1 }]))
-    expect(await admin.from('channels').select('id').order('messages(id)')).toMatchObject({ data: null, status: 400, error: { code: 'PGRST118' } })
+    expect(await admin.from('best_friends').select('id, users!third_wheel(username)').order('users(username)', { nullsFirst: true })).toEqual(
+      ok([{ id: 2, users: null }, { id: 1, users: { username: 'awailas' } }]))
+    expect(await admin.from('channels').select('id, messages(id)').order('messages(id)')).toMatchObject({ data: null, status: 400, error: { code: 'PGRST118' } })
+    // As PostgREST's own spec has it: the resource must be embedded, and is named by its alias.
+    expect(await admin.from('messages').select('id').order('channels(slug)')).toMatchObject({
+      status: 400, error: { code: 'PGRST108', message: "'channels' is not an embedded resource in this request" },
+    })
+    expect(await admin.from('channels').select('id, posts:messages(id)').order('posts(id)')).toMatchObject({
+      status: 400, error: { code: 'PGRST118', message: "A related order on 'posts' is not possible",
+        details: "'channels' and 'posts' do not form a many-to-one or one-to-one relationship" },
+    })
+    // An embedded resource's rows ordered by a to-one resource embedded in it.
+    expect(await admin.from('users').select('username, messages(id, channels(slug))').eq('username', 'supabot')
+      .order('channels(slug)', { referencedTable: 'messages', ascending: false })).toEqual(ok([{ username: 'supabot', messages: [
+      { id: 2, channels: { slug: 'random' } }, { id: 1, channels: { slug: 'public' } }] }]))
   })
 
   // PostgREST qualifies every column by its relation (the request's table by name, an embedded

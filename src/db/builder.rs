@@ -47,7 +47,7 @@ pub enum FilterSpec {
     },
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct OrderSpec {
     /// A column, a JSON path, or `rel(col)`: a column of a to-one embedded resource.
     pub column: String,

@@ -264,6 +264,7 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
             {
                 order.expression = Some(select::order_by_related(
                     &scope,
+                    &items,
                     &request.spec.table,
                     &alias,
                     &order.column,

@@ -693,8 +693,18 @@ pub fn render(
                         sub.list, sub.group_by
                     ))
                 } else {
-                    let mut page =
-                        order_clause_in(query.order.unwrap_or(&[]), Some(&quote(&alias)?))?;
+                    // `tasks.order=projects(id)`: a to-one resource embedded in this one.
+                    let mut orders = query.order.unwrap_or(&[]).to_vec();
+                    for order in orders.iter_mut().filter(|o| o.column.contains('(')) {
+                        order.expression = Some(order_by_related(
+                            scope,
+                            &embed.items,
+                            target,
+                            &alias,
+                            &order.column,
+                        )?);
+                    }
+                    let mut page = order_clause_in(&orders, Some(&quote(&alias)?))?;
                     if let Some(limit) = query.limit {
                         page.push_str(&format!(" LIMIT {limit}"));
                     }
@@ -728,10 +738,13 @@ pub fn render(
     })
 }
 
-/// `rel(col)` in `order`: the column of a to-one resource of `parent` (aliased `pgrst_0`), as
-/// a subquery to order the parents by, as PostgREST orders by a related column.
+/// `rel(col)` in `order`: the column of a to-one resource embedded among `items` (by its alias
+/// or name) of `parent` (aliased `parent_alias`), as a subquery to order by, as PostgREST
+/// orders by a related column. A resource the select does not embed is `PGRST108`, a to-many
+/// one `PGRST118`.
 pub fn order_by_related(
     scope: &Scope<'_>,
+    items: &[Item],
     parent: &str,
     parent_alias: &str,
     column: &str,
@@ -744,18 +757,26 @@ pub fn order_by_related(
     };
     let open = column.find('(').ok_or_else(malformed)?;
     let inside = column[open + 1..].strip_suffix(')').ok_or_else(malformed)?;
-    let mut head = column[..open].split('!');
-    let embed = Embed {
-        alias: None,
-        relation: head.next().unwrap_or("").trim().to_string(),
-        hint: head.next().map(|h| h.trim().to_string()),
-        inner: false,
-        spread: false,
-        items: Vec::new(),
+    let name = column[..open].trim();
+    let embeds = || {
+        items.iter().filter_map(|item| match item {
+            Item::Embed(embed) => Some(embed),
+            Item::Column(_) => None,
+        })
     };
-    let relationship = relationship(&scope.catalog.keys, scope.schema, parent, &embed)?;
+    let embed = embeds()
+        .find(|e| e.alias.as_deref().unwrap_or(&e.relation) == name)
+        .ok_or_else(|| {
+            let aliased = embeds().find(|e| e.alias.is_some() && e.relation == name);
+            not_embedded(name, aliased.and_then(|e| e.alias.as_deref()))
+        })?;
+    let relationship = relationship(&scope.catalog.keys, scope.schema, parent, embed)?;
     if !relationship.to_one && !relationship.one_to_one {
-        return Err(not_to_one("PGRST118", "A related order", parent, &embed));
+        let named = Embed {
+            relation: name.to_string(),
+            ..embed.clone()
+        };
+        return Err(not_to_one("PGRST118", "A related order", parent, &named));
     }
     let alias = "pgrst_o";
     let join = join_condition(&relationship, scope.schema, alias, parent_alias, 0)?;
