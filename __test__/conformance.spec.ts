@@ -95,6 +95,12 @@ describe('filters', () => {
       ok([{ catchphrase: "'cat' 'fat'" }, { catchphrase: "'bat' 'cat'" }])],
     ['textSearch websearch', () => admin.from('users').select('catchphrase').textSearch('catchphrase', `'fat' & 'cat'`, { config: 'english', type: 'websearch' }),
       ok([{ catchphrase: "'cat' 'fat'" }])],
+    // On a text column, PostgREST searches to_tsvector(config, column): 'simple' keeps the stop
+    // word 'is' that the default configuration would drop.
+    ['textSearch on a text column, with its configuration', () => admin.from('messages').select('id').textSearch('message', 'is', { config: 'simple' }),
+      ok([{ id: 2 }])],
+    ['textSearch on a text column in or()', () => admin.from('messages').select('id').or('message.fts(simple).is,id.eq.1').order('id'),
+      ok([{ id: 1 }, { id: 2 }])],
     ['multiple filters', () => admin.from('users').select().eq('username', 'supabot').is('data', null)
       .overlaps('age_range', '[1,2)').eq('status', 'ONLINE').textSearch('catchphrase', 'cat'),
     ok([{ username: 'supabot', data: null, age_range: '[1,2)', status: 'ONLINE', catchphrase: "'cat' 'fat'" }])],

@@ -88,6 +88,10 @@ pub struct RequestSpec {
     /// With `Prefer: missing=default`: each column's default expression as the catalog has it
     /// (null: none), for the columns a row to insert leaves out.
     pub column_defaults: Option<serde_json::Map<String, Value>>,
+    /// When a filter searches full text: the relation's columns and those that are `tsvector`s,
+    /// as the catalog has them; a searched column that is no tsvector is searched as
+    /// `to_tsvector(column)` (`filters::mark_vectorized`).
+    pub tsvector_columns: Option<(Vec<String>, Vec<String>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -149,7 +153,7 @@ pub struct BuiltRequest {
 
 pub fn build(spec: &RequestSpec) -> Result<BuiltRequest, PoolError> {
     let relation = spec.relation()?;
-    let conditions = conditions(&spec.filters)?;
+    let conditions = spec_conditions(spec)?;
     let count = match (spec.count, spec.method) {
         (None, _) => None,
         (Some(_), Method::Select) => Some(count_statement(spec, &relation, &conditions)?),
@@ -167,6 +171,15 @@ pub fn build(spec: &RequestSpec) -> Result<BuiltRequest, PoolError> {
         })
     };
     Ok(BuiltRequest { data, count })
+}
+
+/// The request's own filters, full-text searches marked by the relation's column types.
+fn spec_conditions(spec: &RequestSpec) -> Result<Vec<Condition>, PoolError> {
+    let mut conditions = conditions(&spec.filters)?;
+    if let Some((columns, tsvector)) = &spec.tsvector_columns {
+        filters::mark_vectorized(&mut conditions, columns, tsvector);
+    }
+    Ok(conditions)
 }
 
 pub(crate) fn conditions(specs: &[FilterSpec]) -> Result<Vec<Condition>, PoolError> {
@@ -929,7 +942,7 @@ pub fn body_statement(
     body: Body,
 ) -> Result<BuiltStatement, PoolError> {
     let relation = spec.relation()?;
-    let conditions = conditions(&spec.filters)?;
+    let conditions = spec_conditions(spec)?;
     let data = match spec.method {
         Method::Select => select_statement(spec, &relation, &conditions)?,
         Method::Insert | Method::Upsert => insert_statement(spec, &relation)?,

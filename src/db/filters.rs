@@ -178,6 +178,9 @@ pub enum Condition {
         quantifier: Option<Quantifier>,
         /// Full-text search: the text search configuration (`fts(english)`).
         config: Option<String>,
+        /// Full-text search on a column that is no `tsvector` (text, json): searched as
+        /// `to_tsvector(config, column)`, as PostgREST searches it (`mark_vectorized`).
+        vectorize: bool,
     },
     Is {
         column: String,
@@ -262,6 +265,7 @@ pub fn structured(
                 negate,
                 quantifier: None,
                 config: None,
+                vectorize: false,
             })
         }
         _ => Ok(Condition::Compare {
@@ -271,6 +275,7 @@ pub fn structured(
             negate,
             quantifier: None,
             config: None,
+            vectorize: false,
         }),
     }
 }
@@ -296,6 +301,7 @@ pub fn from_text(column: &str, op_and_value: &str) -> Result<Condition, PoolErro
         negate,
         quantifier,
         config,
+        vectorize: false,
     };
     match (op, argument) {
         (Operator::Is, None) => Ok(Condition::Is {
@@ -346,6 +352,32 @@ pub fn from_text(column: &str, op_and_value: &str) -> Result<Condition, PoolErro
             Ok(compare(Param::Text(value.to_string()), None, None))
         }
         (_, None) => Ok(compare(Param::Text(unquote(value)?), None, None)),
+    }
+}
+
+/// Marks each full-text search on a column of `columns` (the relation's) that is not among
+/// `tsvector` (those that are `tsvector`s), or on a JSON path into one, to search
+/// `to_tsvector(config, column)`, as PostgREST searches a text or JSON column. A name that is
+/// no column (a computed field) is searched as it is. Inside `or()`/`and()` trees too.
+pub fn mark_vectorized(conditions: &mut [Condition], columns: &[String], tsvector: &[String]) {
+    for condition in conditions {
+        match condition {
+            Condition::Compare {
+                column,
+                op,
+                vectorize,
+                ..
+            } if op.is_text_search() => {
+                let (name, path) = match column.find("->") {
+                    Some(at) => (column[..at].trim(), true),
+                    None => (column.trim(), false),
+                };
+                let known = columns.iter().any(|c| c == name);
+                *vectorize = known && (path || !tsvector.iter().any(|c| c == name));
+            }
+            Condition::Group { items, .. } => mark_vectorized(items, columns, tsvector),
+            _ => {}
+        }
     }
 }
 
@@ -608,6 +640,7 @@ pub fn render_with(
             negate,
             quantifier,
             config,
+            vectorize,
         } => {
             let column = column_sql(column)?;
             // PostgREST accepts * as the LIKE wildcard (it is safe in URLs); so do we.
@@ -633,11 +666,15 @@ pub fn render_with(
             let placeholder = format!("${}", params.len());
             let sql = match (op, quantifier) {
                 (Operator::In, _) => format!("{column} = ANY({placeholder})"),
-                (op, _) if op.is_text_search() => format!(
-                    "{column} @@ {}({}{placeholder})",
-                    op.sql(),
-                    config.unwrap_or_default()
-                ),
+                (op, _) if op.is_text_search() => {
+                    let config = config.unwrap_or_default();
+                    let searched = if *vectorize {
+                        format!("pg_catalog.to_tsvector({config}{column})")
+                    } else {
+                        column
+                    };
+                    format!("{searched} @@ {}({config}{placeholder})", op.sql())
+                }
                 (op, Some(Quantifier::Any)) => format!("{column} {} ANY({placeholder})", op.sql()),
                 (op, Some(Quantifier::All)) => format!("{column} {} ALL({placeholder})", op.sql()),
                 (op, None) => format!("{column} {} {placeholder}", op.sql()),
@@ -746,6 +783,27 @@ mod tests {
         // A brace elsewhere than at a value's start is text (a LIKE pattern).
         let pattern = parse_logic("name.like.*{*,id.eq.1", true, false).unwrap();
         assert_eq!(sql(&pattern).0, "(\"name\" LIKE $1 OR \"id\" = $2)");
+    }
+
+    #[test]
+    fn full_text_search_on_a_text_or_json_column_searches_its_tsvector() {
+        let columns = ["body".to_string(), "doc".to_string(), "data".to_string()];
+        let tsvector = ["doc".to_string()];
+        let mut conditions = vec![
+            from_text("body", "fts(french).amusant").unwrap(),
+            parse_logic("doc.wfts.x,data->a.plfts.y,blurb.fts.z", true, false).unwrap(),
+        ];
+        mark_vectorized(&mut conditions, &columns, &tsvector);
+        assert_eq!(
+            sql(&conditions[0]).0,
+            "pg_catalog.to_tsvector($1::text::regconfig, \"body\") @@ to_tsquery($1::text::regconfig, $2)"
+        );
+        // A tsvector column as it is; a JSON path into a column vectorized; a computed field
+        // (no column) as it is.
+        assert_eq!(
+            sql(&conditions[1]).0,
+            "(\"doc\" @@ websearch_to_tsquery($1) OR pg_catalog.to_tsvector((\"data\"->E'a')) @@ plainto_tsquery($2) OR \"blurb\" @@ to_tsquery($3))"
+        );
     }
 
     #[test]

@@ -282,6 +282,15 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
             });
         }
     }
+    // Full-text search on a column that is no tsvector searches `to_tsvector(column)`, as
+    // PostgREST does: the relation's tsvector columns come from the catalog.
+    if searches_full_text(&request.spec.filters) {
+        let catalog = catalog(target).await?;
+        let schema = request.spec.schema.as_deref().unwrap_or("public");
+        request.spec.tsvector_columns = catalog
+            .relation_columns(schema, &request.spec.table)
+            .map(|r| (r.columns.clone(), r.tsvector.clone()));
+    }
     if let (Some(query), None) = (
         request.spec.embedded_queries.first(),
         &request.spec.embedded,
@@ -330,6 +339,18 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
         }
         (result, _) => result,
     }
+}
+
+/// Whether a filter may search full text (a cheap look at the text: a false yes only costs a
+/// look at the cached catalog).
+fn searches_full_text(filters: &[super::builder::FilterSpec]) -> bool {
+    use super::builder::FilterSpec;
+    filters.iter().any(|filter| match filter {
+        FilterSpec::Filter { op, value, .. } => {
+            op.contains("fts") || (op == "not" && value.contains("fts"))
+        }
+        FilterSpec::Logic { expression, .. } => expression.contains("fts"),
+    })
 }
 
 /// Runs a request whose select and lookups are settled.

@@ -43,6 +43,10 @@ pub struct RelationColumns {
     pub schema: String,
     pub name: String,
     pub columns: Vec<String>,
+    /// Those columns that are `tsvector`s, or domains over one (two levels deep); full-text
+    /// search takes any other as text or JSON.
+    #[serde(default)]
+    pub tsvector: Vec<String>,
 }
 
 /// A view (or materialized view) and, for each of its columns that is a plain column of a
@@ -185,6 +189,14 @@ impl Catalog {
             .collect()
     }
 
+    /// The columns of `schema.name` and those of them that are `tsvector`s, if the catalog
+    /// knows the relation.
+    pub fn relation_columns(&self, schema: &str, name: &str) -> Option<&RelationColumns> {
+        self.relations
+            .iter()
+            .find(|r| r.schema == schema && r.name == name)
+    }
+
     /// The columns of `schema.name`, if the catalog knows the relation.
     pub fn columns_of(&self, schema: &str, name: &str) -> Option<&[String]> {
         self.relations
@@ -251,7 +263,14 @@ pub const CATALOG_SQL: &str = "SELECT pg_catalog.json_build_object('keys', (SELE
        'schema', rn.nspname, 'name', rc.relname, \
        'columns', (SELECT coalesce(pg_catalog.json_agg(ra.attname ORDER BY ra.attnum), '[]') \
                    FROM pg_catalog.pg_attribute ra \
-                   WHERE ra.attrelid = rc.oid AND ra.attnum > 0 AND NOT ra.attisdropped))), '[]') \
+                   WHERE ra.attrelid = rc.oid AND ra.attnum > 0 AND NOT ra.attisdropped), \
+       'tsvector', (SELECT coalesce(pg_catalog.json_agg(ra.attname ORDER BY ra.attnum), '[]') \
+                    FROM pg_catalog.pg_attribute ra \
+                    WHERE ra.attrelid = rc.oid AND ra.attnum > 0 AND NOT ra.attisdropped \
+                      AND 'pg_catalog.tsvector'::pg_catalog.regtype IN (ra.atttypid, \
+                        (SELECT t.typbasetype FROM pg_catalog.pg_type t WHERE t.oid = ra.atttypid), \
+                        (SELECT b.typbasetype FROM pg_catalog.pg_type t \
+                         JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype WHERE t.oid = ra.atttypid))))), '[]') \
      FROM pg_catalog.pg_class rc \
      JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace \
      WHERE rc.relkind IN ('r', 'p', 'v', 'm', 'f') \

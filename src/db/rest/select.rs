@@ -495,7 +495,7 @@ pub fn render(
                     // values over the related rows.
                     let lateral = format!("pgrst_s{depth}_{index}");
                     let mut conditions = join;
-                    for condition in conditions_of(&query.filters)? {
+                    for condition in conditions_in(scope, target, &query.filters)? {
                         conditions.push(filters::render_in(
                             &condition,
                             scope.params,
@@ -571,7 +571,7 @@ pub fn render(
                     let lateral = format!("pgrst_s{depth}_{index}");
                     let row = format!("{}.\"pgrst_row\"", quote(&lateral)?);
                     let mut conditions = join;
-                    for condition in conditions_of(&query.filters)? {
+                    for condition in conditions_in(scope, target, &query.filters)? {
                         conditions.push(filters::render_in(
                             &condition,
                             scope.params,
@@ -657,7 +657,7 @@ pub fn render(
                 conditions.extend(sub.inner_conditions);
                 // Its own embedded resources can be tested for null too
                 // (`projects.tasks=not.is.null`), as at the top level.
-                for condition in conditions_of(&query.filters)? {
+                for condition in conditions_in(scope, target, &query.filters)? {
                     conditions.push(filters::render_with(
                         &condition,
                         scope.params,
@@ -878,6 +878,19 @@ fn computed_field<'a>(
 }
 
 /// The embedded resource's filters as conditions (the same grammar as the request's own).
+/// An embedded resource's filters on `target`, full-text searches marked by its column types.
+fn conditions_in(
+    scope: &Scope<'_>,
+    target: &str,
+    filters: &[&FilterSpec],
+) -> Result<Vec<filters::Condition>, PoolError> {
+    let mut conditions = conditions_of(filters)?;
+    if let Some(relation) = scope.catalog.relation_columns(scope.schema, target) {
+        filters::mark_vectorized(&mut conditions, &relation.columns, &relation.tsvector);
+    }
+    Ok(conditions)
+}
+
 fn conditions_of(filters: &[&FilterSpec]) -> Result<Vec<filters::Condition>, PoolError> {
     let owned: Vec<FilterSpec> = filters
         .iter()
