@@ -136,6 +136,23 @@ pub fn check_embedded_targets(items: &[Item], queries: &[EmbeddedQuery]) -> Resu
     Ok(())
 }
 
+/// `EXISTS` over `schema.target` (aliased `alias`) under `conditions`: whether a resource has
+/// related rows, as `name=is.null` and `name=not.is.null` test it.
+fn related_rows_exist(
+    schema: &str,
+    target: &str,
+    alias: &str,
+    conditions: &[String],
+) -> Result<String, PoolError> {
+    Ok(format!(
+        "EXISTS (SELECT 1 FROM {}.{} AS {} WHERE {})",
+        quote(schema)?,
+        quote(target)?,
+        quote(alias)?,
+        conditions.join(" AND ")
+    ))
+}
+
 /// PostgREST's `PGRST127`: a request it parses but does not answer.
 fn not_implemented(details: &str) -> PoolError {
     coded_with_details(
@@ -543,25 +560,14 @@ pub fn render(
                         quote(&lateral)?,
                     ));
                     if embed.inner {
-                        inner_conditions.push(format!(
-                            "EXISTS (SELECT 1 FROM {}.{} AS {} WHERE {})",
-                            quote(schema)?,
-                            quote(target)?,
-                            quote(&alias)?,
-                            join_condition(&relationship, schema, &alias, parent_alias, depth)?
-                                .join(" AND ")
-                        ));
+                        let join =
+                            join_condition(&relationship, schema, &alias, parent_alias, depth)?;
+                        inner_conditions.push(related_rows_exist(schema, target, &alias, &join)?);
                     }
                     // `processes=is.null` on a spread tests its related rows, as on an embed.
                     existence.push((
                         name.to_string(),
-                        format!(
-                            "EXISTS (SELECT 1 FROM {}.{} AS {} WHERE {})",
-                            quote(schema)?,
-                            quote(target)?,
-                            quote(&alias)?,
-                            conditions.join(" AND ")
-                        ),
+                        related_rows_exist(schema, target, &alias, &conditions)?,
                     ));
                     continue;
                 }
@@ -642,13 +648,7 @@ pub fn render(
                     }
                     existence.push((
                         name.to_string(),
-                        format!(
-                            "EXISTS (SELECT 1 FROM {}.{} AS {} WHERE {})",
-                            quote(schema)?,
-                            quote(target)?,
-                            quote(&alias)?,
-                            conditions.join(" AND ")
-                        ),
+                        related_rows_exist(schema, target, &alias, &conditions)?,
                     ));
                     continue;
                 }
