@@ -88,7 +88,16 @@ describeWithRedis('limits shared through Redis', () => {
     const config = shared({ maxConcurrentRequests: 10 })
     const four = [worker(), worker(), worker(), worker()]
     await Promise.all(four.map((w) => w.init(config)))
-    const results = await Promise.all(four.map((w) => w.send('run 200 100')))
+    // A common start: the first 10 requests are held at the server until every process has all
+    // 100 callers waiting, so no process runs alone because its `run` line came first.
+    server.enqueue(...Array.from({ length: 10 }, () => ({ held: true })))
+    const running = Promise.all(four.map((w) => w.send('run 200 100')))
+    await eventually(async () => {
+      const queues = await Promise.all(four.map((w) => w.send('stats')))
+      return server.state.inFlight === 10 && queues.every(({ queue }) => queue.queueLength + queue.activeRequests === 100)
+    }, 20_000)
+    server.release()
+    const results = await running
     for (const r of results) expect(r).toMatchObject({ ok: 200, errors: 0 })
     expect(server.state.peakInFlight).toBeLessThanOrEqual(10)
     expect(server.state.peakInFlight).toBeGreaterThanOrEqual(8)

@@ -64,6 +64,8 @@ const MODELS = {
  */
 async function startOpenAIStandIn({ latencyMs = 0, record = true } = {}) {
   const scripted = []
+  /** Answers scripted with `held` wait here until `release()`. */
+  const held = []
   const state = {
     latencyMs,
     requests: 0,
@@ -110,6 +112,7 @@ async function startOpenAIStandIn({ latencyMs = 0, record = true } = {}) {
       res.on('close', finish)
       const script = scripted.shift()
       if (script?.hang) return // never answers; the client's timeout must end it
+      if (script?.held) await new Promise((resolve) => held.push(resolve))
       const delay = script?.delayMs ?? state.latencyMs
       if (delay > 0) await new Promise((r) => setTimeout(r, delay))
       const headers = {
@@ -184,8 +187,10 @@ async function startOpenAIStandIn({ latencyMs = 0, record = true } = {}) {
   return {
     url: `http://127.0.0.1:${port}/v1`,
     state,
-    /** The next requests get these answers, in order: { status, headers, body, delayMs, hang }. */
+    /** The next requests get these answers, in order: { status, headers, body, delayMs, hang, held }. */
     enqueue: (...answers) => scripted.push(...answers),
+    /** Lets every answer scripted `held` go on. */
+    release: () => held.splice(0).forEach((resolve) => resolve()),
     /** Forgets counts and scripts (connections stay open). */
     reset() {
       scripted.length = 0
