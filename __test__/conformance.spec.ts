@@ -590,6 +590,24 @@ describe('transforms', () => {
     expect(result).toMatchObject({ data: null, status: 400, error: { code: 'PGRST124', details: 'The query affects 4 rows' } })
     expect((await admin.from('users').select('data').not('data', 'is', null)).data).toEqual([])
   })
+
+  test('inside transaction(), a request that answers an error or rollback() leaves nothing in the transaction, which goes on', async () => {
+    const seen = await admin.transaction(async (tx) => {
+      await tx.from('channels').insert({ id: 31, slug: 'kept' })
+      const two = await tx.from('channels').insert([{ id: 32, slug: 'undone-a' }, { id: 33, slug: 'undone-b' }]).select('slug').single()
+      expect(two).toMatchObject({ data: null, status: 406, error: { code: 'PGRST116' } })
+      const capped = await tx.from('channels').update({ data: { touched: true } }).gte('id', 1).maxAffected(1)
+      expect(capped).toMatchObject({ status: 400, error: { code: 'PGRST124' } })
+      expect(await tx.from('channels').insert({ id: 34, slug: 'rolled-back' }).select('slug').rollback()).toMatchObject(
+        { data: [{ slug: 'rolled-back' }], status: 201 })
+      return (await tx.from('channels').select('slug').gte('id', 31).order('id')).data
+    })
+    // Inside: only the plain insert; after COMMIT, the same, and no row was touched.
+    expect(seen).toEqual([{ slug: 'kept' }])
+    expect((await admin.from('channels').select('slug').gte('id', 31)).data).toEqual([{ slug: 'kept' }])
+    expect((await admin.from('channels').select('id').not('data', 'is', null)).data).toEqual([])
+    await admin.from('channels').delete().eq('id', 31)
+  })
 })
 
 describe('rpc', () => {
@@ -640,6 +658,15 @@ describe('schemas', () => {
         ok([{ username: 'dragarcia' }, { username: 'kiwicopple' }, { username: 'leroyjenkins' }]))
       expect((await client.from('users').select('*').eq('name_length', 7).order('username')).data).toEqual(
         [expect.objectContaining({ username: 'awailas' }), expect.objectContaining({ username: 'supabot' })])
+      // Inside transaction() too, and the transaction's own search_path is back afterwards.
+      const inside = await client.transaction(async (tx) => {
+        const before = (await tx.query('select current_setting(\'search_path\') as path')).rows[0].path
+        const found = await tx.from('users').select('username').gt('name_length', 8).order('name_length').order('username')
+        const after = (await tx.query('select current_setting(\'search_path\') as path')).rows[0].path
+        return { before, found: found.data, after }
+      })
+      expect(inside.found).toEqual([{ username: 'dragarcia' }, { username: 'kiwicopple' }, { username: 'leroyjenkins' }])
+      expect(inside.after).toBe(inside.before)
     } finally {
       DatabasePool.initialize({ connectionString: urlOf(database), schemas: ['public', 'personal'], minConnections: 0, maxConnections: 4 })
       await DatabasePool.getAdminClient().query('drop function personal.name_length(personal.users)')

@@ -129,6 +129,11 @@ impl Transaction {
             .ok_or_else(|| PoolError::InvalidArgument("the transaction has already ended".into()))
     }
 
+    /// A statement in it failed: it can only roll back.
+    pub fn failed(&self) -> bool {
+        self.aborted.load(Ordering::Acquire)
+    }
+
     /// Runs one statement inside the transaction; counted in the pool's stats like any other.
     pub async fn query(
         &self,

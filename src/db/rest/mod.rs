@@ -84,11 +84,49 @@ pub async fn run(
     }
 }
 
-/// Runs a request inside an open `transaction()`.
+/// Runs a request inside an open `transaction()`. A request whose answer can undo it runs
+/// inside a savepoint, rolled back to when the answer is an error, so the caller's transaction
+/// keeps nothing of it and goes on; a request to a schema other than `public` has that schema
+/// first on `search_path` while it runs, and the caller's path is back afterwards. A statement
+/// Postgres refused still fails the whole transaction, as every statement in it does.
 pub async fn run_in(pool: &DbPool, tx: &Transaction, wire: &str, anonymous: bool) -> RestReply {
     let answer = async {
         let mut request = read(pool, wire)?;
-        answer(&Target::Transaction { pool, tx }, &mut request).await
+        let scope = RequestScope::of(&mut request)?;
+        let target = Target::Transaction { pool, tx };
+        if !scope.undoable && scope.search_path.is_none() {
+            return answer(&target, &mut request).await;
+        }
+        tx.query(pool, "SAVEPOINT cp_rest_request", &[], ValueStyle::ToJson)
+            .await?;
+        let previous_path = match scope.search_path {
+            Some(path) => Some(set_search_path(pool, tx, path).await?),
+            None => None,
+        };
+        let result = answer(&target, &mut request).await;
+        if tx.failed() {
+            return result; // the transaction is aborted: it can only roll back
+        }
+        if result.is_err() || request.prefer.rollback {
+            // Back to before the request: its rows and its search_path alike.
+            tx.query(
+                pool,
+                "ROLLBACK TO SAVEPOINT cp_rest_request",
+                &[],
+                ValueStyle::ToJson,
+            )
+            .await?;
+        } else if let Some(path) = previous_path {
+            set_search_path(pool, tx, path).await?;
+        }
+        tx.query(
+            pool,
+            "RELEASE SAVEPOINT cp_rest_request",
+            &[],
+            ValueStyle::ToJson,
+        )
+        .await?;
+        result
     };
     match answer.await {
         Ok(answer) => answer.into_reply(),
@@ -96,8 +134,74 @@ pub async fn run_in(pool: &DbPool, tx: &Transaction, wire: &str, anonymous: bool
     }
 }
 
+/// Sets `search_path` for the rest of the transaction; returns the path it replaced.
+async fn set_search_path(
+    pool: &DbPool,
+    tx: &Transaction,
+    path: String,
+) -> Result<String, PoolError> {
+    #[derive(Deserialize)]
+    struct Previous {
+        rows: Vec<(String, String)>,
+    }
+    let json = tx
+        .query(
+            pool,
+            "SELECT pg_catalog.current_setting('search_path') AS previous, \
+             pg_catalog.set_config('search_path', $1, true) AS path",
+            &[Param::Text(path)],
+            ValueStyle::ToJson,
+        )
+        .await?
+        .json;
+    let previous: Previous = serde_json::from_str(&json)
+        .map_err(|e| PoolError::Internal(format!("unexpected search_path reply: {e}")))?;
+    previous
+        .rows
+        .into_iter()
+        .next()
+        .map(|(previous, _)| previous)
+        .ok_or_else(|| PoolError::Internal("set_config returned no row".into()))
+}
+
 fn read(pool: &DbPool, wire: &str) -> Result<RestRequest, PoolError> {
     parse::parse(&ApiRequest::from_wire(wire)?, &pool.config().schemas)
+}
+
+/// What a request needs around its statements beyond running them.
+struct RequestScope {
+    /// Its answer can undo it: an error answer must leave nothing behind.
+    undoable: bool,
+    /// The `search_path` it runs with, when not the default.
+    search_path: Option<String>,
+}
+
+impl RequestScope {
+    fn of(request: &mut RestRequest) -> Result<Self, PoolError> {
+        let mutation = !matches!(request.spec.method, Method::Select | Method::Rpc);
+        // EXPLAIN ANALYZE runs the statement: a mutation's effects are rolled back.
+        if matches!(request.accept, Accept::Plan(plan) if plan.analyze) && mutation {
+            request.prefer.rollback = true;
+        }
+        let undoable = request.prefer.rollback
+            || (mutation
+                && (request.accept == Accept::Object || request.prefer.max_affected.is_some()))
+            || (request.spec.method == Method::Rpc && request.prefer.max_affected.is_some());
+        // A schema other than `public`: its functions (computed fields named in filters and
+        // order, functions its own functions call) are found first, as PostgREST sets
+        // `search_path` to the request's schema. `public` is on the default path already, so
+        // the common request needs no transaction for it.
+        let search_path = match &request.spec.schema {
+            Some(schema) if schema != "public" => {
+                Some(format!("{}, \"public\"", super::ident::quote(schema)?))
+            }
+            _ => None,
+        };
+        Ok(RequestScope {
+            undoable,
+            search_path,
+        })
+    }
 }
 
 async fn run_pooled(
@@ -106,31 +210,13 @@ async fn run_pooled(
     role: Option<&RoleContext>,
 ) -> Result<Answer, PoolError> {
     let mut request = read(pool, wire)?;
-    let mutation = !matches!(request.spec.method, Method::Select | Method::Rpc);
-    // EXPLAIN ANALYZE runs the statement: a mutation's effects are rolled back.
-    if matches!(request.accept, Accept::Plan(plan) if plan.analyze) && mutation {
-        request.prefer.rollback = true;
-    }
-    let undoable = request.prefer.rollback
-        || (mutation
-            && (request.accept == Accept::Object || request.prefer.max_affected.is_some()))
-        || (request.spec.method == Method::Rpc && request.prefer.max_affected.is_some());
-    // A schema other than `public`: its functions (computed fields named in filters and
-    // order, functions its own functions call) are found first, as PostgREST sets
-    // `search_path` to the request's schema. `public` is on the default path already, so the
-    // common request needs no transaction for it.
-    let search_path = match &request.spec.schema {
-        Some(schema) if schema != "public" => {
-            Some(format!("{}, \"public\"", super::ident::quote(schema)?))
-        }
-        _ => None,
-    };
-    if !undoable && search_path.is_none() {
+    let scope = RequestScope::of(&mut request)?;
+    if !scope.undoable && scope.search_path.is_none() {
         return answer(&Target::Pool { pool, role }, &mut request).await;
     }
     let tx = Transaction::begin(pool, role, TxOptions::default()).await?;
     let result = async {
-        if let Some(path) = search_path {
+        if let Some(path) = scope.search_path {
             tx.query(
                 pool,
                 "SELECT pg_catalog.set_config('search_path', $1, true)",
