@@ -617,6 +617,20 @@ describe('rpc', () => {
       ok([{ username: 'supabot', status: 'ONLINE' }]))
     expect(await admin.rpc('function_returning_row')).toMatchObject(ok({ username: 'supabot', status: 'ONLINE' }))
     expect((await admin.rpc('function_returning_set_of_rows')).data).toHaveLength(4)
+  })
+
+  test('a function returning a table\'s rows embeds its resources, as a select of that table does', async () => {
+    expect(await admin.rpc('function_returning_set_of_rows').select('username, messages(id)').eq('username', 'supabot')).toEqual(
+      ok([{ username: 'supabot', messages: [{ id: 1 }, { id: 2 }] }]))
+    expect(await admin.rpc('function_returning_set_of_rows').select('username, messages!inner(id)').eq('messages.id', 2)).toEqual(
+      ok([{ username: 'supabot', messages: [{ id: 2 }] }]))
+    expect(await admin.rpc('function_returning_set_of_rows').select('username, messages()').not('messages', 'is', null)).toEqual(
+      ok([{ username: 'supabot' }]))
+    expect(await admin.rpc('function_returning_row').select('username, messages(count)')).toEqual(
+      ok({ username: 'supabot', messages: [{ count: 2 }] }))
+    // A function of scalars has no resources to embed.
+    expect(await admin.rpc('get_username_and_status', { name_param: 'supabot' }).select('username, messages(id)')).toMatchObject(
+      { data: null, status: 400, error: { code: 'PGRST200', message: 'Could not find a relationship between \'get_username_and_status\' and \'messages\' in the schema cache' } })
     expect(await admin.rpc('function_with_optional_param')).toEqual(ok(''))
   })
 
@@ -636,6 +650,109 @@ describe('rpc', () => {
     const missing = await admin.rpc('no_such_function')
     expect(missing.status).toBe(404)
     expect(missing.data).toBeNull()
+  })
+})
+
+describe('computed relationships (PostgREST\'s ComputedRelsSpec, on its fixture\'s tables)', () => {
+  // Several statements in one text: set up through pg, which sends them as one simple query.
+  const setUp = async (sql: string) => {
+    const client = new Client({ connectionString: urlOf(database) })
+    await client.connect()
+    try {
+      await client.query(sql)
+    } finally {
+      await client.end()
+    }
+  }
+
+  beforeAll(async () => {
+    await setUp(`
+      create table designers (id int primary key, name text);
+      create table videogames (id int primary key, name text, designer_id int references designers(id));
+      insert into designers values (1, 'Sid Meier'), (2, 'Hironobu Sakaguchi');
+      insert into videogames values (1, 'Civilization I', 1), (2, 'Civilization II', 1), (3, 'Final Fantasy I', 2), (4, 'Final Fantasy II', 2);
+      create function computed_designers(videogames) returns setof designers language sql stable rows 1
+        as $$ select * from designers where id = $1.designer_id $$;
+      create function computed_designers_noset(videogames) returns designers language sql stable
+        as $$ select * from designers where id = $1.designer_id $$;
+      create function computed_videogames(designers) returns setof videogames language sql stable
+        as $$ select * from videogames where designer_id = $1.id $$;
+      create function getallvideogames() returns setof videogames language sql stable as $$ select * from videogames $$;
+      create function getalldesigners() returns setof designers language sql stable as $$ select * from designers $$;
+      -- Named as the tables: they override the foreign key's relationships, and find nothing.
+      create function designers(videogames) returns setof designers language sql stable rows 1
+        as $$ select * from designers where false $$;
+      create function videogames(designers) returns setof videogames language sql stable
+        as $$ select * from videogames where false $$;`)
+    DatabasePool.reloadSchema()
+  })
+
+  afterAll(async () => {
+    await setUp('drop table videogames, designers cascade')
+    DatabasePool.reloadSchema()
+  })
+
+  const byDesigner = [
+    { name: 'Civilization I', designer: { name: 'Sid Meier' } },
+    { name: 'Civilization II', designer: { name: 'Sid Meier' } },
+    { name: 'Final Fantasy I', designer: { name: 'Hironobu Sakaguchi' } },
+    { name: 'Final Fantasy II', designer: { name: 'Hironobu Sakaguchi' } },
+  ]
+  const byGame = [
+    { name: 'Sid Meier', videogames: [{ name: 'Civilization I' }, { name: 'Civilization II' }] },
+    { name: 'Hironobu Sakaguchi', videogames: [{ name: 'Final Fantasy I' }, { name: 'Final Fantasy II' }] },
+  ]
+
+  test('SETOF with ROWS 1, or no SETOF, is to-one (an object); SETOF is to-many (a list)', async () => {
+    expect(await admin.from('videogames').select('name, designer:computed_designers(name)').order('id')).toEqual(ok(byDesigner))
+    expect(await admin.from('videogames').select('name, designer:computed_designers_noset(name)').order('id')).toEqual(ok(byDesigner))
+    expect(await admin.from('designers').select('name, videogames:computed_videogames(name)').order('id')).toEqual(ok(byGame))
+  })
+
+  test('!inner with an embedded filter narrows the rows and the exact count', async () => {
+    const games = await admin.from('designers').select('name, videogames:computed_videogames!inner(name)', { count: 'exact' })
+      .eq('videogames.name', 'Civilization I')
+    expect(games).toMatchObject({ status: 200, count: 1, data: [{ name: 'Sid Meier', videogames: [{ name: 'Civilization I' }] }] })
+    for (const fn of ['computed_designers', 'computed_designers_noset']) {
+      const designed = await admin.from('videogames').select(`name, designer:${fn}!inner(name)`, { count: 'exact' })
+        .like('designer.name', '*Hironobu*').order('id')
+      expect(designed).toMatchObject({ status: 200, count: 2, data: byDesigner.slice(2) })
+    }
+  })
+
+  test('over an rpc\'s rows, and over a mutation\'s', async () => {
+    expect(await admin.rpc('getallvideogames').select('name, designer:computed_designers(name)').order('id')).toEqual(ok(byDesigner))
+    expect(await admin.rpc('getalldesigners').select('name, videogames:computed_videogames(name)').order('id')).toEqual(ok(byGame))
+    expect(await admin.from('videogames').insert({ id: 5, name: 'Chrono Trigger', designer_id: 2 }).select('name, designer:computed_designers(name)').rollback())
+      .toMatchObject({ status: 201, data: [{ name: 'Chrono Trigger', designer: { name: 'Hironobu Sakaguchi' } }] })
+    expect(await admin.from('designers').update({ name: 'Sidney K. Meier' }).eq('id', 1).select('name, videogames:computed_videogames(name)').rollback())
+      .toMatchObject({ status: 200, data: [{ name: 'Sidney K. Meier', videogames: [{ name: 'Civilization I' }, { name: 'Civilization II' }] }] })
+    expect(await admin.from('videogames').delete().eq('id', 3).select('name, designer:computed_designers(name)').rollback())
+      .toMatchObject({ status: 200, data: [{ name: 'Final Fantasy I', designer: { name: 'Hironobu Sakaguchi' } }] })
+  })
+
+  test('a function named as a table overrides the foreign key\'s relationship', async () => {
+    expect(await admin.from('videogames').select('*, designers!inner(*)')).toEqual(ok([]))
+    expect(await admin.from('designers').select('*, videogames!inner(*)')).toEqual(ok([]))
+  })
+
+  test('ordered by a to-one one; a to-many one is PGRST118; spread; tested for null', async () => {
+    expect(await admin.from('videogames').select('id, computed_designers(id)').order('computed_designers(id)', { ascending: false }).order('id')).toEqual(
+      ok([{ id: 3, computed_designers: { id: 2 } }, { id: 4, computed_designers: { id: 2 } }, { id: 1, computed_designers: { id: 1 } }, { id: 2, computed_designers: { id: 1 } }]))
+    expect(await admin.from('designers').select('id, computed_videogames(id)').order('computed_videogames(id)', { ascending: false })).toMatchObject({
+      status: 400,
+      error: { code: 'PGRST118', message: 'A related order on \'computed_videogames\' is not possible',
+        details: '\'designers\' and \'computed_videogames\' do not form a many-to-one or one-to-one relationship' },
+    })
+    expect(await admin.from('videogames').select('name, ...computed_designers(designer_name:name)').order('id')).toEqual(
+      ok(byDesigner.map(({ name, designer }) => ({ name, designer_name: designer.name }))))
+    await admin.query('insert into videogames values (6, \'Tetris\', null)')
+    try {
+      expect(await admin.from('videogames').select('name, computed_designers()').is('computed_designers', null)).toEqual(ok([{ name: 'Tetris' }]))
+      expect((await admin.from('videogames').select('id, computed_designers()').not('computed_designers', 'is', null)).data).toHaveLength(4)
+    } finally {
+      await admin.query('delete from videogames where id = 6')
+    }
   })
 })
 

@@ -893,7 +893,12 @@ fn rpc_statement(
     function: &str,
     conditions: &[Condition],
 ) -> Result<BuiltStatement, PoolError> {
-    let mut params = Vec::new();
+    // Embedded resources' values are bound first: `rest::select` rendered them from $1.
+    let mut params = spec
+        .embedded
+        .as_ref()
+        .map(|e| e.params.clone())
+        .unwrap_or_default();
     let mut args = Vec::new();
     match &spec.values {
         None | Some(Value::Null) => {}
@@ -904,6 +909,28 @@ fn rpc_statement(
             }
         }
         Some(_) => return Err(request_error("rpc arguments must be an object", None)),
+    }
+    if let Some(embedded) = &spec.embedded {
+        // The function returns a relation's rows: embedded resources and computed fields
+        // are rendered over them (aliased) as over that relation's.
+        let alias = quote(&embedded.alias)?;
+        let mut sql = format!(
+            "SELECT {} FROM {function}({}) AS {alias}{}",
+            embedded.list,
+            args.join(", "),
+            embedded.joins
+        );
+        sql.push_str(&where_clause_with(
+            conditions,
+            &mut params,
+            Some(&alias),
+            existence_of(spec),
+        )?);
+        sql.push_str(&embedded_conditions(spec, conditions.is_empty()));
+        sql.push_str(&embedded.group_by);
+        sql.push_str(&order_clause_in(&spec.order, Some(&alias))?);
+        sql.push_str(&paging_clause(spec));
+        return Ok(BuiltStatement { sql, params });
     }
     let (list, group_by) =
         grouped_select_list(spec.columns.as_deref().unwrap_or("*"), Source::InScope)?;

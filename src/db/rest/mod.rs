@@ -235,6 +235,22 @@ async fn run_pooled(
     Ok(answer)
 }
 
+/// The relation whose rows a request's select reads: its table, or for an rpc the relation
+/// the function returns rows of. A function returning scalars or records is its own: nothing
+/// relates to it (`PGRST200`), as in PostgREST.
+fn parent_relation<'c>(
+    catalog: &'c schema::Catalog,
+    spec: &'c super::builder::RequestSpec,
+    schema: &str,
+) -> &'c str {
+    match spec.method {
+        Method::Rpc => catalog
+            .function_relation(schema, &spec.table)
+            .unwrap_or(&spec.table),
+        _ => &spec.table,
+    }
+}
+
 /// The first row of a body statement: the total, the page size and the body text.
 #[derive(Deserialize)]
 struct BodyRow {
@@ -302,7 +318,8 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
         let relation = request.spec.relation()?;
         request.spec.column_defaults = Some(column_defaults(target, &relation).await?);
     }
-    if (request.spec.method == Method::Select || (mutation && request.spec.returning))
+    if (matches!(request.spec.method, Method::Select | Method::Rpc)
+        || (mutation && request.spec.returning))
         && request.spec.columns.is_some()
     {
         let columns = request.spec.columns.as_deref().unwrap_or("*");
@@ -318,12 +335,13 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
             Some(catalog(target).await?)
         } else if columns.trim() != "*" {
             let catalog = catalog(target).await?;
-            select::names_computed_field(&catalog, &schema, &request.spec.table, columns)
-                .then_some(catalog)
+            let parent = parent_relation(&catalog, &request.spec, &schema);
+            select::names_computed_field(&catalog, &schema, parent, columns).then_some(catalog)
         } else {
             None
         };
         if let Some(catalog) = catalog {
+            let parent = parent_relation(&catalog, &request.spec, &schema).to_string();
             let items = select::parse(columns)?;
             select::check_embedded_targets(&items, &request.spec.embedded_queries)?;
             // A mutation's select reads the rows it returned in the same statement: the values
@@ -341,7 +359,7 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
                 schema: &schema,
             };
             let alias = super::builder::own_alias(&request.spec.table);
-            let rendered = select::render(&mut scope, &items, &[], &request.spec.table, &alias, 1)?;
+            let rendered = select::render(&mut scope, &items, &[], &parent, &alias, 1)?;
             for order in request
                 .spec
                 .order
@@ -351,7 +369,7 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
                 order.expression = Some(select::order_by_related(
                     &scope,
                     &items,
-                    &request.spec.table,
+                    &parent,
                     &alias,
                     &order.column,
                 )?);

@@ -36,6 +36,21 @@ pub struct Catalog {
     /// Each table's and view's columns: a payload key that is none of them is `PGRST204`.
     #[serde(default)]
     pub relations: Vec<RelationColumns>,
+    #[serde(default)]
+    pub computed_relationships: Vec<ComputedRelationship>,
+    /// Functions returning rows of a table or view: an rpc's select embeds and computes over
+    /// them as over that relation's.
+    #[serde(default)]
+    pub function_relations: Vec<FunctionRelation>,
+}
+
+/// A function `schema.name` returning rows (or one row) of `table_schema.table`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct FunctionRelation {
+    pub schema: String,
+    pub name: String,
+    pub table_schema: String,
+    pub table: String,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -86,6 +101,20 @@ pub struct ComputedField {
     pub name: String,
     pub table_schema: String,
     pub table: String,
+}
+
+/// A computed relationship: a function `schema.name(table)` of one row of a table returning
+/// rows of `target` (one row when it is not `SETOF`, or is `ROWS 1`), embedded by its name as
+/// PostgREST embeds one.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct ComputedRelationship {
+    pub schema: String,
+    pub name: String,
+    pub table_schema: String,
+    pub table: String,
+    pub target_schema: String,
+    pub target: String,
+    pub to_one: bool,
 }
 
 impl Catalog {
@@ -205,6 +234,32 @@ impl Catalog {
             .map(|r| r.columns.as_slice())
     }
 
+    /// The function `schema.name` of a row of `schema.table` that returns rows of a table of
+    /// the same schema, if there is one.
+    pub fn computed_relationship(
+        &self,
+        schema: &str,
+        table: &str,
+        name: &str,
+    ) -> Option<&ComputedRelationship> {
+        self.computed_relationships.iter().find(|f| {
+            f.schema == schema
+                && f.table_schema == schema
+                && f.target_schema == schema
+                && f.table == table
+                && f.name == name
+        })
+    }
+
+    /// The relation of the same schema whose rows the function `schema.name` returns, if it
+    /// returns a relation's rows.
+    pub fn function_relation(&self, schema: &str, name: &str) -> Option<&str> {
+        self.function_relations
+            .iter()
+            .find(|f| f.schema == schema && f.name == name && f.table_schema == schema)
+            .map(|f| f.table.as_str())
+    }
+
     /// The computed field `name` of `schema.table`, if there is one.
     pub fn computed_field(&self, schema: &str, table: &str, name: &str) -> Option<&ComputedField> {
         self.computed
@@ -239,6 +294,25 @@ pub const CATALOG_SQL: &str = "SELECT pg_catalog.json_build_object('keys', (SELE
      JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace \
      WHERE p.pronargs = 1 AND NOT p.proretset AND p.prokind = 'f' \
        AND pn.nspname NOT IN ('pg_catalog', 'information_schema')), \
+     'computed_relationships', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(\
+       'schema', pn.nspname, 'name', p.proname, 'table_schema', an.nspname, 'table', ac.relname, \
+       'target_schema', tn.nspname, 'target', tc.relname, \
+       'to_one', NOT p.proretset OR p.prorows = 1)), '[]') \
+     FROM pg_catalog.pg_proc p \
+     JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
+     JOIN pg_catalog.pg_class ac ON ac.reltype = p.proargtypes[0] AND ac.relkind IN ('r', 'p', 'v', 'm', 'f') \
+     JOIN pg_catalog.pg_namespace an ON an.oid = ac.relnamespace \
+     JOIN pg_catalog.pg_class tc ON tc.reltype = p.prorettype AND tc.relkind IN ('r', 'p', 'v', 'm', 'f') \
+     JOIN pg_catalog.pg_namespace tn ON tn.oid = tc.relnamespace \
+     WHERE p.pronargs = 1 AND p.prokind = 'f' \
+       AND pn.nspname NOT IN ('pg_catalog', 'information_schema')), \
+     'function_relations', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(\
+       'schema', pn.nspname, 'name', p.proname, 'table_schema', tn.nspname, 'table', tc.relname)), '[]') \
+     FROM pg_catalog.pg_proc p \
+     JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
+     JOIN pg_catalog.pg_class tc ON tc.reltype = p.prorettype AND tc.relkind IN ('r', 'p', 'v', 'm', 'f') \
+     JOIN pg_catalog.pg_namespace tn ON tn.oid = tc.relnamespace \
+     WHERE p.prokind = 'f' AND pn.nspname NOT IN ('pg_catalog', 'information_schema')), \
      'views', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(\
        'schema', vn.nspname, 'name', v.relname, 'columns', \
        (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object('name', o.attname, \

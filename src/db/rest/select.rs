@@ -14,7 +14,7 @@ use super::super::filters;
 use super::super::filters::split_top_level;
 use super::super::ident::{quote, request_error};
 use super::super::params::Param;
-use super::schema::{Catalog, ForeignKey};
+use super::schema::{Catalog, ComputedRelationship, ForeignKey};
 use crate::error::{DatabaseErrorFields, PoolError};
 
 /// One item of a select list.
@@ -136,21 +136,13 @@ pub fn check_embedded_targets(items: &[Item], queries: &[EmbeddedQuery]) -> Resu
     Ok(())
 }
 
-/// `EXISTS` over `schema.target` (aliased `alias`) under `conditions`: whether a resource has
-/// related rows, as `name=is.null` and `name=not.is.null` test it.
-fn related_rows_exist(
-    schema: &str,
-    target: &str,
-    alias: &str,
-    conditions: &[String],
-) -> Result<String, PoolError> {
-    Ok(format!(
-        "EXISTS (SELECT 1 FROM {}.{} AS {} WHERE {})",
-        quote(schema)?,
-        quote(target)?,
-        quote(alias)?,
+/// `EXISTS` over a resource's rows (`source`, as `Relationship::source` gives it) under
+/// `conditions`: whether it has related rows, as `name=is.null` and `name=not.is.null` test it.
+fn related_rows_exist(source: &str, conditions: &[String]) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM {source} WHERE {})",
         conditions.join(" AND ")
-    ))
+    )
 }
 
 /// PostgREST's `PGRST127`: a request it parses but does not answer.
@@ -204,21 +196,39 @@ fn coded_with_details(
 
 /// How an embedded resource relates to its parent.
 struct Relationship<'a> {
-    key: &'a ForeignKey,
+    link: Link<'a>,
     /// The table the resource reads (the embed's name may be a column or a constraint's).
     target: &'a str,
-    /// The parent holds the foreign key (many-to-one: one object).
+    /// The parent holds the foreign key (many-to-one: one object), or a computed relationship
+    /// returns one row.
     to_one: bool,
     /// The target holds a unique foreign key to the parent (one-to-one: one object too).
     one_to_one: bool,
-    /// Many-to-many through a junction table: `key` goes from the junction to the target,
-    /// this one from the junction to the parent.
-    junction: Option<&'a ForeignKey>,
+}
+
+/// What ties the resource's rows to its parent's.
+enum Link<'a> {
+    Key {
+        key: &'a ForeignKey,
+        /// Many-to-many through a junction table: `key` goes from the junction to the target,
+        /// this one from the junction to the parent.
+        junction: Option<&'a ForeignKey>,
+    },
+    /// A function of the parent's row returning the target's rows (PostgREST's computed
+    /// relationship).
+    Function(&'a ComputedRelationship),
 }
 
 impl Relationship<'_> {
+    fn junction(&self) -> Option<&ForeignKey> {
+        match self.link {
+            Link::Key { junction, .. } => junction,
+            Link::Function(_) => None,
+        }
+    }
+
     fn cardinality(&self) -> &'static str {
-        match (self.junction, self.to_one, self.one_to_one) {
+        match (self.junction(), self.to_one, self.one_to_one) {
             (Some(_), _, _) => "many-to-many",
             (None, true, _) => "many-to-one",
             (None, false, true) => "one-to-one",
@@ -227,9 +237,12 @@ impl Relationship<'_> {
     }
 
     fn describe(&self, parent: &str, target: &str) -> serde_json::Value {
-        let key = self.key;
-        let relationship = match self.junction {
-            Some(junction) => format!(
+        let relationship = match self.link {
+            Link::Function(function) => format!("{}({parent})", function.name),
+            Link::Key {
+                key,
+                junction: Some(junction),
+            } => format!(
                 "{} using {}({}) and {}({})",
                 key.table,
                 junction.name,
@@ -237,7 +250,7 @@ impl Relationship<'_> {
                 key.name,
                 key.columns.join(", ")
             ),
-            None if self.to_one => format!(
+            Link::Key { key, .. } if self.to_one => format!(
                 "{} using {}({}) and {}({})",
                 key.name,
                 key.table,
@@ -245,7 +258,7 @@ impl Relationship<'_> {
                 key.ref_table,
                 key.ref_columns.join(", ")
             ),
-            None => format!(
+            Link::Key { key, .. } => format!(
                 "{} using {}({}) and {}({})",
                 key.name,
                 key.ref_table,
@@ -262,10 +275,34 @@ impl Relationship<'_> {
     }
 
     fn hint_name(&self) -> &str {
-        match self.junction {
-            Some(_) => &self.key.table,
-            None => &self.key.name,
+        match self.link {
+            Link::Key {
+                key,
+                junction: Some(_),
+            } => &key.table,
+            Link::Key { key, .. } => &key.name,
+            Link::Function(function) => &function.name,
         }
+    }
+
+    /// What the resource's rows are read from, aliased `alias`: the target table, or the
+    /// function called with the parent's row (`parent_alias`).
+    fn source(&self, schema: &str, alias: &str, parent_alias: &str) -> Result<String, PoolError> {
+        Ok(match self.link {
+            Link::Function(function) => format!(
+                "{}.{}({}) AS {}",
+                quote(&function.schema)?,
+                quote(&function.name)?,
+                quote(parent_alias)?,
+                quote(alias)?
+            ),
+            Link::Key { .. } => format!(
+                "{}.{} AS {}",
+                quote(schema)?,
+                quote(self.target)?,
+                quote(alias)?
+            ),
+        })
     }
 }
 
@@ -275,12 +312,23 @@ impl Relationship<'_> {
 /// either side, or a junction table; without a direct relationship, a table holding foreign
 /// keys to both sides makes it many-to-many.
 fn relationship<'a>(
-    keys: &'a [ForeignKey],
+    catalog: &'a Catalog,
     schema: &str,
     parent: &str,
     embed: &Embed,
 ) -> Result<Relationship<'a>, PoolError> {
     let name = embed.relation.as_str();
+    // A computed relationship of that name comes first: PostgREST lets one override the
+    // relationships its foreign keys give.
+    if let Some(function) = catalog.computed_relationship(schema, parent, name) {
+        return Ok(Relationship {
+            link: Link::Function(function),
+            target: &function.target,
+            to_one: function.to_one,
+            one_to_one: false,
+        });
+    }
+    let keys = &catalog.keys;
     let in_schema = |key: &ForeignKey| key.schema == schema && key.ref_schema == schema;
     let hinted = |key: &ForeignKey| match &embed.hint {
         None => true,
@@ -302,11 +350,13 @@ fn relationship<'a>(
             && hinted(key)
         {
             found.push(Relationship {
-                key,
+                link: Link::Key {
+                    key,
+                    junction: None,
+                },
                 target: &key.ref_table,
                 to_one: true,
                 one_to_one: false,
-                junction: None,
             });
         }
         // The target references the parent: one-to-many (one-to-one with unique referencing
@@ -317,11 +367,13 @@ fn relationship<'a>(
             && hinted(key)
         {
             found.push(Relationship {
-                key,
+                link: Link::Key {
+                    key,
+                    junction: None,
+                },
                 target: &key.table,
                 to_one: false,
                 one_to_one: key.unique,
-                junction: None,
             });
         }
     }
@@ -347,11 +399,13 @@ fn relationship<'a>(
                 };
                 if hint_ok {
                     found.push(Relationship {
-                        key: to_target,
+                        link: Link::Key {
+                            key: to_target,
+                            junction: Some(to_parent),
+                        },
                         target: &to_target.ref_table,
                         to_one: false,
                         one_to_one: false,
-                        junction: Some(to_parent),
                     });
                 }
             }
@@ -487,7 +541,7 @@ pub fn render(
                 list.push(rendered.sql);
             }
             Item::Embed(embed) => {
-                let relationship = relationship(&scope.catalog.keys, schema, parent, embed)?;
+                let relationship = relationship(scope.catalog, schema, parent, embed)?;
                 let target = relationship.target;
                 let alias = embedded_alias(target, depth);
                 let alias_q = quote(&alias)?;
@@ -507,6 +561,7 @@ pub fn render(
                 here.push(name.to_string());
                 let query = query_for(scope.queries, &here);
                 let join = join_condition(&relationship, schema, &alias, parent_alias, depth)?;
+                let source = relationship.source(schema, &alias, parent_alias)?;
                 if embed.spread && !relationship.to_one && !relationship.one_to_one {
                     // A to-many spread, as PostgREST 13: each column becomes the array of its
                     // values over the related rows.
@@ -551,24 +606,18 @@ pub fn render(
                         outputs.push(Output::Plain(vec![expr]));
                     }
                     joins.push_str(&format!(
-                        " LEFT JOIN LATERAL (SELECT {} FROM {}.{} AS {} WHERE {}) AS {} ON true",
+                        " LEFT JOIN LATERAL (SELECT {} FROM {source} WHERE {}) AS {} ON true",
                         arrays.join(", "),
-                        quote(schema)?,
-                        quote(target)?,
-                        quote(&alias)?,
                         conditions.join(" AND "),
                         quote(&lateral)?,
                     ));
                     if embed.inner {
                         let join =
                             join_condition(&relationship, schema, &alias, parent_alias, depth)?;
-                        inner_conditions.push(related_rows_exist(schema, target, &alias, &join)?);
+                        inner_conditions.push(related_rows_exist(&source, &join));
                     }
                     // `processes=is.null` on a spread tests its related rows, as on an embed.
-                    existence.push((
-                        name.to_string(),
-                        related_rows_exist(schema, target, &alias, &conditions)?,
-                    ));
+                    existence.push((name.to_string(), related_rows_exist(&source, &conditions)));
                     continue;
                 }
                 if embed.spread {
@@ -585,9 +634,7 @@ pub fn render(
                         )?);
                     }
                     joins.push_str(&format!(
-                        " LEFT JOIN LATERAL (SELECT {alias_q} AS \"pgrst_row\" FROM {}.{} AS {alias_q} WHERE {} LIMIT 1) AS {} ON true",
-                        quote(schema)?,
-                        quote(target)?,
+                        " LEFT JOIN LATERAL (SELECT {alias_q} AS \"pgrst_row\" FROM {source} WHERE {} LIMIT 1) AS {} ON true",
                         conditions.join(" AND "),
                         quote(&lateral)?,
                         alias_q = quote(&alias)?,
@@ -632,11 +679,8 @@ pub fn render(
                         let mut nested_conditions = conditions.clone();
                         nested_conditions.extend(sub.inner_conditions);
                         joins.push_str(&format!(
-                            " LEFT JOIN LATERAL (SELECT {} FROM {}.{} AS {}{} WHERE {}{} LIMIT 1) AS {} ON true",
+                            " LEFT JOIN LATERAL (SELECT {} FROM {source}{} WHERE {}{} LIMIT 1) AS {} ON true",
                             sub.list,
-                            quote(schema)?,
-                            quote(target)?,
-                            quote(&alias)?,
                             sub.joins,
                             nested_conditions.join(" AND "),
                             sub.group_by,
@@ -646,10 +690,7 @@ pub fn render(
                     if embed.inner {
                         inner_conditions.push(format!("{row} IS NOT NULL"));
                     }
-                    existence.push((
-                        name.to_string(),
-                        related_rows_exist(schema, target, &alias, &conditions)?,
-                    ));
+                    existence.push((name.to_string(), related_rows_exist(&source, &conditions)));
                     continue;
                 }
                 let sub = render(scope, &embed.items, &here, target, &alias, depth + 1)?;
@@ -665,14 +706,7 @@ pub fn render(
                         &sub.existence,
                     )?);
                 }
-                let from = format!(
-                    "{}.{} AS {}{} WHERE {}",
-                    quote(schema)?,
-                    quote(target)?,
-                    quote(&alias)?,
-                    sub.joins,
-                    conditions.join(" AND ")
-                );
+                let from = format!("{source}{} WHERE {}", sub.joins, conditions.join(" AND "));
                 let expr = if embed.items.is_empty() || sub.list.is_empty() {
                     // Nothing of it is selected, here or below (`tasks(projects())`): it only
                     // filters (with `!inner`), and PostgREST leaves it out of the answer.
@@ -770,7 +804,7 @@ pub fn order_by_related(
             let aliased = embeds().find(|e| e.alias.is_some() && e.relation == name);
             not_embedded(name, aliased.and_then(|e| e.alias.as_deref()))
         })?;
-    let relationship = relationship(&scope.catalog.keys, scope.schema, parent, embed)?;
+    let relationship = relationship(scope.catalog, scope.schema, parent, embed)?;
     if !relationship.to_one && !relationship.one_to_one {
         let named = Embed {
             relation: name.to_string(),
@@ -782,11 +816,9 @@ pub fn order_by_related(
     let join = join_condition(&relationship, scope.schema, alias, parent_alias, 0)?;
     let field = column_item_in(inside, Source::Relation(&quote(alias)?))?;
     Ok(format!(
-        "(SELECT {} FROM {}.{} AS {} WHERE {} LIMIT 1)",
+        "(SELECT {} FROM {} WHERE {} LIMIT 1)",
         field.expr,
-        quote(scope.schema)?,
-        quote(relationship.target)?,
-        quote(alias)?,
+        relationship.source(scope.schema, alias, parent_alias)?,
         join.join(" AND ")
     ))
 }
@@ -820,7 +852,11 @@ fn join_condition(
     parent_alias: &str,
     depth: usize,
 ) -> Result<Vec<String>, PoolError> {
-    let key = relationship.key;
+    let (key, junction) = match relationship.link {
+        Link::Key { key, junction } => (key, junction),
+        // The function picks the rows: nothing more to tie.
+        Link::Function(_) => return Ok(vec!["true".into()]),
+    };
     let pairs = |left: &str, l: &[String], right: &str, r: &[String]| {
         l.iter()
             .zip(r.iter())
@@ -835,7 +871,7 @@ fn join_condition(
             })
             .collect::<Result<Vec<_>, PoolError>>()
     };
-    match relationship.junction {
+    match junction {
         Some(to_parent) => {
             let junction = format!("pgrst_j{depth}");
             let mut on = pairs(&junction, &key.columns, alias, &key.ref_columns)?;
@@ -1057,6 +1093,43 @@ mod tests {
         assert!(hinted.is_ok());
         let missing = render_in("products(*)", "users");
         assert_eq!(missing.err().unwrap().code(), "PGRST200");
+    }
+
+    #[test]
+    fn a_computed_relationship_reads_its_function_of_the_parent_row_and_overrides_a_key() {
+        let function = |name: &str, table: &str, target: &str, to_one: bool| ComputedRelationship {
+            schema: "public".into(),
+            name: name.into(),
+            table_schema: "public".into(),
+            table: table.into(),
+            target_schema: "public".into(),
+            target: target.into(),
+            to_one,
+        };
+        let catalog = Catalog {
+            keys: keys(),
+            computed_relationships: vec![
+                function("author", "messages", "users", true),
+                function("channels", "messages", "channels", true),
+            ],
+            ..Catalog::default()
+        };
+        let mut params = Vec::new();
+        let mut scope = Scope {
+            catalog: &catalog,
+            queries: &[],
+            params: &mut params,
+            schema: "public",
+        };
+        let items = parse("author(username), channels(slug)").unwrap();
+        let rendered = render(&mut scope, &items, &[], "messages", "messages", 1).unwrap();
+        assert_eq!(
+            rendered.list,
+            "(SELECT pg_catalog.row_to_json(_pgrst_e) FROM (SELECT \"users_1\".\"username\" \
+             FROM \"public\".\"author\"(\"messages\") AS \"users_1\" WHERE true LIMIT 1) _pgrst_e) AS \"author\", \
+             (SELECT pg_catalog.row_to_json(_pgrst_e) FROM (SELECT \"channels_1\".\"slug\" \
+             FROM \"public\".\"channels\"(\"messages\") AS \"channels_1\" WHERE true LIMIT 1) _pgrst_e) AS \"channels\""
+        );
     }
 
     #[test]
