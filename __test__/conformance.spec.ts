@@ -756,6 +756,86 @@ describe('computed relationships (PostgREST\'s ComputedRelsSpec, on its fixture\
   })
 })
 
+describe('to-many spreads (PostgREST 13\'s SpreadQueriesSpec, on its fixture\'s tables)', () => {
+  const setUp = async (sql: string) => {
+    const client = new Client({ connectionString: urlOf(database) })
+    await client.connect()
+    try {
+      await client.query(sql)
+    } finally {
+      await client.end()
+    }
+  }
+
+  beforeAll(async () => {
+    await setUp(`
+      create table factories (id int primary key, name text);
+      create table process_categories (id int primary key, name text);
+      create table processes (id int primary key, name text, factory_id int references factories(id), category_id int references process_categories(id));
+      create table process_costs (process_id int references processes(id) primary key, cost numeric);
+      create table supervisors (id int primary key, name text);
+      create table process_supervisor (process_id int references processes(id), supervisor_id int references supervisors(id), primary key (process_id, supervisor_id));
+      insert into factories values (1, 'Factory A'), (2, 'Factory B'), (3, 'Factory C'), (4, 'Factory D');
+      insert into process_categories values (1, 'Batch'), (2, 'Mass');
+      insert into processes values (1, 'Process A1', 1, 1), (2, 'Process A2', 1, 2), (3, 'Process B1', 2, 1), (4, 'Process B2', 2, 1),
+        (5, 'Process C1', 3, 2), (6, 'Process C2', 3, 2), (7, 'Process XX', 3, 2), (8, 'Process YY', 3, 2);
+      insert into process_costs values (1, 150.00), (2, 200.00), (3, 180.00), (4, 70.00), (5, 40.00), (6, 70.00), (8, 40.00);
+      insert into supervisors values (1, 'Mary'), (2, 'John'), (3, 'Peter'), (4, 'Sarah'), (5, 'Jane');
+      insert into process_supervisor values (1, 1), (2, 2), (3, 3), (3, 4), (4, 1), (4, 2), (5, 3), (6, 3);`)
+    DatabasePool.reloadSchema()
+  })
+
+  afterAll(async () => {
+    await setUp('drop table process_supervisor, supervisors, process_costs, processes, process_categories, factories')
+    DatabasePool.reloadSchema()
+  })
+
+  const factories = () => admin.from('factories')
+  const byName = { referencedTable: 'processes' }
+  const processNames = [['Process A1', 'Process A2'], ['Process B1', 'Process B2'], ['Process C1', 'Process C2', 'Process XX', 'Process YY'], []]
+  const names = ['Factory A', 'Factory B', 'Factory C', 'Factory D']
+
+  test('each column, alias or * becomes the array of its values over the related rows', async () => {
+    expect(await factories().select('factory:name, ...processes(processes:name, categories:category_id)').order('name').order('name', byName)).toEqual(
+      ok(names.map((factory, i) => ({ factory, processes: processNames[i], categories: [[1, 2], [1, 1], [2, 2, 2, 2], []][i] }))))
+    expect(await factories().select('factory:name, ...processes(*)').order('name').order('id', byName)).toEqual(ok([
+      { factory: 'Factory A', id: [1, 2], name: ['Process A1', 'Process A2'], factory_id: [1, 1], category_id: [1, 2] },
+      { factory: 'Factory B', id: [3, 4], name: ['Process B1', 'Process B2'], factory_id: [2, 2], category_id: [1, 1] },
+      { factory: 'Factory C', id: [5, 6, 7, 8], name: ['Process C1', 'Process C2', 'Process XX', 'Process YY'], factory_id: [3, 3, 3, 3], category_id: [2, 2, 2, 2] },
+      { factory: 'Factory D', id: [], name: [], factory_id: [], category_id: [] },
+    ]))
+  })
+
+  test('resources spread or embedded in it: values, arrays of arrays, objects', async () => {
+    expect(await factories().select('factory:name, ...processes(process:name, ...process_costs(process_costs:cost))').order('name').order('name', byName)).toEqual(
+      ok(names.map((factory, i) => ({ factory, process: processNames[i], process_costs: [[150, 200], [180, 70], [40, 70, null, 40], []][i] }))))
+    expect(await factories().select('factory:name, ...processes(process:name, ...supervisors(supervisors:name))').order('name').order('name', byName)
+      .order('name', { referencedTable: 'processes.supervisors' })).toEqual(
+      ok(names.map((factory, i) => ({ factory, process: processNames[i], supervisors: [[['Mary'], ['John']], [['Peter', 'Sarah'], ['John', 'Mary']], [['Peter'], ['Peter'], [], []], []][i] }))))
+    expect(await factories().select('factory:name, ...processes(process:name, process_categories(name))').order('name').order('name', byName)).toEqual(
+      ok(names.map((factory, i) => ({ factory, process: processNames[i],
+        process_categories: [['Batch', 'Mass'], ['Batch', 'Batch'], ['Mass', 'Mass', 'Mass', 'Mass'], []][i].map((name) => ({ name })) }))))
+    expect(await factories().select('factory:name, ...processes(*, ...process_costs(*))').eq('id', 3).order('name', byName)).toEqual(ok([
+      { factory: 'Factory C', id: [5, 6, 7, 8], name: ['Process C1', 'Process C2', 'Process XX', 'Process YY'], factory_id: [3, 3, 3, 3],
+        category_id: [2, 2, 2, 2], process_id: [5, 6, null, 8], cost: [40, 70, null, 40] }]))
+  })
+
+  test('its filters, !inner, null tests and order (also by a resource spread in it) shape every array alike', async () => {
+    expect(await factories().select('factory:name, ...processes(name)').not('processes.name', 'like', '*1').order('name').order('name', byName)).toEqual(
+      ok(names.map((factory, i) => ({ factory, name: [['Process A2'], ['Process B2'], ['Process C2', 'Process XX', 'Process YY'], []][i] }))))
+    const three = names.slice(0, 3).map((factory, i) => ({ factory, name: processNames[i] }))
+    expect(await factories().select('factory:name, ...processes!inner(name)').order('name').order('name', byName)).toEqual(ok(three))
+    expect(await factories().select('factory:name, ...processes(name)').not('processes', 'is', null).order('name').order('name', byName)).toEqual(ok(three))
+    expect(await factories().select('factory:name, ...processes(processes:name)').is('processes', null)).toEqual(ok([{ factory: 'Factory D', processes: [] }]))
+    expect(await factories().select('factory:name, ...processes(name)').order('name').order('category_id', byName).order('name', { ...byName, ascending: false })).toEqual(
+      ok(names.map((factory, i) => ({ factory, name: [['Process A1', 'Process A2'], ['Process B2', 'Process B1'], ['Process YY', 'Process XX', 'Process C2', 'Process C1'], []][i] }))))
+    expect(await factories().select('factory:name, ...processes(name, ...process_costs(cost))').order('name').order('process_costs(cost)', byName).order('name', byName)).toEqual(
+      ok(names.map((factory, i) => ({ factory,
+        name: [['Process A1', 'Process A2'], ['Process B2', 'Process B1'], ['Process C1', 'Process YY', 'Process C2', 'Process XX'], []][i],
+        cost: [[150, 200], [70, 180], [40, 40, 70, null], []][i] }))))
+  })
+})
+
 describe('schemas', () => {
   test('schema() reaches an exposed schema', async () => {
     expect((await admin.schema('personal').from('users').select('username')).data).toHaveLength(5)
