@@ -836,6 +836,62 @@ describe('to-many spreads (PostgREST 13\'s SpreadQueriesSpec, on its fixture\'s 
   })
 })
 
+describe('finding a relationship as PostgREST\'s findRel does', () => {
+  const setUp = async (sql: string) => {
+    const client = new Client({ connectionString: urlOf(database) })
+    await client.connect()
+    try {
+      await client.query(sql)
+    } finally {
+      await client.end()
+    }
+  }
+
+  beforeAll(async () => {
+    await setUp(`
+      create table big_projects (big_project_id int primary key, name text);
+      create table sites (site_id int primary key, name text, main_project_id int references big_projects);
+      -- A junction: both keys within its primary key.
+      create table jobs (site_id int references sites, big_project_id int references big_projects, primary key (site_id, big_project_id));
+      -- Not a junction: its keys are not part of its primary key.
+      create table site_notes (id int primary key, site_id int references sites, big_project_id int references big_projects);
+      create view sites_view as select * from sites;
+      insert into big_projects values (1, 'bridge'), (2, 'tunnel');
+      insert into sites values (1, 'north', 1), (2, 'south', null);
+      insert into jobs values (1, 2), (2, 1), (2, 2);`)
+    DatabasePool.reloadSchema()
+  })
+
+  afterAll(async () => {
+    await setUp('drop view sites_view; drop table site_notes, jobs, sites, big_projects')
+    DatabasePool.reloadSchema()
+  })
+
+  test('a many-to-one and a many-to-many to the same table are ambiguous; a table whose keys are outside its primary key is no junction', async () => {
+    const ambiguous = await admin.from('sites').select('*, big_projects(*)')
+    expect(ambiguous).toMatchObject({ status: 300, error: { code: 'PGRST201' } })
+    expect(ambiguous.error!.details as unknown).toEqual([
+      { cardinality: 'many-to-one', embedding: 'sites with big_projects', relationship: 'sites_main_project_id_fkey using sites(main_project_id) and big_projects(big_project_id)' },
+      { cardinality: 'many-to-many', embedding: 'sites with big_projects', relationship: 'jobs using jobs_site_id_fkey(site_id) and jobs_big_project_id_fkey(big_project_id)' },
+    ])
+    expect(ambiguous.error!.hint).toBe('Try changing \'big_projects\' to one of the following: \'big_projects!sites_main_project_id_fkey\', \'big_projects!jobs\'. Find the desired relationship in the \'details\' key.')
+  })
+
+  test('a hint picks one: the junction, a column; a hint that names nothing says so', async () => {
+    expect(await admin.from('sites').select('name, big_projects!jobs(name)').order('site_id').order('name', { referencedTable: 'big_projects' })).toEqual(
+      ok([{ name: 'north', big_projects: [{ name: 'tunnel' }] }, { name: 'south', big_projects: [{ name: 'bridge' }, { name: 'tunnel' }] }]))
+    expect(await admin.from('sites').select('name, big_projects!main_project_id(name)').order('site_id')).toEqual(
+      ok([{ name: 'north', big_projects: { name: 'bridge' } }, { name: 'south', big_projects: null }]))
+    expect(await admin.from('sites').select('name, big_projects!nope(name)')).toMatchObject({ status: 400, error: { code: 'PGRST200',
+      details: 'Searched for a foreign key relationship between \'sites\' and \'big_projects\' using the hint \'nope\' in the schema \'public\', but no matches were found.' } })
+  })
+
+  test('a view embeds a table by its foreign key column\'s name', async () => {
+    expect(await admin.from('sites_view').select('name, main_project_id(name)').order('site_id')).toEqual(
+      ok([{ name: 'north', main_project_id: { name: 'bridge' } }, { name: 'south', main_project_id: null }]))
+  })
+})
+
 describe('schemas', () => {
   test('schema() reaches an exposed schema', async () => {
     expect((await admin.schema('personal').from('users').select('username')).data).toHaveLength(5)

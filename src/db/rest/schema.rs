@@ -62,6 +62,9 @@ pub struct RelationColumns {
     /// search takes any other as text or JSON.
     #[serde(default)]
     pub tsvector: Vec<String>,
+    /// A table's primary key columns (none for a view: `Catalog::primary_key` derives one).
+    #[serde(default)]
+    pub primary_key: Vec<String>,
 }
 
 /// A view (or materialized view) and, for each of its columns that is a plain column of a
@@ -226,6 +229,37 @@ impl Catalog {
             .find(|r| r.schema == schema && r.name == name)
     }
 
+    /// The primary key columns of `schema.name`: a table's own; for a view, those of its
+    /// columns that show a primary key column of a table it reads, as PostgREST gives views
+    /// the keys of their tables.
+    pub fn primary_key(&self, schema: &str, name: &str) -> Vec<&str> {
+        if let Some(view) = self
+            .views
+            .iter()
+            .find(|v| v.schema == schema && v.name == name)
+        {
+            return self
+                .lineage(view)
+                .into_iter()
+                .filter(|l| {
+                    self.relation_columns(l.schema, l.table)
+                        .is_some_and(|r| r.primary_key.iter().any(|c| c == l.base_column))
+                })
+                .map(|l| l.column)
+                .collect();
+        }
+        self.relation_columns(schema, name)
+            .map(|r| r.primary_key.iter().map(String::as_str).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether `schema.name` is a view (or materialized view).
+    pub fn is_view(&self, schema: &str, name: &str) -> bool {
+        self.views
+            .iter()
+            .any(|v| v.schema == schema && v.name == name)
+    }
+
     /// The columns of `schema.name`, if the catalog knows the relation.
     pub fn columns_of(&self, schema: &str, name: &str) -> Option<&[String]> {
         self.relations
@@ -344,7 +378,11 @@ pub const CATALOG_SQL: &str = "SELECT pg_catalog.json_build_object('keys', (SELE
                       AND 'pg_catalog.tsvector'::pg_catalog.regtype IN (ra.atttypid, \
                         (SELECT t.typbasetype FROM pg_catalog.pg_type t WHERE t.oid = ra.atttypid), \
                         (SELECT b.typbasetype FROM pg_catalog.pg_type t \
-                         JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype WHERE t.oid = ra.atttypid))))), '[]') \
+                         JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype WHERE t.oid = ra.atttypid))), \
+       'primary_key', (SELECT coalesce(pg_catalog.json_agg(pa.attname ORDER BY pa.attnum), '[]') \
+                       FROM pg_catalog.pg_index pi \
+                       JOIN pg_catalog.pg_attribute pa ON pa.attrelid = pi.indrelid AND pa.attnum = ANY (pi.indkey) \
+                       WHERE pi.indrelid = rc.oid AND pi.indisprimary))), '[]') \
      FROM pg_catalog.pg_class rc \
      JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace \
      WHERE rc.relkind IN ('r', 'p', 'v', 'm', 'f') \
@@ -406,6 +444,35 @@ mod tests {
             .iter()
             .filter(|k| k.via_view && k.name == name)
             .collect()
+    }
+
+    #[test]
+    fn a_view_takes_on_the_primary_key_columns_it_shows() {
+        let mut catalog = parse_catalog(&format!(
+            r#"{{"keys": [], "views": [{}],
+                "relations": [{{"schema":"public","name":"jobs","columns":["site","project","note"],
+                               "primary_key":["site","project"]}}]}}"#,
+            view(
+                "jobs_view",
+                &[
+                    column("site_id", "jobs", "site"),
+                    column("project", "jobs", "project"),
+                    column("note", "jobs", "note")
+                ]
+            )
+        ))
+        .unwrap();
+        assert_eq!(
+            catalog.primary_key("public", "jobs"),
+            vec!["site", "project"]
+        );
+        assert_eq!(
+            catalog.primary_key("public", "jobs_view"),
+            vec!["site_id", "project"]
+        );
+        assert!(catalog.is_view("public", "jobs_view") && !catalog.is_view("public", "jobs"));
+        catalog.relations.clear();
+        assert!(catalog.primary_key("public", "jobs_view").is_empty());
     }
 
     #[test]

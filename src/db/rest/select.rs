@@ -227,9 +227,15 @@ impl Relationship<'_> {
         }
     }
 
+    /// The foreign key's columns are unique: one-to-one both ways.
+    fn unique_key(&self) -> bool {
+        matches!(self.link, Link::Key { key, junction: None } if key.unique)
+    }
+
     fn cardinality(&self) -> &'static str {
         match (self.junction(), self.to_one, self.one_to_one) {
             (Some(_), _, _) => "many-to-many",
+            (None, true, _) if self.unique_key() => "one-to-one",
             (None, true, _) => "many-to-one",
             (None, false, true) => "one-to-one",
             (None, false, false) => "one-to-many",
@@ -330,55 +336,69 @@ fn relationship<'a>(
     }
     let keys = &catalog.keys;
     let in_schema = |key: &ForeignKey| key.schema == schema && key.ref_schema == schema;
-    let hinted = |key: &ForeignKey| match &embed.hint {
-        None => true,
+    let hint = embed.hint.as_deref();
+    let single = |columns: &[String], name: &str| columns.len() == 1 && columns[0] == name;
+    // PostgREST's findRel: the name is the related table's; without a hint it may also be a
+    // foreign key's constraint or its single column on the parent's side, unless the related
+    // relation is a view; a hint is a constraint, a single column of either side, or a
+    // junction table. A self-reference gives its children by the table's name and its parent
+    // by the column's.
+    let named_apart = |target: &str, constraint: &str, own: &[String], other: &[String]| match hint
+    {
+        None => {
+            target == name
+                || (!catalog.is_view(schema, target) && (constraint == name || single(own, name)))
+        }
         Some(hint) => {
-            key.name == *hint
-                || key.columns.iter().any(|c| c == hint)
-                || key.ref_columns.iter().any(|c| c == hint)
+            target == name && (constraint == hint || single(own, hint) || single(other, hint))
         }
     };
     let mut found: Vec<Relationship> = Vec::new();
     for key in keys.iter().filter(|k| in_schema(k)) {
         let self_reference = key.table == key.ref_table;
-        // The parent references the target: many-to-one, by the target's name, by the
-        // foreign key column (`parent_id(*)`) or by the constraint's name.
-        let by_column = !key.via_view && key.columns.len() == 1 && key.columns[0] == name;
-        let by_name = !key.via_view && key.name == name;
-        if key.table == parent
-            && ((key.ref_table == name && !self_reference) || by_column || by_name)
-            && hinted(key)
-        {
-            found.push(Relationship {
-                link: Link::Key {
-                    key,
-                    junction: None,
-                },
-                target: &key.ref_table,
-                to_one: true,
-                one_to_one: false,
-            });
+        // The parent references the target: many-to-one (one-to-one with unique columns).
+        if key.table == parent {
+            let matches = if self_reference {
+                hint.is_none() && single(&key.columns, name)
+            } else {
+                named_apart(&key.ref_table, &key.name, &key.columns, &key.ref_columns)
+            };
+            if matches {
+                found.push(Relationship {
+                    link: Link::Key {
+                        key,
+                        junction: None,
+                    },
+                    target: &key.ref_table,
+                    to_one: true,
+                    one_to_one: false,
+                });
+            }
         }
-        // The target references the parent: one-to-many (one-to-one with unique referencing
-        // columns), by the target's name or the constraint's; a self-reference by the table's
-        // name is this direction, its children.
-        if key.ref_table == parent
-            && (key.table == name || (by_name && !self_reference))
-            && hinted(key)
-        {
-            found.push(Relationship {
-                link: Link::Key {
-                    key,
-                    junction: None,
-                },
-                target: &key.table,
-                to_one: false,
-                one_to_one: key.unique,
-            });
+        // The target references the parent: one-to-many (one-to-one with unique columns).
+        if key.ref_table == parent {
+            let matches = if self_reference {
+                key.table == name && hint.is_none_or(|hint| single(&key.columns, hint))
+            } else {
+                named_apart(&key.table, &key.name, &key.ref_columns, &key.columns)
+            };
+            if matches {
+                found.push(Relationship {
+                    link: Link::Key {
+                        key,
+                        junction: None,
+                    },
+                    target: &key.table,
+                    to_one: false,
+                    one_to_one: key.unique,
+                });
+            }
         }
     }
-    if found.is_empty() {
-        // Many-to-many: a junction table with a key to the parent and one to the target.
+    // Many-to-many: a junction table with a key to the parent and one to the target, both
+    // within its primary key (PostgREST's rule), named by the target's name (and the
+    // junction's, as a hint). A self-referencing one is not embedded, as in PostgREST.
+    if parent != name {
         for to_parent in keys
             .iter()
             .filter(|k| in_schema(k) && k.ref_table == parent)
@@ -389,15 +409,13 @@ fn relationship<'a>(
                     && k.ref_table == name
                     && k.name != to_parent.name
             }) {
-                let hint_ok = match &embed.hint {
-                    None => true,
-                    Some(hint) => {
-                        to_parent.table == *hint
-                            || to_parent.name == *hint
-                            || to_target.name == *hint
-                    }
-                };
-                if hint_ok {
+                if hint.is_some_and(|hint| hint != to_parent.table) {
+                    continue;
+                }
+                let primary_key = catalog.primary_key(schema, &to_parent.table);
+                let within =
+                    |columns: &[String]| columns.iter().all(|c| primary_key.contains(&c.as_str()));
+                if within(&to_parent.columns) && within(&to_target.columns) {
                     found.push(Relationship {
                         link: Link::Key {
                             key: to_target,
@@ -419,7 +437,8 @@ fn relationship<'a>(
                 "Could not find a relationship between '{parent}' and '{name}' in the schema cache"
             ),
             Some(format!(
-                "Searched for a foreign key relationship between '{parent}' and '{name}' in the schema '{schema}', but no matches were found."
+                "Searched for a foreign key relationship between '{parent}' and '{name}'{} in the schema '{schema}', but no matches were found.",
+                hint.map(|hint| format!(" using the hint '{hint}'")).unwrap_or_default()
             )),
             None,
         )),
