@@ -69,6 +69,12 @@ export const parameterCases: [string, unknown, unknown][] = [
   ['$1::timestamptz', '2024-01-31T14:30:00+02:30', '2024-01-31T12:00:00+00:00'],
   ['$1::timestamp', '2024-01-31 12:00:00', '2024-01-31T12:00:00'],
   ['$1::time', '23:59:59.5', '23:59:59.5'],
+  // Strings the binary encoder does not read as the type are read by the server, as it reads a
+  // literal (and as node-postgres sends every value): every form Postgres accepts is accepted.
+  ['$1::date', '20190101', '2019-01-01'],
+  ['$1::timestamptz', '20250101+00:00', '2025-01-01T00:00:00+00:00'],
+  ['$1::timestamp', 'Jan 2 2024 10:00', '2024-01-02T10:00:00'],
+  ['$1::interval', '1 day 2 hours', '1 day 02:00:00'],
   ['$1::jsonb', { a: [1, { b: null }], s: "it's" }, { a: [1, { b: null }], s: "it's" }],
   ['$1::json', '{"raw": true}', { raw: true }],
   ['$1::jsonb', [1, 'two', { three: 3 }], [1, 'two', { three: 3 }]],

@@ -87,10 +87,12 @@ pub fn parse_array_literal(text: &str) -> Option<Vec<Param>> {
     }
 }
 
-/// A parameter encoded for one statement: its wire bytes in the statement's type, or NULL.
+/// A parameter encoded for one statement: its wire bytes in the statement's type (binary, or
+/// the text the server parses itself), or NULL.
 #[derive(Debug)]
 pub struct EncodedParam {
     bytes: Option<Vec<u8>>,
+    text: bool,
 }
 
 impl ToSql for EncodedParam {
@@ -111,6 +113,14 @@ impl ToSql for EncodedParam {
     /// Encoded for exactly the type the server described, so any type is accepted here.
     fn accepts(_ty: &Type) -> bool {
         true
+    }
+
+    fn encode_format(&self, _ty: &Type) -> tokio_postgres::types::Format {
+        if self.text {
+            tokio_postgres::types::Format::Text
+        } else {
+            tokio_postgres::types::Format::Binary
+        }
     }
 
     to_sql_checked!();
@@ -135,8 +145,24 @@ pub fn encode_all(params: &[Param], types: &[Type]) -> Result<Vec<EncodedParam>,
         .enumerate()
         .map(|(i, (param, ty))| {
             let kind = classify(ty);
-            let bytes = encode(param, &kind).map_err(|e| e.for_parameter(i + 1, ty))?;
-            Ok(EncodedParam { bytes })
+            match (encode(param, &kind), param) {
+                (Ok(bytes), _) => Ok(EncodedParam { bytes, text: false }),
+                // A string this encoder does not read as the type (`20190101` as a date,
+                // `epoch`), or a value of a type it has no binary form for (`interval`,
+                // `point`, an enum): the server reads its text as it reads a literal, as
+                // node-postgres sends every value, and says so itself if it cannot.
+                (Err(e), Param::Text(text)) if e.sqlstate == "22P02" => Ok(EncodedParam {
+                    bytes: Some(text.as_bytes().to_vec()),
+                    text: true,
+                }),
+                // Bytes have no text but `\x…` hex, which only bytea reads.
+                (Err(e), Param::Bytes(_)) => Err(e.for_parameter(i + 1, ty)),
+                (Err(e), _) if e.sqlstate == FEATURE_NOT_SUPPORTED => Ok(EncodedParam {
+                    bytes: Some(literal_text(param).into_bytes()),
+                    text: true,
+                }),
+                (Err(e), _) => Err(e.for_parameter(i + 1, ty)),
+            }
         })
         .collect()
 }
