@@ -619,6 +619,30 @@ describe('rpc', () => {
     expect((await admin.rpc('function_returning_set_of_rows')).data).toHaveLength(4)
   })
 
+  test('a function with OUT parameters or RETURNS TABLE answers by their names, as PostgREST does', async () => {
+    await admin.query('create function one_out(num int, out num_plus_one int) language sql as $$ select num + 1 $$')
+    await admin.query('create function one_inout(inout num int) language sql as $$ select num + 1 $$')
+    await admin.query('create function one_column_table() returns table (a text) language sql as $$ select \'A\' $$')
+    try {
+      expect(await admin.rpc('one_out', { num: 5 })).toEqual(ok({ num_plus_one: 6 }))
+      expect(await admin.rpc('one_inout', { num: 2 })).toEqual(ok({ num: 3 }))
+      expect(await admin.rpc('one_column_table')).toEqual(ok([{ a: 'A' }]))
+    } finally {
+      await admin.query('drop function one_out, one_inout, one_column_table')
+    }
+  })
+
+  test('a function called by GET (get or head) runs read-only, as PostgREST runs every read: one that writes is 405', async () => {
+    const refused = await admin.rpc('set_users_offline', { name_param: 'supabot' }, { get: true })
+    expect(refused).toMatchObject({ data: null, status: 405, error: { code: '25006' } })
+    expect((await admin.rpc('set_users_offline', { name_param: 'supabot' }, { head: true })).status).toBe(405)
+    expect((await admin.from('users').select('status').eq('username', 'supabot')).data).toEqual([{ status: 'ONLINE' }])
+    // By POST it writes (undone here), and a read by GET still answers.
+    expect(await admin.rpc('set_users_offline', { name_param: 'supabot' }).select('username, status').rollback()).toMatchObject(
+      { status: 200, data: [{ username: 'supabot', status: 'OFFLINE' }] })
+    expect(await admin.rpc('get_status', { name_param: 'supabot' }, { get: true })).toEqual(ok('ONLINE'))
+  })
+
   test('a function returning a table\'s rows embeds its resources, as a select of that table does', async () => {
     expect(await admin.rpc('function_returning_set_of_rows').select('username, messages(id)').eq('username', 'supabot')).toEqual(
       ok([{ username: 'supabot', messages: [{ id: 1 }, { id: 2 }] }]))

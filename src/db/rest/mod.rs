@@ -174,6 +174,10 @@ struct RequestScope {
     undoable: bool,
     /// The `search_path` it runs with, when not the default.
     search_path: Option<String>,
+    /// A function called by GET or HEAD: it runs in a read-only transaction, as PostgREST
+    /// runs every read, so one that writes is refused (405) instead of writing. (A select of
+    /// a table cannot write, so it needs none.)
+    read_only: bool,
 }
 
 impl RequestScope {
@@ -200,6 +204,7 @@ impl RequestScope {
         Ok(RequestScope {
             undoable,
             search_path,
+            read_only: request.read_only && request.spec.method == Method::Rpc,
         })
     }
 }
@@ -211,10 +216,14 @@ async fn run_pooled(
 ) -> Result<Answer, PoolError> {
     let mut request = read(pool, wire)?;
     let scope = RequestScope::of(&mut request)?;
-    if !scope.undoable && scope.search_path.is_none() {
+    if !scope.undoable && scope.search_path.is_none() && !scope.read_only {
         return answer(&Target::Pool { pool, role }, &mut request).await;
     }
-    let tx = Transaction::begin(pool, role, TxOptions::default()).await?;
+    let options = TxOptions {
+        read_only: scope.read_only,
+        ..TxOptions::default()
+    };
+    let tx = Transaction::begin(pool, role, options).await?;
     let result = async {
         if let Some(path) = scope.search_path {
             tx.query(
@@ -802,6 +811,7 @@ async fn function_kind(
     const SQL: &str = "SELECT CASE \
            WHEN p.prorettype = 'void'::regtype THEN 'void' \
            WHEN t.typtype = 'c' OR p.prorettype = 'record'::regtype \
+             OR p.proargmodes && ARRAY['o', 'b', 't']::\"char\"[] \
              THEN CASE WHEN p.proretset THEN 'rows' ELSE 'row' END \
            WHEN p.proretset THEN 'scalar_set' ELSE 'scalar' END \
          FROM pg_proc p JOIN pg_type t ON t.oid = p.prorettype \

@@ -63,6 +63,9 @@ pub struct RestRequest {
     pub prefer: Prefer,
     pub accept: Accept,
     pub head: bool,
+    /// GET or HEAD: PostgREST runs it in a read-only transaction, so a function that writes
+    /// is refused (25006, 405) rather than run by a read.
+    pub read_only: bool,
 }
 
 /// Reads `request`; `schemas` are the exposed schemas, the first being the default.
@@ -175,6 +178,7 @@ pub fn parse(request: &ApiRequest, schemas: &[String]) -> Result<RestRequest, Po
         prefer,
         accept,
         head,
+        read_only: matches!(method.as_str(), "GET" | "HEAD"),
     })
 }
 
