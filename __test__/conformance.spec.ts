@@ -632,6 +632,22 @@ describe('rpc', () => {
     }
   })
 
+  test('a function chooses the status with response.status, as PostgREST documents it', async () => {
+    await admin.query(`create function send_403() returns json language plpgsql as $$
+      begin perform set_config('response.status', '403', true); return json_build_object('message', 'invalid user or password'); end $$`)
+    await admin.query(`create function send_bad_status() returns json language plpgsql as $$
+      begin perform set_config('response.status', 'bad', true); return null; end $$`)
+    try {
+      expect(await admin.rpc('send_403')).toMatchObject({ status: 403, data: null, error: { message: 'invalid user or password' } })
+      expect(await admin.rpc('send_bad_status')).toMatchObject({ status: 500,
+        error: { code: 'PGRST112', message: 'response.status guc must be a valid status code' } })
+      // The next request on the same connections answers its own status.
+      expect(await admin.rpc('get_status', { name_param: 'supabot' })).toEqual(ok('ONLINE'))
+    } finally {
+      await admin.query('drop function send_403, send_bad_status')
+    }
+  })
+
   test('a function called by GET (get or head) runs read-only, as PostgREST runs every read: one that writes is 405', async () => {
     const refused = await admin.rpc('set_users_offline', { name_param: 'supabot' }, { get: true })
     expect(refused).toMatchObject({ data: null, status: 405, error: { code: '25006' } })

@@ -1076,7 +1076,8 @@ pub fn body_statement(
     Ok(BuiltStatement {
         sql: format!(
             "WITH pgrst_source AS ({}) SELECT {total} AS total, pg_catalog.count(_pgrst_t) AS page, \
-             {body} AS body FROM {rows} _pgrst_t",
+             {body} AS body, pg_catalog.current_setting('response.status', true) AS status \
+             FROM {rows} _pgrst_t",
             data.sql
         ),
         params,
@@ -1100,6 +1101,9 @@ pub fn status_for_error(code: &str, anonymous: bool) -> u16 {
         c if c.len() == 5 && c.starts_with("PT") && c[2..].bytes().all(|b| b.is_ascii_digit()) => {
             c[2..].parse().unwrap_or(400)
         }
+        // A `PT` code that is no status: PostgREST answers 500.
+        c if c.starts_with("PT") => 500,
+        "PGRST111" | "PGRST112" => 500,
         "25006" | "PGRST117" => 405,
         "PGRST116" | "PGRST106" | "PGRST107" => 406,
         "PGRST125" | "PGRST202" | "PGRST205" => 404,
@@ -1192,8 +1196,8 @@ mod tests {
              WHERE \"users\".\"active\" IS TRUE AND \"users\".\"age\" > $1 LIMIT 2) \
              SELECT (SELECT pg_catalog.count(*) FROM \"users\" AS \"users\" \
              WHERE \"users\".\"active\" IS TRUE AND \"users\".\"age\" > $1) AS total, \
-             pg_catalog.count(_pgrst_t) AS page, coalesce(pg_catalog.json_agg(_pgrst_t), '[]')::text AS body \
-             FROM pgrst_source _pgrst_t"
+             pg_catalog.count(_pgrst_t) AS page, coalesce(pg_catalog.json_agg(_pgrst_t), '[]')::text AS body, \
+             pg_catalog.current_setting('response.status', true) AS status FROM pgrst_source _pgrst_t"
         );
         assert_eq!(built.params.len(), 1);
     }
@@ -1340,7 +1344,9 @@ mod tests {
         assert_eq!(status_for_error("P0001", false), 400);
         assert_eq!(status_for_error("57014", false), 500);
         assert_eq!(status_for_error("PT402", false), 402);
-        assert_eq!(status_for_error("PT4x2", false), 400);
+        // A PT code that is no status: 500, as PostgREST answers it.
+        assert_eq!(status_for_error("PT4x2", false), 500);
+        assert_eq!(status_for_error("PGRST112", false), 500);
         assert_eq!(status_for_error("53300", false), 503);
         assert_eq!(status_for_error("53400", false), 500);
         assert_eq!(status_for_error("42P17", false), 500);

@@ -260,10 +260,11 @@ fn parent_relation<'c>(
     }
 }
 
-/// The first row of a body statement: the total, the page size and the body text.
+/// The first row of a body statement: the total, the page size, the body text and the
+/// `response.status` the statement's functions set.
 #[derive(Deserialize)]
 struct BodyRow {
-    rows: Vec<(Option<i64>, u64, String)>,
+    rows: Vec<(Option<i64>, u64, String, Option<String>)>,
 }
 
 /// What a body statement found.
@@ -272,18 +273,45 @@ struct Found {
     page: u64,
     /// The body text (JSON, or CSV).
     body: String,
+    /// `set_config('response.status', '403', true)` in a function: the status it chose.
+    chosen_status: Option<String>,
+}
+
+impl Found {
+    /// The status a function chose with the `response.status` setting, as PostgREST answers
+    /// it, else `status`; a value that is no status is `PGRST112`.
+    fn status_or(&self, status: u16) -> Result<u16, PoolError> {
+        match self.chosen_status.as_deref().map(str::trim) {
+            None | Some("") => Ok(status),
+            Some(chosen) => chosen
+                .parse::<u16>()
+                .ok()
+                .filter(|s| (100..=599).contains(s))
+                .ok_or_else(|| {
+                    status_error(
+                        "PGRST112",
+                        "response.status guc must be a valid status code".into(),
+                    )
+                }),
+        }
+    }
 }
 
 async fn run_body(target: &Target<'_>, statement: &BuiltStatement) -> Result<Found, PoolError> {
     let json = target.query(&statement.sql, &statement.params).await?;
     let parsed: BodyRow = serde_json::from_str(&json)
         .map_err(|e| PoolError::Internal(format!("unexpected body statement reply: {e}")))?;
-    let (total, page, body) = parsed
+    let (total, page, body, chosen_status) = parsed
         .rows
         .into_iter()
         .next()
         .ok_or_else(|| PoolError::Internal("the body statement returned no row".into()))?;
-    Ok(Found { total, page, body })
+    Ok(Found {
+        total,
+        page,
+        body,
+        chosen_status,
+    })
 }
 
 /// The rows of a select, rendered as JSON objects in Rust from the binary rows: the server does
@@ -312,6 +340,7 @@ async fn run_rows(
         total: None,
         page,
         body: body.to_string(),
+        chosen_status: None,
     }))
 }
 
@@ -539,7 +568,7 @@ async fn respond(target: &Target<'_>, request: &RestRequest) -> Result<Answer, P
                 // A function returning one composite answers with the object itself.
                 found.body = unwrap_single(&found.body, found.page)?;
                 return Ok(Answer {
-                    status: 200,
+                    status: found.status_or(200)?,
                     range: content_range(lower, found.page, None),
                     body: Some(found.body),
                 });
@@ -600,6 +629,7 @@ fn rows_answer(
     total: Option<i64>,
     status: u16,
 ) -> Result<Answer, PoolError> {
+    let status = found.status_or(status)?;
     let body = if request.head {
         None
     } else if request.accept == Accept::Object {
