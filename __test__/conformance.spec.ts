@@ -1127,6 +1127,10 @@ describe('mutations', () => {
       status: 416, error: { code: 'PGRST103', details: 'Limit should be greater than or equal to zero.' },
     })
     expect((await admin.from('users').select('username').range(-4, 100)).data).toEqual((await admin.from('users').select('username')).data)
+    // An offset past an exact count: 416, saying how many rows there are.
+    expect(await admin.from('users').select('username', { count: 'exact' }).range(100, 110)).toMatchObject({
+      status: 416, error: { code: 'PGRST103', details: 'An offset of 100 was requested, but there are only 4 rows.' },
+    })
   })
 })
 

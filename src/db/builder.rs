@@ -1109,6 +1109,8 @@ pub fn status_for_error(code: &str, anonymous: bool) -> u16 {
         "PGRST125" | "PGRST202" | "PGRST205" => 404,
         "PGRST201" => 300,
         "PGRST103" => 416,
+        // cardinality_violation (a subquery of several rows): a fault of the schema's SQL.
+        c if c.starts_with("21") => 500,
         "53400" => 500,
         c if c.starts_with("53") => 503,
         c if c.starts_with("08") => 503,
@@ -1347,6 +1349,7 @@ mod tests {
         // A PT code that is no status: 500, as PostgREST answers it.
         assert_eq!(status_for_error("PT4x2", false), 500);
         assert_eq!(status_for_error("PGRST112", false), 500);
+        assert_eq!(status_for_error("21000", false), 500);
         assert_eq!(status_for_error("53300", false), 503);
         assert_eq!(status_for_error("53400", false), 500);
         assert_eq!(status_for_error("42P17", false), 500);

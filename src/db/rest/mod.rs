@@ -532,10 +532,14 @@ async fn respond(target: &Target<'_>, request: &RestRequest) -> Result<Answer, P
             };
             let status = range_status(lower, found.page, total);
             if status == 416 {
-                return Err(status_error(
-                    "PGRST103",
-                    "Requested range not satisfiable".into(),
-                ));
+                let mut err = status_error("PGRST103", "Requested range not satisfiable".into());
+                if let (PoolError::Database(fields), Some(total)) = (&mut err, total) {
+                    fields.detail = Some(format!(
+                        "An offset of {} was requested, but there are only {total} rows.",
+                        spec.offset.unwrap_or(0)
+                    ));
+                }
+                return Err(err);
             }
             rows_answer(request, found, lower, total, status)
         }
