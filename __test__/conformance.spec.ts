@@ -632,6 +632,24 @@ describe('rpc', () => {
     }
   })
 
+  test('of overloads, the one the argument names fit answers in its own shape', async () => {
+    await admin.query('create function overloaded() returns setof int language sql as $$ values (1), (2), (3) $$')
+    await admin.query('create function overloaded(a int, b int) returns int language sql as $$ select a + b $$')
+    await admin.query('create function overloaded(a text, b text, c text) returns text language sql as $$ select a || b || c $$')
+    await admin.query('create function overloaded_default(opt_param text default \'x\') returns setof users language sql as $$ select * from users where username = opt_param $$')
+    await admin.query('create function overloaded_default(must_param int) returns jsonb language sql as $$ select jsonb_build_object(\'x\', must_param) $$')
+    try {
+      expect(await admin.rpc('overloaded')).toEqual(ok([1, 2, 3]))
+      expect(await admin.rpc('overloaded', { a: 1, b: 2 })).toEqual(ok(3))
+      expect(await admin.rpc('overloaded', { a: '1', b: '2', c: '3' })).toEqual(ok('123'))
+      expect(await admin.rpc('overloaded_default')).toEqual(ok([]))
+      expect(await admin.rpc('overloaded_default', { opt_param: 'supabot' }).select('username')).toEqual(ok([{ username: 'supabot' }]))
+      expect(await admin.rpc('overloaded_default', { must_param: 7 })).toEqual(ok({ x: 7 }))
+    } finally {
+      await admin.query('drop function overloaded(), overloaded(int, int), overloaded(text, text, text), overloaded_default(text), overloaded_default(int)')
+    }
+  })
+
   test('a function chooses the status with response.status, as PostgREST documents it', async () => {
     await admin.query(`create function send_403() returns json language plpgsql as $$
       begin perform set_config('response.status', '403', true); return json_build_object('message', 'invalid user or password'); end $$`)

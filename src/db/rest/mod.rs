@@ -832,14 +832,22 @@ async fn primary_key(target: &Target<'_>, relation: &str) -> Result<Vec<String>,
     relation_fact(target, SQL, relation).await
 }
 
-/// What a function returns, looked up once per pool (PostgREST's schema cache does the same);
-/// an unknown function is left for Postgres to report (42883).
+/// What a function returns, looked up once per pool and argument names (PostgREST's schema
+/// cache does the same); an unknown function is left for Postgres to report (42883). Of
+/// overloads, the one the call's argument names fit (all of them its inputs, its inputs
+/// without defaults all among them) is the one Postgres will run, as PostgREST chooses.
 async fn function_kind(
     target: &Target<'_>,
     spec: &super::builder::RequestSpec,
 ) -> Result<FunctionKind, PoolError> {
     let relation = spec.relation()?;
-    if let Some(kind) = target.pool().function_kind(&relation) {
+    let mut names: Vec<&str> = match &spec.values {
+        Some(serde_json::Value::Object(values)) => values.keys().map(String::as_str).collect(),
+        _ => Vec::new(),
+    };
+    names.sort_unstable();
+    let key = format!("{relation}({})", names.join(","));
+    if let Some(kind) = target.pool().function_kind(&key) {
         return Ok(kind);
     }
     const SQL: &str = "SELECT CASE \
@@ -849,10 +857,28 @@ async fn function_kind(
              THEN CASE WHEN p.proretset THEN 'rows' ELSE 'row' END \
            WHEN p.proretset THEN 'scalar_set' ELSE 'scalar' END \
          FROM pg_proc p JOIN pg_type t ON t.oid = p.prorettype \
-         WHERE p.proname = $1 AND p.pronamespace = to_regnamespace($2) LIMIT 1";
+         CROSS JOIN LATERAL (SELECT \
+             coalesce(array_agg(a.name ORDER BY a.ord), '{}') AS inputs, \
+             coalesce((array_agg(a.name ORDER BY a.ord))[1:p.pronargs - p.pronargdefaults], '{}') AS required \
+           FROM unnest(coalesce(p.proargnames, '{}'), coalesce(p.proargmodes::text[], '{}')) \
+             WITH ORDINALITY AS a(name, mode, ord) \
+           WHERE coalesce(a.mode, 'i') IN ('i', 'b', 'v')) args \
+         WHERE p.proname = $1 AND p.pronamespace = to_regnamespace($2) \
+         ORDER BY (ARRAY(SELECT json_array_elements_text($3::json)) <@ args.inputs \
+           AND args.required <@ ARRAY(SELECT json_array_elements_text($3::json))) DESC, p.pronargs \
+         LIMIT 1";
     let schema = spec.schema.clone().unwrap_or_else(|| "public".into());
+    let given = serde_json::to_string(&names)
+        .map_err(|e| PoolError::Internal(format!("argument names: {e}")))?;
     let json = target
-        .query(SQL, &[Param::Text(spec.table.clone()), Param::Text(schema)])
+        .query(
+            SQL,
+            &[
+                Param::Text(spec.table.clone()),
+                Param::Text(schema),
+                Param::Json(given),
+            ],
+        )
         .await?;
     let kind = match first_value(&json).as_ref().and_then(|v| v.as_str()) {
         Some("void") => FunctionKind::Void,
@@ -862,7 +888,7 @@ async fn function_kind(
         Some(_) => FunctionKind::Rows,
         None => return Ok(FunctionKind::Rows),
     };
-    target.pool().remember_function(relation, kind);
+    target.pool().remember_function(key, kind);
     Ok(kind)
 }
 
