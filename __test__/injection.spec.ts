@@ -148,14 +148,21 @@ const FIXED_STATEMENTS = [
   /^SELECT pg_catalog\.json_build_object\('keys', \(SELECT coalesce\(pg_catalog\.json_agg\(pg_catalog\.json_build_object\('name', c\.conname, [\s\S]* rn\.nspname NOT IN \('pg_catalog', 'information_schema', 'pg_toast'\)\)\)::text$/,
   // A schema other than public: the request's search_path, its value bound.
   /^SELECT pg_catalog\.set_config\('search_path', \$1, true\)$/,
-  // rpc(): what the function returns, looked up once per pool.
-  /^SELECT CASE WHEN p\.prorettype = 'void'::regtype THEN 'void' WHEN t\.typtype = 'c' OR p\.prorettype = 'record'::regtype THEN CASE WHEN p\.proretset THEN 'rows' ELSE 'row' END WHEN p\.proretset THEN 'scalar_set' ELSE 'scalar' END FROM pg_proc p JOIN pg_type t ON t\.oid = p\.prorettype WHERE p\.proname = \$1 AND p\.pronamespace = to_regnamespace\(\$2\) LIMIT 1$/]
+  // rpc(): what the function returns, looked up once per pool and argument names (bound).
+  /^SELECT CASE WHEN p\.prorettype = 'void'::regtype THEN 'void' WHEN t\.typtype = 'c' OR p\.prorettype = 'record'::regtype OR p\.proargmodes && ARRAY\['o', 'b', 't'\]::"char"\[\] THEN CASE WHEN p\.proretset THEN 'rows' ELSE 'row' END WHEN p\.proretset THEN 'scalar_set' ELSE 'scalar' END FROM pg_proc p JOIN pg_type t ON t\.oid = p\.prorettype CROSS JOIN LATERAL \(SELECT coalesce\(array_agg\(a\.name ORDER BY a\.ord\), '\{\}'\) AS inputs, coalesce\(\(array_agg\(a\.name ORDER BY a\.ord\)\)\[1:p\.pronargs - p\.pronargdefaults\], '\{\}'\) AS required FROM unnest\(coalesce\(p\.proargnames, '\{\}'\), coalesce\(p\.proargmodes::text\[\], '\{\}'\)\) WITH ORDINALITY AS a\(name, mode, ord\) WHERE coalesce\(a\.mode, 'i'\) IN \('i', 'b', 'v'\)\) args WHERE p\.proname = \$1 AND p\.pronamespace = to_regnamespace\(\$2\) ORDER BY \(ARRAY\(SELECT json_array_elements_text\(\$3::json\)\) <@ args\.inputs AND args\.required <@ ARRAY\(SELECT json_array_elements_text\(\$3::json\)\)\) DESC, p\.pronargs LIMIT 1$/,
+  // Inside transaction(): a request that can undo itself runs in a savepoint; a schema other than
+  // public is on search_path while it runs.
+  /^(SAVEPOINT|ROLLBACK TO SAVEPOINT|RELEASE SAVEPOINT) cp_rest_request$/,
+  /^SELECT pg_catalog\.current_setting\('search_path'\) AS previous, pg_catalog\.set_config\('search_path', \$1, true\) AS path$/,
+  /^BEGIN READ ONLY$/]
 const BUILT_SHAPES = /^(SELECT .* FROM |INSERT INTO "|UPDATE "|DELETE FROM "|EXPLAIN \(FORMAT JSON\) SELECT |select coalesce\(json_agg\(q\)|WITH pgrst_source AS \()/
 /** The fixed pieces of the body statement around a built one (PostgREST's shape), literals and all. */
 const BODY_PIECES = [
   /coalesce\(pg_catalog\.json_agg\(_pgrst_t(\."(?:[^"]|"")*")?\), '\[\]'\)::text/g,
   /coalesce\(\(pg_catalog\.json_agg\(_pgrst_t\."(?:[^"]|"")*"\)->0\)::text, 'null'\)/g,
   /'' AS body/g,
+  // The status a function chose (PostgREST's response.status setting).
+  /pg_catalog\.current_setting\('response\.status', true\) AS status/g,
   // csv(): the header and lines PostgREST writes.
   /\(SELECT coalesce\(pg_catalog\.string_agg\(_pgrst_k\.k, ','\), ''\) FROM [\s\S]*? E'\\n'\), ''\)/g,
   // An embedded array's empty default.
