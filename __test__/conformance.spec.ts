@@ -43,6 +43,17 @@ afterAll(async () => {
   await teardown.end()
 })
 
+/** Runs several statements in one text on the test database (pg sends them as one simple query). */
+async function setUp(sql: string) {
+  const client = new Client({ connectionString: urlOf(database) })
+  await client.connect()
+  try {
+    await client.query(sql)
+  } finally {
+    await client.end()
+  }
+}
+
 // postgrest-js's answer for a success (it adds `success` beside PostgREST's fields).
 const ok = (data: unknown) => ({ success: true, data, error: null, count: null, status: 200, statusText: 'OK' })
 
@@ -712,17 +723,6 @@ describe('rpc', () => {
 })
 
 describe('computed relationships (PostgREST\'s ComputedRelsSpec, on its fixture\'s tables)', () => {
-  // Several statements in one text: set up through pg, which sends them as one simple query.
-  const setUp = async (sql: string) => {
-    const client = new Client({ connectionString: urlOf(database) })
-    await client.connect()
-    try {
-      await client.query(sql)
-    } finally {
-      await client.end()
-    }
-  }
-
   beforeAll(async () => {
     await setUp(`
       create table designers (id int primary key, name text);
@@ -815,16 +815,6 @@ describe('computed relationships (PostgREST\'s ComputedRelsSpec, on its fixture\
 })
 
 describe('to-many spreads (PostgREST 13\'s SpreadQueriesSpec, on its fixture\'s tables)', () => {
-  const setUp = async (sql: string) => {
-    const client = new Client({ connectionString: urlOf(database) })
-    await client.connect()
-    try {
-      await client.query(sql)
-    } finally {
-      await client.end()
-    }
-  }
-
   beforeAll(async () => {
     await setUp(`
       create table factories (id int primary key, name text);
@@ -895,16 +885,6 @@ describe('to-many spreads (PostgREST 13\'s SpreadQueriesSpec, on its fixture\'s 
 })
 
 describe('finding a relationship as PostgREST\'s findRel does', () => {
-  const setUp = async (sql: string) => {
-    const client = new Client({ connectionString: urlOf(database) })
-    await client.connect()
-    try {
-      await client.query(sql)
-    } finally {
-      await client.end()
-    }
-  }
-
   beforeAll(async () => {
     await setUp(`
       create table big_projects (big_project_id int primary key, name text);

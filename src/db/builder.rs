@@ -617,21 +617,29 @@ fn select_rows(
             )?
         ),
     };
-    sql.push_str(&where_clause_with(
-        conditions,
-        &mut params,
-        Some(&alias),
-        existence_of(spec),
-    )?);
+    sql.push_str(&rows_tail(spec, conditions, &mut params, &alias, paged)?);
+    Ok(BuiltStatement { sql, params })
+}
+
+/// What follows a select's FROM over `alias`: its filters' WHERE (with `!inner` resources'
+/// conditions), its GROUP BY, ORDER BY and (`paged`) LIMIT/OFFSET.
+fn rows_tail(
+    spec: &RequestSpec,
+    conditions: &[Condition],
+    params: &mut Vec<Param>,
+    alias: &str,
+    paged: bool,
+) -> Result<String, PoolError> {
+    let mut sql = where_clause_with(conditions, params, Some(alias), existence_of(spec))?;
     sql.push_str(&embedded_conditions(spec, conditions.is_empty()));
     if let Some(embedded) = &spec.embedded {
         sql.push_str(&embedded.group_by);
     }
-    sql.push_str(&order_clause_in(&spec.order, Some(&alias))?);
+    sql.push_str(&order_clause_in(&spec.order, Some(alias))?);
     if paged {
         sql.push_str(&paging_clause(spec));
     }
-    Ok(BuiltStatement { sql, params })
+    Ok(sql)
 }
 
 /// `!inner` resources' conditions, after the filters' WHERE (or as the WHERE).
@@ -920,16 +928,7 @@ fn rpc_statement(
             args.join(", "),
             embedded.joins
         );
-        sql.push_str(&where_clause_with(
-            conditions,
-            &mut params,
-            Some(&alias),
-            existence_of(spec),
-        )?);
-        sql.push_str(&embedded_conditions(spec, conditions.is_empty()));
-        sql.push_str(&embedded.group_by);
-        sql.push_str(&order_clause_in(&spec.order, Some(&alias))?);
-        sql.push_str(&paging_clause(spec));
+        sql.push_str(&rows_tail(spec, conditions, &mut params, &alias, true)?);
         return Ok(BuiltStatement { sql, params });
     }
     let (list, group_by) =

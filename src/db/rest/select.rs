@@ -353,46 +353,37 @@ fn relationship<'a>(
             target == name && (constraint == hint || single(own, hint) || single(other, hint))
         }
     };
+    let direct = |key: &'a ForeignKey, target: &'a str, to_one: bool| Relationship {
+        link: Link::Key {
+            key,
+            junction: None,
+        },
+        target,
+        to_one,
+        one_to_one: !to_one && key.unique,
+    };
     let mut found: Vec<Relationship> = Vec::new();
     for key in keys.iter().filter(|k| in_schema(k)) {
         let self_reference = key.table == key.ref_table;
         // The parent references the target: many-to-one (one-to-one with unique columns).
-        if key.table == parent {
-            let matches = if self_reference {
+        let many_to_one = key.table == parent
+            && if self_reference {
                 hint.is_none() && single(&key.columns, name)
             } else {
                 named_apart(&key.ref_table, &key.name, &key.columns, &key.ref_columns)
             };
-            if matches {
-                found.push(Relationship {
-                    link: Link::Key {
-                        key,
-                        junction: None,
-                    },
-                    target: &key.ref_table,
-                    to_one: true,
-                    one_to_one: false,
-                });
-            }
+        if many_to_one {
+            found.push(direct(key, &key.ref_table, true));
         }
         // The target references the parent: one-to-many (one-to-one with unique columns).
-        if key.ref_table == parent {
-            let matches = if self_reference {
+        let one_to_many = key.ref_table == parent
+            && if self_reference {
                 key.table == name && hint.is_none_or(|hint| single(&key.columns, hint))
             } else {
                 named_apart(&key.table, &key.name, &key.ref_columns, &key.columns)
             };
-            if matches {
-                found.push(Relationship {
-                    link: Link::Key {
-                        key,
-                        junction: None,
-                    },
-                    target: &key.table,
-                    to_one: false,
-                    one_to_one: key.unique,
-                });
-            }
+        if one_to_many {
+            found.push(direct(key, &key.table, false));
         }
     }
     // Many-to-many: a junction table with a key to the parent and one to the target, both
@@ -1095,9 +1086,17 @@ mod tests {
             keys: keys(),
             ..Catalog::default()
         };
+        render_with_catalog(&catalog, select, parent)
+    }
+
+    fn render_with_catalog(
+        catalog: &Catalog,
+        select: &str,
+        parent: &str,
+    ) -> Result<Rendered, PoolError> {
         let mut params = Vec::new();
         let mut scope = Scope {
-            catalog: &catalog,
+            catalog,
             queries: &[],
             params: &mut params,
             schema: "public",
@@ -1192,15 +1191,8 @@ mod tests {
             ],
             ..Catalog::default()
         };
-        let mut params = Vec::new();
-        let mut scope = Scope {
-            catalog: &catalog,
-            queries: &[],
-            params: &mut params,
-            schema: "public",
-        };
-        let items = parse("author(username), channels(slug)").unwrap();
-        let rendered = render(&mut scope, &items, &[], "messages", "messages", 1).unwrap();
+        let rendered =
+            render_with_catalog(&catalog, "author(username), channels(slug)", "messages").unwrap();
         assert_eq!(
             rendered.list,
             "(SELECT pg_catalog.row_to_json(_pgrst_e) FROM (SELECT \"users_1\".\"username\" \
