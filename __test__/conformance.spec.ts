@@ -258,6 +258,29 @@ describe('aggregates, JSON paths, computed fields, more relationships', () => {
     expect((await admin.from('channels').select('id').eq('id', 9)).data).toEqual([])
   })
 
+  test('a JSON path into a composite or array column reads it as JSON, in select, filters and order', async () => {
+    await setUp(`
+      create type complex as (r float8, i float8);
+      create table fav_numbers (id int primary key, num complex, person text);
+      insert into fav_numbers values (1, row(0.5, 0.5), 'A'), (2, row(0.6, 0.6), 'B');
+      create table arrays (id int primary key, numbers int[], numbers_mult int[][]);
+      insert into arrays values (0, '{1,2,3}', '{{1,2,3},{4,5,6},{7,8,9}}'), (1, '{11,12,13}', '{{11,12,13},{14,15,16},{17,18,19}}');`)
+    DatabasePool.reloadSchema()
+    try {
+      expect(await admin.from('fav_numbers').select('num->i, r:num->>r').order('id')).toEqual(ok([{ i: 0.5, r: '0.5' }, { i: 0.6, r: '0.6' }]))
+      expect(await admin.from('fav_numbers').select('person').gt('num->>i', 0.5)).toEqual(ok([{ person: 'B' }]))
+      expect(await admin.from('fav_numbers').select('person').order('num->i', { ascending: false })).toEqual(ok([{ person: 'B' }, { person: 'A' }]))
+      expect(await admin.from('fav_numbers').select('person').or('num->>r.eq.0.5,person.eq.nobody')).toEqual(ok([{ person: 'A' }]))
+      expect(await admin.from('arrays').select('a:numbers->0, b:numbers->>1, d:numbers_mult->1->2').order('id')).toEqual(
+        ok([{ a: 1, b: '2', d: 6 }, { a: 11, b: '12', d: 16 }]))
+      expect(await admin.from('arrays').select('id').eq('numbers_mult->1->1', 5)).toEqual(ok([{ id: 0 }]))
+      expect(await admin.from('arrays').select('id').order('numbers->0', { ascending: false })).toEqual(ok([{ id: 1 }, { id: 0 }]))
+    } finally {
+      await setUp('drop table fav_numbers, arrays; drop type complex')
+      DatabasePool.reloadSchema()
+    }
+  })
+
   test('a computed field is selected by name, beside * and inside an embedding', async () => {
     expect(await admin.from('messages').select('id, blurb_message').order('id')).toEqual(
       ok([{ id: 1, blurb_message: 'Hel' }, { id: 2, blurb_message: 'Per' }]))

@@ -92,6 +92,9 @@ pub struct RequestSpec {
     /// as the catalog has them; a searched column that is no tsvector is searched as
     /// `to_tsvector(column)` (`filters::mark_vectorized`).
     pub tsvector_columns: Option<(Vec<String>, Vec<String>)>,
+    /// When the request has a JSON path: the relation's columns of a composite or array type,
+    /// as the catalog has them; a path into one reads `to_jsonb(column)`.
+    pub composite_columns: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -178,6 +181,9 @@ fn spec_conditions(spec: &RequestSpec) -> Result<Vec<Condition>, PoolError> {
     let mut conditions = conditions(&spec.filters)?;
     if let Some((columns, tsvector)) = &spec.tsvector_columns {
         filters::mark_vectorized(&mut conditions, columns, tsvector);
+    }
+    if let Some(composite) = &spec.composite_columns {
+        filters::mark_composite_paths(&mut conditions, composite);
     }
     Ok(conditions)
 }
@@ -368,6 +374,19 @@ pub enum Source<'a> {
     Relation(&'a str),
     /// Fields of a composite value (an SQL expression, as a spread's lateral row).
     Row(&'a str),
+    /// As `Relation`, knowing which of its columns are of a composite or array type: a JSON
+    /// path into one of them reads `to_jsonb(column)`, as PostgREST reads it.
+    Typed(&'a str, &'a [String]),
+}
+
+impl<'a> Source<'a> {
+    /// The relation's columns as the catalog types them, when it knows any composite ones.
+    pub fn typed(relation: &'a str, composite: Option<&'a [String]>) -> Self {
+        match composite {
+            Some(composite) if !composite.is_empty() => Source::Typed(relation, composite),
+            _ => Source::Relation(relation),
+        }
+    }
 }
 
 /// One item: `*`, `col`, `alias:col::type`, `data->a->>b`, `count()`, `alias:col.sum()::int`.
@@ -381,7 +400,7 @@ pub fn column_item_in(item: &str, source: Source<'_>) -> Result<ColumnItem, Pool
     if item == "*" {
         let (sql, expr, star) = match source {
             Source::InScope => ("*".to_string(), "*".to_string(), true),
-            Source::Relation(relation) => {
+            Source::Relation(relation) | Source::Typed(relation, _) => {
                 let sql = format!("{relation}.*");
                 (sql.clone(), sql, true)
             }
@@ -455,6 +474,14 @@ fn field_sql_in(field: &str, source: Source<'_>) -> Result<(String, String, bool
     let mut sql = match source {
         Source::InScope => quote(&column)?,
         Source::Relation(relation) => format!("{relation}.{}", quote(&column)?),
+        Source::Typed(relation, composite) => {
+            let sql = format!("{relation}.{}", quote(&column)?);
+            if path.is_some() && composite.contains(&column) {
+                format!("pg_catalog.to_jsonb({sql})")
+            } else {
+                sql
+            }
+        }
         Source::Row(row) => format!("({row}).{}", quote(&column)?),
     };
     let mut name = column;
@@ -537,6 +564,14 @@ pub(crate) fn order_clause_in(
     order: &[OrderSpec],
     relation: Option<&str>,
 ) -> Result<String, PoolError> {
+    order_clause_from(order, relation.map_or(Source::InScope, Source::Relation))
+}
+
+/// `order_clause_in` over the columns of `source`.
+pub(crate) fn order_clause_from(
+    order: &[OrderSpec],
+    source: Source<'_>,
+) -> Result<String, PoolError> {
     if order.is_empty() {
         return Ok(String::new());
     }
@@ -560,10 +595,7 @@ pub(crate) fn order_clause_in(
                         None,
                     ))
                 }
-                None => {
-                    let source = relation.map_or(Source::InScope, Source::Relation);
-                    field_sql_in(&o.column, source)?.0
-                }
+                None => field_sql_in(&o.column, source)?.0,
             };
             Ok(format!("{key} {direction}{nulls}"))
         })
@@ -613,7 +645,7 @@ fn select_rows(
             "SELECT {} FROM {relation} AS {alias}",
             select_list(
                 spec.columns.as_deref().unwrap_or("*"),
-                Source::Relation(&alias)
+                Source::typed(&alias, spec.composite_columns.as_deref())
             )?
         ),
     };
@@ -635,7 +667,10 @@ fn rows_tail(
     if let Some(embedded) = &spec.embedded {
         sql.push_str(&embedded.group_by);
     }
-    sql.push_str(&order_clause_in(&spec.order, Some(alias))?);
+    sql.push_str(&order_clause_from(
+        &spec.order,
+        Source::typed(alias, spec.composite_columns.as_deref()),
+    )?);
     if paged {
         sql.push_str(&paging_clause(spec));
     }

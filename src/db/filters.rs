@@ -181,11 +181,15 @@ pub enum Condition {
         /// Full-text search on a column that is no `tsvector` (text, json): searched as
         /// `to_tsvector(config, column)`, as PostgREST searches it (`mark_vectorized`).
         vectorize: bool,
+        /// A JSON path into a composite or array column: read through `to_jsonb(column)`
+        /// (`mark_composite_paths`).
+        to_jsonb: bool,
     },
     Is {
         column: String,
         value: IsValue,
         negate: bool,
+        to_jsonb: bool,
     },
     Group {
         any: bool,
@@ -244,6 +248,7 @@ pub fn structured(
                 column: column.to_string(),
                 value: is_value(&text)?,
                 negate,
+                to_jsonb: false,
             })
         }
         Operator::In => {
@@ -266,6 +271,7 @@ pub fn structured(
                 quantifier: None,
                 config: None,
                 vectorize: false,
+                to_jsonb: false,
             })
         }
         _ => Ok(Condition::Compare {
@@ -276,6 +282,7 @@ pub fn structured(
             quantifier: None,
             config: None,
             vectorize: false,
+            to_jsonb: false,
         }),
     }
 }
@@ -302,12 +309,14 @@ pub fn from_text(column: &str, op_and_value: &str) -> Result<Condition, PoolErro
         quantifier,
         config,
         vectorize: false,
+        to_jsonb: false,
     };
     match (op, argument) {
         (Operator::Is, None) => Ok(Condition::Is {
             column: column.to_string(),
             value: is_value(value)?,
             negate,
+            to_jsonb: false,
         }),
         (Operator::In, None) => Ok(compare(
             Param::Array(parse_list(value)?.into_iter().map(Param::Text).collect()),
@@ -377,6 +386,27 @@ pub fn mark_vectorized(conditions: &mut [Condition], columns: &[String], tsvecto
             }
             Condition::Group { items, .. } => mark_vectorized(items, columns, tsvector),
             _ => {}
+        }
+    }
+}
+
+/// Marks the conditions whose JSON path goes into one of `composite` (columns of a composite or
+/// array type): they read `to_jsonb(column)`, as PostgREST reads such a column's path.
+pub fn mark_composite_paths(conditions: &mut [Condition], composite: &[String]) {
+    let into_composite = |column: &str| {
+        column
+            .find("->")
+            .is_some_and(|at| composite.iter().any(|c| c == column[..at].trim()))
+    };
+    for condition in conditions {
+        match condition {
+            Condition::Compare {
+                column, to_jsonb, ..
+            }
+            | Condition::Is {
+                column, to_jsonb, ..
+            } => *to_jsonb = into_composite(column),
+            Condition::Group { items, .. } => mark_composite_paths(items, composite),
         }
     }
 }
@@ -582,6 +612,7 @@ pub fn render_with(
         column,
         value: value @ (IsValue::Null | IsValue::NotNull),
         negate,
+        ..
     } = condition
     {
         if let Some((_, exists)) = existence.iter().find(|(name, _)| name == column) {
@@ -594,15 +625,18 @@ pub fn render_with(
         }
     }
     // `data->a->>b`: a JSON path into the column, as PostgREST filters on one.
-    let column_sql = |column: &str| -> Result<String, PoolError> {
+    let column_sql = |column: &str, to_jsonb: bool| -> Result<String, PoolError> {
         let (name, path) = match column.find("->") {
             Some(at) => (&column[..at], Some(&column[at..])),
             None => (column, None),
         };
-        let name = match relation {
+        let mut name = match relation {
             Some(relation) => format!("{relation}.{}", quote(name.trim())?),
             None => quote(name.trim())?,
         };
+        if to_jsonb {
+            name = format!("pg_catalog.to_jsonb({name})");
+        }
         Ok(match path {
             Some(path) => format!("({name}{})", super::builder::json_path(path)?.0),
             None => name,
@@ -620,6 +654,7 @@ pub fn render_with(
             column,
             value,
             negate,
+            to_jsonb,
         } => {
             let keyword = match value {
                 IsValue::Null => "NULL",
@@ -629,7 +664,7 @@ pub fn render_with(
                 IsValue::Unknown => "UNKNOWN",
             };
             Ok(negated(
-                format!("{} IS {keyword}", column_sql(column)?),
+                format!("{} IS {keyword}", column_sql(column, *to_jsonb)?),
                 *negate,
             ))
         }
@@ -641,8 +676,9 @@ pub fn render_with(
             quantifier,
             config,
             vectorize,
+            to_jsonb,
         } => {
-            let column = column_sql(column)?;
+            let column = column_sql(column, *to_jsonb)?;
             // PostgREST accepts * as the LIKE wildcard (it is safe in URLs); so do we.
             let wildcard = |p: &Param| match p {
                 Param::Text(pattern) => Param::Text(pattern.replace('*', "%")),

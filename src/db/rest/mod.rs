@@ -433,6 +433,16 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
             .relation_columns(schema, &request.spec.table)
             .map(|r| (r.columns.clone(), r.tsvector.clone()));
     }
+    // A JSON path into a composite or array column reads `to_jsonb(column)`, as PostgREST
+    // reads it: which columns those are comes from the catalog.
+    if has_json_path(&request.spec) {
+        let catalog = catalog(target).await?;
+        let schema = request.spec.schema.as_deref().unwrap_or("public");
+        let parent = parent_relation(&catalog, &request.spec, schema);
+        request.spec.composite_columns = catalog
+            .relation_columns(schema, parent)
+            .map(|r| r.composite.clone());
+    }
     if let (Some(query), None) = (
         request.spec.embedded_queries.first(),
         &request.spec.embedded,
@@ -493,6 +503,17 @@ fn searches_full_text(filters: &[super::builder::FilterSpec]) -> bool {
         }
         FilterSpec::Logic { expression, .. } => expression.contains("fts"),
     })
+}
+
+/// Whether the request's select, filters or order has a JSON path (`data->a`).
+fn has_json_path(spec: &super::builder::RequestSpec) -> bool {
+    use super::builder::FilterSpec;
+    spec.columns.as_deref().is_some_and(|c| c.contains("->"))
+        || spec.order.iter().any(|o| o.column.contains("->"))
+        || spec.filters.iter().any(|filter| match filter {
+            FilterSpec::Filter { column, .. } => column.contains("->"),
+            FilterSpec::Logic { expression, .. } => expression.contains("->"),
+        })
 }
 
 /// Runs a request whose select and lookups are settled.

@@ -127,6 +127,7 @@ pub fn parse(request: &ApiRequest, schemas: &[String]) -> Result<RestRequest, Po
         embedded_queries: Vec::new(),
         column_defaults: None,
         tsvector_columns: None,
+        composite_columns: None,
     };
     let mut rpc_args = serde_json::Map::new();
     for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {

@@ -62,6 +62,10 @@ pub struct RelationColumns {
     /// search takes any other as text or JSON.
     #[serde(default)]
     pub tsvector: Vec<String>,
+    /// Those columns of a composite or array type: a JSON path reads them through
+    /// `to_jsonb`, as PostgREST does.
+    #[serde(default)]
+    pub composite: Vec<String>,
     /// A table's primary key columns (none for a view: `Catalog::primary_key` derives one).
     #[serde(default)]
     pub primary_key: Vec<String>,
@@ -379,6 +383,10 @@ pub const CATALOG_SQL: &str = "SELECT pg_catalog.json_build_object('keys', (SELE
                         (SELECT t.typbasetype FROM pg_catalog.pg_type t WHERE t.oid = ra.atttypid), \
                         (SELECT b.typbasetype FROM pg_catalog.pg_type t \
                          JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype WHERE t.oid = ra.atttypid))), \
+       'composite', (SELECT coalesce(pg_catalog.json_agg(ra.attname ORDER BY ra.attnum), '[]') \
+                     FROM pg_catalog.pg_attribute ra JOIN pg_catalog.pg_type rt ON rt.oid = ra.atttypid \
+                     WHERE ra.attrelid = rc.oid AND ra.attnum > 0 AND NOT ra.attisdropped \
+                       AND (rt.typtype = 'c' OR rt.typcategory = 'A')), \
        'primary_key', (SELECT coalesce(pg_catalog.json_agg(pa.attname ORDER BY pa.attnum), '[]') \
                        FROM pg_catalog.pg_index pi \
                        JOIN pg_catalog.pg_attribute pa ON pa.attrelid = pi.indrelid AND pa.attnum = ANY (pi.indkey) \

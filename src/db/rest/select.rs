@@ -7,7 +7,7 @@
 //! the rows that have one.
 
 use super::super::builder::{
-    column_item_in, conditions, embedded_alias, group_by, is_aggregate_item, order_clause_in,
+    column_item_in, conditions, embedded_alias, group_by, is_aggregate_item, order_clause_from,
     ColumnItem, EmbeddedPart, EmbeddedQuery, FilterSpec, OrderSpec, Output, Source,
 };
 use super::super::filters;
@@ -545,7 +545,10 @@ pub fn render(
                             star: false,
                         }
                     }
-                    None => column_item_in(column, Source::Relation(&parent_q))?,
+                    None => column_item_in(
+                        column,
+                        Source::typed(&parent_q, composite_columns(scope, parent)),
+                    )?,
                 };
                 outputs.push(Output::of(&rendered));
                 list.push(rendered.sql);
@@ -829,7 +832,11 @@ fn embedded_page(
             &order.column,
         )?);
     }
-    let mut page = order_clause_in(&orders, Some(&quote(alias)?))?;
+    let alias_q = quote(alias)?;
+    let mut page = order_clause_from(
+        &orders,
+        Source::typed(&alias_q, composite_columns(scope, target)),
+    )?;
     if let Some(limit) = query.limit {
         page.push_str(&format!(" LIMIT {limit}"));
     }
@@ -992,6 +999,7 @@ fn conditions_in(
     let mut conditions = conditions_of(filters)?;
     if let Some(relation) = scope.catalog.relation_columns(scope.schema, target) {
         filters::mark_vectorized(&mut conditions, &relation.columns, &relation.tsvector);
+        filters::mark_composite_paths(&mut conditions, &relation.composite);
     }
     Ok(conditions)
 }
@@ -1017,6 +1025,14 @@ fn conditions_of(filters: &[&FilterSpec]) -> Result<Vec<filters::Condition>, Poo
         })
         .collect();
     conditions(&owned)
+}
+
+/// The columns of `relation` of a composite or array type, as the catalog has them.
+fn composite_columns<'s>(scope: &'s Scope<'_>, relation: &str) -> Option<&'s [String]> {
+    scope
+        .catalog
+        .relation_columns(scope.schema, relation)
+        .map(|r| r.composite.as_slice())
 }
 
 /// `messages(count)`: PostgREST's count of an embedded resource.
