@@ -258,6 +258,15 @@ describe('aggregates, JSON paths, computed fields, more relationships', () => {
     expect((await admin.from('channels').select('id').eq('id', 9)).data).toEqual([])
   })
 
+  test('stripNulls() leaves out null-valued keys at every depth, keeping key order and array nulls', async () => {
+    const stripped = await admin.from('users').select('username, catchphrase, data, messages(id, channel_id, data)').eq('username', 'supabot').order('id', { referencedTable: 'messages' }).stripNulls()
+    expect(stripped).toEqual(ok([{ username: 'supabot', catchphrase: "'cat' 'fat'", messages: [{ id: 1, channel_id: 1 }, { id: 2, channel_id: 2 }] }]))
+    expect(Object.keys(stripped.data![0])).toEqual(['username', 'catchphrase', 'messages'])
+    const one = await admin.from('users').select('username, data').eq('username', 'supabot').single().stripNulls()
+    expect(one).toEqual(ok({ username: 'supabot' }))
+    expect(await admin.rpc('get_status', { name_param: 'nobody' }).stripNulls()).toMatchObject({ status: 200, data: null })
+  })
+
   test('a JSON path into a composite or array column reads it as JSON, in select, filters and order', async () => {
     await setUp(`
       create type complex as (r float8, i float8);

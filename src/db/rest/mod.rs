@@ -516,8 +516,34 @@ fn has_json_path(spec: &super::builder::RequestSpec) -> bool {
         })
 }
 
-/// Runs a request whose select and lookups are settled.
+/// Runs a request whose select and lookups are settled; with `nulls=stripped`, its objects
+/// leave out their null-valued keys at every depth, as PostgREST's `json_strip_nulls`.
 async fn respond(target: &Target<'_>, request: &RestRequest) -> Result<Answer, PoolError> {
+    let mut answer = respond_as_asked(target, request).await?;
+    if request.strip_nulls && matches!(request.accept, Accept::Json | Accept::Object) {
+        if let Some(body) = &answer.body {
+            let mut value: serde_json::Value = serde_json::from_str(body)
+                .map_err(|e| PoolError::Internal(format!("a JSON body did not parse: {e}")))?;
+            strip_nulls(&mut value);
+            answer.body = Some(value.to_string());
+        }
+    }
+    Ok(answer)
+}
+
+/// Removes null-valued keys from every object in `value` (array elements stay).
+fn strip_nulls(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(strip_nulls);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
+}
+
+async fn respond_as_asked(target: &Target<'_>, request: &RestRequest) -> Result<Answer, PoolError> {
     if let Accept::Plan(plan) = request.accept {
         return explain(target, request, plan).await;
     }

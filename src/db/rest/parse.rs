@@ -66,6 +66,8 @@ pub struct RestRequest {
     /// GET or HEAD: PostgREST runs it in a read-only transaction, so a function that writes
     /// is refused (25006, 405) rather than run by a read.
     pub read_only: bool,
+    /// `nulls=stripped`: null-valued keys are left out of the answer's objects.
+    pub strip_nulls: bool,
 }
 
 /// Reads `request`; `schemas` are the exposed schemas, the first being the default.
@@ -180,6 +182,7 @@ pub fn parse(request: &ApiRequest, schemas: &[String]) -> Result<RestRequest, Po
         accept,
         head,
         read_only: matches!(method.as_str(), "GET" | "HEAD"),
+        strip_nulls: Accept::strips_nulls(request.accept.as_deref()),
     })
 }
 

@@ -153,7 +153,9 @@ impl Accept {
                     Some(Accept::Plan(Plan::parse(media_type, true)))
                 }
                 "application/json" | "*/*" | "application/*" | "" => Some(Accept::Json),
-                "application/vnd.pgrst.array+json" => Some(Accept::Json),
+                "application/vnd.pgrst.array+json" | "application/vnd.pgrst.array" => {
+                    Some(Accept::Json)
+                }
                 "application/vnd.pgrst.object+json" | "application/vnd.pgrst.object" => {
                     Some(Accept::Object)
                 }
@@ -170,6 +172,19 @@ impl Accept {
                 "PGRST107",
                 format!("None of these media types are available: {header}"),
             )
+        })
+    }
+
+    /// `nulls=stripped` on the JSON media type asked for (postgrest-js's `stripNulls()`): keys
+    /// whose value is null are left out of the answer's objects.
+    pub fn strips_nulls(header: Option<&str>) -> bool {
+        header.is_some_and(|header| {
+            header.split(',').any(|media_type| {
+                let mut parts = media_type.split(';');
+                let media = parts.next().unwrap_or("").trim();
+                media.starts_with("application/vnd.pgrst.")
+                    && parts.any(|p| p.trim().eq_ignore_ascii_case("nulls=stripped"))
+            })
         })
     }
 }
@@ -207,6 +222,14 @@ mod tests {
             Accept::Object
         );
         assert_eq!(Accept::parse(Some("text/csv")).unwrap(), Accept::Csv);
+        assert!(Accept::strips_nulls(Some(
+            "application/vnd.pgrst.array+json;nulls=stripped"
+        )));
+        assert!(!Accept::strips_nulls(Some("application/json")));
+        assert_eq!(
+            Accept::parse(Some("application/vnd.pgrst.array;nulls=stripped")).unwrap(),
+            Accept::Json
+        );
         assert_eq!(
             Accept::parse(Some("image/png")).unwrap_err().code(),
             "PGRST107"
