@@ -197,5 +197,5 @@ test('rpc: a scalar function returns its value; a set-returning one returns rows
   const older = await supabaseAdmin.rpc('older_than', { min_age: 30 }).select('id,name').order('id')
   expect(older.data).toEqual(await postgresJson('select id, name from older_than(30) order by id'))
   const wrong = await supabaseAdmin.rpc('no_such_function', {})
-  expect(wrong).toMatchObject({ status: 404, error: { code: '42883' } })
+  expect(wrong).toMatchObject({ status: 404, error: { code: 'PGRST202' } })
 })

@@ -747,10 +747,17 @@ describe('rpc', () => {
     expect(await admin.rpc('get_status', { name_param: 'kiwicopple' }, { get: true })).toEqual(ok('OFFLINE'))
   })
 
-  test('an unknown function is 404', async () => {
+  test('an unknown function, or arguments no overload takes, is PGRST202 (404) as PostgREST words it', async () => {
     const missing = await admin.rpc('no_such_function')
-    expect(missing.status).toBe(404)
-    expect(missing.data).toBeNull()
+    expect(missing).toMatchObject({ status: 404, data: null, error: { code: 'PGRST202', hint: null,
+      message: 'Could not find the function public.no_such_function without parameters in the schema cache',
+      details: 'Searched for the function public.no_such_function without parameters, but no matches were found in the schema cache.' } })
+    expect(await admin.rpc('get_status', { nam: 'supabot' })).toMatchObject({ status: 404, error: { code: 'PGRST202',
+      message: 'Could not find the function public.get_status(nam) in the schema cache',
+      details: 'Searched for the function public.get_status with parameter nam, but no matches were found in the schema cache.',
+      hint: 'Perhaps you meant to call the function public.get_status(name_param)' } })
+    expect((await admin.rpc('get_status', { name_param: 'supabot', extra: 1 })).error).toMatchObject({ code: 'PGRST202',
+      message: 'Could not find the function public.get_status(extra, name_param) in the schema cache' })
   })
 })
 

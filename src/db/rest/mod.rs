@@ -880,9 +880,9 @@ async fn primary_key(target: &Target<'_>, relation: &str) -> Result<Vec<String>,
 }
 
 /// What a function returns, looked up once per pool and argument names (PostgREST's schema
-/// cache does the same); an unknown function is left for Postgres to report (42883). Of
-/// overloads, the one the call's argument names fit (all of them its inputs, its inputs
-/// without defaults all among them) is the one Postgres will run, as PostgREST chooses.
+/// cache does the same). Of overloads, the one the call's argument names fit (all of them its
+/// inputs, its inputs without defaults all among them) is the one Postgres will run, as
+/// PostgREST chooses; none that fits is PostgREST's `PGRST202`.
 async fn function_kind(
     target: &Target<'_>,
     spec: &super::builder::RequestSpec,
@@ -902,7 +902,10 @@ async fn function_kind(
            WHEN t.typtype = 'c' OR p.prorettype = 'record'::regtype \
              OR p.proargmodes && ARRAY['o', 'b', 't']::\"char\"[] \
              THEN CASE WHEN p.proretset THEN 'rows' ELSE 'row' END \
-           WHEN p.proretset THEN 'scalar_set' ELSE 'scalar' END \
+           WHEN p.proretset THEN 'scalar_set' ELSE 'scalar' END, \
+         (ARRAY(SELECT json_array_elements_text($3::json)) <@ args.inputs \
+           AND args.required <@ ARRAY(SELECT json_array_elements_text($3::json))) AS fits, \
+         pg_catalog.array_to_string(args.inputs, ', ') AS inputs \
          FROM pg_proc p JOIN pg_type t ON t.oid = p.prorettype \
          CROSS JOIN LATERAL (SELECT \
              coalesce(array_agg(a.name ORDER BY a.ord), '{}') AS inputs, \
@@ -911,8 +914,7 @@ async fn function_kind(
              WITH ORDINALITY AS a(name, mode, ord) \
            WHERE coalesce(a.mode, 'i') IN ('i', 'b', 'v')) args \
          WHERE p.proname = $1 AND p.pronamespace = to_regnamespace($2) \
-         ORDER BY (ARRAY(SELECT json_array_elements_text($3::json)) <@ args.inputs \
-           AND args.required <@ ARRAY(SELECT json_array_elements_text($3::json))) DESC, p.pronargs \
+         ORDER BY 2 DESC, p.pronargs \
          LIMIT 1";
     let schema = spec.schema.clone().unwrap_or_else(|| "public".into());
     let given = serde_json::to_string(&names)
@@ -922,21 +924,70 @@ async fn function_kind(
             SQL,
             &[
                 Param::Text(spec.table.clone()),
-                Param::Text(schema),
+                Param::Text(schema.clone()),
                 Param::Json(given),
             ],
         )
         .await?;
-    let kind = match first_value(&json).as_ref().and_then(|v| v.as_str()) {
-        Some("void") => FunctionKind::Void,
-        Some("row") => FunctionKind::Row,
-        Some("scalar_set") => FunctionKind::ScalarSet,
-        Some("scalar") => FunctionKind::Scalar,
-        Some(_) => FunctionKind::Rows,
-        None => return Ok(FunctionKind::Rows),
+    #[derive(Deserialize)]
+    struct Found {
+        rows: Vec<(String, bool, String)>,
+    }
+    let found: Found = serde_json::from_str(&json)
+        .map_err(|e| PoolError::Internal(format!("unexpected function lookup reply: {e}")))?;
+    let kind = match found.rows.into_iter().next() {
+        Some((kind, true, _)) => kind,
+        // Overloads, none taking these arguments: the closest is the hint.
+        Some((_, false, inputs)) => {
+            let candidate = format!("{schema}.{}({inputs})", spec.table);
+            return Err(function_not_found(
+                &schema,
+                &spec.table,
+                &names,
+                Some(candidate),
+            ));
+        }
+        None => return Err(function_not_found(&schema, &spec.table, &names, None)),
+    };
+    let kind = match kind.as_str() {
+        "void" => FunctionKind::Void,
+        "row" => FunctionKind::Row,
+        "scalar_set" => FunctionKind::ScalarSet,
+        "scalar" => FunctionKind::Scalar,
+        _ => FunctionKind::Rows,
     };
     target.pool().remember_function(key, kind);
     Ok(kind)
+}
+
+/// PostgREST's `PGRST202` (404): no function of that name takes these arguments; `candidate`
+/// is the overload that comes closest, as its hint offers one.
+fn function_not_found(
+    schema: &str,
+    name: &str,
+    arguments: &[&str],
+    candidate: Option<String>,
+) -> PoolError {
+    let listed = arguments.join(", ");
+    let (message, details) = match arguments.len() {
+        0 => (
+            format!("Could not find the function {schema}.{name} without parameters in the schema cache"),
+            format!("Searched for the function {schema}.{name} without parameters, but no matches were found in the schema cache."),
+        ),
+        n => (
+            format!("Could not find the function {schema}.{name}({listed}) in the schema cache"),
+            format!(
+                "Searched for the function {schema}.{name} with parameter{} {listed}, but no matches were found in the schema cache.",
+                if n == 1 { "" } else { "s" }
+            ),
+        ),
+    };
+    let mut err = status_error("PGRST202", message);
+    if let PoolError::Database(fields) = &mut err {
+        fields.detail = Some(details);
+        fields.hint = candidate.map(|c| format!("Perhaps you meant to call the function {c}"));
+    }
+    err
 }
 
 /// A planned or estimated count (PostgREST's `count=planned|estimated`).
