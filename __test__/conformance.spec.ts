@@ -1149,8 +1149,17 @@ describe('mutations', () => {
         body: '{"code":"123","message":"ABC","details":"DEF","hint":"XYZ"}',
         options: '{"status":332,"status_text":"My Custom Status","headers":{"X-Header":"str"}}',
       })).toMatchObject({ status: 332, statusText: 'My Custom Status', error: { code: '123', message: 'ABC', details: 'DEF', hint: 'XYZ' } })
-      expect(await admin.rpc('raise_pgrst', { body: 'not json', options: '{}' })).toMatchObject({ status: 500, error: { code: 'PGRST121' } })
+      expect(await admin.rpc('raise_pgrst', { body: 'not json', options: '{}' })).toMatchObject({ status: 500,
+        error: { code: 'PGRST121', details: "Invalid JSON value for MESSAGE: 'not json'" } })
+      expect(await admin.rpc('raise_pgrst', { body: '{"code":"1","message":"m"}', options: 'INVALID' })).toMatchObject({ status: 500,
+        error: { code: 'PGRST121', details: "Invalid JSON value for DETAIL: 'INVALID'" } })
+      // A RAISE without DETAIL.
+      await admin.query(`create function raise_pgrst_alone() returns void language plpgsql as $$ begin
+        raise sqlstate 'PGRST' using message = '{"code":"1","message":"m"}'; end $$`)
+      expect(await admin.rpc('raise_pgrst_alone')).toMatchObject({ status: 500,
+        error: { code: 'PGRST121', details: 'DETAIL is missing in the RAISE statement' } })
     } finally {
+      await admin.query('drop function if exists raise_pgrst_alone()')
       await admin.query('drop function raise_pt402()')
       await admin.query('drop function raise_pgrst(text, text)')
     }

@@ -72,45 +72,46 @@ pub fn range_status(lower: u64, page: u64, total: Option<i64>) -> u16 {
 /// PostgREST documents it (headers cannot reach postgrest-js's result, so they are dropped).
 /// JSON that does not parse is PostgREST's `PGRST121`, a 500.
 fn raised(message: &str, detail: Option<&str>) -> (u16, Option<String>, Value) {
-    let body: Option<serde_json::Map<String, Value>> = serde_json::from_str(message).ok();
-    let options: Option<serde_json::Map<String, Value>> = match detail {
-        Some(detail) => serde_json::from_str(detail).ok(),
-        None => Some(serde_json::Map::new()),
-    };
-    match (body, options) {
-        (Some(body), Some(options))
-            if body.contains_key("code") && body.contains_key("message") =>
-        {
-            let status = options
-                .get("status")
-                .and_then(Value::as_u64)
-                .and_then(|s| u16::try_from(s).ok())
-                .filter(|s| (100..600).contains(s))
-                .unwrap_or(400);
-            let text = options
-                .get("status_text")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            let field = |name: &str| body.get(name).cloned().unwrap_or(Value::Null);
-            let body = serde_json::json!({
-                "code": field("code"),
-                "details": field("details"),
-                "hint": field("hint"),
-                "message": field("message"),
-            });
-            (status, text, body)
-        }
-        _ => (
+    let unparsed = |details: String| {
+        (
             500,
             None,
             serde_json::json!({
                 "code": "PGRST121",
-                "details": "Invalid JSON value for MESSAGE or DETAIL in RAISE SQLSTATE 'PGRST'",
+                "details": details,
                 "hint": null,
                 "message": "Could not parse JSON in the \"RAISE SQLSTATE 'PGRST'\" error",
             }),
-        ),
-    }
+        )
+    };
+    let body = match serde_json::from_str::<serde_json::Map<String, Value>>(message) {
+        Ok(body) if body.contains_key("code") && body.contains_key("message") => body,
+        _ => return unparsed(format!("Invalid JSON value for MESSAGE: '{message}'")),
+    };
+    let Some(detail) = detail else {
+        return unparsed("DETAIL is missing in the RAISE statement".into());
+    };
+    let Ok(options) = serde_json::from_str::<serde_json::Map<String, Value>>(detail) else {
+        return unparsed(format!("Invalid JSON value for DETAIL: '{detail}'"));
+    };
+    let status = options
+        .get("status")
+        .and_then(Value::as_u64)
+        .and_then(|s| u16::try_from(s).ok())
+        .filter(|s| (100..600).contains(s))
+        .unwrap_or(400);
+    let text = options
+        .get("status_text")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let field = |name: &str| body.get(name).cloned().unwrap_or(Value::Null);
+    let body = serde_json::json!({
+        "code": field("code"),
+        "details": field("details"),
+        "hint": field("hint"),
+        "message": field("message"),
+    });
+    (status, text, body)
 }
 
 /// The error reply: PostgREST's status and its `{code, details, hint, message}` as body text.
@@ -218,6 +219,15 @@ mod tests {
             raised(r#"{"code":"1","message":"m"}"#, Some("{bad")).2["code"],
             "PGRST121"
         );
-        assert_eq!(raised(r#"{"code":"1","message":"m"}"#, None).0, 400);
+        // No DETAIL: PostgREST says so rather than guessing a status.
+        let (status, _, body) = raised(r#"{"code":"1","message":"m"}"#, None);
+        assert_eq!(
+            (status, body["details"].as_str()),
+            (500, Some("DETAIL is missing in the RAISE statement"))
+        );
+        assert_eq!(
+            raised("INVALID", Some("{}")).2["details"],
+            "Invalid JSON value for MESSAGE: 'INVALID'"
+        );
     }
 }
