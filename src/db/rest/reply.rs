@@ -72,27 +72,43 @@ pub fn range_status(lower: u64, page: u64, total: Option<i64>) -> u16 {
 /// PostgREST documents it (headers cannot reach postgrest-js's result, so they are dropped).
 /// JSON that does not parse is PostgREST's `PGRST121`, a 500.
 fn raised(message: &str, detail: Option<&str>) -> (u16, Option<String>, Value) {
-    let unparsed = |details: String| {
+    const MESSAGE_HINT: &str = "MESSAGE must be a JSON object with obligatory keys: 'code', 'message' and optional keys: 'details', 'hint'.";
+    const DETAIL_HINT: &str = "DETAIL must be a JSON object with obligatory keys: 'status', 'headers' and optional key: 'status_text'.";
+    let unparsed = |details: String, hint: &str| {
         (
             500,
             None,
             serde_json::json!({
                 "code": "PGRST121",
                 "details": details,
-                "hint": null,
+                "hint": hint,
                 "message": "Could not parse JSON in the \"RAISE SQLSTATE 'PGRST'\" error",
             }),
         )
     };
     let body = match serde_json::from_str::<serde_json::Map<String, Value>>(message) {
         Ok(body) if body.contains_key("code") && body.contains_key("message") => body,
-        _ => return unparsed(format!("Invalid JSON value for MESSAGE: '{message}'")),
+        _ => {
+            return unparsed(
+                format!("Invalid JSON value for MESSAGE: '{message}'"),
+                MESSAGE_HINT,
+            )
+        }
     };
     let Some(detail) = detail else {
-        return unparsed("DETAIL is missing in the RAISE statement".into());
+        return unparsed(
+            "DETAIL is missing in the RAISE statement".into(),
+            DETAIL_HINT,
+        );
     };
-    let Ok(options) = serde_json::from_str::<serde_json::Map<String, Value>>(detail) else {
-        return unparsed(format!("Invalid JSON value for DETAIL: '{detail}'"));
+    let options = match serde_json::from_str::<serde_json::Map<String, Value>>(detail) {
+        Ok(options) if options.contains_key("status") && options.contains_key("headers") => options,
+        _ => {
+            return unparsed(
+                format!("Invalid JSON value for DETAIL: '{detail}'"),
+                DETAIL_HINT,
+            )
+        }
     };
     let status = options
         .get("status")
@@ -228,6 +244,11 @@ mod tests {
         assert_eq!(
             raised("INVALID", Some("{}")).2["details"],
             "Invalid JSON value for MESSAGE: 'INVALID'"
+        );
+        // DETAIL needs both status and headers.
+        assert_eq!(
+            raised(r#"{"code":"1","message":"m"}"#, Some(r#"{"status":402}"#)).2["code"],
+            "PGRST121"
         );
     }
 }
