@@ -13,6 +13,7 @@ pub mod prefer;
 pub mod reply;
 pub mod schema;
 pub mod select;
+pub mod strip;
 
 use serde::Deserialize;
 
@@ -522,25 +523,13 @@ async fn respond(target: &Target<'_>, request: &RestRequest) -> Result<Answer, P
     let mut answer = respond_as_asked(target, request).await?;
     if request.strip_nulls && matches!(request.accept, Accept::Json | Accept::Object) {
         if let Some(body) = &answer.body {
-            let mut value: serde_json::Value = serde_json::from_str(body)
-                .map_err(|e| PoolError::Internal(format!("a JSON body did not parse: {e}")))?;
-            strip_nulls(&mut value);
-            answer.body = Some(value.to_string());
+            answer.body = Some(
+                strip::strip_nulls(body)
+                    .map_err(|e| PoolError::Internal(format!("a JSON body did not parse: {e}")))?,
+            );
         }
     }
     Ok(answer)
-}
-
-/// Removes null-valued keys from every object in `value` (array elements stay).
-fn strip_nulls(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::Object(map) => {
-            map.retain(|_, v| !v.is_null());
-            map.values_mut().for_each(strip_nulls);
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_nulls),
-        _ => {}
-    }
 }
 
 async fn respond_as_asked(target: &Target<'_>, request: &RestRequest) -> Result<Answer, PoolError> {

@@ -525,6 +525,11 @@ pub fn render(
     let mut inner_conditions = Vec::new();
     let mut existence = Vec::new();
     let mut embedded_names: Vec<&str> = Vec::new();
+    // Looked up once for the list, not per column.
+    let catalog = scope.catalog;
+    let parent_composite = catalog
+        .relation_columns(schema, parent)
+        .map(|r| r.composite.as_slice());
     for (index, item) in items.iter().enumerate() {
         match item {
             Item::Column(column) => {
@@ -545,10 +550,7 @@ pub fn render(
                             star: false,
                         }
                     }
-                    None => column_item_in(
-                        column,
-                        Source::typed(&parent_q, composite_columns(scope, parent)),
-                    )?,
+                    None => column_item_in(column, Source::typed(&parent_q, parent_composite))?,
                 };
                 outputs.push(Output::of(&rendered));
                 list.push(rendered.sql);
