@@ -63,8 +63,18 @@ export declare class NativeDatabasePool {
    * `NOTIFY pgrst, 'reload schema'` does; the next request reads the catalog again.
    */
   reloadSchema(): void
+  /**
+   * Whether the login role is a superuser, as the server reported at login; null until a
+   * connection has opened. User clients on such a login can reach any role with
+   * `set_config('role', …)` (README: security).
+   */
+  get superuserLogin(): boolean | null
   get closed(): boolean
-  /** Stops admitting statements and resolves once every connection is closed. */
+  /**
+   * Stops admitting statements (they reject with `POOL_CLOSED`), lets every statement already
+   * accepted run (queued ones included) and open transactions end, and resolves once every
+   * connection is closed.
+   */
   close(): Promise<void>
 }
 
@@ -106,6 +116,12 @@ export declare class NativeOpenAiPool {
   resetStats(): void
   healthCheck(): Promise<NativeOpenAiHealth>
   get closed(): boolean
+  /**
+   * Stops admitting (new calls reject with POOL_CLOSED), lets every call already accepted,
+   * queued ones included, run to its end (within `timeout`), then closes: for a pool that
+   * `initialize()` replaced.
+   */
+  retire(): Promise<void>
   /** Stops admitting, fails queued calls with POOL_CLOSED, lets in-flight ones finish within `timeout`. */
   close(): Promise<void>
 }
@@ -168,6 +184,8 @@ export interface NativeDatabaseStats {
   p95ResponseTime: number
   p99ResponseTime: number
   lastQueryTime?: number
+  /** Panics caught at the boundary in this process (each answered `INTERNAL`; each a bug). */
+  internalErrors: number
 }
 
 /** A library error as data: its stable code and message. */
@@ -236,6 +254,8 @@ export interface NativeOpenAiStats {
   requestsByModel: Record<string, number>
   /** JSON text of the latest x-ratelimit-* readings. */
   rateLimitJson: string
+  /** Panics caught at the boundary in this process (each answered `INTERNAL`; each a bug). */
+  internalErrors: number
 }
 
 export interface NativeQueueByPriority {

@@ -139,6 +139,8 @@ export interface ConnectionStats {
   p95ResponseTime: number
   /** 99th percentile ms over the last 1000 statements. */
   p99ResponseTime: number
+  /** Panics caught at the native boundary in this process (each answered `INTERNAL`; please report one). */
+  internalErrors: number
   /** Statements waiting for a connection right now. */
   waitingRequests: number
   /** Statements that gave up waiting for a connection (connectionTimeout) since the last reset. */
@@ -204,6 +206,9 @@ export interface TransactionClient<Database = any> extends SupabaseBuilder<Datab
    * Runs one statement inside the transaction. A failed statement aborts the transaction: it
    * is rolled back when the callback ends, and `transaction()` rejects (with the callback's
    * error, or with 25P02 if the callback caught the failure and went on).
+   * `COMMIT`/`ROLLBACK`/`END`/`ABORT` are refused (`STATEMENT_REFUSED`, and the transaction then
+   * rolls back): the callback's outcome ends it. Savepoints work; settings must be `SET LOCAL`
+   * (or `set_config(…, true)`); temporary objects are dropped before it commits.
    */
   query<R extends Row = Row>(sql: string, params?: QueryParam[] | null): Promise<QueryResult<R>>
 }
@@ -220,6 +225,10 @@ export interface DatabaseClient<Database = any> extends SupabaseBuilder<Database
   /**
    * Runs one statement; parameters are bound ($1, $2, ...), never interpolated.
    * Rejects with a `DatabaseError` (code = SQLSTATE) or a `ConnectionPoolError`.
+   * Statements that would change a pooled connection's transaction or session state (`BEGIN`,
+   * `SET`, `set_config(…, false)`, `LISTEN`, …), and on a user client a change of role or
+   * claims, are refused with `STATEMENT_REFUSED` before they are sent. A parameter nested deeper
+   * than 32 arrays, cyclic, or past 10 million elements or 1 GB in all is `INVALID_ARGUMENT`.
    */
   query<R extends Row = Row>(sql: string, params?: QueryParam[] | null): Promise<QueryResult<R>>
   /**
@@ -233,7 +242,11 @@ export interface DatabaseClient<Database = any> extends SupabaseBuilder<Database
 }
 
 export declare class DatabasePool {
-  /** Validates `config` (throws `INVALID_CONFIG`) and replaces the current pool. Opens no connection. */
+  /**
+   * Validates `config` (throws `INVALID_CONFIG`) and replaces the current pool. Opens no
+   * connection. The old pool runs every statement it accepted (queued ones included) and lets
+   * its open transactions end, then closes; new statements go to the new pool.
+   */
   static initialize(config?: DatabasePoolConfig): void
   /** The admin client (login role), a singleton. */
   static getAdminClient<Database = any>(): DatabaseClient<Database>
@@ -278,7 +291,15 @@ export type ConnectionPoolErrorCode =
   | 'INVALID_TOKEN'
   | 'UNSUPPORTED_TYPE'
   | 'STATEMENT_TIMEOUT'
+  /**
+   * A raw statement refused before it was sent: transaction control outside `transaction()` (or
+   * `COMMIT`/`ROLLBACK` inside it), a session setting (`SET`, `RESET`, `set_config(…, false)`),
+   * `LISTEN`, `PREPARE`/`DEALLOCATE`/`DISCARD`, temporary objects outside `transaction()`, or, on
+   * a user client, a change of role or JWT claims. The message names the alternative.
+   */
+  | 'STATEMENT_REFUSED'
   | 'MISSING_DEPENDENCY'
+  /** A bug in this library (a caught panic); counted in `internalErrors` of the stats. */
   | 'INTERNAL'
 
 export declare class ConnectionPoolError extends Error {
@@ -428,6 +449,8 @@ export interface OpenAIStats {
   /** Calls per model (from the request body's `model`, else executeRequest's). */
   requestsByModel: Record<string, number>
   rateLimit: RateLimitStatus
+  /** Panics caught at the native boundary in this process (each answered `INTERNAL`; please report one). */
+  internalErrors: number
 }
 
 export interface QueueStatus {
@@ -450,7 +473,10 @@ export interface OpenAIClient {
 }
 
 export declare class OpenAIPool {
-  /** Validates `config` (throws `INVALID_CONFIG`) and replaces the current pool. */
+  /**
+   * Validates `config` (throws `INVALID_CONFIG`) and replaces the current pool; the old one runs
+   * the calls it accepted (queued ones included), then closes.
+   */
   static initialize(config?: OpenAIPoolConfig): void
   /** The client, a singleton (also exported as `openai`). */
   static getClient(): OpenAIClient
@@ -483,7 +509,10 @@ export declare class OpenAIError extends Error {
     | 'QueueFullError'
     | 'PoolClosedError'
   readonly status?: number
-  /** The API's error code, or ours: `QUEUE_FULL`, `POOL_CLOSED`, `TIMEOUT`, `CONNECTION_ERROR`. */
+  /**
+   * The API's error code, or ours: `QUEUE_FULL`, `POOL_CLOSED`, `TIMEOUT`, `CONNECTION_ERROR`,
+   * `INVALID_RESPONSE` (a success whose body is not JSON), `STREAM_ERROR`, `INTERNAL`.
+   */
   readonly code: string | null
   readonly type: string | null
   readonly param: string | null

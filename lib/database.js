@@ -25,6 +25,30 @@ function parseResult(reply) {
   return { rows: rowsToObjects(reply), rowCount: reply.rowCount }
 }
 
+/**
+ * Warns once per process when user clients run on a superuser login: raw SQL on such a client
+ * can take any role with set_config('role', …), as PostgREST's docs warn of its authenticator.
+ * Settled per pool after its first connection (the getter crosses napi; a settled pool costs a
+ * WeakMap lookup per user statement).
+ */
+const loginChecked = new WeakMap()
+let superuserWarned = false
+
+function warnOnSuperuserLogin(native) {
+  if (superuserWarned || loginChecked.has(native)) return
+  const superuser = native.superuserLogin
+  if (superuser === null || superuser === undefined) return
+  loginChecked.set(native, superuser)
+  if (superuser !== true) return
+  superuserWarned = true
+  process.emitWarning(
+    'user clients run on a superuser login: raw SQL on them can take any role with ' +
+      "set_config('role', …). Log in as a role that is not a superuser and is a member only of " +
+      'the API roles (as PostgREST\'s authenticator is); README: Security.',
+    { code: 'CP_SUPERUSER_LOGIN' },
+  )
+}
+
 /** Rejects when a user token has expired since the client was made (PostgREST checks per request). */
 function expiredToken(identity) {
   return identity.expiresAt !== null && Date.now() / 1000 > identity.expiresAt
@@ -160,6 +184,7 @@ class DatabaseClient extends BuilderEntry {
     if (expiredToken(context)) {
       return Promise.reject(new ConnectionPoolError('INVALID_TOKEN', 'invalid access token: the token has expired'))
     }
+    warnOnSuperuserLogin(native)
     return submissions
       .statement(sql, params ?? null, false, context.role, context.claims)
       .then(parseResult, rethrowNative)
@@ -183,14 +208,16 @@ class DatabaseClient extends BuilderEntry {
           (err) => errorReply(401, 'PGRST301', err.message),
         )
       }
-      let context, submissions
+      let context, native
       try {
         context = this._context()
-        submissions = pool().submissions
+        native = pool()
       } catch (err) {
         return Promise.reject(err)
       }
+      const submissions = native.submissions
       if (context === null) return submissions.request(request, false)
+      warnOnSuperuserLogin(native)
       if (expiredToken(context)) return Promise.resolve(errorReply(401, 'PGRST303', 'JWT expired'))
       return submissions.request(request, context.anonymous, context.role, context.claims)
     }

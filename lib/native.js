@@ -24,9 +24,15 @@ function createNativePool(NativeClass, config, env) {
   }
 }
 
-/** Lets a replaced pool finish what it is doing, then close, without blocking the caller. */
+/**
+ * Lets a replaced pool finish what it accepted (queued work included), then close, without
+ * blocking the caller. The database pool's close() drains; the OpenAI pool has retire() for it
+ * (its close() fails queued calls).
+ */
 function retire(previous) {
-  if (previous !== null && !previous.closed) previous.close().catch(() => {})
+  if (previous === null || previous.closed) return
+  const finishing = typeof previous.retire === 'function' ? previous.retire() : previous.close()
+  finishing.catch(() => {})
 }
 
 /**

@@ -38,6 +38,11 @@ pub enum PoolError {
     #[error("{0}")]
     InvalidArgument(String),
 
+    /// A raw statement that would change a pooled connection's transaction or session state, or a
+    /// user client's identity (`db::guard` says which and why); refused before it is sent.
+    #[error("{0}")]
+    StatementRefused(String),
+
     /// A statement ran past `statementTimeout`; it was cancelled on the server.
     #[error("{0}")]
     StatementTimeout(String),
@@ -90,6 +95,7 @@ impl PoolError {
             PoolError::InvalidArgument(_) => "INVALID_ARGUMENT",
             PoolError::UnsupportedType(_) => "UNSUPPORTED_TYPE",
             PoolError::StatementTimeout(_) => "STATEMENT_TIMEOUT",
+            PoolError::StatementRefused(_) => "STATEMENT_REFUSED",
             PoolError::Database(fields) => &fields.code,
             PoolError::Internal(_) => "INTERNAL",
         }
@@ -104,14 +110,33 @@ impl PoolError {
         serde_json::json!({ "error": error }).to_string()
     }
 
-    /// Turns a caught panic payload into an error instead of letting it cross the FFI.
+    /// Turns a caught panic payload into an error instead of letting it cross the FFI, and
+    /// counts it (`panics_caught`).
     pub fn from_panic(payload: Box<dyn std::any::Any + Send>) -> Self {
+        PANICS_CAUGHT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let what = payload
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".to_string());
         PoolError::Internal(format!("panic in connection-pools: {what}"))
+    }
+}
+
+/// Panics caught at the boundary since the library was loaded (each one a bug to report):
+/// shown in both pools' stats as `internalErrors`.
+static PANICS_CAUGHT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn panics_caught() -> u64 {
+    PANICS_CAUGHT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Runs a synchronous napi entry point; a panic in it becomes an `INTERNAL` error with its
+/// message (napi's own `catch_unwind` would answer `GenericFailure`).
+pub fn sync_boundary<T, E: From<PoolError>>(work: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+        Ok(result) => result,
+        Err(panic) => Err(PoolError::from_panic(panic).into()),
     }
 }
 
@@ -204,6 +229,15 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("decoder exploded"));
+    }
+
+    #[test]
+    fn a_panicking_sync_entry_point_answers_internal_and_is_counted() {
+        let before = panics_caught();
+        let err = sync_boundary::<(), PoolError>(|| panic!("a bug")).unwrap_err();
+        assert_eq!(err.code(), "INTERNAL");
+        assert!(err.to_string().contains("a bug"), "{err}");
+        assert!(panics_caught() > before);
     }
 
     #[test]

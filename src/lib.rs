@@ -15,4 +15,5 @@ pub mod metrics;
 pub mod metrics_napi;
 pub mod openai;
 pub mod options;
+pub mod secrets;
 pub mod stats;

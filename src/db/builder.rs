@@ -512,7 +512,12 @@ pub(crate) fn json_path(path: &str) -> Result<(String, Option<String>), PoolErro
     let mut sql = String::new();
     let mut last = None;
     let mut rest = path;
+    let mut keys = 0;
     while !rest.is_empty() {
+        keys += 1;
+        if keys > super::ident::MAX_NESTING {
+            return Err(super::ident::too_deep("a JSON path's keys"));
+        }
         let (operator, after) = if let Some(after) = rest.strip_prefix("->>") {
             ("->>", after)
         } else if let Some(after) = rest.strip_prefix("->") {

@@ -358,7 +358,7 @@ fn role_name(name: &str, value: Option<String>, default: &str) -> Result<String,
 ///
 /// Errors never quote the input: it may hold the password.
 pub fn parse_connection_string(url: &str) -> Result<(ConnectOptions, String), PoolError> {
-    let mut parsed = url::Url::parse(url).map_err(|e| {
+    let parsed = url::Url::parse(url).map_err(|e| {
         invalid(format!(
             "connectionString is not a valid URL ({e}); expected postgres://user:password@host:port/database"
         ))
@@ -370,32 +370,7 @@ pub fn parse_connection_string(url: &str) -> Result<(ConnectOptions, String), Po
         )));
     }
     let options = ConnectOptions::from_url(&parsed)?;
-    if parsed.password().is_some() {
-        let _ = parsed.set_password(Some("****"));
-    }
-    let masked = if parsed.query_pairs().any(|(k, _)| k == "password") {
-        mask_password_param(&parsed)
-    } else {
-        parsed.to_string()
-    };
-    Ok((options, masked))
-}
-
-fn mask_password_param(parsed: &url::Url) -> String {
-    let mut masked = parsed.clone();
-    let pairs: Vec<(String, String)> = parsed
-        .query_pairs()
-        .map(|(k, v)| {
-            let v = if k == "password" {
-                "****".to_string()
-            } else {
-                v.into_owned()
-            };
-            (k.into_owned(), v)
-        })
-        .collect();
-    masked.query_pairs_mut().clear().extend_pairs(pairs);
-    masked.to_string()
+    Ok((options, crate::secrets::masked(&parsed, true)))
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ pub struct Opened {
     pub client: tokio_postgres::Client,
     pub task: tokio::task::JoinHandle<()>,
     pub end: Arc<SessionEnd>,
+    /// The server's `is_superuser` for the login role, when it reported one.
+    pub superuser: Option<bool>,
 }
 
 /// Shown in `pg_stat_activity` unless the connection string names its own.
@@ -180,12 +182,18 @@ impl ConnectOptions {
     /// or the server goes away (then `Client::is_closed()` turns true).
     pub async fn connect(&self) -> Result<Opened, tokio_postgres::Error> {
         let (client, connection) = self.config.connect(self.tls.clone()).await?;
+        let superuser = connection.parameter("is_superuser").map(|v| v == "on");
         let end = Arc::new(SessionEnd::default());
         let task = tokio::spawn({
             let end = end.clone();
             async move { end.finished(&connection.await) }
         });
-        Ok(Opened { client, task, end })
+        Ok(Opened {
+            client,
+            task,
+            end,
+            superuser,
+        })
     }
 }
 

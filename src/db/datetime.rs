@@ -7,7 +7,7 @@
 //! shapes (what `Date.prototype.toISOString()` produces, and the `YYYY-MM-DD HH:MM:SS` form);
 //! a text without an offset is taken as UTC.
 
-use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
 const MICROS_PER_SEC: i64 = 1_000_000;
 const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SEC;
@@ -28,18 +28,33 @@ fn push_padded(out: &mut String, value: u64, width: usize) {
     out.push_str(text);
 }
 
-fn format_date_into(out: &mut String, date: NaiveDate) {
-    // Postgres has no year 0: 1 BC is year 0 in the proleptic calendar chrono uses.
-    let year = date.year();
+fn format_date_into(out: &mut String, (year, month, day): (i64, u32, u32)) {
+    // Postgres has no year 0: 1 BC is year 0 in the proleptic calendar.
     let shown = if year <= 0 { 1 - year } else { year };
     push_padded(out, shown as u64, 4);
     out.push('-');
-    push_padded(out, date.month() as u64, 2);
+    push_padded(out, month as u64, 2);
     out.push('-');
-    push_padded(out, date.day() as u64, 2);
+    push_padded(out, day as u64, 2);
 }
 
-fn bc_suffix(out: &mut String, year: i32) {
+/// (year, month, day) of `days` since 2000-01-01 in the proleptic Gregorian calendar, for every
+/// day Postgres can hold (dates reach 5874897 AD, past chrono's range): Howard Hinnant's
+/// `civil_from_days`.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 10_957 + 719_468; // from 2000-01-01 to 0000-03-01
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+fn bc_suffix(out: &mut String, year: i64) {
     if year <= 0 {
         out.push_str(" BC");
     }
@@ -77,9 +92,9 @@ pub fn write_date(out: &mut String, days: i32) {
         i32::MIN => return out.push_str("-infinity"),
         _ => {}
     }
-    let date = pg_epoch().date() + Duration::days(days as i64);
+    let date = civil_from_days(days as i64);
     format_date_into(out, date);
-    bc_suffix(out, date.year());
+    bc_suffix(out, date.0);
 }
 
 /// Appends a `timestamp` (µs since 2000-01-01), or a `timestamptz` in UTC when `with_offset`.
@@ -91,14 +106,14 @@ pub fn write_timestamp(out: &mut String, micros: i64, with_offset: bool) {
     }
     let days = micros.div_euclid(MICROS_PER_DAY);
     let micros_of_day = micros.rem_euclid(MICROS_PER_DAY);
-    let date = pg_epoch().date() + Duration::days(days);
+    let date = civil_from_days(days);
     format_date_into(out, date);
     out.push('T');
     format_time_of_day(out, micros_of_day);
     if with_offset {
         out.push_str("+00:00");
     }
-    bc_suffix(out, date.year());
+    bc_suffix(out, date.0);
 }
 
 /// Appends a `time` (µs since midnight).
@@ -286,6 +301,32 @@ mod tests {
         );
         assert!(parse_date("2024-13-01").is_err());
         assert!(parse_date("yesterday").is_err());
+    }
+
+    #[test]
+    fn every_day_postgres_holds_is_written_without_panicking() {
+        // Postgres's own text for these: select to_json('5874897-12-31'::date), ...
+        assert_eq!(format_date(2_145_031_948), "5874897-12-31");
+        assert_eq!(format_date(-2_451_545), "4714-11-24 BC");
+        assert_eq!(format_date(-730_119), "0001-01-01");
+        assert_eq!(format_date(-730_120), "0001-12-31 BC");
+        assert_eq!(
+            format_timestamp(9_223_371_331_199_999_999, false),
+            "294276-12-31T23:59:59.999999"
+        );
+        // Past what Postgres holds, still no panic.
+        for extreme in [i32::MIN + 1, i32::MAX - 1] {
+            format_date(extreme);
+        }
+        for extreme in [i64::MIN + 1, i64::MAX - 1] {
+            format_timestamp(extreme, true);
+        }
+        for days in (-3_000_000..3_000_000).step_by(997) {
+            let date = format_date(days);
+            if date.len() == 10 {
+                assert_eq!(parse_date(&date).unwrap(), days, "{date}");
+            }
+        }
     }
 
     #[test]

@@ -79,6 +79,11 @@ impl DbPool {
         self.pool.is_closed()
     }
 
+    /// Whether the login role is a superuser (known once a connection is open).
+    pub fn superuser_login(&self) -> Option<bool> {
+        self.pool.superuser_login()
+    }
+
     pub fn function_kind(&self, function: &str) -> Option<FunctionKind> {
         self.functions_cache().get(function).copied()
     }

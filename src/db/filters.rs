@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::ident::{quote, request_error};
+use super::ident::{quote, request_error, too_deep, MAX_NESTING};
 use super::params::Param;
 use crate::error::PoolError;
 
@@ -413,9 +413,22 @@ pub fn mark_composite_paths(conditions: &mut [Condition], composite: &[String]) 
 
 /// The argument of `or()` (and of nested `and(...)`): conditions separated by commas.
 pub fn parse_logic(expression: &str, any: bool, negate: bool) -> Result<Condition, PoolError> {
+    parse_logic_at(expression, any, negate, 1)
+}
+
+/// One group of a logic tree; `depth` counts the groups around it (bounded, as in `select`).
+fn parse_logic_at(
+    expression: &str,
+    any: bool,
+    negate: bool,
+    depth: usize,
+) -> Result<Condition, PoolError> {
+    if depth > MAX_NESTING {
+        return Err(too_deep("and()/or() groups"));
+    }
     let items = split_top_level(expression)?
         .into_iter()
-        .map(parse_item)
+        .map(|item| parse_item(item, depth))
         .collect::<Result<Vec<_>, _>>()?;
     if items.is_empty() {
         return Err(request_error("an empty logic tree", None));
@@ -423,7 +436,7 @@ pub fn parse_logic(expression: &str, any: bool, negate: bool) -> Result<Conditio
     Ok(Condition::Group { any, items, negate })
 }
 
-fn parse_item(item: &str) -> Result<Condition, PoolError> {
+fn parse_item(item: &str, depth: usize) -> Result<Condition, PoolError> {
     let item = item.trim();
     // `and(...)`, `or(...)`, `not.and(...)`; spaces may stand before the parenthesis.
     let (negate, body) = match item.strip_prefix("not.") {
@@ -435,7 +448,7 @@ fn parse_item(item: &str) -> Result<Condition, PoolError> {
             .trim_end()
             .strip_suffix(')')
             .ok_or_else(|| request_error(format!("unbalanced parentheses in '{item}'"), None))?;
-        return parse_logic(inner, any, negate);
+        return parse_logic_at(inner, any, negate, depth + 1);
     }
     let (column, rest) = item.split_once('.').ok_or_else(|| {
         request_error(
@@ -907,6 +920,21 @@ mod tests {
         assert!(parse_logic("name.eq.x'); drop table users; --", true, false).is_err());
         let tree = parse_logic("\"we\"\"ird\".eq.1", true, false);
         assert!(tree.is_ok());
+    }
+
+    #[test]
+    fn logic_trees_nested_past_the_limit_are_refused_in_linear_time() {
+        let deep = |n: usize| format!("{}id.eq.1{}", "or(".repeat(n), ")".repeat(n));
+        let within = deep(super::MAX_NESTING - 1);
+        assert!(parse_logic(&within, true, false).is_ok());
+        for n in [super::MAX_NESTING, 5_000, 100_000] {
+            let started = std::time::Instant::now();
+            let err = parse_logic(&deep(n), true, false).unwrap_err();
+            assert_eq!(err.code(), "PGRST100", "{n}");
+            assert!(err.to_string().contains("deeper than"), "{err}");
+            // Linear: a bounded number of passes over the text, however deep it goes.
+            assert!(started.elapsed() < std::time::Duration::from_secs(2), "{n}");
+        }
     }
 
     #[test]

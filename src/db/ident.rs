@@ -22,6 +22,19 @@ pub fn request_error(message: impl Into<String>, hint: Option<String>) -> PoolEr
     }))
 }
 
+/// How deep a request may nest embedded resources, spreads, `and()`/`or()` groups or JSON
+/// paths. Real requests nest a few levels; a parser that recursed on whatever came would let
+/// anyone overflow a worker's stack (which ends the process) with a few kilobytes of `((((`.
+pub const MAX_NESTING: usize = 32;
+
+/// `PGRST100` for input nested past `MAX_NESTING`.
+pub fn too_deep(what: &str) -> PoolError {
+    request_error(
+        format!("{what} nested deeper than {MAX_NESTING} levels"),
+        Some("a request this deep is refused; flatten it".into()),
+    )
+}
+
 /// Validates and double-quotes one identifier.
 pub fn quote(name: &str) -> Result<String, PoolError> {
     if name.is_empty() {

@@ -16,8 +16,11 @@ pub mod datetime;
 pub mod engine;
 pub mod execute;
 pub mod filters;
+pub mod guard;
 pub mod ident;
+pub mod js_params;
 pub mod jwks;
+pub mod lexer;
 pub mod numeric;
 pub mod params;
 pub mod policy;
@@ -33,7 +36,6 @@ pub mod types;
 use std::sync::{Arc, OnceLock};
 
 use futures::FutureExt;
-use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
 use crate::crossing::{CallDrain, DrainCallback, NativeReplies};
@@ -41,7 +43,6 @@ use crate::crossing::{CallDrain, DrainCallback, NativeReplies};
 use crate::error::PoolError;
 use config::PoolConfig;
 use engine::DbPool;
-use params::Param;
 use rows::ValueStyle;
 
 /// A native Postgres pool. Created by `DatabasePool.initialize()`; not for direct use.
@@ -69,6 +70,8 @@ pub struct NativeDatabaseStats {
     pub p95_response_time: f64,
     pub p99_response_time: f64,
     pub last_query_time: Option<f64>,
+    /// Panics caught at the boundary in this process (each answered `INTERNAL`; each a bug).
+    pub internal_errors: f64,
 }
 
 /// The effective configuration, with the connection string's password masked.
@@ -139,27 +142,29 @@ impl NativeDatabasePool {
     /// Validates the options (JSON text) against the environment defaults (JSON text).
     #[napi(constructor, catch_unwind)]
     pub fn new(config_json: String, env_json: String) -> napi::Result<Self, String> {
-        let config = PoolConfig::from_json(&config_json, &env_json)?;
-        let key_set = match &config.jwks_url {
-            Some(url) => Some(
-                jwks::KeySet::new(
-                    url.clone(),
-                    jwks::FETCH_TIMEOUT.min(config.connection_timeout),
-                )
-                .map_err(PoolError::Internal)?,
-            ),
-            None => None,
-        };
-        let tokens = auth::TokenVerifier::new(
-            config.jwt_secret.clone(),
-            key_set,
-            config.authenticated_role.clone(),
-            config.allowed_roles.clone(),
-        );
-        Ok(NativeDatabasePool {
-            inner: Arc::new(DbPool::new(config)),
-            tokens: Arc::new(tokens),
-            dispatcher: OnceLock::new(),
+        crate::error::sync_boundary(|| {
+            let config = PoolConfig::from_json(&config_json, &env_json)?;
+            let key_set = match &config.jwks_url {
+                Some(url) => Some(
+                    jwks::KeySet::new(
+                        url.clone(),
+                        jwks::FETCH_TIMEOUT.min(config.connection_timeout),
+                    )
+                    .map_err(PoolError::Internal)?,
+                ),
+                None => None,
+            };
+            let tokens = auth::TokenVerifier::new(
+                config.jwt_secret.clone(),
+                key_set,
+                config.authenticated_role.clone(),
+                config.allowed_roles.clone(),
+            );
+            Ok(NativeDatabasePool {
+                inner: Arc::new(DbPool::new(config)),
+                tokens: Arc::new(tokens),
+                dispatcher: OnceLock::new(),
+            })
         })
     }
 
@@ -167,10 +172,13 @@ impl NativeDatabasePool {
     /// `drain()`. Called once, right after construction.
     #[napi(catch_unwind)]
     pub fn on_complete(&self, callback: DrainCallback) -> napi::Result<(), String> {
-        let dispatcher = submit::Dispatcher::new(self.inner.clone(), Box::new(CallDrain(callback)));
-        self.dispatcher
-            .set(dispatcher)
-            .map_err(|_| napi::Error::new("INTERNAL".to_string(), "onComplete was already called"))
+        crate::error::sync_boundary(|| {
+            let dispatcher =
+                submit::Dispatcher::new(self.inner.clone(), Box::new(CallDrain(callback)));
+            self.dispatcher.set(dispatcher).map_err(|_| {
+                napi::Error::new("INTERNAL".to_string(), "onComplete was already called")
+            })
+        })
     }
 
     fn dispatcher(&self) -> napi::Result<&Arc<submit::Dispatcher>, String> {
@@ -189,17 +197,19 @@ impl NativeDatabasePool {
         &self,
         id: u32,
         sql: String,
-        params: Option<Vec<Param>>,
+        params: js_params::ParamsArg,
         to_json_style: Option<bool>,
         role: Option<String>,
         claims: Option<String>,
     ) -> napi::Result<(), String> {
-        let work = submit::Work::Statement {
-            sql,
-            params: params.unwrap_or_default(),
-            style: value_style(to_json_style),
-        };
-        self.queue(id, work, role_context(role, claims))
+        crate::error::sync_boundary(|| {
+            let work = submit::Work::Statement {
+                sql,
+                params: self.read_params(&params)?,
+                style: value_style(to_json_style),
+            };
+            self.queue(id, work, role_context(role, claims))
+        })
     }
 
     /// Queues one query-builder request (the fetch adapter's wire form, see
@@ -214,11 +224,13 @@ impl NativeDatabasePool {
         role: Option<String>,
         claims: Option<String>,
     ) -> napi::Result<(), String> {
-        let work = submit::Work::Request {
-            request,
-            anonymous: anonymous.unwrap_or(false),
-        };
-        self.queue(id, work, role_context(role, claims))
+        crate::error::sync_boundary(|| {
+            let work = submit::Work::Request {
+                request,
+                anonymous: anonymous.unwrap_or(false),
+            };
+            self.queue(id, work, role_context(role, claims))
+        })
     }
 
     /// Queues the start of a transaction (an exclusive connection, `BEGIN` with the options, the
@@ -232,18 +244,20 @@ impl NativeDatabasePool {
         role: Option<String>,
         claims: Option<String>,
     ) -> napi::Result<(), String> {
-        let options = transaction::TxOptions {
-            isolation: isolation_level
-                .as_deref()
-                .map(transaction::Isolation::parse)
-                .transpose()?,
-            read_only: read_only.unwrap_or(false),
-        };
-        self.queue(
-            id,
-            submit::Work::Begin { options },
-            role_context(role, claims),
-        )
+        crate::error::sync_boundary(|| {
+            let options = transaction::TxOptions {
+                isolation: isolation_level
+                    .as_deref()
+                    .map(transaction::Isolation::parse)
+                    .transpose()?,
+                read_only: read_only.unwrap_or(false),
+            };
+            self.queue(
+                id,
+                submit::Work::Begin { options },
+                role_context(role, claims),
+            )
+        })
     }
 
     /// Queues a statement inside transaction `tx`.
@@ -256,16 +270,18 @@ impl NativeDatabasePool {
         id: u32,
         tx: u32,
         sql: String,
-        params: Option<Vec<Param>>,
+        params: js_params::ParamsArg,
         to_json_style: Option<bool>,
     ) -> napi::Result<(), String> {
-        let work = submit::Work::TxStatement {
-            tx,
-            sql,
-            params: params.unwrap_or_default(),
-            style: value_style(to_json_style),
-        };
-        self.queue(id, work, None)
+        crate::error::sync_boundary(|| {
+            let work = submit::Work::TxStatement {
+                tx,
+                sql,
+                params: self.read_params(&params)?,
+                style: value_style(to_json_style),
+            };
+            self.queue(id, work, None)
+        })
     }
 
     /// Queues a query-builder request inside transaction `tx`.
@@ -277,18 +293,20 @@ impl NativeDatabasePool {
         request: String,
         anonymous: Option<bool>,
     ) -> napi::Result<(), String> {
-        let work = submit::Work::TxRequest {
-            tx,
-            request,
-            anonymous: anonymous.unwrap_or(false),
-        };
-        self.queue(id, work, None)
+        crate::error::sync_boundary(|| {
+            let work = submit::Work::TxRequest {
+                tx,
+                request,
+                anonymous: anonymous.unwrap_or(false),
+            };
+            self.queue(id, work, None)
+        })
     }
 
     /// Queues the end of transaction `tx`: `COMMIT` if `commit`, else `ROLLBACK`.
     #[napi(catch_unwind)]
     pub fn submit_end(&self, id: u32, tx: u32, commit: bool) -> napi::Result<(), String> {
-        self.queue(id, submit::Work::End { tx, commit }, None)
+        crate::error::sync_boundary(|| self.queue(id, submit::Work::End { tx, commit }, None))
     }
 
     /// Every reply that arrived since the last drain.
@@ -305,10 +323,12 @@ impl NativeDatabasePool {
     /// call `verifyTokenAsync`.
     #[napi(catch_unwind)]
     pub fn verify_token(&self, token: String) -> napi::Result<Option<NativeVerifiedToken>, String> {
-        Ok(self
-            .tokens
-            .verify_now(&token)?
-            .map(NativeVerifiedToken::from))
+        crate::error::sync_boundary(|| {
+            Ok(self
+                .tokens
+                .verify_now(&token)?
+                .map(NativeVerifiedToken::from))
+        })
     }
 
     /// Verifies a user's access token, fetching the signing keys if needed (bounded by a
@@ -364,49 +384,58 @@ impl NativeDatabasePool {
     }
 
     #[napi(catch_unwind)]
-    pub fn stats(&self) -> NativeDatabaseStats {
-        let s = self.snapshot();
-        let o = s.outcomes;
-        NativeDatabaseStats {
-            total_connections: s.total_connections,
-            active_connections: s.total_connections - s.idle_connections,
-            idle_connections: s.idle_connections,
-            waiting_requests: s.waiting_requests as u32,
-            acquire_timeouts: s.acquire_timeouts as f64,
-            total_queries: o.total as f64,
-            successful_queries: o.successful as f64,
-            failed_queries: o.failed as f64,
-            average_response_time: o.latency.average_ms,
-            p50_response_time: o.latency.p50_ms,
-            p95_response_time: o.latency.p95_ms,
-            p99_response_time: o.latency.p99_ms,
-            last_query_time: o.last_at_ms.map(|ms| ms as f64),
-        }
+    pub fn stats(&self) -> napi::Result<NativeDatabaseStats, String> {
+        crate::error::sync_boundary(|| {
+            Ok({
+                let s = self.snapshot();
+                let o = s.outcomes;
+                NativeDatabaseStats {
+                    total_connections: s.total_connections,
+                    active_connections: s.total_connections - s.idle_connections,
+                    idle_connections: s.idle_connections,
+                    waiting_requests: s.waiting_requests as u32,
+                    acquire_timeouts: s.acquire_timeouts as f64,
+                    total_queries: o.total as f64,
+                    successful_queries: o.successful as f64,
+                    failed_queries: o.failed as f64,
+                    average_response_time: o.latency.average_ms,
+                    p50_response_time: o.latency.p50_ms,
+                    p95_response_time: o.latency.p95_ms,
+                    p99_response_time: o.latency.p99_ms,
+                    last_query_time: o.last_at_ms.map(|ms| ms as f64),
+                    internal_errors: crate::error::panics_caught() as f64,
+                }
+            })
+        })
     }
 
     #[napi(catch_unwind)]
-    pub fn config(&self) -> NativeDatabaseConfig {
-        let c = self.inner.config();
-        NativeDatabaseConfig {
-            max_connections: c.max_connections,
-            min_connections: c.min_connections,
-            connection_timeout: c.connection_timeout.as_millis() as f64,
-            idle_timeout: c.idle_timeout.map_or(0.0, |d| d.as_millis() as f64),
-            max_retries: c.max_retries,
-            retry_delay: c.retry_delay.as_millis() as f64,
-            pipeline_depth: c.pipeline_depth,
-            statement_timeout: c.statement_timeout.map_or(0.0, |d| d.as_millis() as f64),
-            pooler: c.pooler.as_str().to_string(),
-            keep_alive: c.keep_alive,
-            connection_string: c.masked_connection_string.clone(),
-            anon_role: c.anon_role.clone(),
-            authenticated_role: c.authenticated_role.clone(),
-            jwks_url: c.jwks_url.clone(),
-            allowed_roles: c.allowed_roles.clone(),
-            jwt_secret_configured: c.jwt_secret.is_some(),
-            schemas: c.schemas.clone(),
-            plan_enabled: c.plan_enabled,
-        }
+    pub fn config(&self) -> napi::Result<NativeDatabaseConfig, String> {
+        crate::error::sync_boundary(|| {
+            Ok({
+                let c = self.inner.config();
+                NativeDatabaseConfig {
+                    max_connections: c.max_connections,
+                    min_connections: c.min_connections,
+                    connection_timeout: c.connection_timeout.as_millis() as f64,
+                    idle_timeout: c.idle_timeout.map_or(0.0, |d| d.as_millis() as f64),
+                    max_retries: c.max_retries,
+                    retry_delay: c.retry_delay.as_millis() as f64,
+                    pipeline_depth: c.pipeline_depth,
+                    statement_timeout: c.statement_timeout.map_or(0.0, |d| d.as_millis() as f64),
+                    pooler: c.pooler.as_str().to_string(),
+                    keep_alive: c.keep_alive,
+                    connection_string: c.masked_connection_string.clone(),
+                    anon_role: c.anon_role.clone(),
+                    authenticated_role: c.authenticated_role.clone(),
+                    jwks_url: c.jwks_url.clone(),
+                    allowed_roles: c.allowed_roles.clone(),
+                    jwt_secret_configured: c.jwt_secret.is_some(),
+                    schemas: c.schemas.clone(),
+                    plan_enabled: c.plan_enabled,
+                }
+            })
+        })
     }
 
     #[napi(catch_unwind)]
@@ -421,18 +450,34 @@ impl NativeDatabasePool {
         self.inner.reload_schema();
     }
 
+    /// Whether the login role is a superuser, as the server reported at login; null until a
+    /// connection has opened. User clients on such a login can reach any role with
+    /// `set_config('role', …)` (README: security).
     #[napi(getter)]
-    pub fn closed(&self) -> bool {
-        self.inner.is_closed()
+    pub fn superuser_login(&self) -> Option<bool> {
+        self.inner.superuser_login()
     }
 
-    /// Stops admitting statements and resolves once every connection is closed.
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.inner.is_closed() || self.dispatcher.get().is_some_and(|d| d.is_closing())
+    }
+
+    /// Stops admitting statements (they reject with `POOL_CLOSED`), lets every statement already
+    /// accepted run (queued ones included) and open transactions end, and resolves once every
+    /// connection is closed.
     #[napi]
     pub async fn close(&self) {
         let pool = self.inner.clone();
-        let _ = std::panic::AssertUnwindSafe(async move { pool.close().await })
-            .catch_unwind()
-            .await;
+        let dispatcher = self.dispatcher.get().cloned();
+        let _ = std::panic::AssertUnwindSafe(async move {
+            if let Some(dispatcher) = dispatcher {
+                dispatcher.close().await;
+            }
+            pool.close().await
+        })
+        .catch_unwind()
+        .await;
     }
 }
 
@@ -461,91 +506,18 @@ fn role_context(role: Option<String>, claims: Option<String>) -> Option<context:
     })
 }
 
-/// Reads a JS parameter: null/undefined, boolean, number, string, bigint, Date, Buffer or
-/// typed array, array (of any of these), or a plain object (sent as `JSON.stringify` would).
-impl FromNapiValue for Param {
-    unsafe fn from_napi_value(
-        env: napi::sys::napi_env,
-        value: napi::sys::napi_value,
-    ) -> napi::Result<Self> {
-        let unknown = unsafe { Unknown::from_napi_value(env, value)? };
-        Ok(match unknown.get_type()? {
-            ValueType::Null | ValueType::Undefined => Param::Null,
-            ValueType::Boolean => Param::Bool(unsafe { bool::from_napi_value(env, value)? }),
-            ValueType::Number => Param::Number(unsafe { f64::from_napi_value(env, value)? }),
-            ValueType::String => Param::Text(unsafe { String::from_napi_value(env, value)? }),
-            ValueType::BigInt => {
-                let big = unsafe { BigInt::from_napi_value(env, value)? };
-                Param::Text(bigint_text(&big)?)
-            }
-            ValueType::Object => {
-                if unknown.is_array()? {
-                    Param::Array(unsafe { Vec::<Param>::from_napi_value(env, value)? })
-                } else if unknown.is_buffer()? || unknown.is_typedarray()? {
-                    let bytes = unsafe { Uint8Array::from_napi_value(env, value)? };
-                    Param::Bytes(bytes.to_vec())
-                } else if unknown.is_date()? {
-                    let date = unsafe { napi::JsDate::from_napi_value(env, value)? };
-                    Param::Text(date_text(date.value_of()?)?)
-                } else {
-                    Param::Json(json_stringify(env, value)?)
-                }
-            }
-            other => {
-                return Err(napi::Error::new(
-                    napi::Status::InvalidArg,
-                    format!("a query parameter cannot be a {other}"),
-                ))
-            }
+impl NativeDatabasePool {
+    /// A statement's parameters, or the INVALID_ARGUMENT that refuses them (counted as a failed
+    /// statement: its caller asked for one).
+    fn read_params(
+        &self,
+        params: &js_params::ParamsArg,
+    ) -> std::result::Result<Vec<params::Param>, PoolError> {
+        params.read().inspect_err(|_| {
+            self.inner.record(false, std::time::Instant::now());
         })
     }
-}
 
-impl TypeName for Param {
-    fn type_name() -> &'static str {
-        "unknown"
-    }
-    fn value_type() -> ValueType {
-        ValueType::Unknown
-    }
-}
-
-impl ValidateNapiValue for Param {}
-
-fn bigint_text(big: &BigInt) -> napi::Result<String> {
-    let (signed, lossless) = big.get_i128();
-    if !lossless {
-        return Err(napi::Error::new(
-            napi::Status::InvalidArg,
-            "a bigint parameter is outside the 128-bit range",
-        ));
-    }
-    Ok(signed.to_string())
-}
-
-/// `Date` → ISO 8601 UTC text, as `toISOString()` gives it.
-fn date_text(epoch_ms: f64) -> napi::Result<String> {
-    if !epoch_ms.is_finite() {
-        return Err(napi::Error::new(
-            napi::Status::InvalidArg,
-            "an Invalid Date cannot be a query parameter",
-        ));
-    }
-    let micros = (epoch_ms * 1000.0).round() as i64;
-    let pg_micros = micros - 946_684_800_000_000; // 2000-01-01 in Unix µs
-    Ok(datetime::format_timestamp(pg_micros, true))
-}
-
-fn json_stringify(env: napi::sys::napi_env, value: napi::sys::napi_value) -> napi::Result<String> {
-    let env = Env::from_raw(env);
-    let global = env.get_global()?;
-    let json: Object = global.get_named_property("JSON")?;
-    let stringify: Function<Unknown, String> = json.get_named_property("stringify")?;
-    let arg = unsafe { Unknown::from_raw_unchecked(env.raw(), value) };
-    stringify.apply(json, arg)
-}
-
-impl NativeDatabasePool {
     fn queue(
         &self,
         id: u32,

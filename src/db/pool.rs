@@ -75,6 +75,8 @@ struct Inner {
     state: Mutex<State>,
     /// Exponentially weighted statement time in µs: the unit of a pipeline's stall penalty.
     typical_us: AtomicU64,
+    /// What the server said of the login role: 0 not known yet, 1 not a superuser, 2 superuser.
+    superuser_login: std::sync::atomic::AtomicU8,
 }
 
 struct Slot {
@@ -155,6 +157,7 @@ impl Pool {
                     ..State::default()
                 }),
                 typical_us: AtomicU64::new(200),
+                superuser_login: std::sync::atomic::AtomicU8::new(0),
             }),
         }
     }
@@ -211,6 +214,14 @@ impl Pool {
 
     pub fn is_closed(&self) -> bool {
         self.inner.lock().closed
+    }
+
+    /// Whether the login role is a superuser, once a connection has told.
+    pub fn superuser_login(&self) -> Option<bool> {
+        match self.inner.superuser_login.load(Ordering::Relaxed) {
+            0 => None,
+            known => Some(known == 2),
+        }
     }
 
     /// Refuses new leases, fails the waiting ones, and resolves once every connection is closed
@@ -359,7 +370,16 @@ impl Inner {
             let mut state = inner.lock();
             state.opening -= 1;
             match opened {
-                Ok(Ok(Opened { client, task, end })) => {
+                Ok(Ok(Opened {
+                    client,
+                    task,
+                    end,
+                    superuser,
+                })) => {
+                    if let Some(superuser) = superuser {
+                        let known = if superuser { 2 } else { 1 };
+                        inner.superuser_login.store(known, Ordering::Relaxed);
+                    }
                     state.tasks.retain(|t| !t.is_finished());
                     let abort = task.abort_handle();
                     state.tasks.push(task);

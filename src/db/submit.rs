@@ -11,12 +11,13 @@
 //! their parameters and a few dozen bytes each, and they still go out first come, first served.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::context::RoleContext;
 use super::engine::DbPool;
+use super::guard::{self, Caller, Scope};
 use super::params::Param;
 use super::rest::{self, RestReply};
 use super::rows::ValueStyle;
@@ -73,6 +74,10 @@ pub struct Dispatcher {
     max_runners: usize,
     replies: Replies,
     transactions: Mutex<HashMap<u32, OpenTransaction>>,
+    /// Set by `close`: new work is refused; what was accepted still runs.
+    closing: AtomicBool,
+    /// Woken when a runner stops (the queue may have drained).
+    runner_stopped: tokio::sync::Notify,
 }
 
 impl Dispatcher {
@@ -88,6 +93,8 @@ impl Dispatcher {
             max_runners,
             replies: Replies::new(notify),
             transactions: Mutex::new(HashMap::new()),
+            closing: AtomicBool::new(false),
+            runner_stopped: tokio::sync::Notify::new(),
         })
     }
 
@@ -107,6 +114,17 @@ impl Dispatcher {
     /// waiting for the very connection that this transaction can only give back once its
     /// statements have run. There are at most `maxConnections` open transactions.
     pub fn submit(self: &Arc<Self>, submission: Submission) {
+        if self.closing.load(Ordering::Acquire)
+            && matches!(
+                submission.work,
+                Work::Statement { .. } | Work::Request { .. } | Work::Begin { .. }
+            )
+        {
+            // Work of a transaction begun before close still runs: it ends what was accepted.
+            self.replies
+                .reply(submission.id, &PoolError::PoolClosed.to_envelope());
+            return;
+        }
         if matches!(
             submission.work,
             Work::TxStatement { .. } | Work::TxRequest { .. } | Work::End { .. }
@@ -143,6 +161,7 @@ impl Dispatcher {
                         })
                         .is_err()
                 {
+                    self.runner_stopped.notify_waiters();
                     return;
                 }
                 continue;
@@ -198,10 +217,19 @@ impl Dispatcher {
         let role = submission.role.as_ref();
         let pool = &self.pool;
         match &submission.work {
-            Work::Statement { sql, params, style } => pool
-                .query_since(submission.submitted, sql, params, *style, role)
-                .await
-                .map(|output| output.json),
+            Work::Statement { sql, params, style } => {
+                let caller = Caller {
+                    scope: Scope::Shared,
+                    user: role.is_some(),
+                };
+                if let Err(refused) = guard::check(sql, params, caller) {
+                    pool.record(false, submission.submitted);
+                    return Err(refused);
+                }
+                pool.query_since(submission.submitted, sql, params, *style, role)
+                    .await
+                    .map(|output| output.json)
+            }
             Work::Begin { options } => {
                 let tx = Transaction::begin(pool, role, *options).await?;
                 self.open_transactions()
@@ -217,7 +245,7 @@ impl Dispatcher {
                 let open = self.transaction(*tx)?;
                 let guard = open.lock().await;
                 let tx = guard.as_ref().ok_or_else(ended)?;
-                tx.query(pool, sql, params, *style)
+                tx.query_raw(pool, sql, params, *style)
                     .await
                     .map(|output| output.json)
             }
@@ -239,6 +267,27 @@ impl Dispatcher {
 
     fn transaction(&self, id: u32) -> Result<OpenTransaction, PoolError> {
         self.open_transactions().get(&id).cloned().ok_or_else(ended)
+    }
+
+    /// Refuses new statements, requests and transactions from now on (`POOL_CLOSED`), and
+    /// resolves once every one already accepted has run: `initialize()` replaces a pool without
+    /// failing what its callers had already asked of it. Statements of open transactions still
+    /// run; the pool's own close waits for those transactions to end.
+    pub async fn close(&self) {
+        self.closing.store(true, Ordering::Release);
+        loop {
+            let stopped = self.runner_stopped.notified();
+            let mut stopped = std::pin::pin!(stopped);
+            stopped.as_mut().enable();
+            if self.queue().is_empty() && self.runners.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            stopped.await;
+        }
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
     }
 
     /// Every reply since the last drain: their ids, the replies as one JSON array text, and

@@ -13,6 +13,7 @@ use std::time::Instant;
 use super::context::RoleContext;
 use super::engine::DbPool;
 use super::execute::{self, QueryOutput};
+use super::guard::{self, Caller, Scope};
 use super::ident::quote_literal;
 use super::params::Param;
 use super::pool::{Lease, LeaseKind};
@@ -88,6 +89,10 @@ pub fn begin_sql(role: Option<&RoleContext>, options: TxOptions) -> Result<Strin
 pub struct Transaction {
     lease: Option<Lease>,
     aborted: AtomicBool,
+    /// Begun for a user client (with a role and claims): raw statements may not change them.
+    user: bool,
+    /// A raw statement may have created temporary objects: dropped before it commits.
+    temporary_objects: AtomicBool,
 }
 
 impl Transaction {
@@ -120,6 +125,8 @@ impl Transaction {
         Ok(Transaction {
             lease: Some(lease),
             aborted: AtomicBool::new(false),
+            user: role.is_some(),
+            temporary_objects: AtomicBool::new(false),
         })
     }
 
@@ -132,6 +139,35 @@ impl Transaction {
     /// A statement in it failed: it can only roll back.
     pub fn failed(&self) -> bool {
         self.aborted.load(Ordering::Acquire)
+    }
+
+    /// Runs a caller's raw statement (`tx.query()`), checked by the statement guard first: one it
+    /// refuses fails the transaction, as a statement Postgres refused would (a refused `ROLLBACK`
+    /// was asked for by a caller that wanted the transaction undone).
+    pub async fn query_raw(
+        &self,
+        pool: &DbPool,
+        sql: &str,
+        params: &[Param],
+        style: ValueStyle,
+    ) -> Result<QueryOutput, PoolError> {
+        let caller = Caller {
+            scope: Scope::Transaction,
+            user: self.user,
+        };
+        match guard::check(sql, params, caller) {
+            Ok(effects) => {
+                if effects.temporary_objects {
+                    self.temporary_objects.store(true, Ordering::Release);
+                }
+                self.query(pool, sql, params, style).await
+            }
+            Err(refused) => {
+                self.aborted.store(true, Ordering::Release);
+                pool.record(false, Instant::now());
+                Err(refused)
+            }
+        }
     }
 
     /// Runs one statement inside the transaction; counted in the pool's stats like any other.
@@ -169,10 +205,14 @@ impl Transaction {
         })?;
         let conn = lease.conn();
         let aborted = self.aborted.load(Ordering::Acquire);
-        let end = if commit && !aborted {
-            "COMMIT"
-        } else {
-            "ROLLBACK"
+        // Temporary objects would outlive the commit on a connection other callers share next.
+        let end = match (
+            commit && !aborted,
+            self.temporary_objects.load(Ordering::Acquire),
+        ) {
+            (true, false) => "COMMIT",
+            (true, true) => "DISCARD TEMP; COMMIT",
+            (false, _) => "ROLLBACK",
         };
         let ended = pool.policy().bounded(
             conn,

@@ -22,6 +22,7 @@ use serde_json::Value;
 use super::accounting::{total_tokens, Accounting};
 use super::config::OpenAiConfig;
 use super::queue::{Ask, Pending, Priority, QueueError, Slot, SlotQueue};
+use super::ratelimit::Pause;
 use super::retry::{backoff, retry_after, should_retry, Failure};
 use super::shared::{SharedLease, SharedLimits};
 
@@ -332,8 +333,10 @@ impl OpenAiPool {
                 )
                 .await?;
             let request_id = header_value(response.headers(), "x-request-id");
+            let content_type = header_value(response.headers(), "content-type");
             // A body that breaks off after the headers is lost: report it, do not resend.
             let text = self.read_text(response, deadline).await?;
+            check_json_body(&text, content_type.as_deref(), request_id.as_deref())?;
             if let Some(tokens) = serde_json::from_str::<Value>(&text)
                 .ok()
                 .and_then(|v| total_tokens(&v))
@@ -545,6 +548,9 @@ impl OpenAiPool {
         let headers = response.headers().clone();
         let header = |name: &str| header_value(&headers, name);
         self.accounting.update_rate_limit(&header);
+        // An answer (whatever it says) ends a probe after a capped pause; a new pause below
+        // starts the next.
+        self.queue.answered();
         // The API says a budget is spent: nobody sends until it resets (not only this caller).
         if let Some(reset) = super::ratelimit::exhausted_for(&header) {
             self.pause(reset).await;
@@ -557,7 +563,9 @@ impl OpenAiPool {
         let wait = retry_after(&header, SystemTime::now());
         if status == 429 {
             if let Some(wait) = wait {
-                self.pause(wait).await;
+                // A wait cut to the cap may end before the budget is back: one request probes.
+                let probe = wait >= super::retry::MAX_RETRY_AFTER;
+                self.pause(Pause { wait, probe }).await;
             }
             self.accounting.count_rate_limited();
         }
@@ -580,11 +588,13 @@ impl OpenAiPool {
         }
     }
 
-    /// Nobody sends for `wait`: this process, and every other one under the shared limits.
-    async fn pause(&self, wait: Duration) {
-        self.queue.pause_until(Instant::now() + wait);
+    /// Nobody sends for the pause's wait: this process, and every other one under the shared
+    /// limits; then, for a capped pause, one request of this process first.
+    async fn pause(&self, pause: Pause) {
+        self.queue
+            .pause_until(Instant::now() + pause.wait, pause.probe);
         if let Some(shared) = &self.shared {
-            shared.pause_for(wait).await;
+            shared.pause_for(pause.wait).await;
         }
     }
 
@@ -636,6 +646,16 @@ impl OpenAiPool {
         }
         self.queue.close(Instant::now() + self.config.timeout).await;
     }
+
+    /// `close` for a pool `initialize()` replaced: the calls it accepted still run.
+    pub async fn retire(&self) {
+        self.queue
+            .retire(Instant::now() + self.config.timeout)
+            .await;
+        if let Some(shared) = &self.shared {
+            shared.close();
+        }
+    }
 }
 
 fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -670,14 +690,33 @@ fn transport_failure(error: ApiError) -> Attempt {
     }
 }
 
-/// `{"status":200,"requestId":"…","body":<json>}` without re-serializing the body.
+/// The API answers JSON; a success whose body is something else (a proxy's HTML page, a cut
+/// body) is an error, not a string handed on as if it were the answer.
+fn check_json_body(
+    body: &str,
+    content_type: Option<&str>,
+    request_id: Option<&str>,
+) -> Result<(), ApiError> {
+    if body.trim().is_empty() || serde_json::from_str::<serde::de::IgnoredAny>(body).is_ok() {
+        return Ok(());
+    }
+    let mut error = ApiError::local(
+        "APIError",
+        "INVALID_RESPONSE",
+        format!(
+            "the API answered with a body that is not JSON (content-type {})",
+            content_type.unwrap_or("not given")
+        ),
+    );
+    error.status = Some(200);
+    error.request_id = request_id.map(str::to_string);
+    Err(error)
+}
+
+/// `{"status":200,"requestId":"…","body":<json>}` without re-serializing the body (checked by
+/// `check_json_body`; an empty one is `null`).
 fn reply_json(status: u16, request_id: Option<&str>, body: &str) -> String {
-    let body_is_json = serde_json::from_str::<serde::de::IgnoredAny>(body).is_ok();
-    let body = if body_is_json {
-        body.to_string()
-    } else {
-        Value::String(body.to_string()).to_string()
-    };
+    let body = if body.trim().is_empty() { "null" } else { body };
     format!(
         "{{\"status\":{status},\"requestId\":{},\"body\":{body}}}",
         request_id.map_or("null".to_string(), |id| Value::String(id.to_string())
@@ -715,8 +754,14 @@ mod tests {
             r#"{"status":200,"requestId":"r","body":{"a":1}}"#
         );
         assert_eq!(
-            reply_json(200, None, "plain"),
-            r#"{"status":200,"requestId":null,"body":"plain"}"#
+            reply_json(200, None, ""),
+            r#"{"status":200,"requestId":null,"body":null}"#
         );
+        let err =
+            check_json_body("<html>bad gateway</html>", Some("text/html"), Some("r1")).unwrap_err();
+        assert_eq!(err.code.as_deref(), Some("INVALID_RESPONSE"));
+        assert_eq!(err.status, Some(200));
+        assert!(err.message.contains("text/html"), "{}", err.message);
+        assert!(check_json_body(r#"{"a":1}"#, None, None).is_ok());
     }
 }

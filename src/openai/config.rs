@@ -72,6 +72,8 @@ pub struct OpenAiConfig {
     pub api_key: Option<String>,
     /// Without a trailing slash.
     pub base_url: String,
+    /// `base_url` as shown (`getPoolConfig()`, errors): user info and secret parameters masked.
+    pub masked_base_url: String,
     pub organization: Option<String>,
     pub project: Option<String>,
     pub max_queue_size: Option<usize>,
@@ -249,6 +251,9 @@ impl OpenAiConfig {
             )? as u64),
             api_key: raw.api_key.or(env.api_key).filter(|k| !k.is_empty()),
             base_url: base_url.trim_end_matches('/').to_string(),
+            masked_base_url: crate::secrets::masked(&parsed, false)
+                .trim_end_matches('/')
+                .to_string(),
             organization: raw.organization.or(env.organization),
             project: raw.project.or(env.project),
             max_queue_size,

@@ -156,6 +156,8 @@ pub struct NativeOpenAiStats {
     pub requests_by_model: HashMap<String, u32>,
     /// JSON text of the latest x-ratelimit-* readings.
     pub rate_limit_json: String,
+    /// Panics caught at the boundary in this process (each answered `INTERNAL`; each a bug).
+    pub internal_errors: f64,
 }
 
 #[napi(object)]
@@ -210,11 +212,13 @@ pub struct NativeOpenAiHealth {
 impl NativeOpenAiPool {
     #[napi(constructor, catch_unwind)]
     pub fn new(config_json: String, env_json: String) -> napi::Result<Self, String> {
-        let config = OpenAiConfig::from_json(&config_json, &env_json)?;
-        Ok(NativeOpenAiPool {
-            inner: Arc::new(OpenAiPool::new(config)?),
-            streams: Arc::default(),
-            replies: std::sync::OnceLock::new(),
+        crate::error::sync_boundary(|| {
+            let config = OpenAiConfig::from_json(&config_json, &env_json)?;
+            Ok(NativeOpenAiPool {
+                inner: Arc::new(OpenAiPool::new(config)?),
+                streams: Arc::default(),
+                replies: std::sync::OnceLock::new(),
+            })
         })
     }
 
@@ -222,9 +226,13 @@ impl NativeOpenAiPool {
     /// `drain()`. Called once, right after construction.
     #[napi(catch_unwind)]
     pub fn on_complete(&self, callback: DrainCallback) -> napi::Result<(), String> {
-        self.replies
-            .set(Arc::new(Replies::new(Box::new(CallDrain(callback)))))
-            .map_err(|_| napi::Error::new("INTERNAL".to_string(), "onComplete was already called"))
+        crate::error::sync_boundary(|| {
+            self.replies
+                .set(Arc::new(Replies::new(Box::new(CallDrain(callback)))))
+                .map_err(|_| {
+                    napi::Error::new("INTERNAL".to_string(), "onComplete was already called")
+                })
+        })
     }
 
     /// Every reply that arrived since the last drain.
@@ -252,56 +260,60 @@ impl NativeOpenAiPool {
         slot_id: Option<u32>,
         priority: Option<String>,
     ) -> napi::Result<(), String> {
-        let replies = self
-            .replies
-            .get()
-            .ok_or_else(|| napi::Error::new("INTERNAL".to_string(), "onComplete was not called"))?
-            .clone();
-        let pool = self.inner.clone();
-        let submitted = std::time::Instant::now();
-        let (method, priority) = match http_method(&method)
-            .and_then(|m| priority_of(priority.as_deref()).map(|p| (m, p)))
-        {
-            Ok(parsed) => parsed,
-            Err(error) => {
-                replies.reply(id, &error.envelope());
-                return Ok(());
-            }
-        };
-        if slot_id.is_some() {
-            // On a slot executeRequest holds: no queue.
-            napi::bindgen_prelude::spawn(async move {
-                let call = pool.call(method, &path, body, model, slot_id, None, submitted);
-                let json = Box::pin(settle_to_json(call)).await;
-                replies.reply(id, &json);
-            });
-            return Ok(());
-        }
-        let ask = pool.ask(&path, body.as_deref(), priority);
-        let timeout = pool.config.timeout;
-        let queue = pool.queue.clone();
-        let on_grant: queue::OnGrant = Box::new(move |outcome| match outcome {
-            Ok(slot) => {
+        crate::error::sync_boundary(|| {
+            let replies = self
+                .replies
+                .get()
+                .ok_or_else(|| {
+                    napi::Error::new("INTERNAL".to_string(), "onComplete was not called")
+                })?
+                .clone();
+            let pool = self.inner.clone();
+            let submitted = std::time::Instant::now();
+            let (method, priority) = match http_method(&method)
+                .and_then(|m| priority_of(priority.as_deref()).map(|p| (m, p)))
+            {
+                Ok(parsed) => parsed,
+                Err(error) => {
+                    replies.reply(id, &error.envelope());
+                    return Ok(());
+                }
+            };
+            if slot_id.is_some() {
+                // On a slot executeRequest holds: no queue.
                 napi::bindgen_prelude::spawn(async move {
-                    let place = Some(client::Place::Granted(slot, ask));
-                    let call = pool.call(method, &path, body, model, None, place, submitted);
+                    let call = pool.call(method, &path, body, model, slot_id, None, submitted);
                     let json = Box::pin(settle_to_json(call)).await;
                     replies.reply(id, &json);
                 });
+                return Ok(());
             }
-            Err(err) => {
-                pool.count_unqueued_failure(submitted);
-                replies.reply(id, &ApiError::from_queue(err, timeout).envelope());
+            let ask = pool.ask(&path, body.as_deref(), priority);
+            let timeout = pool.config.timeout;
+            let queue = pool.queue.clone();
+            let on_grant: queue::OnGrant = Box::new(move |outcome| match outcome {
+                Ok(slot) => {
+                    napi::bindgen_prelude::spawn(async move {
+                        let place = Some(client::Place::Granted(slot, ask));
+                        let call = pool.call(method, &path, body, model, None, place, submitted);
+                        let json = Box::pin(settle_to_json(call)).await;
+                        replies.reply(id, &json);
+                    });
+                }
+                Err(err) => {
+                    pool.count_unqueued_failure(submitted);
+                    replies.reply(id, &ApiError::from_queue(err, timeout).envelope());
+                }
+            });
+            if let Err((err, on_grant)) = queue.enqueue_call(ask, submitted + timeout, on_grant) {
+                on_grant(Err(err));
             }
-        });
-        if let Err((err, on_grant)) = queue.enqueue_call(ask, submitted + timeout, on_grant) {
-            on_grant(Err(err));
-        }
-        // Deadlines of queued calls are kept by the queue's timer task.
-        if let Some(timer) = queue.take_timer() {
-            napi::bindgen_prelude::spawn(timer);
-        }
-        Ok(())
+            // Deadlines of queued calls are kept by the queue's timer task.
+            if let Some(timer) = queue.take_timer() {
+                napi::bindgen_prelude::spawn(timer);
+            }
+            Ok(())
+        })
     }
 
     /// Starts a streaming request (retried only before its first byte); resolves to the
@@ -357,7 +369,17 @@ impl NativeOpenAiPool {
                 return Ok("{\"done\":true}".to_string());
             };
             reading.touch();
-            let next = reading.stream.lock().await.next().await;
+            // Whatever fails here, the stream (and its slot) goes at once: a panic would
+            // otherwise leave it registered until requestTimeout.
+            let read = async { reading.stream.lock().await.next().await };
+            let next = match std::panic::AssertUnwindSafe(read).catch_unwind().await {
+                Ok(next) => next,
+                Err(panic) => Err(ApiError::local(
+                    "APIError",
+                    "INTERNAL",
+                    PoolError::from_panic(panic).to_string(),
+                )),
+            };
             reading.touch();
             match next {
                 Ok(Some(chunk)) => Ok(format!("{{\"chunk\":{chunk}}}")),
@@ -410,70 +432,84 @@ impl NativeOpenAiPool {
     }
 
     #[napi(catch_unwind)]
-    pub fn stats(&self) -> NativeOpenAiStats {
-        let s = self.inner.accounting.snapshot();
-        let (_, active, _) = self.inner.queue.status();
-        let o = s.outcomes;
-        NativeOpenAiStats {
-            total_requests: o.total as f64,
-            active_requests: active as u32,
-            successful_requests: o.successful as f64,
-            failed_requests: o.failed as f64,
-            rate_limited_requests: s.rate_limited as f64,
-            average_response_time: o.latency.average_ms,
-            p50_response_time: o.latency.p50_ms,
-            p95_response_time: o.latency.p95_ms,
-            p99_response_time: o.latency.p99_ms,
-            average_tokens_used: s.average_tokens,
-            total_tokens_used: s.tokens_total as f64,
-            retries: s.retries as f64,
-            shared_limit_fallbacks: self.inner.shared_limit_fallbacks() as f64,
-            last_request_time: o.last_at_ms.map(|ms| ms as f64),
-            requests_by_model: s.by_model.into_iter().map(|(k, v)| (k, v as u32)).collect(),
-            rate_limit_json: serde_json::to_string(&s.rate_limit).unwrap_or_else(|_| "{}".into()),
-        }
+    pub fn stats(&self) -> napi::Result<NativeOpenAiStats, String> {
+        crate::error::sync_boundary(|| {
+            Ok({
+                let s = self.inner.accounting.snapshot();
+                let (_, active, _) = self.inner.queue.status();
+                let o = s.outcomes;
+                NativeOpenAiStats {
+                    total_requests: o.total as f64,
+                    active_requests: active as u32,
+                    successful_requests: o.successful as f64,
+                    failed_requests: o.failed as f64,
+                    rate_limited_requests: s.rate_limited as f64,
+                    average_response_time: o.latency.average_ms,
+                    p50_response_time: o.latency.p50_ms,
+                    p95_response_time: o.latency.p95_ms,
+                    p99_response_time: o.latency.p99_ms,
+                    average_tokens_used: s.average_tokens,
+                    total_tokens_used: s.tokens_total as f64,
+                    retries: s.retries as f64,
+                    shared_limit_fallbacks: self.inner.shared_limit_fallbacks() as f64,
+                    last_request_time: o.last_at_ms.map(|ms| ms as f64),
+                    requests_by_model: s.by_model.into_iter().map(|(k, v)| (k, v as u32)).collect(),
+                    rate_limit_json: serde_json::to_string(&s.rate_limit)
+                        .unwrap_or_else(|_| "{}".into()),
+                    internal_errors: crate::error::panics_caught() as f64,
+                }
+            })
+        })
     }
 
     #[napi(catch_unwind)]
-    pub fn queue_status(&self) -> NativeQueueStatus {
-        let queue = &self.inner.queue;
-        let (waiting, active, max) = queue.status();
-        let [high, normal, low] = queue.waiting_by_priority().map(|n| n as u32);
-        NativeQueueStatus {
-            queue_length: waiting as u32,
-            active_requests: active as u32,
-            max_concurrent: max as u32,
-            by_priority: NativeQueueByPriority { high, normal, low },
-            paused_for_ms: queue.paused_until().map_or(0.0, |until| {
-                until
-                    .saturating_duration_since(std::time::Instant::now())
-                    .as_secs_f64()
-                    * 1000.0
-            }),
-        }
+    pub fn queue_status(&self) -> napi::Result<NativeQueueStatus, String> {
+        crate::error::sync_boundary(|| {
+            Ok({
+                let queue = &self.inner.queue;
+                let (waiting, active, max) = queue.status();
+                let [high, normal, low] = queue.waiting_by_priority().map(|n| n as u32);
+                NativeQueueStatus {
+                    queue_length: waiting as u32,
+                    active_requests: active as u32,
+                    max_concurrent: max as u32,
+                    by_priority: NativeQueueByPriority { high, normal, low },
+                    paused_for_ms: queue.paused_until().map_or(0.0, |until| {
+                        until
+                            .saturating_duration_since(std::time::Instant::now())
+                            .as_secs_f64()
+                            * 1000.0
+                    }),
+                }
+            })
+        })
     }
 
     #[napi(catch_unwind)]
-    pub fn config(&self) -> NativeOpenAiConfig {
-        let c = &self.inner.config;
-        NativeOpenAiConfig {
-            max_concurrent_requests: c.max_concurrent_requests as u32,
-            request_timeout: c.request_timeout.as_millis() as f64,
-            max_retries: c.max_retries,
-            retry_delay: c.retry_delay.as_millis() as f64,
-            timeout: c.timeout.as_millis() as f64,
-            base_url: c.base_url.clone(),
-            organization: c.organization.clone(),
-            project: c.project.clone(),
-            max_queue_size: c.max_queue_size.map(|n| n as f64),
-            requests_per_minute: c.requests_per_minute.map(|n| n as f64),
-            tokens_per_minute: c.tokens_per_minute.map(|n| n as f64),
-            rate_limit_window_ms: c.rate_limit_window.as_millis() as f64,
-            priority_aging_ms: c.priority_aging.as_millis() as f64,
-            has_api_key: c.api_key.is_some(),
-            limit_key: c.shared.as_ref().map(|s| s.key.clone()),
-            lease_ms: c.shared.as_ref().map(|s| s.lease.as_millis() as f64),
-        }
+    pub fn config(&self) -> napi::Result<NativeOpenAiConfig, String> {
+        crate::error::sync_boundary(|| {
+            Ok({
+                let c = &self.inner.config;
+                NativeOpenAiConfig {
+                    max_concurrent_requests: c.max_concurrent_requests as u32,
+                    request_timeout: c.request_timeout.as_millis() as f64,
+                    max_retries: c.max_retries,
+                    retry_delay: c.retry_delay.as_millis() as f64,
+                    timeout: c.timeout.as_millis() as f64,
+                    base_url: c.masked_base_url.clone(),
+                    organization: c.organization.clone(),
+                    project: c.project.clone(),
+                    max_queue_size: c.max_queue_size.map(|n| n as f64),
+                    requests_per_minute: c.requests_per_minute.map(|n| n as f64),
+                    tokens_per_minute: c.tokens_per_minute.map(|n| n as f64),
+                    rate_limit_window_ms: c.rate_limit_window.as_millis() as f64,
+                    priority_aging_ms: c.priority_aging.as_millis() as f64,
+                    has_api_key: c.api_key.is_some(),
+                    limit_key: c.shared.as_ref().map(|s| s.key.clone()),
+                    lease_ms: c.shared.as_ref().map(|s| s.lease.as_millis() as f64),
+                }
+            })
+        })
     }
 
     #[napi(catch_unwind)]
@@ -502,6 +538,17 @@ impl NativeOpenAiPool {
     #[napi(getter)]
     pub fn closed(&self) -> bool {
         self.inner.queue.is_closed()
+    }
+
+    /// Stops admitting (new calls reject with POOL_CLOSED), lets every call already accepted,
+    /// queued ones included, run to its end (within `timeout`), then closes: for a pool that
+    /// `initialize()` replaced.
+    #[napi]
+    pub async fn retire(&self) {
+        let pool = self.inner.clone();
+        let _ = std::panic::AssertUnwindSafe(async move { pool.retire().await })
+            .catch_unwind()
+            .await;
     }
 
     /// Stops admitting, fails queued calls with POOL_CLOSED, lets in-flight ones finish within `timeout`.

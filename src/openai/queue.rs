@@ -91,14 +91,29 @@ struct Sent {
     tokens: u64,
 }
 
+/// Where a probe after a capped pause stands.
+#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    #[default]
+    None,
+    /// When the pause ends, one ticket goes.
+    Due,
+    /// That ticket is out; nothing else goes until it is answered or its slot is dropped.
+    Out(u64),
+}
+
 #[derive(Default)]
 struct State {
     waiting: [VecDeque<Ticket>; 3],
     in_flight: usize,
     closed: bool,
+    /// `retire`: no new tickets, but the queued ones still get their turn.
+    retiring: bool,
     /// Requests sent within the window, oldest first (only kept when a budget is set).
     sent: VecDeque<Sent>,
     paused_until: Option<Instant>,
+    /// After a pause cut to its cap: one request goes first, and the rest wait for its answer.
+    probe: Probe,
     /// When `dispatch` next has something to do that only time brings (a window or pause end).
     wake_at: Option<Instant>,
     timer_running: bool,
@@ -165,6 +180,10 @@ impl Drop for Slot {
         if self.armed {
             let mut state = lock(&self.shared);
             state.in_flight -= 1;
+            // A probe that ended without an answer (a transport error) ends the probe too.
+            if state.probe == Probe::Out(self.id) {
+                state.probe = Probe::None;
+            }
             dispatch(&self.shared, &mut state);
             unlock(state);
             self.shared.changed.notify_waiters();
@@ -273,7 +292,7 @@ impl SlotQueue {
     fn push(&self, ask: Ask, grant: Grant) -> Result<u64, (QueueError, Grant)> {
         let shared = &self.0;
         let mut state = lock(shared);
-        if state.closed {
+        if state.closed || state.retiring {
             return Err((QueueError::Closed, grant));
         }
         state.next_id += 1;
@@ -305,15 +324,29 @@ impl SlotQueue {
         Ok(id)
     }
 
-    /// No request is sent before `until` (the API announced a rate-limit reset).
-    pub fn pause_until(&self, until: Instant) {
+    /// No request is sent before `until` (the API announced a rate-limit reset); with `probe`,
+    /// then only one until it is answered (`answered`).
+    pub fn pause_until(&self, until: Instant, probe: bool) {
         let mut state = lock(&self.0);
         if state.paused_until.is_none_or(|p| p < until) {
             state.paused_until = Some(until);
         }
+        if probe {
+            state.probe = Probe::Due;
+        }
         dispatch(&self.0, &mut state);
         unlock(state);
         self.0.changed.notify_waiters();
+    }
+
+    /// A response arrived: a probe that was out is answered, and the others may go.
+    pub fn answered(&self) {
+        let mut state = lock(&self.0);
+        if matches!(state.probe, Probe::Out(_)) {
+            state.probe = Probe::None;
+            dispatch(&self.0, &mut state);
+        }
+        unlock(state);
     }
 
     /// When a pause is running, its end.
@@ -393,7 +426,34 @@ impl SlotQueue {
     }
 
     pub fn is_closed(&self) -> bool {
-        lock(&self.0).closed
+        let state = lock(&self.0);
+        state.closed || state.retiring
+    }
+
+    /// Takes no new tickets, lets every queued one have its turn and every request finish (by
+    /// `deadline` at most: each queued call has its own, no later), then closes.
+    pub async fn retire(&self, deadline: Instant) -> bool {
+        let shared = &self.0;
+        lock(shared).retiring = true;
+        let drained = async {
+            loop {
+                let changed = shared.changed.notified();
+                let mut changed = std::pin::pin!(changed);
+                changed.as_mut().enable();
+                {
+                    let state = lock(shared);
+                    if state.in_flight == 0 && state.queued() == 0 {
+                        return;
+                    }
+                }
+                // A queued call that times out leaves without a notification: look again soon.
+                let _ = tokio::time::timeout(Duration::from_millis(50), changed).await;
+            }
+        };
+        let finished = tokio::time::timeout_at(deadline.into(), drained)
+            .await
+            .is_ok();
+        self.close(Instant::now()).await && finished
     }
 }
 
@@ -457,6 +517,9 @@ fn dispatch_now(shared: &Arc<Shared>, state: &mut State) {
             }
             state.paused_until = None;
         }
+        if matches!(state.probe, Probe::Out(_)) {
+            return;
+        }
         let Some(priority) = next_ticket(state, limits.aging, now) else {
             return;
         };
@@ -476,6 +539,9 @@ fn dispatch_now(shared: &Arc<Shared>, state: &mut State) {
             return;
         };
         state.in_flight += 1;
+        if state.probe == Probe::Due {
+            state.probe = Probe::Out(ticket.id);
+        }
         if limits.requests_per_window.is_some() || limits.tokens_per_window.is_some() {
             state.sent.push_back(Sent {
                 at: now,
@@ -495,6 +561,9 @@ fn dispatch_now(shared: &Arc<Shared>, state: &mut State) {
                     // Its caller is gone: undo here, under the lock this function already holds.
                     slot.armed = false;
                     state.in_flight -= 1;
+                    if state.probe == Probe::Out(ticket.id) {
+                        state.probe = Probe::Due;
+                    }
                     if let Some(at) = state.sent.iter().position(|s| s.id == ticket.id) {
                         state.sent.remove(at);
                     }
@@ -794,10 +863,57 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn after_a_capped_pause_one_request_probes_before_the_rest_go() {
+        let queue = SlotQueue::new(limits(10));
+        queue.pause_until(soon(30), true);
+        let first = queue.enqueue(Ask::default()).unwrap();
+        let second = queue.enqueue(Ask::default()).unwrap();
+        let probe = first.wait(soon(5000)).await.unwrap();
+        // The probe is out: the second waits although nine places are free.
+        let waiting = tokio::spawn(second.wait(soon(5000)));
+        tokio::task::yield_now().await;
+        assert_eq!(queue.status(), (1, 1, 10));
+        queue.answered();
+        let next = waiting.await.unwrap().unwrap();
+        assert_eq!(queue.status(), (0, 2, 10));
+        drop((probe, next));
+        // A probe whose request failed without an answer frees the line when its slot goes.
+        queue.pause_until(soon(10), true);
+        let lost = queue.acquire(Ask::default(), soon(5000)).await.unwrap();
+        let behind = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.acquire(Ask::default(), soon(5000)).await }
+        });
+        tokio::task::yield_now().await;
+        drop(lost);
+        assert!(behind.await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn retiring_serves_the_queued_and_refuses_the_new() {
+        let queue = SlotQueue::new(limits(1));
+        let running = queue.acquire(Ask::default(), soon(5000)).await.unwrap();
+        let queued = queue.enqueue(Ask::default()).unwrap();
+        let retired = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.retire(soon(5000)).await }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(
+            queue.enqueue(Ask::default()).err(),
+            Some(QueueError::Closed)
+        );
+        drop(running);
+        let served = queued.wait(soon(5000)).await.unwrap();
+        drop(served);
+        assert!(retired.await.unwrap());
+    }
+
+    #[tokio::test]
     async fn a_pause_holds_every_request_until_it_ends() {
         let queue = SlotQueue::new(limits(10));
         let until = soon(150);
-        queue.pause_until(until);
+        queue.pause_until(until, false);
         let slot = queue.acquire(Ask::default(), soon(5000)).await.unwrap();
         assert!(Instant::now() >= until);
         drop(slot);

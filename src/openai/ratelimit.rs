@@ -52,9 +52,33 @@ impl RateLimit {
     }
 }
 
+/// The longest pause a response's reset headers can cause: past it one request probes whether
+/// the budget is back (`Pause::probe`), as for `retry-after`.
+pub const MAX_PAUSE: std::time::Duration = super::retry::MAX_RETRY_AFTER;
+
+/// A pause a response asks for: how long, and whether it was cut to `MAX_PAUSE` (then one
+/// request goes first when it ends, and the rest wait for its answer).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pause {
+    pub wait: std::time::Duration,
+    pub probe: bool,
+}
+
+impl Pause {
+    /// A wait of `ms` milliseconds, capped.
+    pub fn of_ms(ms: f64) -> Self {
+        let wait = super::retry::capped_seconds(ms / 1000.0).unwrap_or_default();
+        Pause {
+            wait,
+            // NaN too: a reset that does not read as a number is not trusted.
+            probe: ms.is_nan() || ms / 1000.0 > MAX_PAUSE.as_secs_f64(),
+        }
+    }
+}
+
 /// How long until a budget the response says is spent (`x-ratelimit-remaining-* = 0`) resets;
 /// the longer of the two when both are.
-pub fn exhausted_for(header: &dyn Fn(&str) -> Option<String>) -> Option<std::time::Duration> {
+pub fn exhausted_for(header: &dyn Fn(&str) -> Option<String>) -> Option<Pause> {
     let spent = |remaining: &str, reset: &str| {
         let zero = header(remaining).and_then(|v| v.trim().parse::<f64>().ok()) == Some(0.0);
         zero.then(|| header(reset).and_then(|v| parse_duration_ms(&v)))
@@ -70,7 +94,7 @@ pub fn exhausted_for(header: &dyn Fn(&str) -> Option<String>) -> Option<std::tim
     .into_iter()
     .flatten()
     .reduce(f64::max)
-    .map(|ms| std::time::Duration::from_micros((ms * 1000.0) as u64))
+    .map(Pause::of_ms)
 }
 
 /// `6m0s` → 360000, `1s` → 1000, `12ms` → 12, `1h2m3.5s` → 3723500, `250us` → 0.25.
@@ -87,7 +111,10 @@ pub fn parse_duration_ms(text: &str) -> Option<f64> {
         if number_len == 0 {
             return None;
         }
-        let value: f64 = rest[..number_len].parse().ok()?;
+        let value: f64 = rest[..number_len]
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite())?;
         rest = &rest[number_len..];
         let (unit_ms, unit_len) = [
             ("ms", 1.0),
@@ -121,6 +148,31 @@ mod tests {
         for bad in ["", "s", "5x", "1m2", "abc"] {
             assert_eq!(parse_duration_ms(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_reset_far_away_pauses_at_most_a_minute_then_probes() {
+        let spent = |reset: &'static str| {
+            move |name: &str| match name {
+                "x-ratelimit-remaining-requests" => Some("0".to_string()),
+                "x-ratelimit-reset-requests" => Some(reset.to_string()),
+                _ => None,
+            }
+        };
+        let far = exhausted_for(&spent("99999999h")).unwrap();
+        assert_eq!(
+            far,
+            Pause {
+                wait: MAX_PAUSE,
+                probe: true
+            }
+        );
+        let near = exhausted_for(&spent("1.5s")).unwrap();
+        assert_eq!(near.wait, std::time::Duration::from_millis(1500));
+        assert!(!near.probe);
+        assert!(!exhausted_for(&spent("60s")).unwrap().probe);
+        assert_eq!(parse_duration_ms("1e400s"), None);
+        assert!(parse_duration_ms(&"9".repeat(400)).is_none());
     }
 
     #[test]

@@ -49,15 +49,14 @@ pub fn should_retry(failure: &Failure<'_>) -> bool {
 /// The server's requested wait, from `retry-after-ms` or `retry-after`, if it gave one we accept.
 pub fn retry_after(header: &dyn Fn(&str) -> Option<String>, now: SystemTime) -> Option<Duration> {
     if let Some(ms) = header("retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok()) {
-        if ms.is_finite() && ms >= 0.0 {
-            return Some(Duration::from_secs_f64(ms / 1000.0).min(MAX_RETRY_AFTER));
+        if let Some(wait) = capped_seconds(ms / 1000.0) {
+            return Some(wait);
         }
     }
     let value = header("retry-after")?;
     let value = value.trim();
     if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0)
-            .then(|| Duration::from_secs_f64(seconds).min(MAX_RETRY_AFTER));
+        return capped_seconds(seconds);
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(
@@ -65,6 +64,13 @@ pub fn retry_after(header: &dyn Fn(&str) -> Option<String>, now: SystemTime) -> 
             .unwrap_or(Duration::ZERO)
             .min(MAX_RETRY_AFTER),
     )
+}
+
+/// A server-given number of seconds as a wait, at most `MAX_RETRY_AFTER` (capped before it
+/// becomes a `Duration`: `1e20` seconds does not fit one); None for a negative or non-number.
+pub fn capped_seconds(seconds: f64) -> Option<Duration> {
+    (seconds.is_finite() && seconds >= 0.0)
+        .then(|| Duration::from_secs_f64(seconds.min(MAX_RETRY_AFTER.as_secs_f64())))
 }
 
 /// Exponential backoff from `base` for retry number `retry` (0 for the first), with up to 25%
@@ -143,6 +149,17 @@ mod tests {
             Some(Duration::from_secs(5))
         );
         assert_eq!(retry_after(&headers(&[("retry-after", "soon")]), now), None);
+        for huge in ["1e20", "1e308", "18446744073709551616"] {
+            let pairs: &'static [(&'static str, &'static str)] =
+                Box::leak(vec![("retry-after", huge)].into_boxed_slice());
+            assert_eq!(retry_after(&headers(pairs), now), Some(MAX_RETRY_AFTER));
+        }
+        assert_eq!(
+            retry_after(&headers(&[("retry-after-ms", "1e25")]), now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(retry_after(&headers(&[("retry-after", "-1")]), now), None);
+        assert_eq!(retry_after(&headers(&[("retry-after", "NaN")]), now), None);
         assert_eq!(retry_after(&headers(&[]), now), None);
     }
 

@@ -61,7 +61,9 @@ impl ChatStream {
             .await
         {
             Ok((response, held)) => Ok(ChatStream {
-                events: Box::pin(BodyDataStream::new(response.into_body()).eventsource()),
+                events: Box::pin(
+                    without_bom(BodyDataStream::new(response.into_body())).eventsource(),
+                ),
                 pool,
                 _held: held,
                 started,
@@ -147,9 +149,92 @@ impl ChatStream {
     }
 }
 
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The body with a leading UTF-8 byte order mark taken off (the SSE grammar allows one), even
+/// when it arrives split across chunks: eventsource-stream 0.2.3 slices a BOM it sees at byte 1
+/// of its 3, and panics.
+fn without_bom<S, E>(body: S) -> impl Stream<Item = Result<bytes::Bytes, E>> + Send
+where
+    S: Stream<Item = Result<bytes::Bytes, E>> + Send + Unpin,
+    E: Send,
+{
+    futures::stream::unfold(
+        (body, Some(Vec::new())),
+        |(mut body, mut head)| async move {
+            loop {
+                let Some(pending) = head.as_mut() else {
+                    let next = body.next().await?;
+                    return Some((next, (body, None)));
+                };
+                let chunk = match body.next().await {
+                    Some(Ok(chunk)) => Some(chunk),
+                    Some(Err(err)) => return Some((Err(err), (body, None))),
+                    None => None,
+                };
+                let ended = chunk.is_none();
+                if let Some(chunk) = chunk {
+                    pending.extend_from_slice(&chunk);
+                }
+                let undecided = pending.len() < BOM.len() && BOM.starts_with(pending) && !ended;
+                if undecided {
+                    continue;
+                }
+                let bytes = std::mem::take(pending);
+                let rest = bytes.strip_prefix(BOM).unwrap_or(&bytes).to_vec();
+                if rest.is_empty() && ended {
+                    return None;
+                }
+                return Some((Ok(bytes::Bytes::from(rest)), (body, None)));
+            }
+        },
+    )
+}
+
 impl Drop for ChatStream {
     /// Left early: the client chose to stop; the call still counts, as a success.
     fn drop(&mut self) {
         self.finish(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    fn read(chunks: &[&'static [u8]]) -> Vec<u8> {
+        let body = futures::stream::iter(
+            chunks
+                .iter()
+                .map(|c| Ok::<_, ()>(bytes::Bytes::from_static(c)))
+                .collect::<Vec<_>>(),
+        );
+        futures::executor::block_on(
+            super::without_bom(body)
+                .map(|chunk| chunk.unwrap().to_vec())
+                .concat(),
+        )
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_taken_off_however_it_is_split() {
+        assert_eq!(read(&[b"\xEF\xBB\xBFdata: 1\n\n"]), b"data: 1\n\n");
+        assert_eq!(read(&[b"\xEF", b"\xBB", b"\xBFdata: 1"]), b"data: 1");
+        assert_eq!(read(&[b"", b"\xEF\xBB", b"\xBF", b"x"]), b"x");
+        assert_eq!(read(&[b"data: \xEF\xBB\xBF"]), b"data: \xEF\xBB\xBF");
+        assert_eq!(read(&[b"\xEF"]), b"\xEF");
+        assert_eq!(read(&[]), b"");
+    }
+
+    #[test]
+    fn the_event_reader_takes_a_stream_that_began_with_one() {
+        let body = futures::stream::iter(vec![Ok::<_, std::io::Error>(bytes::Bytes::from_static(
+            b"\xEF\xBB\xBFdata: {\"a\":1}\n\n",
+        ))]);
+        use eventsource_stream::Eventsource;
+        let events: Vec<_> =
+            futures::executor::block_on(super::without_bom(body).eventsource().collect());
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].as_ref().unwrap().data, "{\"a\":1}");
     }
 }

@@ -216,6 +216,11 @@ fn embedded_query(key: &str, value: &str) -> Result<EmbeddedQuery, PoolError> {
             })
         }
     };
+    if path.len() > super::super::ident::MAX_NESTING {
+        return Err(super::super::ident::too_deep(
+            "the embedded resources a parameter names",
+        ));
+    }
     if path.is_empty() || path.iter().any(|p| p.is_empty()) {
         return Err(request_error(
             format!("'{key}' names no embedded resource"),

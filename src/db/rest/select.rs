@@ -12,7 +12,7 @@ use super::super::builder::{
 };
 use super::super::filters;
 use super::super::filters::split_top_level;
-use super::super::ident::{quote, request_error};
+use super::super::ident::{quote, request_error, too_deep, MAX_NESTING};
 use super::super::params::Param;
 use super::schema::{Catalog, ComputedRelationship, ForeignKey};
 use crate::error::{DatabaseErrorFields, PoolError};
@@ -52,13 +52,22 @@ pub fn names_computed_field(catalog: &Catalog, schema: &str, table: &str, column
 }
 
 pub fn parse(columns: &str) -> Result<Vec<Item>, PoolError> {
+    parse_at(columns, 1)
+}
+
+/// The items of one level of a select list; `depth` counts the levels above (bounded: an
+/// embedding nested thousands deep is refused before it is read further).
+fn parse_at(columns: &str, depth: usize) -> Result<Vec<Item>, PoolError> {
+    if depth > MAX_NESTING {
+        return Err(too_deep("the select list embeds resources"));
+    }
     split_top_level(columns)?
         .into_iter()
-        .map(|item| parse_item(item.trim()))
+        .map(|item| parse_item(item.trim(), depth))
         .collect()
 }
 
-fn parse_item(item: &str) -> Result<Item, PoolError> {
+fn parse_item(item: &str, depth: usize) -> Result<Item, PoolError> {
     let Some(open) = item.find('(') else {
         return Ok(Item::Column(item.to_string()));
     };
@@ -97,7 +106,7 @@ fn parse_item(item: &str) -> Result<Item, PoolError> {
     let items = if inside.trim().is_empty() {
         Vec::new()
     } else {
-        parse(inside)?
+        parse_at(inside, depth + 1)?
     };
     Ok(Item::Embed(Embed {
         alias,
@@ -1121,6 +1130,26 @@ mod tests {
         };
         let alias = crate::db::builder::own_alias(parent);
         render(&mut scope, &parse(select)?, &[], parent, &alias, 1)
+    }
+
+    #[test]
+    fn embedding_and_spreads_nested_past_the_limit_are_refused() {
+        for (open, n) in [
+            ("a(", 5_000),
+            ("...a(", 5_000),
+            ("a(", 100_000),
+            ("x:a!inner(", 40),
+        ] {
+            let select = format!("{}b{}", open.repeat(n), ")".repeat(n));
+            let err = parse(&select).unwrap_err();
+            assert_eq!(err.code(), "PGRST100", "{open} x {n}");
+        }
+        let within = format!(
+            "{}b{}",
+            "a(".repeat(MAX_NESTING - 1),
+            ")".repeat(MAX_NESTING - 1)
+        );
+        assert!(parse(&within).is_ok());
     }
 
     #[test]
