@@ -301,3 +301,6 @@ export interface NativeVerifiedToken {
 
 /** The OpenMetrics text of the given pools, ending in `# EOF`; serve it with `metricsContentType`. */
 export declare function renderMetrics(database?: NativeDatabasePool | undefined | null, openai?: NativeOpenAiPool | undefined | null): string
+
+/** For specs: switches the named faults on (`'statement'`, `'stream-read'`), or all off (`[]`). */
+export declare function setTestFault(names: Array<string>): void

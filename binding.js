@@ -839,3 +839,4 @@ module.exports.NativeDatabasePool = nativeBinding.NativeDatabasePool
 module.exports.NativeOpenAiPool = nativeBinding.NativeOpenAiPool
 module.exports.METRICS_CONTENT_TYPE = nativeBinding.METRICS_CONTENT_TYPE
 module.exports.renderMetrics = nativeBinding.renderMetrics
+module.exports.setTestFault = nativeBinding.setTestFault

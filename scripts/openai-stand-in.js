@@ -130,7 +130,9 @@ async function startOpenAIStandIn({ latencyMs = 0, record = true } = {}) {
       }
       if (script?.status) {
         res.writeHead(script.status, headers)
-        res.end(JSON.stringify(script.body ?? { error: { message: `scripted ${script.status}`, type: 'server_error', param: null, code: null } }))
+        // `raw`: the body as given (a proxy's HTML page, a cut body), not JSON.
+        if (script.raw !== undefined) res.end(script.raw)
+        else res.end(JSON.stringify(script.body ?? { error: { message: `scripted ${script.status}`, type: 'server_error', param: null, code: null } }))
         return finish()
       }
       let body = {}
@@ -149,6 +151,8 @@ async function startOpenAIStandIn({ latencyMs = 0, record = true } = {}) {
         res.on('close', () => {
           if (!completed) state.streamsAborted++
         })
+        // `bom`: the body starts with a UTF-8 byte order mark (the SSE grammar allows one).
+        if (script?.bom) res.write(Buffer.from([0xef, 0xbb, 0xbf]))
         for (const [i, chunk] of chunks.entries()) {
           if (res.destroyed) return
           res.write(`data: ${JSON.stringify(chunk)}\n\n`)
@@ -187,7 +191,7 @@ async function startOpenAIStandIn({ latencyMs = 0, record = true } = {}) {
   return {
     url: `http://127.0.0.1:${port}/v1`,
     state,
-    /** The next requests get these answers, in order: { status, headers, body, delayMs, hang, held }. */
+    /** The next requests get these answers, in order: { status, headers, body, raw, bom, delayMs, hang, held }. */
     enqueue: (...answers) => scripted.push(...answers),
     /** Lets every answer scripted `held` go on. */
     release: () => held.splice(0).forEach((resolve) => resolve()),

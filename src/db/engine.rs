@@ -148,6 +148,7 @@ impl DbPool {
         let result = loop {
             let attempt = match self.lease(LeaseKind::Shared, deadline).await {
                 Ok(lease) => {
+                    crate::faults::trip(crate::faults::Fault::Statement);
                     execute::run(lease.conn(), &self.policy, sql, params, style, role).await
                 }
                 Err(failure) => Err(failure),

@@ -52,7 +52,9 @@ pub fn check(sql: &str, params: &[Param], caller: Caller) -> Result<Effects, Poo
     let tokens: Vec<Token> = Lexer::new(sql).collect();
     let mut effects = Effects::default();
     check_statement(&tokens, caller, &mut effects)?;
-    check_calls(&tokens, params, caller)?;
+    if !defines_code(&tokens) {
+        check_calls(&tokens, params, caller)?;
+    }
     if let Some(body) = do_body(&tokens) {
         check_block(&body, params, caller, &mut effects)?;
     }
@@ -209,6 +211,23 @@ fn kind_of(tokens: &[Token]) -> Kind {
         "select" | "with" if selects_into_temporary(tokens) => Kind::Temporary,
         _ => Kind::Plain,
     }
+}
+
+/// `CREATE [OR REPLACE] FUNCTION | PROCEDURE | VIEW | RULE | TRIGGER …`: code stored to run
+/// later (a `BEGIN ATOMIC` body's calls are visible words), not run now.
+fn defines_code(tokens: &[Token]) -> bool {
+    if !tokens.first().is_some_and(|t| t.is("create")) {
+        return false;
+    }
+    let rest = match (tokens.get(1), tokens.get(2)) {
+        (Some(or), Some(replace)) if or.is("or") && replace.is("replace") => &tokens[3..],
+        _ => &tokens[1..],
+    };
+    rest.first().is_some_and(|t| {
+        ["function", "procedure", "view", "rule", "trigger"]
+            .iter()
+            .any(|w| t.is(w))
+    })
 }
 
 /// `SET …` after the `SET`.
@@ -464,6 +483,8 @@ mod tests {
             "create table t (id int)",
             "do $$ begin update t set a = 1; end $$",
             "notify chan",
+            "create function f() returns text language sql begin atomic select set_config('a', 'b', false); end",
+            "create or replace view v as select set_config('a', 'b', false)",
             "",
             "/* only a comment */",
         ] {
@@ -532,6 +553,7 @@ mod tests {
             "select set_config('app.x', '1', false)",
             "select set_config('app.x', '1', $1)",
             "SELECT \"set_config\"('a', 'b', 0 = 0)",
+            "create materialized view m as select set_config('a', 'b', false)",
         ] {
             for caller in [SHARED, USER, IN_TX, USER_TX] {
                 assert!(!allowed(sql, caller), "{sql} for {caller:?}");

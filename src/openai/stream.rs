@@ -90,6 +90,7 @@ impl ChatStream {
 
     /// The next chunk's JSON text, or `None` once the stream has ended.
     pub async fn next(&mut self) -> Result<Option<String>, ApiError> {
+        crate::faults::trip(crate::faults::Fault::StreamRead);
         let idle = self.pool.config.request_timeout;
         loop {
             let event = match tokio::time::timeout(idle, self.events.next()).await {
@@ -196,6 +197,16 @@ impl Drop for ChatStream {
     fn drop(&mut self) {
         self.finish(true);
     }
+}
+
+/// Reads every event of `body` as a stream is read (for the fuzz tests).
+#[cfg(test)]
+pub(crate) fn read_all_events<S>(body: S) -> usize
+where
+    S: Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + Unpin,
+{
+    use eventsource_stream::Eventsource;
+    futures::executor::block_on(without_bom(body).eventsource().count())
 }
 
 #[cfg(test)]
