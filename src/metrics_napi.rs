@@ -11,11 +11,13 @@ use crate::openai::NativeOpenAiPool;
 pub fn render_metrics(
     database: Option<&NativeDatabasePool>,
     openai: Option<&NativeOpenAiPool>,
-) -> String {
-    crate::metrics::render(
-        database.map(NativeDatabasePool::metrics),
-        openai.map(NativeOpenAiPool::metrics),
-    )
+) -> napi::Result<String, String> {
+    crate::error::sync_boundary(|| {
+        Ok(crate::metrics::render(
+            database.map(NativeDatabasePool::metrics),
+            openai.map(NativeOpenAiPool::metrics),
+        ))
+    })
 }
 
 /// The Content-Type that `renderMetrics` text must be served with.
