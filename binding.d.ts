@@ -38,6 +38,25 @@ export declare class NativeDatabasePool {
   submitInTransaction(id: number, tx: number, sql: string, params?: unknown[] | null, toJsonStyle?: boolean | null): void
   /** Queues a query-builder request inside transaction `tx`. */
   submitRequestInTransaction(id: number, tx: number, request: string, anonymous?: boolean | undefined | null): void
+  /**
+   * One `fetch` of supabase-js to a Supabase HTTP service (`service`: 'rest', 'auth',
+   * 'storage' or 'functions'), over the pool's keep-alive transport: `headers` flattened as
+   * name, value, ...; the body as text or bytes. Its answer arrives through `drain()` under
+   * `id`: `{"status":…,"headers":[…],"body":N}` (text), `…"buffer":N}` (bytes),
+   * `…"stream":S}` (read with `nextHttpBytes(S)`), or `{"error":{code,message}}`.
+   */
+  submitHttp(id: number, service: string, method: string, url: string, headers: string[], bodyText?: string | null, bodyBytes?: Buffer | null): void
+  /**
+   * The caller's `AbortSignal` fired for HTTP fetch `id`: its request is dropped, and it is
+   * answered with `ABORTED`.
+   */
+  abortHttp(id: number): void
+  /** The next chunk of an HTTP service's stream. */
+  nextHttpBytes(streamId: number): Promise<NativeChunk>
+  /** Ends an HTTP service's stream early (its request is dropped). */
+  cancelHttpStream(streamId: number): void
+  /** Each Supabase HTTP service's figures, and the connections open to them. */
+  httpStats(): NativeHttpStats
   /** Queues the end of transaction `tx`: `COMMIT` if `commit`, else `ROLLBACK`. */
   submitEnd(id: number, tx: number, commit: boolean): void
   /** Every reply that arrived since the last drain. */
@@ -69,6 +88,8 @@ export declare class NativeDatabasePool {
    * `set_config('role', …)` (README: security).
    */
   get superuserLogin(): boolean | null
+  /** Whether a connection string was given (else SQL is refused, and REST goes over HTTP). */
+  get hasConnectionString(): boolean
   get closed(): boolean
   /**
    * Stops admitting statements (they reject with `POOL_CLOSED`), lets every statement already
@@ -89,19 +110,25 @@ export declare class NativeOpenAiPool {
   /** Every reply that arrived since the last drain. */
   drain(): NativeReplies
   /**
-   * One API call through the queue (or a held slot). Its reply,
-   * `{"status":…,"requestId":…,"body":…}` or `{"error":{…}}`, arrives through `drain()` under
-   * `id`. The queue ticket is taken before this returns (calls queue in the order they are
-   * made), and until its turn a call is only that ticket: no task, no promise in Rust.
+   * One `fetch` of the SDK through the queue (or the slot of an `executeRequest` callback):
+   * `headers` flattened as name, value, ...; the body as text (JSON) or bytes (multipart).
+   * Its answer arrives through `drain()` under `id`: `{"status":…,"headers":[…],"body":N}`
+   * (text), `…"buffer":N}` (bytes), `…"stream":S}` (read with `nextBytes(S)`), or
+   * `{"error":{…}}` for the pool's own refusals (QUEUE_FULL, POOL_CLOSED, TIMEOUT, ABORTED).
+   * The queue ticket is taken before this returns, and until its turn a fetch is only that
+   * ticket: no task, no promise in Rust.
    */
-  submitRequest(id: number, method: string, path: string, body?: string | undefined | null, model?: string | undefined | null, slotId?: number | undefined | null, priority?: string | undefined | null): void
+  submitFetch(id: number, method: string, url: string, headers: string[], bodyText?: string | null, bodyBytes?: Buffer | null, model?: string | null, slotId?: number | null, priority?: string | null): void
   /**
-   * Starts a streaming request (retried only before its first byte); resolves to the
-   * stream's id or the error. The queue ticket is taken before this returns.
+   * The caller's `AbortSignal` fired for fetch `id`: a queued fetch leaves the queue, a
+   * running one is dropped and its slot freed; it is answered with `ABORTED`.
    */
-  openStream(path: string, body: string, model?: string | undefined | null, slotId?: number | undefined | null, priority?: string | undefined | null): Promise<NativeIdReply>
-  /** The next chunk: `{"chunk":…}`, `{"done":true}` at the end, or an error (which ends it). */
-  nextChunk(streamId: number): Promise<string>
+  abortFetch(id: number): void
+  /**
+   * The next chunk of stream `streamId`: its bytes, `done` at the end, or the error that ended
+   * it (a stream left unread for `requestTimeout` was closed: the error says so).
+   */
+  nextBytes(streamId: number): Promise<NativeChunk>
   /** Ends a stream early: aborts its HTTP request and frees its slot now. */
   cancelStream(streamId: number): void
   /**
@@ -140,6 +167,18 @@ export interface NativeApiError {
   requestId?: string
 }
 
+/** One read of a response stream: its bytes, or `done`, or the error that closed it. */
+export interface NativeChunk {
+  bytes?: Buffer
+  done: boolean
+  error?: NativeChunkError
+}
+
+export interface NativeChunkError {
+  code: string
+  message: string
+}
+
 /** The effective configuration, with the connection string's password masked. */
 export interface NativeDatabaseConfig {
   maxConnections: number
@@ -154,7 +193,10 @@ export interface NativeDatabaseConfig {
   /** 'transaction', 'session' or 'none'. */
   pooler: string
   keepAlive: boolean
+  /** Empty when no connection string was given. */
   connectionString: string
+  /** ms one Supabase HTTP service request may take. */
+  httpTimeout: number
   anonRole: string
   authenticatedRole: string
   /** Where the asymmetric signing keys are fetched from, if configured. */
@@ -200,6 +242,12 @@ export interface NativeHealth {
   message: string
   /** Milliseconds the probe took; null when it failed. */
   responseTime?: number
+}
+
+export interface NativeHttpStats {
+  services: Array<NativeServiceStats>
+  /** TCP connections open to the services now (at most maxConnections). */
+  openConnections: number
 }
 
 /** An id (of a held slot or an open stream), or the error that kept it from being made. */
@@ -276,12 +324,27 @@ export interface NativeQueueStatus {
 
 /**
  * Replies drained in one batch: `json` is a JSON array with one reply per id, in order;
- * a builder reply's `body` is an index into `bodies`.
+ * a reply's `body` is an index into `bodies` (text), its `buffer` one into `buffers` (bytes).
  */
 export interface NativeReplies {
   ids: Array<number>
   json: string
   bodies: Array<string>
+  buffers: Array<Buffer>
+}
+
+/** One Supabase HTTP service's figures since the last reset. */
+export interface NativeServiceStats {
+  /** 'rest', 'auth', 'storage' or 'functions'. */
+  service: string
+  requests: number
+  /** Transport errors, timeouts and 5xx answers. */
+  failures: number
+  inFlight: number
+  averageResponseTime: number
+  p50ResponseTime: number
+  p95ResponseTime: number
+  p99ResponseTime: number
 }
 
 /** The outcome of an asynchronous token verification: exactly one of the two is set. */

@@ -186,6 +186,11 @@ export type QueryParam =
  */
 export type SupabaseBuilder<Database = any> = Pick<PostgrestClient<Database>, 'from' | 'rpc' | 'schema'>
 
+import type { SupabaseClient, SupabaseClientOptions } from '@supabase/supabase-js'
+import type OpenAI from 'openai'
+
+export type { SupabaseClient, SupabaseClientOptions } from '@supabase/supabase-js'
+
 export type {
   PostgrestResponse,
   PostgrestSingleResponse,
@@ -220,7 +225,12 @@ export interface TransactionOptions {
   readOnly?: boolean
 }
 
-export interface DatabaseClient<Database = any> extends SupabaseBuilder<Database> {
+/**
+ * What this library adds to a supabase-js client: raw SQL and transactions, as the client's
+ * identity, over the Postgres pool (they need a connection string: without one they reject with
+ * `INVALID_CONFIG`).
+ */
+export interface DatabaseClientExtras<Database = any> {
   readonly kind: 'admin' | 'anon' | 'user'
   /**
    * Runs one statement; parameters are bound ($1, $2, ...), never interpolated.
@@ -241,6 +251,28 @@ export interface DatabaseClient<Database = any> extends SupabaseBuilder<Database
   transaction<T>(fn: (tx: TransactionClient<Database>) => Promise<T> | T, options?: TransactionOptions): Promise<Awaited<T>>
 }
 
+/**
+ * A supabase-js `SupabaseClient` (every method: `from`, `rpc`, `schema`, `auth` with
+ * `auth.admin`, `storage`, `functions`, `channel`), its requests carried by the pools, with
+ * `query()` and `transaction()` beside. `from()`/`rpc()` run in-process over the Postgres pool
+ * when a connection string is configured (PostgREST's semantics, as the identity of the
+ * client's key or token), else over HTTP to the project's REST API; Auth, Storage and Functions
+ * go through the keep-alive HTTP pool. Realtime's websockets are not pooled.
+ */
+export type DatabaseClient<Database = any> = SupabaseClient<Database> & DatabaseClientExtras<Database>
+
+/**
+ * supabase-js's `createClient` with the pools underneath (server-side auth settings unless
+ * `options.auth` says otherwise: no session persisted, no auto refresh). With
+ * `global.headers.Authorization: 'Bearer <user jwt>'` its REST runs under that user's RLS over the
+ * pool, and `query()`/`transaction()` as that user too. `url` defaults to env `SUPABASE_URL`.
+ */
+export declare function createClient<Database = any>(
+  url: string | undefined,
+  key: string,
+  options?: SupabaseClientOptions<any>,
+): DatabaseClient<Database>
+
 export declare class DatabasePool {
   /**
    * Validates `config` (throws `INVALID_CONFIG`) and replaces the current pool. Opens no
@@ -248,7 +280,11 @@ export declare class DatabasePool {
    * its open transactions end, then closes; new statements go to the new pool.
    */
   static initialize(config?: DatabasePoolConfig): void
-  /** The admin client (login role), a singleton. */
+  /**
+   * The admin client (a singleton, the same object as `supabaseAdmin`): a supabase-js client with
+   * the service-role key (env `SUPABASE_SERVICE_ROLE_KEY`); its REST and SQL run as the
+   * connection string's login role.
+   */
   static getAdminClient<Database = any>(): DatabaseClient<Database>
   // (The same singleton as `supabaseAdmin`: `getAdminClient<Database>()` is its typed form.)
   /**
@@ -260,6 +296,8 @@ export declare class DatabasePool {
    * `PGRST301`, status 401) if the token fails.
    */
   static getUserClient<Database = any>(options?: { accessToken?: string }): DatabaseClient<Database>
+  // A user client is a supabase-js client with the anon key (env `SUPABASE_ANON_KEY`) and the
+  // user's token as its Authorization, as Supabase documents for a per-request client.
   /**
    * Runs `fn` and returns its result. Statements inside are retried by the pool when they
    * provably did not run; `fn` itself is never re-run. `isAdmin` is the seed's argument, accepted
@@ -275,7 +313,10 @@ export declare class DatabasePool {
    * read from the catalog on first use, as PostgREST's schema cache; call it after a migration.
    */
   static reloadSchema(): void
-  /** Never rejects; resolves within `connectionTimeout`. */
+  /**
+   * Never rejects; resolves within `connectionTimeout`. Without a connection string it asks the
+   * project's REST API instead (healthy when it answers below 500, within `httpTimeout`).
+   */
   static healthCheck(): Promise<HealthCheckResult>
   /** Drains and closes; later statements reject with `POOL_CLOSED` until `initialize()`. */
   static close(): Promise<void>
@@ -465,12 +506,8 @@ export interface QueueStatus {
   pausedForMs: number
 }
 
-/** The OpenAI client: bodies and results are the public API's JSON. */
-export interface OpenAIClient {
-  chat: { completions: { create(body: Record<string, unknown>, options?: RequestOptions): Promise<any> } }
-  embeddings: { create(body: Record<string, unknown>, options?: RequestOptions): Promise<any> }
-  models: { list(options?: RequestOptions): Promise<{ object: 'list'; data: any[] }> }
-}
+/** The OpenAI client users hold: openai-node's own `OpenAI`. */
+export type OpenAIClient = OpenAI
 
 export declare class OpenAIPool {
   /**
@@ -478,10 +515,18 @@ export declare class OpenAIPool {
    * the calls it accepted (queued ones included), then closes.
    */
   static initialize(config?: OpenAIPoolConfig): void
-  /** The client, a singleton (also exported as `openai`). */
-  static getClient(): OpenAIClient
-  /** Waits for a slot, runs `fn(client)` holding it (its requests use that slot), releases it however `fn` ends. */
-  static executeRequest<T>(fn: (client: OpenAIClient) => T, model?: string | null, options?: RequestOptions): Promise<Awaited<T>>
+  /** The client, a singleton (also exported as `openai`): an `OpenAI` of the openai package. */
+  static getClient(): OpenAI
+  /**
+   * A `fetch` that hands requests to the pool: `new OpenAI({ apiKey, fetch: OpenAIPool.fetch,
+   * maxRetries: 0 })` joins its queue and limits (keep `maxRetries: 0`: the pool retries).
+   */
+  static readonly fetch: typeof globalThis.fetch
+  /**
+   * Waits for a slot, runs `fn(client)` holding it (the client's requests use that slot: no
+   * second wait), releases it however `fn` ends.
+   */
+  static executeRequest<T>(fn: (client: OpenAI) => T, model?: string | null, options?: RequestOptions): Promise<Awaited<T>>
   static getStats(): OpenAIStats
   static getPoolConfig(): EffectiveOpenAIPoolConfig
   static getQueueStatus(): QueueStatus
@@ -492,35 +537,17 @@ export declare class OpenAIPool {
   static close(): Promise<void>
 }
 
-/** An OpenAI API error, named as openai-node names it. */
-export declare class OpenAIError extends Error {
-  readonly name:
-    | 'RateLimitError'
-    | 'AuthenticationError'
-    | 'BadRequestError'
-    | 'NotFoundError'
-    | 'PermissionDeniedError'
-    | 'ConflictError'
-    | 'UnprocessableEntityError'
-    | 'InternalServerError'
-    | 'APIError'
-    | 'APIConnectionError'
-    | 'APITimeoutError'
-    | 'QueueFullError'
-    | 'PoolClosedError'
-  readonly status?: number
-  /**
-   * The API's error code, or ours: `QUEUE_FULL`, `POOL_CLOSED`, `TIMEOUT`, `CONNECTION_ERROR`,
-   * `INVALID_RESPONSE` (a success whose body is not JSON), `STREAM_ERROR`, `INTERNAL`.
-   */
-  readonly code: string | null
-  readonly type: string | null
-  readonly param: string | null
-  readonly requestId: string | null
-}
-
-/** The seed's openai.ts client export. */
-export declare const openai: OpenAIClient
+/**
+ * The seed's openai.ts client export: an `OpenAI` of the `openai` package itself (every method:
+ * responses, chat, embeddings, images, audio, files, batches, moderations, streams,
+ * `.withResponse()`), each request carried by the pool: its queue and priorities
+ * (`fetchOptions: { priority: 'high' | 'low' }`, RequestInit's own field), budgets, shared limits,
+ * pauses, retries honouring `retry-after(-ms)` (the SDK's own retries are off) and accounting.
+ * Errors are the SDK's own classes (`OpenAI.RateLimitError`, `APIError`, ...); the pool's own
+ * refusals reach it as a failed fetch, an `APIConnectionError` (`APIConnectionTimeoutError` for
+ * a timeout) whose `cause.code` is `QUEUE_FULL`, `POOL_CLOSED` or `TIMEOUT`.
+ */
+export declare const openai: OpenAI
 /** Resolves true when the API answers a model list. Never rejects. */
 export declare function testOpenAIConnection(): Promise<boolean>
 

@@ -21,7 +21,10 @@ function useServer(options: Record<string, unknown>) {
   server.reset()
 }
 
-const chat = (content: string) => ({ model: 'gpt-4o', messages: [{ role: 'user', content }] })
+const chat = (content: string) => ({ model: 'gpt-4o', messages: [{ role: 'user' as const, content }] })
+/** The SDK's per-request option that carries a priority: RequestInit's own `priority` field. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const priority = (p: string): any => ({ fetchOptions: { priority: p } })
 
 /** The most arrivals within any span of `spanMs`. */
 function busiestSpan(arrivals: number[], spanMs: number): number {
@@ -119,9 +122,9 @@ test('priorities: a high request queued after 100 low ones goes next; FIFO withi
     check()
   })
   const lows = Array.from({ length: 100 }, (_, i) =>
-    openai.chat.completions.create(chat(`low${i}`), { priority: 'low' }),
+    openai.chat.completions.create(chat(`low${i}`), priority('low')),
   )
-  const high = openai.chat.completions.create(chat('high'), { priority: 'high' })
+  const high = openai.chat.completions.create(chat('high'), priority('high'))
   await new Promise<void>((resolve) => {
     const check = () => (OpenAIPool.getQueueStatus().queueLength === 101 ? resolve() : setImmediate(check))
     check()
@@ -139,13 +142,13 @@ test('aging: a low request completes under a steady stream of high ones', async 
   server.state.latencyMs = 5
   let lowDone = false
   let highsDone = 0
-  const low = openai.chat.completions.create(chat('low'), { priority: 'low' }).then(() => {
+  const low = openai.chat.completions.create(chat('low'), priority('low')).then(() => {
     lowDone = true
   })
   // Three high requests always waiting: each one that finishes is replaced, until the low one is done.
   const stream = async () => {
     while (!lowDone && highsDone < 1000) {
-      await openai.chat.completions.create(chat('high'), { priority: 'high' })
+      await openai.chat.completions.create(chat('high'), priority('high'))
       highsDone++
     }
   }
@@ -157,6 +160,6 @@ test('aging: a low request completes under a steady stream of high ones', async 
 
 test('a priority that is not high, normal or low is refused', async () => {
   useServer({})
-  await expect(openai.chat.completions.create(chat('x'), { priority: 'urgent' as any })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' })
+  await expect(openai.chat.completions.create(chat('x'), priority('urgent'))).rejects.toMatchObject({ cause: { code: 'INVALID_ARGUMENT' } })
   expect(OpenAIPool.getQueueStatus()).toMatchObject({ queueLength: 0, activeRequests: 0 })
 })

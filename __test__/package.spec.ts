@@ -13,7 +13,7 @@ const databaseUrl = process.env.DATABASE_URL as string
 /** Every runtime export of the package, as a backend imports it. */
 const EXPORTS = [
   'DatabasePool', 'supabaseAdmin', 'supabase', 'testConnection', 'checkDatabaseHealth',
-  'OpenAIPool', 'openai', 'testOpenAIConnection', 'OpenAIError',
+  'OpenAIPool', 'openai', 'testOpenAIConnection', 'createClient',
   'ConnectionPoolError', 'DatabaseError', 'PostgrestError', 'createConnectionsRouter',
 ]
 
@@ -59,7 +59,7 @@ console.log(JSON.stringify({
 
 const TS_CHECK = `
 import { DatabasePool, OpenAIPool, supabaseAdmin, supabase, openai, createConnectionsRouter,
-  ConnectionPoolError, DatabaseError, PostgrestError, OpenAIError, testConnection,
+  ConnectionPoolError, DatabaseError, PostgrestError, createClient, testConnection,
   checkDatabaseHealth, testOpenAIConnection } from 'connection-pools'
 import type { DatabasePoolConfig, ConnectionStats } from 'connection-pools'
 
@@ -70,8 +70,8 @@ const count: number = result.rowCount
 const stats: ConnectionStats = DatabasePool.getStats()
 const healthy: boolean = await testConnection()
 const router = createConnectionsRouter({ token: 't' })
-const errors = [ConnectionPoolError, DatabaseError, PostgrestError, OpenAIError]
-void [count, stats, healthy, router, errors, supabase, openai, OpenAIPool, checkDatabaseHealth, testOpenAIConnection]
+const errors = [ConnectionPoolError, DatabaseError, PostgrestError]
+void [count, stats, healthy, router, errors, supabase, openai, OpenAIPool, checkDatabaseHealth, testOpenAIConnection, createClient]
 // The types are really checked: a wrong option type must be an error.
 // @ts-expect-error maxConnections is a number
 DatabasePool.initialize({ maxConnections: 'ten' })

@@ -1,16 +1,19 @@
 'use strict'
-// DatabasePool: the seed's static API over one native Postgres pool.
+// DatabasePool: the seed's static API over one native Postgres pool, and the Supabase clients.
 //
 // The native pool (Rust, tokio-postgres) does the work; this module keeps the seed's shape: a lazily
 // created current pool, singleton clients that always talk to the current pool (so
-// `initialize()` can replace it under them), and the backward-compatible helpers.
+// `initialize()` can replace it under them), and the backward-compatible helpers. The clients
+// users hold are supabase-js `SupabaseClient`s (lib/supabase.js routes their requests to the
+// pools), with `query()` and `transaction()` beside supabase-js's own methods.
 
 const { NativeDatabasePool } = require('../binding.js')
 const { ConnectionPoolError, errorFrom, rethrowNative } = require('./errors')
 const { rowsToObjects } = require('./rows')
-const { createNativePool, retire, healthReport } = require('./native')
+const { createNativePool, retire } = require('./native')
 const { Submissions } = require('./submissions')
-const { postgrestClient, errorReply } = require('./postgrest')
+const { postgrestClient } = require('./postgrest')
+const { createPooledClient, errorReply } = require('./supabase')
 
 /** The native pool in use; created by initialize(), or from the environment on first use. */
 let current = null
@@ -110,9 +113,8 @@ class BuilderEntry {
  *   (asymmetric keys from jwksUrl) is verified before the client's first statement; until then
  *   the client holds only the token.
  */
-class DatabaseClient extends BuilderEntry {
+class DatabaseClient {
   constructor(kind, identity = null, pendingToken = null) {
-    super()
     /** 'admin', 'anon' or 'user'. */
     this.kind = kind
     this._identity = identity
@@ -123,15 +125,7 @@ class DatabaseClient extends BuilderEntry {
   /** { role, claims, anonymous, expiresAt } for this call, or null for the admin client. */
   _context() {
     if (this.kind === 'admin') return null
-    if (this.kind === 'anon') {
-      // Once per pool: reading the config crosses napi and builds an object.
-      const native = pool()
-      if (native.anonContext === undefined) {
-        const role = native.config().anonRole
-        native.anonContext = { role, claims: JSON.stringify({ role }), anonymous: true, expiresAt: null }
-      }
-      return native.anonContext
-    }
+    if (this.kind === 'anon') return anonContext(pool())
     return this._identity
   }
 
@@ -197,31 +191,6 @@ class DatabaseClient extends BuilderEntry {
    */
   transaction(fn, options) {
     return runTransaction(this, fn, options)
-  }
-
-  /** How the builder's fetch sends a request: its wire form in, the native reply object out. */
-  _runner() {
-    const run = (request) => {
-      if (this._pendingToken !== null) {
-        return this._verifyPending().then(
-          () => run(request),
-          (err) => errorReply(401, 'PGRST301', err.message),
-        )
-      }
-      let context, native
-      try {
-        context = this._context()
-        native = pool()
-      } catch (err) {
-        return Promise.reject(err)
-      }
-      const submissions = native.submissions
-      if (context === null) return submissions.request(request, false)
-      warnOnSuperuserLogin(native)
-      if (expiredToken(context)) return Promise.resolve(errorReply(401, 'PGRST303', 'JWT expired'))
-      return submissions.request(request, context.anonymous, context.role, context.claims)
-    }
-    return run
   }
 }
 
@@ -305,8 +274,116 @@ async function runTransaction(client, fn, options) {
   return result
 }
 
-const adminClient = new DatabaseClient('admin')
-const anonClient = new DatabaseClient('anon')
+/**
+ * The project's keys, from the environment when the first client is made: the service-role key
+ * stands for the admin client, the anon key for the anonymous one. Without them (a backend with
+ * only DATABASE_URL) each is a random key that never leaves the process: its REST requests are
+ * answered in-process, where the key only names the identity.
+ */
+const randomKey = (kind) => `cp-${kind}-${require('node:crypto').randomBytes(18).toString('base64url')}`
+const keys = {
+  service: process.env.SUPABASE_SERVICE_ROLE_KEY || process.env.SUPABASE_SECRET_KEY || randomKey('service'),
+  anon: process.env.SUPABASE_ANON_KEY || process.env.SUPABASE_PUBLISHABLE_KEY || randomKey('anon'),
+}
+const projectUrl = process.env.SUPABASE_URL || null
+
+const ADMIN = { kind: 'admin' }
+
+/** Verified tokens per native pool (its verifier), so a token is checked once, not per request. */
+const verifiedTokens = new WeakMap()
+const MAX_CACHED_TOKENS = 1000
+
+function tokenCache(native) {
+  let cache = verifiedTokens.get(native)
+  if (cache === undefined) verifiedTokens.set(native, (cache = new Map()))
+  return cache
+}
+
+/** A verified token as the identity its REST requests run as (service_role: the admin client). */
+function identityOfToken(verified) {
+  if (verified.role === 'service_role') return ADMIN
+  return { kind: 'user', ...userIdentity(verified) }
+}
+
+/**
+ * The identity a REST request's credential (its bearer token, else its apikey) stands for: the
+ * admin client for the service-role key, anonRole for the anon key or none, else the verified
+ * user (a promise when the signing key must be fetched first), or `{ reply }`: the 401 PostgREST
+ * answers a bad token with.
+ */
+function identityFor(credential, native) {
+  if (credential === keys.service) return ADMIN
+  if (credential === keys.anon || credential === null || credential === undefined || credential === '') {
+    return { kind: 'anon', ...anonContext(native) }
+  }
+  const cache = tokenCache(native)
+  const cached = cache.get(credential)
+  if (cached !== undefined) return cached
+  const remember = (identity) => {
+    if (cache.size >= MAX_CACHED_TOKENS) cache.clear()
+    cache.set(credential, identity)
+    return identity
+  }
+  let verified
+  try {
+    verified = native.verifyToken(credential)
+  } catch (err) {
+    return { reply: errorReply(401, 'PGRST301', err.message) }
+  }
+  if (verified !== null) return remember(identityOfToken(verified))
+  return native.verifyTokenAsync(credential).then((outcome) =>
+    outcome.error ? { reply: errorReply(401, 'PGRST301', outcome.error.message) } : remember(identityOfToken(outcome.token)),
+  )
+}
+
+/** The anonymous identity of a pool (its anonRole), read from its config once. */
+function anonContext(native) {
+  if (native.anonContext === undefined) {
+    const role = native.config().anonRole
+    native.anonContext = { role, claims: JSON.stringify({ role }), anonymous: true, expiresAt: null }
+  }
+  return native.anonContext
+}
+
+const routing = { pool: () => pool(), identityFor, projectUrl }
+
+/**
+ * A supabase-js client over the pools, with `query()`, `transaction()` and `kind` of `identity`
+ * (a DatabaseClient) beside supabase-js's methods.
+ */
+function pooledSupabase(key, options, identity) {
+  // No schema of its own: the pool's default (the first of `schemas`) answers, as before
+  // supabase-js; `.schema(name)` picks another.
+  const client = createPooledClient(routing, projectUrl, key, { db: { schema: undefined }, ...options })
+  client.kind = identity.kind
+  client.query = (sql, params) => identity.query(sql, params)
+  client.transaction = (fn, txOptions) => identity.transaction(fn, txOptions)
+  return client
+}
+
+const adminClient = pooledSupabase(keys.service, {}, new DatabaseClient('admin'))
+const anonClient = pooledSupabase(keys.anon, {}, new DatabaseClient('anon'))
+
+/**
+ * supabase-js's `createClient(url, key, options)` with the pools underneath: REST runs over the
+ * Postgres pool as the identity its key stands for (or, with
+ * `global.headers.Authorization: 'Bearer <user jwt>'`, as that user under RLS); Auth, Storage and
+ * Functions go through the HTTP pool. `query()` and `transaction()` run as that identity too.
+ */
+function createClient(url, key, options = {}) {
+  const authorization = options.global?.headers?.Authorization ?? options.global?.headers?.authorization
+  const bearer = typeof authorization === 'string' && /^bearer /i.test(authorization) ? authorization.slice(7).trim() : null
+  const credential = bearer ?? key
+  const identity =
+    credential === keys.service ? new DatabaseClient('admin')
+    : credential === keys.anon ? new DatabaseClient('anon')
+    : new DatabaseClient('user', null, credential)
+  const client = createPooledClient({ ...routing, projectUrl: url ?? projectUrl }, url, key, options)
+  client.kind = identity.kind
+  client.query = (sql, params) => identity.query(sql, params)
+  client.transaction = (fn, txOptions) => identity.transaction(fn, txOptions)
+  return client
+}
 
 class DatabasePool {
   /** Validates config and replaces the current pool; the previous one drains in the background. */
@@ -344,8 +421,10 @@ class DatabasePool {
     } catch (err) {
       rethrowNative(err)
     }
-    if (verified === null) return new DatabaseClient('user', null, options.accessToken)
-    return new DatabaseClient('user', userIdentity(verified))
+    const identity =
+      verified === null ? new DatabaseClient('user', null, options.accessToken) : new DatabaseClient('user', userIdentity(verified))
+    // Supabase's documented per-request client: the anon key, the user's token as Authorization.
+    return pooledSupabase(keys.anon, { global: { headers: { Authorization: `Bearer ${options.accessToken}` } } }, identity)
   }
 
   /**
@@ -363,13 +442,14 @@ class DatabasePool {
   }
 
   static getStats() {
-    const stats = pool().stats()
-    return { ...stats, lastQueryTime: stats.lastQueryTime ?? null }
+    const native = pool()
+    const stats = native.stats()
+    return { ...stats, lastQueryTime: stats.lastQueryTime ?? null, http: httpStats(native) }
   }
 
   static getPoolConfig() {
     const config = pool().config()
-    return { ...config, jwksUrl: config.jwksUrl ?? null }
+    return { ...config, connectionString: config.connectionString || null, jwksUrl: config.jwksUrl ?? null }
   }
 
   /** Forgets the builder's schema cache (foreign keys for embedding, functions' return kinds). */
@@ -381,9 +461,19 @@ class DatabasePool {
     pool().resetStats()
   }
 
-  /** Never rejects; resolves within connectionTimeout. */
-  static healthCheck() {
-    return healthReport('Database', pool, DatabasePool.getStats)
+  /**
+   * Never rejects; resolves within connectionTimeout (httpTimeout without a connection string,
+   * when the project's REST API is asked instead).
+   */
+  static async healthCheck() {
+    let native
+    try {
+      native = pool()
+    } catch (err) {
+      return { healthy: false, message: `Database unhealthy: ${err.message}`, stats: null, responseTime: null }
+    }
+    const health = native.hasConnectionString ? await native.healthCheck() : await restHealth()
+    return { healthy: health.healthy, message: health.message, stats: DatabasePool.getStats(), responseTime: health.responseTime ?? null }
   }
 
   /** Drains and closes the pool; later statements reject with POOL_CLOSED until initialize(). */
@@ -403,11 +493,36 @@ async function checkDatabaseHealth() {
   return DatabasePool.healthCheck()
 }
 
+/** The HTTP services' figures by service, and the connections open to them. */
+function httpStats(native) {
+  const { services, openConnections } = native.httpStats()
+  const byService = {}
+  for (const { service, ...figures } of services) byService[service] = figures
+  return { ...byService, openConnections }
+}
+
+/** Without a connection string: the project's REST API answering (any status below 500). */
+async function restHealth() {
+  if (projectUrl === null) {
+    return { healthy: false, message: 'Database unhealthy: neither DATABASE_URL nor SUPABASE_URL is set', responseTime: null }
+  }
+  const started = performance.now()
+  try {
+    const response = await adminClient.rest.fetch(`${projectUrl.replace(/\/+$/, '')}/rest/v1/`, { method: 'HEAD' })
+    const ms = performance.now() - started
+    if (response.status >= 500) return { healthy: false, message: `Database unhealthy: the REST API answered ${response.status}`, responseTime: null }
+    return { healthy: true, message: `Database healthy over REST (response time: ${Math.round(ms)}ms)`, responseTime: ms }
+  } catch (err) {
+    return { healthy: false, message: `Database unhealthy: ${err.message}`, responseTime: null }
+  }
+}
+
 module.exports = {
   /** The current native pool (created from the environment if none); for the monitoring router. */
   nativePool: pool,
   DatabasePool,
   DatabaseClient,
+  createClient,
   supabaseAdmin: adminClient,
   supabase: anonClient,
   testConnection,

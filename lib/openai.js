@@ -1,156 +1,156 @@
 'use strict'
-// OpenAIPool: the seed's static API over the native OpenAI pool, and an openai-node-shaped
-// client (chat.completions.create, embeddings.create, models.list) whose every request passes the
-// pool's queue. Bodies and results are the public API's JSON.
+// OpenAIPool: the seed's static API over the native OpenAI pool, and `openai`, an `OpenAI` of the
+// `openai` package itself whose `fetch` hands every request to the pool: the queue, priorities,
+// budgets, limits shared through Redis, pauses, retries that honour retry-after, accounting and
+// keep-alive connections all happen in Rust, under every SDK method unchanged (responses, chat,
+// embeddings, images, audio, files, streams, `.withResponse()`). The SDK's own retries are off,
+// so attempts are not multiplied; its errors are its own classes, built from the responses.
 
 const { NativeOpenAiPool } = require('../binding.js')
 const { ConnectionPoolError } = require('./errors')
 const { createNativePool, retire, healthReport } = require('./native')
 const { Submissions } = require('./submissions')
-
-/** An OpenAI API error, named as openai-node names it (RateLimitError, NotFoundError, ...). */
-class OpenAIError extends Error {
-  constructor(fields) {
-    super(fields.message)
-    this.name = fields.name ?? 'APIError'
-    this.status = fields.status ?? undefined
-    this.code = fields.code ?? null
-    this.type = fields.type ?? null
-    this.param = fields.param ?? null
-    this.requestId = fields.requestId ?? null
-  }
-}
+const { readRequest, fetchError, nativeStream, toResponse, underSignal } = require('./fetch')
 
 let current = null
+
+/**
+ * The key the SDK is given: a placeholder, taken off every request, so that the pool adds the
+ * real one in Rust (it never lives in a JS object). A client of your own with its own key
+ * keeps it: its `Authorization` goes out as it set it.
+ */
+const KEY_ADDED_BY_THE_POOL = 'sk-connection-pools-adds-the-configured-key'
+const PLACEHOLDER_AUTHORIZATION = `Bearer ${KEY_ADDED_BY_THE_POOL}`
+
+/** Flat headers without the placeholder's Authorization. */
+function withoutPlaceholder(flat) {
+  for (let i = 0; i < flat.length; i += 2) {
+    if (flat[i + 1] === PLACEHOLDER_AUTHORIZATION && flat[i].toLowerCase() === 'authorization') {
+      return flat.slice(0, i).concat(flat.slice(i + 2))
+    }
+  }
+  return flat
+}
 
 function pool() {
   if (current === null) OpenAIPool.initialize()
   return current
 }
 
-/** A submitted request's reply object: its body, or its error thrown. */
-function replyBody(reply) {
-  if (reply.error) throw new OpenAIError(reply.error)
-  return reply.body
+/** The SDK, loaded on first use: importing this package must not need it loaded. */
+function sdk() {
+  try {
+    return require('openai')
+  } catch (err) {
+    throw new ConnectionPoolError('MISSING_DEPENDENCY', `the openai package is not installed: npm install openai (${err.message})`)
+  }
+}
+
+/** A RequestInit `priority` ('high' | 'low' | 'auto') or the pool's own ('normal'), or null. */
+function priorityOf(init) {
+  const priority = init?.priority
+  return priority === undefined || priority === null ? null : String(priority)
+}
+
+/** The model of a multipart body (a FormData's `model` field); a JSON body's is read in Rust. */
+function multipartModel(body) {
+  if (body && typeof body.get === 'function' && typeof FormData !== 'undefined' && body instanceof FormData) {
+    const model = body.get('model')
+    return typeof model === 'string' ? model : null
+  }
+  return null
 }
 
 /**
- * The client. `slot` is set for the client handed to an executeRequest callback: its requests
- * use the callback's slot instead of queueing again.
+ * A fetch that hands each request to the current native pool (or to the slot of an
+ * executeRequest callback, `slot`). Rejects as fetch does for a failed request: an AbortError
+ * when `init.signal` aborted (a queued request leaves the queue, a running one is dropped), the
+ * pool's refusals (QUEUE_FULL, POOL_CLOSED, TIMEOUT) as errors keeping that code.
  */
-class OpenAIClient {
-  constructor(slot = null, model = null) {
-    this._slot = slot
-    this._model = model
-    const request = (method, path, body, options) => this._request(method, path, body, options)
-    this.chat = {
-      completions: {
-        /**
-         * POST /chat/completions. With `stream: true` it resolves to an async iterable of chunks;
-         * leaving the loop early aborts the request and frees its slot. `options.priority`:
-         * 'high' | 'normal' | 'low' (default 'normal').
-         */
-        create: (body, options) =>
-          body && body.stream ? this._stream('chat/completions', body, options) : request('POST', 'chat/completions', body, options),
-      },
-    }
-    this.embeddings = {
-      /** POST /embeddings */
-      create: (body, options) => request('POST', 'embeddings', body, options),
-    }
-    this.models = {
-      /** GET /models: resolves to the API's list object; iterate `data`. */
-      list: (options) => request('GET', 'models', undefined, options),
-    }
-  }
-
-  async _stream(path, body, options) {
+function poolFetch(slot = null) {
+  return async function fetch(input, init = {}) {
     const native = pool()
-    const id = idOf(await native.openStream(path, JSON.stringify(body), modelOf(body, this._model), this._slot, priorityOf(options)))
-    return new ChatCompletionStream(native, id)
-  }
-
-  _request(method, path, body, options) {
-    let native
-    try {
-      native = pool()
-    } catch (err) {
-      return Promise.reject(err)
-    }
-    const json = body === undefined ? null : JSON.stringify(body)
-    const model = modelOf(body, this._model)
-    const priority = priorityOf(options)
-    return native.submissions
-      .submit((id) => native.submitRequest(id, method, path, json, model, this._slot, priority))
-      .then(replyBody)
+    const request = await readRequest(input, init)
+    const model = multipartModel(init.body)
+    const signal = init.signal ?? (typeof input === 'object' ? input.signal : undefined)
+    let id = 0
+    const replied = native.submissions.submit((submissionId) => {
+      id = submissionId
+      const headers = withoutPlaceholder(request.headers)
+      native.submitFetch(submissionId, request.method, request.url, headers, request.text, request.bytes, model, slot, priorityOf(init))
+    })
+    const reply = await underSignal(replied, signal, () => native.abortFetch(id))
+    if (reply.error) throw fetchError(reply.error)
+    const response = toResponse(reply, (stream) =>
+      nativeStream(
+        () => native.nextBytes(stream),
+        () => native.cancelStream(stream),
+      ),
+    )
+    // The SDK aborts its signal when a stream's reader stops early: the request stops with it.
+    if (reply.stream !== undefined && signal) signal.addEventListener('abort', () => native.cancelStream(reply.stream), { once: true })
+    return response
   }
 }
 
-/** A request's priority option (openai-node's request options may carry other keys: ignored). */
-function priorityOf(options) {
-  return options && options.priority != null ? String(options.priority) : null
-}
+/** `OpenAIPool.fetch`: give it to an OpenAI client of your own to join the pool's queue and limits. */
+const sharedFetch = poolFetch()
 
-/** The model a request counts against: its body's, else the one executeRequest was given. */
-function modelOf(body, fallback) {
-  return body && typeof body.model === 'string' ? body.model : fallback
+/** An `OpenAI` over the pool's fetch, with the pool's key and base URL, and no retries of its own. */
+function pooledClient(native, fetch) {
+  const OpenAI = sdk()
+  const config = native.config()
+  return new OpenAI({
+    apiKey: KEY_ADDED_BY_THE_POOL,
+    baseURL: native.baseUrlForSdk,
+    organization: config.organization ?? null,
+    project: config.project ?? null,
+    maxRetries: 0,
+    fetch,
+  })
 }
 
 /**
- * A stream object that becomes unreachable without having been read to the end (the caller
- * threw before its `for await`, or dropped it) gives its request and slot back when collected.
- * (Rust also drops a stream nobody reads for `requestTimeout`, for references kept but unread.)
+ * The `openai` export: the SDK client, made on first use from the current pool (so
+ * `OpenAIPool.initialize()` before first use sets its key and URL). Every property reads the
+ * client through, so `openai.responses.create(...)` is the SDK's own.
  */
-const abandonedStreams = new FinalizationRegistry(({ native, id }) => native.cancelStream(id))
+let sharedClient = null
+let sharedClientPool = null
 
-/** The chunks of a streamed completion, as openai-node's Stream: `for await (const chunk of stream)`. */
-class ChatCompletionStream {
-  constructor(native, id) {
-    this._native = native
-    this._id = id
-    this._ended = false
-    this.controller = { abort: () => this._end() }
-    abandonedStreams.register(this, { native, id }, this)
+function client() {
+  const native = pool()
+  if (sharedClient === null || sharedClientPool !== native) {
+    sharedClient = pooledClient(native, sharedFetch)
+    sharedClientPool = native
   }
-
-  _end() {
-    if (!this._ended) {
-      this._ended = true
-      abandonedStreams.unregister(this)
-      this._native.cancelStream(this._id)
-    }
-  }
-
-  [Symbol.asyncIterator]() {
-    return {
-      next: async () => {
-        if (this._ended) return { done: true, value: undefined }
-        const reply = JSON.parse(await this._native.nextChunk(this._id))
-        if (reply.error) {
-          this._ended = true
-          abandonedStreams.unregister(this)
-          throw new OpenAIError(reply.error)
-        }
-        if (reply.done) {
-          this._ended = true
-          abandonedStreams.unregister(this)
-          return { done: true, value: undefined }
-        }
-        return { done: false, value: reply.chunk }
-      },
-      // Called when the loop is left early (break, return, throw): stop the request now.
-      return: async () => {
-        this._end()
-        return { done: true, value: undefined }
-      },
-    }
-  }
+  return sharedClient
 }
 
-const sharedClient = new OpenAIClient()
+const openai = new Proxy(
+  {},
+  {
+    get: (_target, name) => {
+      const target = client()
+      const value = Reflect.get(target, name, target)
+      return typeof value === 'function' ? value.bind(target) : value
+    },
+    has: (_target, name) => name in client(),
+    getPrototypeOf: () => Object.getPrototypeOf(client()),
+    ownKeys: () => Reflect.ownKeys(client()),
+    getOwnPropertyDescriptor: (_target, name) => {
+      const descriptor = Reflect.getOwnPropertyDescriptor(client(), name)
+      return descriptor === undefined ? undefined : { ...descriptor, configurable: true }
+    },
+    set: (_target, name, value) => Reflect.set(client(), name, value),
+  },
+)
 
 class OpenAIPool {
-  /** Validates `config` and replaces the current pool; the previous one drains in the background. */
+  /**
+   * Validates `config` and replaces the current pool; the previous one runs the calls it
+   * accepted (queued ones included), then closes.
+   */
   static initialize(config = {}) {
     const next = createNativePool(NativeOpenAiPool, config, {
       OPENAI_API_KEY: process.env.OPENAI_API_KEY,
@@ -160,14 +160,21 @@ class OpenAIPool {
       CONNECTION_POOLS_REDIS_URL: process.env.CONNECTION_POOLS_REDIS_URL,
     })
     next.submissions = new Submissions(next)
+    // The SDK needs the real base URL to build request URLs (getPoolConfig() shows it masked).
+    next.baseUrlForSdk = config.baseURL ?? process.env.OPENAI_BASE_URL ?? 'https://api.openai.com/v1'
     const previous = current
     current = next
     retire(previous)
   }
 
-  /** The OpenAI client, a singleton. */
+  /** The `openai` export: an OpenAI client of the openai package, every request through the pool. */
   static getClient() {
-    return sharedClient
+    return openai
+  }
+
+  /** A fetch for an OpenAI client of your own: `new OpenAI({ fetch: OpenAIPool.fetch, maxRetries: 0 })`. */
+  static get fetch() {
+    return sharedFetch
   }
 
   /**
@@ -182,7 +189,7 @@ class OpenAIPool {
     const native = pool()
     const slot = idOf(await native.acquireSlot(model ?? null, priorityOf(options)))
     try {
-      return await fn(new OpenAIClient(slot, model ?? null))
+      return await fn(client().withOptions({ fetch: poolFetch(slot), maxRetries: 0 }))
     } finally {
       native.releaseSlot(slot)
     }
@@ -238,9 +245,9 @@ class OpenAIPool {
   }
 }
 
-/** A native `{ id, error }` reply: the id, or its error thrown. */
+/** A native `{ id, error }` reply: the id, or its error thrown (as fetch's failures are). */
 function idOf(reply) {
-  if (reply.error) throw new OpenAIError(reply.error)
+  if (reply.error) throw fetchError(reply.error)
   return reply.id
 }
 
@@ -253,8 +260,6 @@ module.exports = {
   /** The current native pool (created from the environment if none); for the monitoring router. */
   nativePool: pool,
   OpenAIPool,
-  OpenAIClient,
-  OpenAIError,
-  openai: sharedClient,
+  openai,
   testOpenAIConnection,
 }

@@ -23,13 +23,16 @@ pub trait Notify: Send + Sync {
 }
 
 /// Replies not yet drained by JS: their ids, a JSON array text of the replies, in order, and
-/// the bodies they refer to by index.
-#[derive(Default)]
-struct Pending {
-    ids: Vec<u32>,
-    json: String,
-    bodies: Vec<String>,
+/// the bodies they refer to by index (text in `bodies`, bytes in `buffers`).
+#[derive(Default, Debug, PartialEq)]
+pub struct Drained {
+    pub ids: Vec<u32>,
+    pub json: String,
+    pub bodies: Vec<String>,
+    pub buffers: Vec<Vec<u8>>,
 }
+
+type Pending = Drained;
 
 pub struct Replies {
     pending: Mutex<Pending>,
@@ -77,6 +80,24 @@ impl Replies {
         self.wake();
     }
 
+    /// `reply_with_body` for a body of bytes: the reply becomes `head,"buffer":N}`, N indexing
+    /// the drained batch's `buffers`.
+    pub fn reply_with_bytes(&self, id: u32, head: &str, bytes: Vec<u8>) {
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let separator = if pending.ids.is_empty() { '[' } else { ',' };
+            let index = pending.buffers.len();
+            pending.json.push(separator);
+            pending.json.push_str(head);
+            pending.json.push_str(",\"buffer\":");
+            pending.json.push_str(itoa::Buffer::new().format(index));
+            pending.json.push('}');
+            pending.buffers.push(bytes);
+            pending.ids.push(id);
+        }
+        self.wake();
+    }
+
     fn wake(&self) {
         if !self.notified.swap(true, Ordering::AcqRel) {
             self.notify.notify();
@@ -85,36 +106,38 @@ impl Replies {
 
     /// Every reply since the last drain: their ids, the replies as one JSON array text, and
     /// the bodies that replies refer to.
-    pub fn drain(&self) -> (Vec<u32>, String, Vec<String>) {
+    pub fn drain(&self) -> Drained {
         // Cleared first: a reply that lands during the take notifies again (at worst, one empty
         // drain), and none is left waiting without a notification.
         self.notified.store(false, Ordering::Release);
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let mut json = std::mem::take(&mut pending.json);
-        if json.is_empty() {
-            json.push('[');
+        let mut drained =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        if drained.json.is_empty() {
+            drained.json.push('[');
         }
-        json.push(']');
-        (
-            std::mem::take(&mut pending.ids),
-            json,
-            std::mem::take(&mut pending.bodies),
-        )
+        drained.json.push(']');
+        drained
     }
 }
 
 /// Replies drained in one batch: `json` is a JSON array with one reply per id, in order;
-/// a builder reply's `body` is an index into `bodies`.
+/// a reply's `body` is an index into `bodies` (text), its `buffer` one into `buffers` (bytes).
 #[napi(object)]
 pub struct NativeReplies {
     pub ids: Vec<u32>,
     pub json: String,
     pub bodies: Vec<String>,
+    pub buffers: Vec<napi::bindgen_prelude::Buffer>,
 }
 
 impl NativeReplies {
-    pub fn from_parts((ids, json, bodies): (Vec<u32>, String, Vec<String>)) -> Self {
-        NativeReplies { ids, json, bodies }
+    pub fn from_parts(drained: Drained) -> Self {
+        NativeReplies {
+            ids: drained.ids,
+            json: drained.json,
+            bodies: drained.bodies,
+            buffers: drained.buffers.into_iter().map(Into::into).collect(),
+        }
     }
 
     pub fn empty() -> Self {
@@ -122,6 +145,47 @@ impl NativeReplies {
             ids: Vec::new(),
             json: "[]".into(),
             bodies: Vec::new(),
+            buffers: Vec::new(),
+        }
+    }
+}
+
+/// One read of a response stream: its bytes, or `done`, or the error that closed it.
+#[napi(object)]
+pub struct NativeChunk {
+    pub bytes: Option<napi::bindgen_prelude::Buffer>,
+    pub done: bool,
+    pub error: Option<NativeChunkError>,
+}
+
+#[napi(object)]
+pub struct NativeChunkError {
+    pub code: String,
+    pub message: String,
+}
+
+impl From<crate::streams::Chunk> for NativeChunk {
+    fn from(chunk: crate::streams::Chunk) -> Self {
+        use crate::streams::Chunk;
+        match chunk {
+            Chunk::Bytes(bytes) => NativeChunk {
+                bytes: Some(bytes.to_vec().into()),
+                done: false,
+                error: None,
+            },
+            Chunk::End => NativeChunk {
+                bytes: None,
+                done: true,
+                error: None,
+            },
+            Chunk::Failed(code, message) => NativeChunk {
+                bytes: None,
+                done: true,
+                error: Some(NativeChunkError {
+                    code: code.to_string(),
+                    message,
+                }),
+            },
         }
     }
 }
@@ -158,11 +222,12 @@ mod tests {
         replies.reply(7, r#"{"a":1}"#);
         replies.reply(3, r#"{"b":2}"#);
         assert_eq!(wakes.load(Ordering::SeqCst), 1);
+        let drained = replies.drain();
         assert_eq!(
-            replies.drain(),
-            (vec![7, 3], r#"[{"a":1},{"b":2}]"#.into(), vec![])
+            (drained.ids, drained.json.as_str()),
+            (vec![7, 3], r#"[{"a":1},{"b":2}]"#)
         );
-        assert_eq!(replies.drain(), (vec![], "[]".into(), vec![]));
+        assert_eq!(replies.drain().json, "[]");
         replies.reply(1, "null");
         assert_eq!(wakes.load(Ordering::SeqCst), 2);
     }
@@ -173,12 +238,19 @@ mod tests {
         replies.reply_with_body(1, r#"{"status":200"#, r#"[{"a":"\""}]"#.into());
         replies.reply(2, r#"{"status":204,"body":null}"#);
         replies.reply_with_body(3, r#"{"status":201"#, "[]".into());
-        let (ids, json, bodies) = replies.drain();
-        assert_eq!(ids, vec![1, 2, 3]);
+        replies.reply_with_bytes(4, r#"{"status":200"#, vec![0, 255]);
+        let Drained {
+            ids,
+            json,
+            bodies,
+            buffers,
+        } = replies.drain();
+        assert_eq!(ids, vec![1, 2, 3, 4]);
         assert_eq!(
             json,
-            r#"[{"status":200,"body":0},{"status":204,"body":null},{"status":201,"body":1}]"#
+            r#"[{"status":200,"body":0},{"status":204,"body":null},{"status":201,"body":1},{"status":200,"buffer":0}]"#
         );
         assert_eq!(bodies, vec![r#"[{"a":"\""}]"#.to_string(), "[]".into()]);
+        assert_eq!(buffers, vec![vec![0, 255]]);
     }
 }

@@ -1,6 +1,6 @@
 //! Property tests over everything that reads untrusted text: the PostgREST grammar (select,
 //! logic trees, JSON paths, array literals, whole requests built into SQL), the statement
-//! guard's lexer, the SSE reader, the rate-limit and retry headers, and date rendering. The
+//! guard's lexer, the SSE usage scanner and the BOM filter, the rate-limit and retry headers, and date rendering. The
 //! property is that they answer (a value or an error) and never panic or recurse without bound.
 //!
 //! Ignored in `cargo test`; `npm run fuzz` runs them with many cases (`PROPTEST_CASES`) for a
@@ -126,7 +126,14 @@ proptest! {
             chunks.push(Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(&body[at..cut.max(at)])));
             at = cut.max(at);
         }
-        crate::openai::stream::read_all_events(futures::stream::iter(chunks));
+        let mut scanner = crate::openai::usage::UsageScanner::default();
+        for chunk in &chunks {
+            scanner.feed(chunk.as_ref().unwrap());
+        }
+        let stripped: Vec<u8> = futures::executor::block_on(futures::StreamExt::concat(
+            futures::StreamExt::map(crate::forward::without_bom(futures::stream::iter(chunks)), |c| c.unwrap().to_vec()),
+        ));
+        prop_assert!(stripped.len() <= body.len());
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct TransportOptions {
 pub struct Transport {
     client: Client<CappedConnector, Full<Bytes>>,
     opened: Arc<AtomicU64>,
+    permits: Arc<Semaphore>,
+    max_connections: usize,
 }
 
 impl Transport {
@@ -69,9 +71,11 @@ impl Transport {
             .enable_http2()
             .wrap_connector(http);
         let opened = Arc::new(AtomicU64::new(0));
+        let max_connections = options.max_connections.max(1);
+        let permits = Arc::new(Semaphore::new(max_connections));
         let connector = CappedConnector {
             inner: https,
-            permits: Arc::new(Semaphore::new(options.max_connections.max(1))),
+            permits: permits.clone(),
             wait: options.connection_wait,
             opened: opened.clone(),
         };
@@ -81,7 +85,17 @@ impl Transport {
             .pool_idle_timeout(options.idle_timeout)
             .pool_max_idle_per_host(options.max_connections.max(1))
             .build(connector);
-        Transport { client, opened }
+        Transport {
+            client,
+            opened,
+            permits,
+            max_connections,
+        }
+    }
+
+    /// Connections open now (each holds a permit until hyper drops it).
+    pub fn open_connections(&self) -> u64 {
+        (self.max_connections - self.permits.available_permits()) as u64
     }
 
     /// Sends a request; resolves when the response's head has arrived.

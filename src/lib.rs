@@ -11,12 +11,16 @@ pub mod crossing;
 pub mod db;
 pub mod error;
 pub mod faults;
+pub mod forward;
 #[cfg(test)]
 mod fuzz;
 pub mod http;
+pub mod inflight;
 pub mod metrics;
 pub mod metrics_napi;
 pub mod openai;
 pub mod options;
 pub mod secrets;
+pub mod services;
 pub mod stats;
+pub mod streams;

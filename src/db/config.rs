@@ -30,6 +30,8 @@ impl Defaults {
     /// Statements in flight on one connection at once (pipelined).
     const PIPELINE_DEPTH: u32 = 8;
     const STATEMENT_TIMEOUT_MS: u64 = 60_000;
+    /// A Supabase HTTP service's answer (Auth, Storage, Functions, REST over HTTP).
+    const HTTP_TIMEOUT_MS: u64 = 60_000;
 }
 
 /// What sits between the pool and Postgres, which decides whether a statement may rely on
@@ -82,6 +84,7 @@ struct RawConfig {
     allowed_roles: Option<Vec<String>>,
     schemas: Option<Vec<String>>,
     plan_enabled: Option<bool>,
+    http_timeout: Option<f64>,
 }
 
 /// The environment variables that supply defaults, read by the facade from `process.env`.
@@ -115,8 +118,14 @@ pub struct PoolConfig {
     /// TCP keepalive on every connection.
     pub keep_alive: bool,
     pub connect_options: ConnectOptions,
-    /// The connection string with its password replaced by `****`.
+    /// False when neither `connectionString` nor `DATABASE_URL` gave one: SQL is then refused
+    /// with `INVALID_CONFIG`, and the Supabase clients answer REST over HTTP.
+    pub has_connection_string: bool,
+    /// The connection string with its password replaced by `****` (empty when there is none).
     pub masked_connection_string: String,
+    /// How long one request to a Supabase HTTP service (Auth, Storage, Functions, REST without a
+    /// connection string) may take, response body included.
+    pub http_timeout: Duration,
     pub anon_role: String,
     pub authenticated_role: String,
     pub jwt_secret: Option<String>,
@@ -199,11 +208,20 @@ impl PoolConfig {
         let url = raw
             .connection_string
             .or(env.database_url)
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| {
-                invalid("no connection string: pass connectionString or set DATABASE_URL".into())
-            })?;
-        let (mut connect_options, masked_connection_string) = parse_connection_string(&url)?;
+            .filter(|s| !s.trim().is_empty());
+        let has_connection_string = url.is_some();
+        let (mut connect_options, masked_connection_string) = match &url {
+            Some(url) => parse_connection_string(url)?,
+            // Never connected to: every statement is refused before it needs a connection.
+            None => (parse_connection_string(UNCONFIGURED)?.0, String::new()),
+        };
+        let http_timeout_ms = whole_number(
+            "httpTimeout",
+            raw.http_timeout,
+            Defaults::HTTP_TIMEOUT_MS as f64,
+            1.0,
+            MAX_DURATION_MS,
+        )?;
         let statement_timeout_ms = whole_number(
             "statementTimeout",
             raw.statement_timeout,
@@ -273,7 +291,9 @@ impl PoolConfig {
             pooler,
             keep_alive,
             connect_options,
+            has_connection_string,
             masked_connection_string,
+            http_timeout: Duration::from_millis(http_timeout_ms as u64),
             anon_role,
             authenticated_role,
             jwt_secret,
@@ -283,6 +303,18 @@ impl PoolConfig {
             plan_enabled: raw.plan_enabled.unwrap_or(false),
         })
     }
+}
+
+/// Stands in for a connection string when there is none; never dialed.
+const UNCONFIGURED: &str = "postgres://connection-pools.invalid/unconfigured";
+
+/// The refusal of a statement when no connection string was given.
+pub fn no_connection_string() -> PoolError {
+    invalid(
+        "no connection string: set DATABASE_URL (or pass connectionString) to run SQL; without \
+         one the Supabase clients answer from()/rpc() over HTTP at SUPABASE_URL"
+            .into(),
+    )
 }
 
 /// A schema name for `schemas`: any identifier Postgres accepts (it is always quoted).
@@ -519,9 +551,13 @@ mod tests {
     }
 
     #[test]
-    fn missing_connection_string_is_explained() {
-        let err = PoolConfig::from_json("{}", "{}").unwrap_err();
-        assert!(err.to_string().contains("DATABASE_URL"));
+    fn without_a_connection_string_the_pool_exists_and_sql_is_explained() {
+        let c = PoolConfig::from_json("{}", "{}").unwrap();
+        assert!(!c.has_connection_string);
+        assert_eq!(c.masked_connection_string, "");
+        let err = no_connection_string();
+        assert_eq!(err.code(), "INVALID_CONFIG");
+        assert!(err.to_string().contains("set DATABASE_URL"), "{err}");
     }
 
     #[test]

@@ -181,6 +181,9 @@ impl DbPool {
 
     /// A lease, with the pool's reasons for not giving one turned into errors.
     pub async fn lease(&self, kind: LeaseKind, deadline: Instant) -> Result<Lease, Failure> {
+        if !self.config.has_connection_string {
+            return Err(Failure::Final(super::config::no_connection_string()));
+        }
         match self.pool.acquire(kind, deadline).await {
             Ok(lease) => Ok(lease),
             Err(AcquireError::Closed) => Err(Failure::Final(PoolError::PoolClosed)),

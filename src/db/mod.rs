@@ -36,6 +36,7 @@ pub mod types;
 use std::sync::{Arc, OnceLock};
 
 use futures::FutureExt;
+use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 
 use crate::crossing::{CallDrain, DrainCallback, NativeReplies};
@@ -50,6 +51,10 @@ use rows::ValueStyle;
 pub struct NativeDatabasePool {
     inner: Arc<DbPool>,
     tokens: Arc<auth::TokenVerifier>,
+    /// Auth, Storage, Functions, and REST without a connection string.
+    services: Arc<crate::services::ServicePool>,
+    service_streams: Arc<crate::streams::StreamRegistry>,
+    service_fetches: Arc<crate::inflight::InFlight>,
     /// Set by `onComplete`, before the first submission.
     dispatcher: OnceLock<Arc<submit::Dispatcher>>,
 }
@@ -74,6 +79,28 @@ pub struct NativeDatabaseStats {
     pub internal_errors: f64,
 }
 
+/// One Supabase HTTP service's figures since the last reset.
+#[napi(object)]
+pub struct NativeServiceStats {
+    /// 'rest', 'auth', 'storage' or 'functions'.
+    pub service: String,
+    pub requests: f64,
+    /// Transport errors, timeouts and 5xx answers.
+    pub failures: f64,
+    pub in_flight: u32,
+    pub average_response_time: f64,
+    pub p50_response_time: f64,
+    pub p95_response_time: f64,
+    pub p99_response_time: f64,
+}
+
+#[napi(object)]
+pub struct NativeHttpStats {
+    pub services: Vec<NativeServiceStats>,
+    /// TCP connections open to the services now (at most maxConnections).
+    pub open_connections: u32,
+}
+
 /// The effective configuration, with the connection string's password masked.
 #[napi(object)]
 pub struct NativeDatabaseConfig {
@@ -89,7 +116,10 @@ pub struct NativeDatabaseConfig {
     /// 'transaction', 'session' or 'none'.
     pub pooler: String,
     pub keep_alive: bool,
+    /// Empty when no connection string was given.
     pub connection_string: String,
+    /// ms one Supabase HTTP service request may take.
+    pub http_timeout: f64,
     pub anon_role: String,
     pub authenticated_role: String,
     /// Where the asymmetric signing keys are fetched from, if configured.
@@ -160,7 +190,14 @@ impl NativeDatabasePool {
                 config.authenticated_role.clone(),
                 config.allowed_roles.clone(),
             );
+            let services = crate::services::ServicePool::new(
+                config.max_connections as usize,
+                config.http_timeout,
+            );
             Ok(NativeDatabasePool {
+                services: Arc::new(services),
+                service_streams: Arc::default(),
+                service_fetches: Arc::default(),
                 inner: Arc::new(DbPool::new(config)),
                 tokens: Arc::new(tokens),
                 dispatcher: OnceLock::new(),
@@ -303,6 +340,131 @@ impl NativeDatabasePool {
         })
     }
 
+    /// One `fetch` of supabase-js to a Supabase HTTP service (`service`: 'rest', 'auth',
+    /// 'storage' or 'functions'), over the pool's keep-alive transport: `headers` flattened as
+    /// name, value, ...; the body as text or bytes. Its answer arrives through `drain()` under
+    /// `id`: `{"status":…,"headers":[…],"body":N}` (text), `…"buffer":N}` (bytes),
+    /// `…"stream":S}` (read with `nextHttpBytes(S)`), or `{"error":{code,message}}`.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "id: number, service: string, method: string, url: string, headers: string[], bodyText?: string | null, bodyBytes?: Buffer | null"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    pub fn submit_http(
+        &self,
+        id: u32,
+        service: String,
+        method: String,
+        url: String,
+        headers: Vec<String>,
+        body_text: Option<String>,
+        body_bytes: Option<Buffer>,
+    ) -> napi::Result<(), String> {
+        crate::error::sync_boundary(|| {
+            let dispatcher = self.dispatcher()?.clone();
+            let body = match (body_text, body_bytes) {
+                (Some(text), _) => bytes::Bytes::from(text),
+                (None, Some(bytes)) => bytes::Bytes::copy_from_slice(&bytes),
+                (None, None) => bytes::Bytes::new(),
+            };
+            let request = crate::services::Service::parse(&service)
+                .ok_or_else(|| format!("'{service}' is not a Supabase service"))
+                .and_then(|service| {
+                    crate::forward::Outgoing::new(&method, url, headers, body)
+                        .map(|outgoing| (service, outgoing))
+                });
+            let (service, outgoing) = match request {
+                Ok(request) => request,
+                Err(message) => {
+                    let error = PoolError::InvalidArgument(message);
+                    dispatcher.replies().reply(id, &error.to_envelope());
+                    return Ok(());
+                }
+            };
+            let entry = self.service_fetches.begin(id);
+            let (services, streams, flights) = (
+                self.services.clone(),
+                self.service_streams.clone(),
+                self.service_fetches.clone(),
+            );
+            let idle = self.inner.config().http_timeout;
+            let answering = entry.clone();
+            let task = napi::bindgen_prelude::spawn(async move {
+                let fetch = std::panic::AssertUnwindSafe(services.fetch(service, outgoing));
+                let outcome = match fetch.catch_unwind().await {
+                    Ok(outcome) => outcome.map_err(PoolError::ConnectionFailed),
+                    Err(panic) => Err(PoolError::from_panic(panic)),
+                };
+                if answering.answer() {
+                    flights.end(id);
+                    match outcome {
+                        Ok(reply) => reply.send(dispatcher.replies(), &streams, idle, id),
+                        Err(error) => dispatcher.replies().reply(id, &error.to_envelope()),
+                    }
+                }
+            });
+            if !entry.running(task.abort_handle()) {
+                task.abort();
+            }
+            Ok(())
+        })
+    }
+
+    /// The caller's `AbortSignal` fired for HTTP fetch `id`: its request is dropped, and it is
+    /// answered with `ABORTED`.
+    #[napi(catch_unwind)]
+    pub fn abort_http(&self, id: u32) -> napi::Result<(), String> {
+        crate::error::sync_boundary(|| {
+            if self.service_fetches.abort(id).is_some() {
+                let aborted =
+                    r#"{"error":{"code":"ABORTED","message":"This operation was aborted"}}"#;
+                self.dispatcher()?.replies().reply(id, aborted);
+            }
+            Ok(())
+        })
+    }
+
+    /// The next chunk of an HTTP service's stream.
+    #[napi]
+    pub async fn next_http_bytes(&self, stream_id: u32) -> crate::crossing::NativeChunk {
+        let idle = self.inner.config().http_timeout;
+        crate::streams::next_chunk(&self.service_streams, stream_id, idle)
+            .await
+            .into()
+    }
+
+    /// Ends an HTTP service's stream early (its request is dropped).
+    #[napi]
+    pub fn cancel_http_stream(&self, stream_id: u32) {
+        self.service_streams.remove(stream_id);
+    }
+
+    /// Each Supabase HTTP service's figures, and the connections open to them.
+    #[napi(catch_unwind)]
+    pub fn http_stats(&self) -> napi::Result<NativeHttpStats, String> {
+        crate::error::sync_boundary(|| {
+            let services = self
+                .services
+                .snapshot()
+                .into_iter()
+                .map(|s| NativeServiceStats {
+                    service: s.service.name().to_string(),
+                    requests: s.outcomes.total as f64,
+                    failures: s.outcomes.failed as f64,
+                    in_flight: s.in_flight as u32,
+                    average_response_time: s.outcomes.latency.average_ms,
+                    p50_response_time: s.outcomes.latency.p50_ms,
+                    p95_response_time: s.outcomes.latency.p95_ms,
+                    p99_response_time: s.outcomes.latency.p99_ms,
+                })
+                .collect();
+            Ok(NativeHttpStats {
+                services,
+                open_connections: self.services.open_connections() as u32,
+            })
+        })
+    }
+
     /// Queues the end of transaction `tx`: `COMMIT` if `commit`, else `ROLLBACK`.
     #[napi(catch_unwind)]
     pub fn submit_end(&self, id: u32, tx: u32, commit: bool) -> napi::Result<(), String> {
@@ -426,6 +588,7 @@ impl NativeDatabasePool {
                     pooler: c.pooler.as_str().to_string(),
                     keep_alive: c.keep_alive,
                     connection_string: c.masked_connection_string.clone(),
+                    http_timeout: c.http_timeout.as_millis() as f64,
                     anon_role: c.anon_role.clone(),
                     authenticated_role: c.authenticated_role.clone(),
                     jwks_url: c.jwks_url.clone(),
@@ -441,6 +604,7 @@ impl NativeDatabasePool {
     #[napi(catch_unwind)]
     pub fn reset_stats(&self) {
         self.inner.reset_stats();
+        self.services.reset();
     }
 
     /// Forgets the builder's schema cache (foreign keys, functions' return kinds), as PostgREST's
@@ -456,6 +620,12 @@ impl NativeDatabasePool {
     #[napi(getter)]
     pub fn superuser_login(&self) -> Option<bool> {
         self.inner.superuser_login()
+    }
+
+    /// Whether a connection string was given (else SQL is refused, and REST goes over HTTP).
+    #[napi(getter)]
+    pub fn has_connection_string(&self) -> bool {
+        self.inner.config().has_connection_string
     }
 
     #[napi(getter)]

@@ -102,6 +102,11 @@ impl Dispatcher {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Where replies go (the Supabase HTTP services answer through it too).
+    pub fn replies(&self) -> &Replies {
+        &self.replies
+    }
+
     /// Statements submitted and not yet picked up by a runner.
     pub fn queued(&self) -> usize {
         self.queue().len()
@@ -292,7 +297,7 @@ impl Dispatcher {
 
     /// Every reply since the last drain: their ids, the replies as one JSON array text, and
     /// the builder bodies they refer to.
-    pub fn drain(&self) -> (Vec<u32>, String, Vec<String>) {
+    pub fn drain(&self) -> crate::crossing::Drained {
         self.replies.drain()
     }
 }

@@ -92,11 +92,6 @@ impl Accounting {
     }
 }
 
-/// `usage.total_tokens` of an API response body, if it has one.
-pub fn total_tokens(body: &serde_json::Value) -> Option<u64> {
-    body.get("usage")?.get("total_tokens")?.as_u64()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,12 +115,5 @@ mod tests {
             (s.tokens_total, s.rate_limited, s.by_model.len()),
             (0, 0, 0)
         );
-    }
-
-    #[test]
-    fn reads_usage_from_a_body() {
-        let body = serde_json::json!({"usage": {"prompt_tokens": 3, "total_tokens": 10}});
-        assert_eq!(total_tokens(&body), Some(10));
-        assert_eq!(total_tokens(&serde_json::json!({})), None);
     }
 }

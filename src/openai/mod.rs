@@ -1,7 +1,8 @@
 //! The napi surface of the OpenAI pool: a thin class over `client::OpenAiPool`.
 //!
-//! `lib/openai.js` wraps it in the seed's static `OpenAIPool` API and an openai-node-shaped client.
-//! Replies and errors cross as JSON text; every async entry point catches panics.
+//! `lib/openai.js` wraps it in the seed's static `OpenAIPool` API and gives openai-node itself a
+//! `fetch` that lands in `submitFetch`. Replies cross in batches (`crate::crossing`), stream
+//! chunks as bytes; every entry point catches panics.
 
 // ApiError travels only on the failure path, where its size costs nothing worth a Box.
 #![allow(clippy::result_large_err)]
@@ -13,9 +14,9 @@ pub mod queue;
 pub mod ratelimit;
 pub mod retry;
 pub mod shared;
-pub mod stream;
-pub mod streams;
+pub mod submit;
 pub mod tokens;
+pub mod usage;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,10 +26,10 @@ use napi::bindgen_prelude::PromiseRaw;
 use napi::Env;
 use napi_derive::napi;
 
-use crate::error::{settle_to_json, PoolError};
+use crate::error::PoolError;
+use crate::streams::StreamRegistry;
 use client::{ApiError, OpenAiPool};
 use config::OpenAiConfig;
-use streams::StreamRegistry;
 
 use crate::crossing::{CallDrain, DrainCallback, NativeReplies, Replies};
 
@@ -37,6 +38,7 @@ use crate::crossing::{CallDrain, DrainCallback, NativeReplies, Replies};
 pub struct NativeOpenAiPool {
     inner: Arc<OpenAiPool>,
     streams: Arc<StreamRegistry>,
+    flights: Arc<crate::inflight::InFlight>,
     /// Replies of submitted requests, drained by JS in batches.
     replies: std::sync::OnceLock<Arc<Replies>>,
 }
@@ -96,36 +98,10 @@ async fn settle_id(
     }
 }
 
-/// The queue ticket of a call, taken now; `None` for a call on a slot `executeRequest` holds.
-fn ticket(
-    pool: &OpenAiPool,
-    path: &str,
-    body: Option<&str>,
-    slot_id: Option<u32>,
-    priority: Option<&str>,
-) -> Result<Option<(queue::Pending, queue::Ask)>, ApiError> {
-    let priority = priority_of(priority)?;
-    if slot_id.is_some() {
-        return Ok(None);
-    }
-    let ask = pool.ask(path, body, priority);
-    Ok(Some((pool.enqueue(ask)?, ask)))
-}
-
-fn http_method(name: &str) -> Result<crate::http::Method, ApiError> {
-    crate::http::Method::from_bytes(name.as_bytes()).map_err(|_| {
-        ApiError::local(
-            "APIError",
-            "INVALID_ARGUMENT",
-            format!("unknown HTTP method {name}"),
-        )
-    })
-}
-
-/// `'high' | 'normal' | 'low'`, normal when not given.
+/// `'high' | 'normal' | 'low'` (and fetch's own `'auto'`), normal when not given.
 fn priority_of(name: Option<&str>) -> Result<queue::Priority, ApiError> {
     match name {
-        None => Ok(queue::Priority::Normal),
+        None | Some("auto") => Ok(queue::Priority::Normal),
         Some(name) => queue::Priority::parse(name).ok_or_else(|| {
             ApiError::local(
                 "APIError",
@@ -217,6 +193,7 @@ impl NativeOpenAiPool {
             Ok(NativeOpenAiPool {
                 inner: Arc::new(OpenAiPool::new(config)?),
                 streams: Arc::default(),
+                flights: Arc::default(),
                 replies: std::sync::OnceLock::new(),
             })
         })
@@ -244,156 +221,82 @@ impl NativeOpenAiPool {
         }
     }
 
-    /// One API call through the queue (or a held slot). Its reply,
-    /// `{"status":…,"requestId":…,"body":…}` or `{"error":{…}}`, arrives through `drain()` under
-    /// `id`. The queue ticket is taken before this returns (calls queue in the order they are
-    /// made), and until its turn a call is only that ticket: no task, no promise in Rust.
-    #[napi(catch_unwind)]
+    /// One `fetch` of the SDK through the queue (or the slot of an `executeRequest` callback):
+    /// `headers` flattened as name, value, ...; the body as text (JSON) or bytes (multipart).
+    /// Its answer arrives through `drain()` under `id`: `{"status":…,"headers":[…],"body":N}`
+    /// (text), `…"buffer":N}` (bytes), `…"stream":S}` (read with `nextBytes(S)`), or
+    /// `{"error":{…}}` for the pool's own refusals (QUEUE_FULL, POOL_CLOSED, TIMEOUT, ABORTED).
+    /// The queue ticket is taken before this returns, and until its turn a fetch is only that
+    /// ticket: no task, no promise in Rust.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "id: number, method: string, url: string, headers: string[], bodyText?: string | null, bodyBytes?: Buffer | null, model?: string | null, slotId?: number | null, priority?: string | null"
+    )]
     #[allow(clippy::too_many_arguments)]
-    pub fn submit_request(
+    pub fn submit_fetch(
         &self,
         id: u32,
         method: String,
-        path: String,
-        body: Option<String>,
+        url: String,
+        headers: Vec<String>,
+        body_text: Option<String>,
+        body_bytes: Option<napi::bindgen_prelude::Buffer>,
         model: Option<String>,
         slot_id: Option<u32>,
         priority: Option<String>,
     ) -> napi::Result<(), String> {
         crate::error::sync_boundary(|| {
-            let replies = self
-                .replies
-                .get()
-                .ok_or_else(|| {
-                    napi::Error::new("INTERNAL".to_string(), "onComplete was not called")
-                })?
-                .clone();
-            let pool = self.inner.clone();
+            let answerer = self.answerer()?;
             let submitted = std::time::Instant::now();
-            let (method, priority) = match http_method(&method)
-                .and_then(|m| priority_of(priority.as_deref()).map(|p| (m, p)))
-            {
-                Ok(parsed) => parsed,
-                Err(error) => {
-                    replies.reply(id, &error.envelope());
-                    return Ok(());
-                }
+            let json = body_text
+                .as_deref()
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok());
+            let body = match (body_text, body_bytes) {
+                (Some(text), _) => bytes::Bytes::from(text),
+                (None, Some(bytes)) => bytes::Bytes::copy_from_slice(&bytes),
+                (None, None) => bytes::Bytes::new(),
             };
-            if slot_id.is_some() {
-                // On a slot executeRequest holds: no queue.
-                napi::bindgen_prelude::spawn(async move {
-                    let call = pool.call(method, &path, body, model, slot_id, None, submitted);
-                    let json = Box::pin(settle_to_json(call)).await;
-                    replies.reply(id, &json);
+            let call = crate::forward::Outgoing::new(&method, url, headers, body)
+                .map_err(|message| {
+                    ApiError::local("APIConnectionError", "INVALID_REQUEST", message)
+                })
+                .and_then(|outgoing| {
+                    Ok(submit::FetchCall {
+                        id,
+                        outgoing,
+                        json,
+                        model,
+                        slot_id,
+                        priority: priority_of(priority.as_deref())?,
+                        submitted,
+                    })
                 });
-                return Ok(());
-            }
-            let ask = pool.ask(&path, body.as_deref(), priority);
-            let timeout = pool.config.timeout;
-            let queue = pool.queue.clone();
-            let on_grant: queue::OnGrant = Box::new(move |outcome| match outcome {
-                Ok(slot) => {
-                    napi::bindgen_prelude::spawn(async move {
-                        let place = Some(client::Place::Granted(slot, ask));
-                        let call = pool.call(method, &path, body, model, None, place, submitted);
-                        let json = Box::pin(settle_to_json(call)).await;
-                        replies.reply(id, &json);
-                    });
-                }
-                Err(err) => {
-                    pool.count_unqueued_failure(submitted);
-                    replies.reply(id, &ApiError::from_queue(err, timeout).envelope());
-                }
-            });
-            if let Err((err, on_grant)) = queue.enqueue_call(ask, submitted + timeout, on_grant) {
-                on_grant(Err(err));
-            }
-            // Deadlines of queued calls are kept by the queue's timer task.
-            if let Some(timer) = queue.take_timer() {
-                napi::bindgen_prelude::spawn(timer);
+            match call {
+                Ok(call) => answerer.submit(call),
+                Err(error) => answerer.replies.reply(id, &error.envelope()),
             }
             Ok(())
         })
     }
 
-    /// Starts a streaming request (retried only before its first byte); resolves to the
-    /// stream's id or the error. The queue ticket is taken before this returns.
-    #[napi(ts_return_type = "Promise<NativeIdReply>")]
-    pub fn open_stream<'env>(
-        &self,
-        env: &'env Env,
-        path: String,
-        body: String,
-        model: Option<String>,
-        slot_id: Option<u32>,
-        priority: Option<String>,
-    ) -> napi::Result<PromiseRaw<'env, NativeIdReply>> {
-        let (pool, streams) = (self.inner.clone(), self.streams.clone());
-        let early = ticket(&pool, &path, Some(&body), slot_id, priority.as_deref());
-        env.spawn_future(async move {
-            Ok(match early {
-                Err(error) => NativeIdReply::failed(error),
-                Ok(queued) => {
-                    Box::pin(settle_id(async move {
-                        let idle = pool.config.request_timeout;
-                        let stream = stream::ChatStream::open(
-                            pool,
-                            &path,
-                            body,
-                            model,
-                            slot_id,
-                            queued.map(|(p, a)| client::Place::Waiting(p, a)),
-                        )
-                        .await?;
-                        Ok::<_, ApiError>(streams.insert(stream, idle))
-                    }))
-                    .await
-                }
-            })
+    /// The caller's `AbortSignal` fired for fetch `id`: a queued fetch leaves the queue, a
+    /// running one is dropped and its slot freed; it is answered with `ABORTED`.
+    #[napi(catch_unwind)]
+    pub fn abort_fetch(&self, id: u32) -> napi::Result<(), String> {
+        crate::error::sync_boundary(|| {
+            self.answerer()?.abort(id);
+            Ok(())
         })
     }
 
-    /// The next chunk: `{"chunk":…}`, `{"done":true}` at the end, or an error (which ends it).
+    /// The next chunk of stream `streamId`: its bytes, `done` at the end, or the error that ended
+    /// it (a stream left unread for `requestTimeout` was closed: the error says so).
     #[napi]
-    pub async fn next_chunk(&self, stream_id: u32) -> String {
-        let streams = self.streams.clone();
+    pub async fn next_bytes(&self, stream_id: u32) -> crate::crossing::NativeChunk {
         let idle = self.inner.config.request_timeout;
-        Box::pin(settle_to_json(async move {
-            let Some(reading) = streams.get(stream_id) else {
-                if streams.take_expired(stream_id) {
-                    return Err(ApiError::timeout(format!(
-                        "the stream was closed after {} ms without a read (requestTimeout)",
-                        idle.as_millis()
-                    )));
-                }
-                return Ok("{\"done\":true}".to_string());
-            };
-            reading.touch();
-            // Whatever fails here, the stream (and its slot) goes at once: a panic would
-            // otherwise leave it registered until requestTimeout.
-            let read = async { reading.stream.lock().await.next().await };
-            let next = match std::panic::AssertUnwindSafe(read).catch_unwind().await {
-                Ok(next) => next,
-                Err(panic) => Err(ApiError::local(
-                    "APIError",
-                    "INTERNAL",
-                    PoolError::from_panic(panic).to_string(),
-                )),
-            };
-            reading.touch();
-            match next {
-                Ok(Some(chunk)) => Ok(format!("{{\"chunk\":{chunk}}}")),
-                Ok(None) => {
-                    streams.remove(stream_id);
-                    Ok("{\"done\":true}".to_string())
-                }
-                Err(error) => {
-                    streams.remove(stream_id);
-                    Err(error)
-                }
-            }
-        }))
-        .await
+        crate::streams::next_chunk(&self.streams, stream_id, idle)
+            .await
+            .into()
     }
 
     /// Ends a stream early: aborts its HTTP request and frees its slot now.
@@ -562,6 +465,19 @@ impl NativeOpenAiPool {
 }
 
 impl NativeOpenAiPool {
+    fn answerer(&self) -> napi::Result<submit::Answerer, String> {
+        let replies = self
+            .replies
+            .get()
+            .ok_or_else(|| napi::Error::new("INTERNAL".to_string(), "onComplete was not called"))?;
+        Ok(submit::Answerer {
+            pool: self.inner.clone(),
+            replies: replies.clone(),
+            streams: self.streams.clone(),
+            flights: self.flights.clone(),
+        })
+    }
+
     /// This pool's part of `/metrics`.
     pub fn metrics(&self) -> crate::metrics::OpenAiMetrics {
         let (queue_length, in_flight, max_concurrent) = self.inner.queue.status();

@@ -281,9 +281,9 @@ impl SlotQueue {
         ask: Ask,
         deadline: Instant,
         run: OnGrant,
-    ) -> Result<(), (QueueError, OnGrant)> {
+    ) -> Result<u64, (QueueError, OnGrant)> {
         match self.push(ask, Grant::Call { deadline, run }) {
-            Ok(_) => Ok(()),
+            Ok(id) => Ok(id),
             Err((err, Grant::Call { run, .. })) => Err((err, run)),
             Err((err, Grant::Wait(_))) => unreachable!("a call comes back as a call: {err:?}"),
         }
@@ -322,6 +322,23 @@ impl SlotQueue {
         }
         unlock(state);
         Ok(id)
+    }
+
+    /// Takes a queued call's ticket out of the queue (its caller gave up): whether it was still
+    /// waiting. Its `run` is dropped, never called.
+    pub fn withdraw(&self, ticket: u64) -> bool {
+        let mut state = lock(&self.0);
+        let mut found = None;
+        for queue in state.waiting.iter_mut() {
+            if let Some(at) = queue.iter().position(|t| t.id == ticket) {
+                found = queue.remove(at);
+                break;
+            }
+        }
+        dispatch(&self.0, &mut state);
+        unlock(state);
+        // Dropped outside the lock: a call's closure may own anything.
+        found.is_some()
     }
 
     /// No request is sent before `until` (the API announced a rate-limit reset); with `probe`,

@@ -1,4 +1,4 @@
-//! The open streams of one pool, by id, each tied to whoever reads it.
+//! The open response streams of one pool, by id, each tied to whoever reads it.
 //!
 //! Removing a stream drops it, which aborts its HTTP request and frees its slot. A stream is
 //! removed when it ends, when the JS side leaves its loop or its object is garbage-collected
@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use super::stream::ChatStream;
+use crate::forward::ByteStream;
 
 struct Entry {
-    stream: Arc<tokio::sync::Mutex<ChatStream>>,
+    stream: Arc<tokio::sync::Mutex<ByteStream>>,
     /// When a read last started or finished.
     touched: Arc<Mutex<Instant>>,
 }
@@ -29,7 +29,7 @@ pub struct StreamRegistry {
 
 /// A stream handed out for one read; the read marks the stream as used when it starts and ends.
 pub struct Reading {
-    pub stream: Arc<tokio::sync::Mutex<ChatStream>>,
+    pub stream: Arc<tokio::sync::Mutex<ByteStream>>,
     touched: Arc<Mutex<Instant>>,
 }
 
@@ -45,7 +45,7 @@ impl StreamRegistry {
     }
 
     /// Registers `stream` and starts its watch: unread for `idle`, it is dropped.
-    pub fn insert(self: &Arc<Self>, stream: ChatStream, idle: Duration) -> u32 {
+    pub fn insert(self: &Arc<Self>, stream: ByteStream, idle: Duration) -> u32 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let touched = Arc::new(Mutex::new(Instant::now()));
         self.lock().insert(
@@ -101,6 +101,58 @@ impl StreamRegistry {
             .get(&id)
             .is_some_and(|entry| entry.stream.try_lock().is_err())
     }
+}
+
+/// What one read of a stream gives.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Chunk {
+    Bytes(bytes::Bytes),
+    End,
+    /// The stream ended badly and is closed: a code (`TIMEOUT`, `CONNECTION_ERROR`, `INTERNAL`)
+    /// and a message.
+    Failed(&'static str, String),
+}
+
+/// Reads the next chunk of stream `id`. Whatever goes wrong (a panic included), the stream is
+/// removed at once, so its request and slot are freed.
+pub async fn next_chunk(registry: &StreamRegistry, id: u32, idle: Duration) -> Chunk {
+    use futures::FutureExt;
+    let Some(reading) = registry.get(id) else {
+        if registry.take_expired(id) {
+            return Chunk::Failed(
+                "TIMEOUT",
+                format!(
+                    "the stream was closed after {} ms without a read (requestTimeout)",
+                    idle.as_millis()
+                ),
+            );
+        }
+        return Chunk::End;
+    };
+    reading.touch();
+    let read = async {
+        crate::faults::trip(crate::faults::Fault::StreamRead);
+        reading.stream.lock().await.next().await
+    };
+    let next = std::panic::AssertUnwindSafe(read).catch_unwind().await;
+    reading.touch();
+    let chunk = match next {
+        Ok(Ok(Some(bytes))) => return Chunk::Bytes(bytes),
+        Ok(Ok(None)) => Chunk::End,
+        Ok(Err(crate::forward::StreamError::Idle(idle))) => Chunk::Failed(
+            "TIMEOUT",
+            format!("no stream data for {} ms (timed out)", idle.as_millis()),
+        ),
+        Ok(Err(crate::forward::StreamError::Transport(detail))) => {
+            Chunk::Failed("CONNECTION_ERROR", format!("connection error: {detail}"))
+        }
+        Err(panic) => Chunk::Failed(
+            "INTERNAL",
+            crate::error::PoolError::from_panic(panic).to_string(),
+        ),
+    };
+    registry.remove(id);
+    chunk
 }
 
 /// Drops stream `id` once nobody has read it for `idle`. A read in progress is not idleness: the
