@@ -145,6 +145,30 @@ export interface ConnectionStats {
   waitingRequests: number
   /** Statements that gave up waiting for a connection (connectionTimeout) since the last reset. */
   acquireTimeouts: number
+  /** The Supabase HTTP services (Auth, Storage, Functions, REST without a connection string). */
+  http: HttpServiceStats
+}
+
+/** One Supabase HTTP service's figures since the last reset. */
+export interface ServiceStats {
+  requests: number
+  /** Transport errors, timeouts and 5xx answers. */
+  failures: number
+  inFlight: number
+  /** ms over the last 1000 requests. */
+  averageResponseTime: number
+  p50ResponseTime: number
+  p95ResponseTime: number
+  p99ResponseTime: number
+}
+
+export interface HttpServiceStats {
+  rest: ServiceStats
+  auth: ServiceStats
+  storage: ServiceStats
+  functions: ServiceStats
+  /** TCP connections open to the project now (at most `maxConnections`). */
+  openConnections: number
 }
 
 export interface HealthCheckResult {

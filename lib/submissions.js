@@ -80,7 +80,7 @@ class Submissions {
   }
 
   _drain() {
-    const { ids, json, bodies } = this._native.drain()
+    const { ids, json, bodies, buffers } = this._native.drain()
     if (ids.length === 0) return
     const replies = JSON.parse(json)
     const pending = this._pending
@@ -90,6 +90,8 @@ class Submissions {
       const reply = replies[i]
       // A builder reply's body travels beside the batch (src/crossing.rs): its index here.
       if (bodies.length !== 0 && reply !== null && typeof reply.body === 'number') reply.body = bodies[reply.body]
+      // A body of bytes (an HTTP fetch's audio, image or file) travels beside it as a Buffer.
+      if (buffers.length !== 0 && reply !== null && typeof reply.buffer === 'number') reply.buffer = buffers[reply.buffer]
       resolve(reply)
     }
     if (pending.size === 0) this._keepAlive.unref()

@@ -1,6 +1,7 @@
 // An OpenAI-compatible HTTP server on loopback: the specs' and the benchmark's API, so that no test
-// needs the internet or a key. It answers /v1/models, /v1/chat/completions and /v1/embeddings the
-// way the public API does (fixed ids and timestamps, so two clients get byte-equal JSON), and
+// needs the internet or a key. It answers /v1/models, /v1/chat/completions, /v1/embeddings,
+// /v1/responses (plain and streamed), /v1/images/generations, /v1/moderations, and the multipart
+// /v1/audio/transcriptions and /v1/files the way the public API does (fixed ids and timestamps, so two clients get byte-equal JSON), and
 // records what it saw: requests, their arrival times, the in-flight peak and TCP connections.
 // A spec scripts failures with enqueue(): the next requests get those answers first.
 'use strict'
@@ -49,6 +50,61 @@ function chatChunks(body) {
   return chunks
 }
 
+/** A Responses API response (POST /v1/responses), as the API returns it. */
+function response(body) {
+  const input = typeof body.input === 'string' ? body.input : JSON.stringify(body.input ?? '')
+  const text = `echo: ${input}`
+  return {
+    id: 'resp_standin',
+    object: 'response',
+    created_at: CREATED,
+    status: 'completed',
+    model: body.model ?? 'unknown',
+    output: [{ type: 'message', id: 'msg_standin', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text, annotations: [] }] }],
+    usage: { input_tokens: 4, output_tokens: 6, total_tokens: 10 },
+  }
+}
+
+/** The events of a streamed Responses API call, in the API's order: [type, payload]. */
+function responseEvents(body) {
+  const done = response(body)
+  const text = done.output[0].content[0].text
+  const inProgress = { ...done, status: 'in_progress', output: [], usage: null }
+  const item = { type: 'message', id: 'msg_standin', status: 'in_progress', role: 'assistant', content: [] }
+  const part = { type: 'output_text', text: '', annotations: [] }
+  const events = [
+    ['response.created', { response: inProgress }],
+    ['response.in_progress', { response: inProgress }],
+    ['response.output_item.added', { output_index: 0, item }],
+    ['response.content_part.added', { item_id: item.id, output_index: 0, content_index: 0, part }],
+    ...text.split(/(?= )/).map((delta) => ['response.output_text.delta', { item_id: item.id, output_index: 0, content_index: 0, delta }]),
+    ['response.output_text.done', { item_id: item.id, output_index: 0, content_index: 0, text }],
+    ['response.content_part.done', { item_id: item.id, output_index: 0, content_index: 0, part: { ...part, text } }],
+    ['response.output_item.done', { output_index: 0, item: done.output[0] }],
+    ['response.completed', { response: done }],
+  ]
+  return events.map(([type, payload], sequence_number) => [type, { type, sequence_number, ...payload }])
+}
+
+/** The parts of a multipart/form-data body: name → { filename, bytes } or a text value. */
+function multipart(body, contentType) {
+  const boundary = /boundary=("?)([^";]+)\1/.exec(contentType ?? '')?.[2]
+  const parts = {}
+  if (!boundary) return parts
+  const text = body.toString('latin1')
+  for (const chunk of text.split(`--${boundary}`)) {
+    const headerEnd = chunk.indexOf('\r\n\r\n')
+    if (headerEnd === -1) continue
+    const head = chunk.slice(0, headerEnd)
+    const name = /name="([^"]*)"/.exec(head)?.[1]
+    if (name === undefined) continue
+    const value = chunk.slice(headerEnd + 4).replace(/\r\n$/, '')
+    const filename = /filename="([^"]*)"/.exec(head)?.[1]
+    parts[name] = filename === undefined ? Buffer.from(value, 'latin1').toString('utf8') : { filename, bytes: Buffer.from(value, 'latin1') }
+  }
+  return parts
+}
+
 const MODELS = {
   object: 'list',
   data: [
@@ -83,6 +139,8 @@ async function startOpenAIStandIn({ latencyMs = 0, record = true } = {}) {
     streamsAborted: 0,
     /** Milliseconds between stream chunks. */
     chunkDelayMs: 0,
+    /** Multipart requests: their path and parts (files as { filename, bytes }). */
+    uploads: [],
   }
   const sockets = new Set()
 
@@ -136,14 +194,27 @@ async function startOpenAIStandIn({ latencyMs = 0, record = true } = {}) {
         return finish()
       }
       let body = {}
+      const raw = Buffer.concat(chunks)
+      const isMultipart = (req.headers['content-type'] ?? '').startsWith('multipart/form-data')
       try {
-        body = chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : {}
+        body = isMultipart ? multipart(raw, req.headers['content-type']) : chunks.length ? JSON.parse(raw.toString('utf8')) : {}
+        if (isMultipart) state.uploads.push({ path: req.url, parts: body })
       } catch {
         res.writeHead(400, headers)
         res.end(JSON.stringify({ error: { message: 'invalid JSON body', type: 'invalid_request_error', param: null, code: null } }))
         return finish()
       }
       const route = `${req.method} ${req.url}`
+      if (route === 'POST /v1/responses' && body.stream) {
+        res.writeHead(200, { ...headers, 'content-type': 'text/event-stream', 'cache-control': 'no-cache' })
+        for (const [type, payload] of responseEvents(body)) {
+          if (res.destroyed) return
+          res.write(`event: ${type}\ndata: ${JSON.stringify(payload)}\n\n`)
+          if (state.chunkDelayMs > 0) await new Promise((r) => setTimeout(r, state.chunkDelayMs))
+        }
+        res.end()
+        return finish()
+      }
       if (route === 'POST /v1/chat/completions' && body.stream) {
         res.writeHead(200, { ...headers, 'content-type': 'text/event-stream', 'cache-control': 'no-cache' })
         const chunks = chatChunks(body)
@@ -163,10 +234,16 @@ async function startOpenAIStandIn({ latencyMs = 0, record = true } = {}) {
         res.end('data: [DONE]\n\n')
         return finish()
       }
+      const file = (part) => (part && typeof part === 'object' ? part : { filename: '', bytes: Buffer.alloc(0) })
       const answer =
         route === 'GET /v1/models' ? MODELS
         : route === 'POST /v1/chat/completions' ? chatCompletion(body)
         : route === 'POST /v1/embeddings' ? embeddings(body)
+        : route === 'POST /v1/responses' ? response(body)
+        : route === 'POST /v1/images/generations' ? { created: CREATED, data: Array.from({ length: body.n ?? 1 }, () => ({ b64_json: Buffer.from('png').toString('base64') })) }
+        : route === 'POST /v1/moderations' ? { id: 'modr-standin', model: body.model ?? 'omni-moderation-latest', results: [{ flagged: false, categories: {}, category_scores: {} }] }
+        : route === 'POST /v1/audio/transcriptions' ? { text: `heard ${file(body.file).filename} (${file(body.file).bytes.length} bytes)` }
+        : route === 'POST /v1/files' ? { id: 'file-standin', object: 'file', bytes: file(body.file).bytes.length, created_at: CREATED, filename: file(body.file).filename, purpose: body.purpose ?? 'assistants', status: 'processed' }
         : null
       if (answer === null) {
         res.writeHead(404, headers)
@@ -198,7 +275,7 @@ async function startOpenAIStandIn({ latencyMs = 0, record = true } = {}) {
     /** Forgets counts and scripts (connections stay open). */
     reset() {
       scripted.length = 0
-      Object.assign(state, { requests: 0, inFlight: 0, peakInFlight: 0, connections: sockets.size, peakOpenConnections: sockets.size, arrivals: [], paths: [], authorization: [], contents: [], streamsAborted: 0, chunkDelayMs: 0 })
+      Object.assign(state, { requests: 0, inFlight: 0, peakInFlight: 0, connections: sockets.size, peakOpenConnections: sockets.size, arrivals: [], paths: [], authorization: [], contents: [], streamsAborted: 0, chunkDelayMs: 0, uploads: [] })
     },
     close: () =>
       new Promise((resolve) => {
