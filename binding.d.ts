@@ -40,12 +40,14 @@ export declare class NativeDatabasePool {
   submitRequestInTransaction(id: number, tx: number, request: string, anonymous?: boolean | undefined | null): void
   /**
    * One `fetch` of supabase-js to a Supabase HTTP service (`service`: 'rest', 'auth',
-   * 'storage' or 'functions'), over the pool's keep-alive transport: `headers` flattened as
-   * name, value, ...; the body as text or bytes. Its answer arrives through `drain()` under
+   * 'storage' or 'functions'), over the pool's keep-alive transport: `headers` as
+   * `name
+  value
+  …`; the body as text or bytes. Its answer arrives through `drain()` under
    * `id`: `{"status":…,"headers":[…],"body":N}` (text), `…"buffer":N}` (bytes),
    * `…"stream":S}` (read with `nextHttpBytes(S)`), or `{"error":{code,message}}`.
    */
-  submitHttp(id: number, service: string, method: string, url: string, headers: string[], bodyText?: string | null, bodyBytes?: Buffer | null): void
+  submitHttp(id: number, service: string, method: string, url: string, headers: string, bodyText?: string | null, bodyBytes?: Buffer | null): void
   /**
    * The caller's `AbortSignal` fired for HTTP fetch `id`: its request is dropped, and it is
    * answered with `ABORTED`.
@@ -111,14 +113,16 @@ export declare class NativeOpenAiPool {
   drain(): NativeReplies
   /**
    * One `fetch` of the SDK through the queue (or the slot of an `executeRequest` callback):
-   * `headers` flattened as name, value, ...; the body as text (JSON) or bytes (multipart).
+   * `headers` as `name
+  value
+  …`; the body as text (JSON) or bytes (multipart).
    * Its answer arrives through `drain()` under `id`: `{"status":…,"headers":[…],"body":N}`
    * (text), `…"buffer":N}` (bytes), `…"stream":S}` (read with `nextBytes(S)`), or
    * `{"error":{…}}` for the pool's own refusals (QUEUE_FULL, POOL_CLOSED, TIMEOUT, ABORTED).
    * The queue ticket is taken before this returns, and until its turn a fetch is only that
    * ticket: no task, no promise in Rust.
    */
-  submitFetch(id: number, method: string, url: string, headers: string[], bodyText?: string | null, bodyBytes?: Buffer | null, model?: string | null, slotId?: number | null, priority?: string | null): void
+  submitFetch(id: number, method: string, url: string, headers: string, bodyText?: string | null, bodyBytes?: Buffer | null, model?: string | null, slotId?: number | null, priority?: string | null): void
   /**
    * The caller's `AbortSignal` fired for fetch `id`: a queued fetch leaves the queue, a
    * running one is dropped and its slot freed; it is answered with `ABORTED`.

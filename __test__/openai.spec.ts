@@ -310,6 +310,9 @@ describe('streaming', () => {
 
   test('a stream read once and then left alone frees its slot after requestTimeout; a late read hears why', async () => {
     useServer({ maxConcurrentRequests: 1, requestTimeout: 300 })
+    // One event per read: the SDK decodes whatever a read brings, so chunks that arrived together
+    // would be served from its buffer rather than from the (closed) stream.
+    server.state.chunkDelayMs = 50
     const stream = await openai.chat.completions.create({ ...chatBody, stream: true })
     const chunks = stream[Symbol.asyncIterator]()
     expect((await chunks.next()).done).toBe(false)
@@ -319,6 +322,7 @@ describe('streaming', () => {
     const late = await rejectionOf(chunks.next())
     expect(late).toMatchObject({ code: 'TIMEOUT' })
     expect(late.message).toContain('without a read')
+    server.state.chunkDelayMs = 0
     expect(OpenAIPool.getQueueStatus()).toMatchObject({ queueLength: 0, activeRequests: 0, maxConcurrent: 1 })
   })
 

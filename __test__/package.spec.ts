@@ -109,7 +109,12 @@ describe('the package a backend installs from its tarballs', () => {
     execFileSync('npm', ['run', '--silent', 'package', '--', '--no-build'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
     tarballs = readdirSync(dist).filter((name) => name.endsWith('.tgz')).map((name) => path.join(dist, name))
     consumer = mkdtempSync(path.join(tmpdir(), 'connection-pools-consumer-'))
-    env = { PATH: pathWithoutRust(consumer), HOME: process.env.HOME, DATABASE_URL: databaseUrl }
+    // The machine's certificate settings go along: a Node binary that carries its own CA store
+    // (the Node 24 of CI) reaches the registry through them.
+    const certificates = Object.fromEntries(
+      ['NODE_EXTRA_CA_CERTS', 'SSL_CERT_FILE', 'SSL_CERT_DIR'].filter((name) => process.env[name]).map((name) => [name, process.env[name]]),
+    )
+    env = { PATH: pathWithoutRust(consumer), HOME: process.env.HOME, DATABASE_URL: databaseUrl, ...certificates }
     writeFileSync(path.join(consumer, 'package.json'), JSON.stringify({ name: 'backend', version: '1.0.0', private: true }))
     execFileSync(
       'npm',

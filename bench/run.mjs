@@ -251,7 +251,9 @@ async function main() {
 }
 
 /**
- * OpenAI: our client, the official SDK and a bare undici Pool (the limit) against the loopback
+ * OpenAI: the exported client (openai-node over the pool's fetch), the bare SDK over its own
+ * fetch, a bare undici Pool (the transport's limit) and the SDK over a fetch that answers at once
+ * with a canned Response (the SDK's own CPU floor: no network, no server) against the loopback
  * stand-in with 0 ms and 20 ms service time; each driver gets its own server so that the TCP
  * connections it opened can be counted.
  */
@@ -259,40 +261,54 @@ async function benchOpenAI(only) {
   const MAX = 10
   const body = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hello' }] }
   const json = JSON.stringify(body)
-  const servers = {
-    'connection-pools': await startOpenAIStandIn(),
-    'openai SDK': await startOpenAIStandIn(),
-    'bare undici': await startOpenAIStandIn(),
+  const cells = []
+  for (const serviceMs of [0, 20]) for (const callers of [10, 100]) cells.push({ serviceMs, callers })
+  const selected = cells.filter((c) => !only || `openai ${c.serviceMs}ms ${c.callers}`.includes(only))
+  if (selected.length === 0) {
+    // Nothing of OpenAI asked for: close what was opened, or the pool keeps the process alive.
+    await OpenAIPool.close()
+    return
   }
-  OpenAIPool.initialize({ baseURL: servers['connection-pools'].url, apiKey: 'sk-bench', maxConcurrentRequests: MAX, maxRetries: 0 })
-  const sdk = new OpenAI({ baseURL: servers['openai SDK'].url, apiKey: 'sk-bench' })
-  const origin = new URL(servers['bare undici'].url).origin
-  const bare = new undici.Pool(origin, { connections: MAX })
-  const drivers = {
-    'connection-pools': () => openai.chat.completions.create(body),
+  // Each stand-in runs in a process of its own, so that the CPU measured is the client's alone.
+  const names = ['connection-pools', 'openai SDK', 'bare undici']
+  const servers = {}
+  for (const serviceMs of new Set(selected.map((c) => c.serviceMs))) {
+    for (const name of names) servers[`${name} ${serviceMs}`] = await remoteStandIn(serviceMs)
+  }
+  const clients = {}
+  for (const serviceMs of new Set(selected.map((c) => c.serviceMs))) {
+    const url = (name) => servers[`${name} ${serviceMs}`].url
+    OpenAIPool.initialize({ baseURL: url('connection-pools'), apiKey: 'sk-bench', maxConcurrentRequests: MAX, maxRetries: 0 })
+    clients[serviceMs] = {
+      pool: OpenAIPool.getClient(),
+      sdk: new OpenAI({ baseURL: url('openai SDK'), apiKey: 'sk-bench', maxRetries: 0 }),
+      bare: new undici.Pool(new URL(url('bare undici')).origin, { connections: MAX }),
+    }
+  }
+  // The answer the stand-in gives, canned: what the SDK costs by itself.
+  const anyServer = Object.values(servers)[0].url
+  const canned = await (await fetch(`${anyServer}/chat/completions`, { method: 'POST', body: json, headers: { 'content-type': 'application/json' } })).text()
+  const floor = new OpenAI({
+    baseURL: 'http://canned.invalid/v1',
+    apiKey: 'sk-bench',
+    maxRetries: 0,
+    fetch: async () => new Response(canned, { status: 200, headers: { 'content-type': 'application/json', 'x-request-id': 'req_canned' } }),
+  })
+  const driversFor = ({ pool, sdk, bare }) => ({
+    'connection-pools': () => pool.chat.completions.create(body),
     'openai SDK': () => sdk.chat.completions.create(body),
     'bare undici': async () => {
       const res = await bare.request({ path: '/v1/chat/completions', method: 'POST', body: json, headers: { 'content-type': 'application/json', authorization: 'Bearer sk-bench' } })
       return res.body.json()
     },
-  }
-  const cells = []
-  for (const serviceMs of [0, 20]) for (const callers of [10, 100]) cells.push({ serviceMs, callers })
-  const selected = cells.filter((c) => !only || `openai ${c.serviceMs}ms ${c.callers}`.includes(only))
-  if (selected.length === 0) {
-    // Nothing of OpenAI asked for: close what was opened, or the servers keep the process alive.
-    await OpenAIPool.close()
-    await bare.close()
-    for (const server of Object.values(servers)) await server.close()
-    return
-  }
+    'SDK, canned fetch': () => floor.chat.completions.create(body),
+  })
   const results = selected.map(() => ({}))
   for (let round = 0; round < ROUNDS; round++) {
     for (const [c, cell] of selected.entries()) {
+      const drivers = driversFor(clients[cell.serviceMs])
       const names = Object.keys(drivers)
       for (const name of names.map((_, k) => names[(k + round) % names.length])) {
-        const server = servers[name]
-        server.state.latencyMs = cell.serviceMs
         await measure(drivers[name], cell.callers, 200)
         const r = await measure(drivers[name], cell.callers, CELL_MS)
         ;(results[c][name] ??= []).push(r)
@@ -302,22 +318,46 @@ async function benchOpenAI(only) {
   }
   for (const [c, cell] of selected.entries()) {
     console.log(`\nopenai chat.completions.create, ${cell.serviceMs} ms service time, ${cell.callers} callers`)
-    console.log(`${'driver'.padEnd(20)}${'req/s'.padStart(9)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}   ratio (first row ÷ this row)`)
+    console.log(`${'driver'.padEnd(20)}${'req/s'.padStart(9)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'CPU µs'.padStart(9)}   req/s ratio (first row ÷ this row)`)
     const summary = {}
     for (const [name, runs] of Object.entries(results[c])) {
-      summary[name] = { qps: median(runs.map((r) => r.qps)), p50: median(runs.map((r) => r.p50)), p99: median(runs.map((r) => r.p99)) }
+      summary[name] = {
+        qps: median(runs.map((r) => r.qps)),
+        p50: median(runs.map((r) => r.p50)),
+        p99: median(runs.map((r) => r.p99)),
+        cpuUs: median(runs.map((r) => r.cpuUs)),
+      }
     }
     const first = summary['connection-pools'].qps
     for (const [name, s] of Object.entries(summary)) {
       const ratio = name === 'connection-pools' ? '' : `   ${(first / s.qps).toFixed(2)}×`
-      console.log(`${name.padEnd(20)}${s.qps.toFixed(0).padStart(9)}${s.p50.toFixed(3).padStart(9)}${s.p99.toFixed(3).padStart(9)}${ratio}`)
+      console.log(`${name.padEnd(20)}${s.qps.toFixed(0).padStart(9)}${s.p50.toFixed(3).padStart(9)}${s.p99.toFixed(3).padStart(9)}${s.cpuUs.toFixed(1).padStart(9)}${ratio}`)
     }
+    const overFloor = summary['connection-pools'].cpuUs - summary['SDK, canned fetch'].cpuUs
+    console.log(`client CPU over the SDK's own floor: ${overFloor.toFixed(1)} µs per request`)
   }
-  console.log('\nTCP connections each driver opened over the whole OpenAI run:')
-  for (const [name, server] of Object.entries(servers)) console.log(`  ${name.padEnd(18)} ${server.state.connections}`)
+  console.log('\nTCP connections each driver opened over the whole OpenAI run (by service time):')
+  for (const [name, server] of Object.entries(servers)) console.log(`  ${name.padEnd(22)} ${(await server.state()).connections}`)
   await OpenAIPool.close()
-  await bare.close()
-  for (const server of Object.values(servers)) await server.close()
+  for (const { bare } of Object.values(clients)) await bare.close()
+  for (const server of Object.values(servers)) server.close()
+}
+
+/** The OpenAI stand-in in a process of its own: its URL, its counts, and a way to stop it. */
+async function remoteStandIn(latencyMs) {
+  const { spawn } = await import('node:child_process')
+  const script = new URL('../scripts/openai-stand-in.js', import.meta.url).pathname
+  const child = spawn(process.execPath, [script, String(latencyMs)], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const line = await new Promise((resolve, reject) => {
+    let out = ''
+    child.stdout.on('data', (chunk) => {
+      out += chunk
+      if (out.includes('\n')) resolve(out.split('\n')[0])
+    })
+    child.on('exit', (code) => reject(new Error(`the stand-in exited with ${code}`)))
+  })
+  const { url, control } = JSON.parse(line)
+  return { url, state: async () => (await fetch(control)).json(), close: () => child.kill() }
 }
 
 /**

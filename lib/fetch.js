@@ -6,48 +6,50 @@
 
 const { ConnectionPoolError } = require('./errors')
 
-/** A fetch's headers (a Headers, an array of pairs or a plain object) flattened: name, value, ... */
-function flatHeaders(headers) {
-  const flat = []
-  if (headers === undefined || headers === null) return flat
-  if (typeof headers.forEach === 'function' && !Array.isArray(headers)) {
-    headers.forEach((value, name) => flat.push(name, value))
-  } else if (Array.isArray(headers)) {
-    for (const [name, value] of headers) flat.push(String(name), String(value))
-  } else {
+/**
+ * A fetch's headers (a Headers, an array of pairs or a plain object) as one text,
+ * `name\nvalue\nname\nvalue…`: one string crosses to Rust instead of two dozen. No name or value
+ * can hold a newline (`Headers` refuses one; a plain object's value with one is refused there).
+ */
+function headerText(headers) {
+  let text = ''
+  if (headers === undefined || headers === null) return text
+  const add = (value, name) => {
+    text += `${name}\n${value}\n`
+  }
+  if (typeof headers.forEach === 'function' && !Array.isArray(headers)) headers.forEach(add)
+  else if (Array.isArray(headers)) for (const [name, value] of headers) add(String(value), String(name))
+  else {
     for (const name of Object.keys(headers)) {
       const value = headers[name]
-      if (value !== undefined && value !== null) flat.push(name, String(value))
+      if (value !== undefined && value !== null) add(String(value), name)
     }
   }
-  return flat
+  return text
 }
 
 /**
- * The request of `fetch(input, init)`: method, URL, flat headers, and the body as text or bytes
- * (a FormData or Blob is serialised as `Request` would send it, its content type included).
+ * The request of `fetch(input, init)`: method, URL, header text, and the body as text or bytes
+ * (a FormData or Blob is serialised as `Request` would send it, its content type included): at
+ * once for a text body (the common case), as a promise when a body must be serialised first.
  */
-async function readRequest(input, init = {}) {
+function readRequest(input, init = {}) {
   const isRequest = typeof input === 'object' && input !== null && typeof input.url === 'string' && typeof input.arrayBuffer === 'function'
   const url = isRequest ? input.url : String(input)
   const method = (init.method ?? (isRequest ? input.method : 'GET')).toUpperCase()
   const headers = init.headers ?? (isRequest ? input.headers : undefined)
-  let flat = flatHeaders(headers)
-  let body = init.body ?? null
-  if (body === null && isRequest && input.body !== null) body = await input.arrayBuffer()
-  if (body === null || body === undefined || typeof body === 'string') return { method, url, headers: flat, text: body ?? null, bytes: null }
-  if (body instanceof Uint8Array) return { method, url, headers: flat, text: null, bytes: Buffer.from(body.buffer, body.byteOffset, body.byteLength) }
-  if (body instanceof ArrayBuffer) return { method, url, headers: flat, text: null, bytes: Buffer.from(body) }
-  // FormData, Blob, URLSearchParams, a ReadableStream: serialised by the platform's Request.
+  const text = headerText(headers)
+  const body = init.body ?? null
+  if (body === null && isRequest && input.body !== null) {
+    return input.arrayBuffer().then((bytes) => ({ method, url, headers: text, text: null, bytes: Buffer.from(bytes) }))
+  }
+  if (body === null || typeof body === 'string') return { method, url, headers: text, text: body, bytes: null }
+  if (body instanceof Uint8Array) return { method, url, headers: text, text: null, bytes: Buffer.from(body.buffer, body.byteOffset, body.byteLength) }
+  if (body instanceof ArrayBuffer) return { method, url, headers: text, text: null, bytes: Buffer.from(body) }
+  // FormData, Blob, URLSearchParams, a ReadableStream: serialised by the platform's Request,
+  // whose headers (the multipart boundary's content type among them) then go out.
   const serialised = new Request(url, { method, body, headers, duplex: 'half' })
-  const contentType = serialised.headers.get('content-type')
-  if (contentType !== null && !hasHeader(flat, 'content-type')) flat = flat.concat(['content-type', contentType])
-  return { method, url, headers: flat, text: null, bytes: Buffer.from(await serialised.arrayBuffer()) }
-}
-
-function hasHeader(flat, name) {
-  for (let i = 0; i < flat.length; i += 2) if (flat[i].toLowerCase() === name) return true
-  return false
+  return serialised.arrayBuffer().then((bytes) => ({ method, url, headers: headerText(serialised.headers), text: null, bytes: Buffer.from(bytes) }))
 }
 
 function abortError(signal) {
@@ -151,4 +153,4 @@ function underSignal(replied, signal, onAbort) {
   })
 }
 
-module.exports = { readRequest, flatHeaders, fetchError, nativeStream, toResponse, underSignal, abortError }
+module.exports = { readRequest, headerText, fetchError, nativeStream, toResponse, underSignal, abortError }

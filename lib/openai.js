@@ -10,7 +10,7 @@ const { NativeOpenAiPool } = require('../binding.js')
 const { ConnectionPoolError } = require('./errors')
 const { createNativePool, retire, healthReport } = require('./native')
 const { Submissions } = require('./submissions')
-const { readRequest, fetchError, nativeStream, toResponse, underSignal } = require('./fetch')
+const { readRequest, fetchError, nativeStream, toResponse, abortError } = require('./fetch')
 
 let current = null
 
@@ -22,14 +22,12 @@ let current = null
 const KEY_ADDED_BY_THE_POOL = 'sk-connection-pools-adds-the-configured-key'
 const PLACEHOLDER_AUTHORIZATION = `Bearer ${KEY_ADDED_BY_THE_POOL}`
 
-/** Flat headers without the placeholder's Authorization. */
-function withoutPlaceholder(flat) {
-  for (let i = 0; i < flat.length; i += 2) {
-    if (flat[i + 1] === PLACEHOLDER_AUTHORIZATION && flat[i].toLowerCase() === 'authorization') {
-      return flat.slice(0, i).concat(flat.slice(i + 2))
-    }
-  }
-  return flat
+/** Header text (`name\nvalue\n…`) without the placeholder's Authorization. */
+function withoutPlaceholder(text) {
+  const at = text.indexOf(`\n${PLACEHOLDER_AUTHORIZATION}\n`)
+  if (at === -1) return text
+  const start = text.lastIndexOf('\n', at - 1) + 1
+  return text.slice(0, start) + text.slice(at + PLACEHOLDER_AUTHORIZATION.length + 2)
 }
 
 function pool() {
@@ -68,29 +66,55 @@ function multipartModel(body) {
  * pool's refusals (QUEUE_FULL, POOL_CLOSED, TIMEOUT) as errors keeping that code.
  */
 function poolFetch(slot = null) {
-  return async function fetch(input, init = {}) {
-    const native = pool()
-    const request = await readRequest(input, init)
-    const model = multipartModel(init.body)
+  // Not async: a request costs the caller one promise, the one the pool's reply settles.
+  return function fetch(input, init = {}) {
+    let native
+    try {
+      native = pool()
+    } catch (err) {
+      return Promise.reject(err)
+    }
     const signal = init.signal ?? (typeof input === 'object' ? input.signal : undefined)
-    let id = 0
-    const replied = native.submissions.submit((submissionId) => {
-      id = submissionId
-      const headers = withoutPlaceholder(request.headers)
-      native.submitFetch(submissionId, request.method, request.url, headers, request.text, request.bytes, model, slot, priorityOf(init))
-    })
-    const reply = await underSignal(replied, signal, () => native.abortFetch(id))
-    if (reply.error) throw fetchError(reply.error)
-    const response = toResponse(reply, (stream) =>
-      nativeStream(
-        () => native.nextBytes(stream),
-        () => native.cancelStream(stream),
-      ),
-    )
-    // The SDK aborts its signal when a stream's reader stops early: the request stops with it.
-    if (reply.stream !== undefined && signal) signal.addEventListener('abort', () => native.cancelStream(reply.stream), { once: true })
-    return response
+    if (signal?.aborted) return Promise.reject(abortError(signal))
+    const request = readRequest(input, init)
+    if (typeof request.then === 'function') return request.then((read) => send(native, read, init, slot, signal))
+    return send(native, request, init, slot, signal)
   }
+}
+
+/**
+ * Submits one request. An abort of `signal` tells the native side, which takes the request out
+ * of the queue (or drops it) and answers it as aborted: the one promise settles either way.
+ */
+function send(native, request, init, slot, signal) {
+  let id = 0
+  const replied = native.submissions.submit((submissionId) => {
+    id = submissionId
+    const headers = withoutPlaceholder(request.headers)
+    native.submitFetch(submissionId, request.method, request.url, headers, request.text, request.bytes, multipartModel(init.body), slot, priorityOf(init))
+  })
+  if (!signal) return replied.then((reply) => answer(native, reply, null))
+  const onAbort = () => native.abortFetch(id)
+  signal.addEventListener('abort', onAbort, { once: true })
+  return replied.then((reply) => {
+    signal.removeEventListener('abort', onAbort)
+    return answer(native, reply, signal)
+  })
+}
+
+/** The native reply as the Response fetch resolves to, or its error thrown. */
+function answer(native, reply, signal) {
+  if (reply.error) throw reply.error.code === 'ABORTED' && signal ? abortError(signal) : fetchError(reply.error)
+  if (reply.stream === undefined) return toResponse(reply, null)
+  const stream = reply.stream
+  // The SDK aborts its signal when a stream's reader stops early: the request stops with it.
+  if (signal) signal.addEventListener('abort', () => native.cancelStream(stream), { once: true })
+  return toResponse(reply, () =>
+    nativeStream(
+      () => native.nextBytes(stream),
+      () => native.cancelStream(stream),
+    ),
+  )
 }
 
 /** `OpenAIPool.fetch`: give it to an OpenAI client of your own to join the pool's queue and limits. */

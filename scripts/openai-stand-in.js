@@ -286,3 +286,19 @@ async function startOpenAIStandIn({ latencyMs = 0, record = true } = {}) {
 }
 
 module.exports = { startOpenAIStandIn }
+
+// As a process of its own (the benchmark keeps its CPU apart from the client's):
+// `node scripts/openai-stand-in.js [latencyMs]` prints its URL, and GET /__state answers its
+// counts.
+if (require.main === module) {
+  startOpenAIStandIn({ latencyMs: Number(process.argv[2] ?? 0), record: false }).then((standIn) => {
+    const { createServer: createControl } = require('node:http')
+    const control = createControl((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ requests: standIn.state.requests, connections: standIn.state.connections, peakInFlight: standIn.state.peakInFlight }))
+    })
+    control.listen(0, '127.0.0.1', () => {
+      console.log(JSON.stringify({ url: standIn.url, control: `http://127.0.0.1:${control.address().port}/__state` }))
+    })
+  })
+}

@@ -16,6 +16,15 @@ use hyper::body::Incoming;
 use crate::http::header::{HeaderMap, HeaderName, HeaderValue};
 use crate::http::{Method, Request};
 
+/// Headers of one connection, not of the message: never handed to JS (a `Response` built with
+/// them would describe a connection it does not have).
+const CONNECTION_HEADERS: [&str; 4] = [
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "proxy-connection",
+];
+
 /// Headers a client may not choose: the transport sets them for the connection it uses.
 const HOP_BY_HOP: [&str; 6] = [
     "host",
@@ -37,22 +46,20 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
-    /// From the napi call's parts: `headers` flattened as name, value, name, value...
-    pub fn new(
-        method: &str,
-        url: String,
-        headers: Vec<String>,
-        body: Bytes,
-    ) -> Result<Self, String> {
+    /// From the napi call's parts: `headers` as one text, `name\nvalue\nname\nvalue…` (one
+    /// string crosses napi where two dozen would; `Headers` refuses a newline in either).
+    pub fn new(method: &str, url: String, headers: &str, body: Bytes) -> Result<Self, String> {
         let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
             .map_err(|_| format!("'{method}' is not an HTTP method"))?;
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err("only http:// and https:// URLs can be fetched".into());
         }
-        let mut pairs = Vec::with_capacity(headers.len() / 2);
-        let mut flat = headers.into_iter();
+        let mut pairs = Vec::with_capacity(16);
+        let mut flat = headers.split('\n');
         while let (Some(name), Some(value)) = (flat.next(), flat.next()) {
-            pairs.push((name, value));
+            if !name.is_empty() {
+                pairs.push((name.to_string(), value.to_string()));
+            }
         }
         Ok(Outgoing {
             method,
@@ -128,6 +135,9 @@ pub fn head_json(status: u16, headers: &HeaderMap) -> String {
     out.push_str(",\"headers\":[");
     let mut first = true;
     for (name, value) in headers {
+        if CONNECTION_HEADERS.contains(&name.as_str()) {
+            continue;
+        }
         let Ok(value) = value.to_str() else { continue };
         if !first {
             out.push(',');
@@ -353,16 +363,7 @@ mod tests {
         let out = Outgoing::new(
             "post",
             "https://api.example/v1/chat/completions?x=1".into(),
-            vec![
-                "Content-Type".into(),
-                "application/json".into(),
-                "Host".into(),
-                "evil".into(),
-                "X-Two".into(),
-                "a".into(),
-                "x-two".into(),
-                "b".into(),
-            ],
+            "Content-Type\napplication/json\nHost\nevil\nX-Two\na\nx-two\nb",
             Bytes::from_static(b"{}"),
         )
         .unwrap();
@@ -378,12 +379,12 @@ mod tests {
         assert_eq!(h.get_all("x-two").iter().count(), 2);
         assert_eq!(h.get("content-type").unwrap(), "application/json");
         assert_eq!(h.get("authorization").unwrap(), "Bearer k");
-        assert!(Outgoing::new("GET", "file:///etc/passwd".into(), vec![], Bytes::new()).is_err());
-        assert!(Outgoing::new("G T", "http://x/".into(), vec![], Bytes::new()).is_err());
+        assert!(Outgoing::new("GET", "file:///etc/passwd".into(), "", Bytes::new()).is_err());
+        assert!(Outgoing::new("G T", "http://x/".into(), "", Bytes::new()).is_err());
         let bad = Outgoing::new(
             "GET",
             "http://x/".into(),
-            vec!["authorization".into(), "Bearer sk-secret\n".into()],
+            "authorization\nBearer sk-secret\r",
             Bytes::new(),
         )
         .unwrap();
@@ -423,6 +424,7 @@ mod tests {
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
         headers.insert("x-request-id", HeaderValue::from_static("req\"1"));
+        headers.insert("connection", HeaderValue::from_static("keep-alive"));
         assert_eq!(
             head_json(200, &headers),
             r#"{"status":200,"headers":[["content-type","application/json; charset=utf-8"],["x-request-id","req\"1"]]"#

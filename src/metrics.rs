@@ -31,6 +31,9 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 pub struct DbMetrics {
     pub pool: PoolSnapshot,
     pub max_connections: u32,
+    /// The Supabase HTTP services (Auth, Storage, Functions, REST over HTTP).
+    pub services: Vec<crate::services::ServiceSnapshot>,
+    pub http_connections: u64,
 }
 
 /// The OpenAI pool at one instant.
@@ -102,6 +105,31 @@ impl Families<'_> {
         Ok(())
     }
 
+    /// A histogram per value of one label.
+    fn labelled_seconds_histogram(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &str,
+        histograms: &[(&str, &HistogramSnapshot)],
+    ) -> std::fmt::Result {
+        let mut family =
+            self.0
+                .encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
+        for (value, histogram) in histograms {
+            let labels = [(label, *value)];
+            family
+                .encode_family(&labels)?
+                .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                    histogram.sum_seconds,
+                    histogram.count,
+                    &histogram.buckets,
+                    None,
+                )?;
+        }
+        Ok(())
+    }
+
     fn seconds_histogram(
         &mut self,
         name: &str,
@@ -162,6 +190,55 @@ impl Collector for DbMetrics {
             "db_query_duration",
             "Time from a statement's call to its result, including the wait for a connection.",
             &outcomes.histogram,
+        )?;
+        self.encode_services(&mut f)
+    }
+}
+
+impl DbMetrics {
+    fn encode_services(&self, f: &mut Families<'_>) -> std::fmt::Result {
+        let by = |value: fn(&crate::services::ServiceSnapshot) -> i64| -> Vec<(&str, i64)> {
+            self.services
+                .iter()
+                .map(|s| (s.service.name(), value(s)))
+                .collect()
+        };
+        f.labelled(
+            "supabase_http_requests",
+            "Requests to the Supabase HTTP services (rest without a connection string, auth, storage, functions).",
+            MetricType::Counter,
+            "service",
+            &by(|s| s.outcomes.total as i64),
+        )?;
+        f.labelled(
+            "supabase_http_failures",
+            "Requests to a Supabase service that failed: a transport error, a timeout or a 5xx.",
+            MetricType::Counter,
+            "service",
+            &by(|s| s.outcomes.failed as i64),
+        )?;
+        f.labelled(
+            "supabase_http_in_flight",
+            "Requests to a Supabase service waiting for their answer.",
+            MetricType::Gauge,
+            "service",
+            &by(|s| s.in_flight as i64),
+        )?;
+        f.gauge(
+            "supabase_http_connections",
+            "TCP connections open to the Supabase project (at most maxConnections).",
+            self.http_connections as i64,
+        )?;
+        let histograms: Vec<(&str, &HistogramSnapshot)> = self
+            .services
+            .iter()
+            .map(|s| (s.service.name(), &s.outcomes.histogram))
+            .collect();
+        f.labelled_seconds_histogram(
+            "supabase_http_request_duration",
+            "Time from a request to a Supabase service to its answer.",
+            "service",
+            &histograms,
         )
     }
 }
@@ -281,6 +358,15 @@ mod tests {
                 outcomes: counters.snapshot(),
             },
             max_connections: 10,
+            services: crate::services::Service::ALL
+                .into_iter()
+                .map(|service| crate::services::ServiceSnapshot {
+                    service,
+                    outcomes: counters.snapshot(),
+                    in_flight: 1,
+                })
+                .collect(),
+            http_connections: 2,
         }
     }
 
@@ -303,6 +389,19 @@ mod tests {
             Some("3")
         );
         assert_eq!(s("connection_pools_db_connections_max"), Some("10"));
+        assert_eq!(
+            s("connection_pools_supabase_http_requests_total{service=\"auth\"}"),
+            Some("2")
+        );
+        assert_eq!(
+            s("connection_pools_supabase_http_in_flight{service=\"storage\"}"),
+            Some("1")
+        );
+        assert_eq!(s("connection_pools_supabase_http_connections"), Some("2"));
+        assert_eq!(
+            s("connection_pools_supabase_http_request_duration_seconds_count{service=\"functions\"}"),
+            Some("2")
+        );
         assert_eq!(s("connection_pools_db_waiting_requests"), Some("4"));
         assert_eq!(s("connection_pools_db_queries_total"), Some("2"));
         assert_eq!(s("connection_pools_db_query_failures_total"), Some("1"));

@@ -151,6 +151,15 @@
         tiles.push(tile('DB connections', db.totalConnections + ' <small>(' + db.activeConnections + ' active)</small>'))
         tiles.push(tile('DB statements', db.totalQueries + ' <small>(' + db.failedQueries + ' failed)</small>'))
         tiles.push(tile('DB p95', round(db.p95ResponseTime) + ' ms'))
+        // The Supabase HTTP services that have seen requests: their count, failures and p95.
+        var http = db.http || {}
+        ;['rest', 'auth', 'storage', 'functions'].forEach(function (name) {
+          var svc = http[name]
+          if (svc && svc.requests > 0) {
+            tiles.push(tile('Supabase ' + name, svc.requests + ' <small>(' + svc.failures + ' failed, p95 ' + round(svc.p95ResponseTime) + ' ms)</small>'))
+          }
+        })
+        if (http.openConnections !== undefined) tiles.push(tile('Supabase connections', http.openConnections))
       }
       if (ai && queue) {
         tiles.push(tile('OpenAI in flight', queue.activeRequests + ' / ' + queue.maxConcurrent + ' <small>(' + queue.queueLength + ' queued)</small>'))

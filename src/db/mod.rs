@@ -341,13 +341,13 @@ impl NativeDatabasePool {
     }
 
     /// One `fetch` of supabase-js to a Supabase HTTP service (`service`: 'rest', 'auth',
-    /// 'storage' or 'functions'), over the pool's keep-alive transport: `headers` flattened as
-    /// name, value, ...; the body as text or bytes. Its answer arrives through `drain()` under
+    /// 'storage' or 'functions'), over the pool's keep-alive transport: `headers` as
+    /// `name\nvalue\n…`; the body as text or bytes. Its answer arrives through `drain()` under
     /// `id`: `{"status":…,"headers":[…],"body":N}` (text), `…"buffer":N}` (bytes),
     /// `…"stream":S}` (read with `nextHttpBytes(S)`), or `{"error":{code,message}}`.
     #[napi(
         catch_unwind,
-        ts_args_type = "id: number, service: string, method: string, url: string, headers: string[], bodyText?: string | null, bodyBytes?: Buffer | null"
+        ts_args_type = "id: number, service: string, method: string, url: string, headers: string, bodyText?: string | null, bodyBytes?: Buffer | null"
     )]
     #[allow(clippy::too_many_arguments)]
     pub fn submit_http(
@@ -356,7 +356,7 @@ impl NativeDatabasePool {
         service: String,
         method: String,
         url: String,
-        headers: Vec<String>,
+        headers: String,
         body_text: Option<String>,
         body_bytes: Option<Buffer>,
     ) -> napi::Result<(), String> {
@@ -370,7 +370,7 @@ impl NativeDatabasePool {
             let request = crate::services::Service::parse(&service)
                 .ok_or_else(|| format!("'{service}' is not a Supabase service"))
                 .and_then(|service| {
-                    crate::forward::Outgoing::new(&method, url, headers, body)
+                    crate::forward::Outgoing::new(&method, url, &headers, body)
                         .map(|outgoing| (service, outgoing))
                 });
             let (service, outgoing) = match request {
@@ -717,6 +717,8 @@ impl NativeDatabasePool {
         crate::metrics::DbMetrics {
             pool: self.snapshot(),
             max_connections: self.inner.config().max_connections,
+            services: self.services.snapshot(),
+            http_connections: self.services.open_connections(),
         }
     }
 }

@@ -40,7 +40,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Accounting {
     pub fn count_model(&self, model: &str) {
-        *lock(&self.by_model).entry(model.to_string()).or_insert(0) += 1;
+        let mut by_model = lock(&self.by_model);
+        match by_model.get_mut(model) {
+            Some(count) => *count += 1,
+            None => {
+                by_model.insert(model.to_string(), 1);
+            }
+        }
     }
 
     pub fn count_rate_limited(&self) {

@@ -26,7 +26,7 @@ use super::queue::{Ask, Pending, Priority, QueueError, Slot, SlotQueue};
 use super::ratelimit::Pause;
 use super::retry::{backoff, retry_after, should_retry, Failure};
 use super::shared::{SharedLease, SharedLimits};
-use super::usage::{total_tokens, UsageScanner};
+use super::usage::{body_tokens, UsageScanner};
 
 /// How long `healthCheck()` waits for the model list.
 const HEALTH_DEADLINE: Duration = Duration::from_secs(5);
@@ -290,17 +290,8 @@ impl OpenAiPool {
     /// Counts the call against its model: the one the caller names (multipart bodies name it in
     /// a form field, which JS reads), else the JSON body's, else the one `executeRequest` was
     /// given.
-    pub(super) fn count_model(
-        &self,
-        body: Option<&Value>,
-        model: Option<String>,
-        held_model: Option<String>,
-    ) {
-        let model = model
-            .or_else(|| {
-                body.and_then(|v| v.get("model").and_then(Value::as_str).map(str::to_string))
-            })
-            .or(held_model);
+    pub(super) fn count_model(&self, model: Option<String>, held_model: Option<String>) {
+        let model = model.or(held_model);
         if let Some(model) = model {
             self.accounting.count_model(&model);
         }
@@ -340,14 +331,13 @@ impl OpenAiPool {
     pub async fn fetch(
         self: &Arc<Self>,
         outgoing: Outgoing,
-        json: Option<Value>,
         model: Option<String>,
         held_slot: Option<u32>,
         place: Option<Place>,
         submitted: Instant,
     ) -> Result<FetchReply, ApiError> {
         let (deadline, held_model) = self.call_bounds(submitted, held_slot)?;
-        self.count_model(json.as_ref(), model, held_model);
+        self.count_model(model, held_model);
         let answer = self
             .send_with_retries(&outgoing, held_slot, place, deadline)
             .await;
@@ -389,16 +379,16 @@ impl OpenAiPool {
                 return Err(error);
             }
         };
-        let parsed = match kind {
-            BodyKind::Text => serde_json::from_slice::<Value>(&body).ok(),
-            _ => None,
+        let tokens = match kind {
+            BodyKind::Text => body_tokens(&body),
+            _ => Err(super::usage::NotJson),
         };
-        if parsed.is_none() && asks_for_json(&outgoing) && !body.iter().all(u8::is_ascii_whitespace)
-        {
+        let blank = body.iter().all(u8::is_ascii_whitespace);
+        if tokens.is_err() && asks_for_json(&outgoing) && !blank {
             record(false);
             return Err(not_json(&head));
         }
-        if let Some(tokens) = parsed.as_ref().and_then(total_tokens) {
+        if let Ok(Some(tokens)) = tokens {
             self.accounting.add_tokens(tokens);
             self.count_usage(&held, held_slot, tokens);
         }
@@ -581,19 +571,23 @@ impl OpenAiPool {
             Err(_) => return transport_failure(timed_out(timeout)),
         };
         let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let header = |name: &str| header_value(&headers, name);
-        self.accounting.update_rate_limit(&header);
+        let exhausted = {
+            let header = |name: &str| header_value(response.headers(), name);
+            self.accounting.update_rate_limit(&header);
+            super::ratelimit::exhausted_for(&header)
+        };
         // An answer (whatever it says) ends a probe after a capped pause; a new pause below
         // starts the next.
         self.queue.answered();
         // The API says a budget is spent: nobody sends until it resets (not only this caller).
-        if let Some(reset) = super::ratelimit::exhausted_for(&header) {
+        if let Some(reset) = exhausted {
             self.pause(reset).await;
         }
         if (200..300).contains(&status) {
             return Attempt::Success(response, lease);
         }
+        let headers = response.headers().clone();
+        let header = |name: &str| header_value(&headers, name);
         // Read from the headers alone, so that the pause is in place before anyone (a reader
         // of the stats included) hears of the 429.
         let wait = retry_after(&header, SystemTime::now());
@@ -663,7 +657,7 @@ impl OpenAiPool {
         let models = Outgoing::new(
             "GET",
             format!("{}/models", self.config.base_url),
-            Vec::new(),
+            "",
             Bytes::new(),
         );
         let outcome = match models {

@@ -222,7 +222,7 @@ impl NativeOpenAiPool {
     }
 
     /// One `fetch` of the SDK through the queue (or the slot of an `executeRequest` callback):
-    /// `headers` flattened as name, value, ...; the body as text (JSON) or bytes (multipart).
+    /// `headers` as `name\nvalue\n…`; the body as text (JSON) or bytes (multipart).
     /// Its answer arrives through `drain()` under `id`: `{"status":…,"headers":[…],"body":N}`
     /// (text), `…"buffer":N}` (bytes), `…"stream":S}` (read with `nextBytes(S)`), or
     /// `{"error":{…}}` for the pool's own refusals (QUEUE_FULL, POOL_CLOSED, TIMEOUT, ABORTED).
@@ -230,7 +230,7 @@ impl NativeOpenAiPool {
     /// ticket: no task, no promise in Rust.
     #[napi(
         catch_unwind,
-        ts_args_type = "id: number, method: string, url: string, headers: string[], bodyText?: string | null, bodyBytes?: Buffer | null, model?: string | null, slotId?: number | null, priority?: string | null"
+        ts_args_type = "id: number, method: string, url: string, headers: string, bodyText?: string | null, bodyBytes?: Buffer | null, model?: string | null, slotId?: number | null, priority?: string | null"
     )]
     #[allow(clippy::too_many_arguments)]
     pub fn submit_fetch(
@@ -238,7 +238,7 @@ impl NativeOpenAiPool {
         id: u32,
         method: String,
         url: String,
-        headers: Vec<String>,
+        headers: String,
         body_text: Option<String>,
         body_bytes: Option<napi::bindgen_prelude::Buffer>,
         model: Option<String>,
@@ -248,15 +248,19 @@ impl NativeOpenAiPool {
         crate::error::sync_boundary(|| {
             let answerer = self.answerer()?;
             let submitted = std::time::Instant::now();
-            let json = body_text
-                .as_deref()
-                .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok());
+            // The model from a JSON body when JS did not name one (a multipart body's field);
+            // the whole document only when a token budget needs its estimate.
+            let model = model.or_else(|| body_text.as_deref().and_then(usage::request_model));
+            let json = match (self.inner.config.tokens_per_minute, body_text.as_deref()) {
+                (Some(_), Some(text)) => serde_json::from_str::<serde_json::Value>(text).ok(),
+                _ => None,
+            };
             let body = match (body_text, body_bytes) {
                 (Some(text), _) => bytes::Bytes::from(text),
                 (None, Some(bytes)) => bytes::Bytes::copy_from_slice(&bytes),
                 (None, None) => bytes::Bytes::new(),
             };
-            let call = crate::forward::Outgoing::new(&method, url, headers, body)
+            let call = crate::forward::Outgoing::new(&method, url, &headers, body)
                 .map_err(|message| {
                     ApiError::local("APIConnectionError", "INVALID_REQUEST", message)
                 })

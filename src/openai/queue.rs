@@ -116,6 +116,9 @@ struct State {
     probe: Probe,
     /// When `dispatch` next has something to do that only time brings (a window or pause end).
     wake_at: Option<Instant>,
+    /// The moment the timer task sleeps until (None: until it is told): it is woken only for an
+    /// earlier one. A later one it finds when it wakes, so a busy queue does not wake it per call.
+    timer_until: Option<Instant>,
     timer_running: bool,
     next_id: u64,
     /// The earliest deadline of a queued call at the front of its priority.
@@ -134,8 +137,10 @@ impl State {
 struct Shared {
     limits: Limits,
     state: Mutex<State>,
-    /// Wakes the timer task (a new `wake_at`) and `close()` (a release).
+    /// Wakes the timer task (an earlier `wake_at`, or closing).
     changed: Notify,
+    /// Wakes `close()`/`retire()` waiting for the last request (a release while closing).
+    released: Notify,
 }
 
 #[derive(Clone)]
@@ -185,8 +190,11 @@ impl Drop for Slot {
                 state.probe = Probe::None;
             }
             dispatch(&self.shared, &mut state);
+            let closing = state.closed || state.retiring;
             unlock(state);
-            self.shared.changed.notify_waiters();
+            if closing {
+                self.shared.released.notify_waiters();
+            }
         }
     }
 }
@@ -248,6 +256,7 @@ impl SlotQueue {
             limits,
             state: Mutex::new(State::default()),
             changed: Notify::new(),
+            released: Notify::new(),
         });
         SlotQueue(shared)
     }
@@ -353,7 +362,6 @@ impl SlotQueue {
         }
         dispatch(&self.0, &mut state);
         unlock(state);
-        self.0.changed.notify_waiters();
     }
 
     /// A response arrived: a probe that was out is answered, and the others may go.
@@ -428,13 +436,13 @@ impl SlotQueue {
         shared.changed.notify_waiters();
         let drained = async {
             loop {
-                let changed = shared.changed.notified();
-                let mut changed = std::pin::pin!(changed);
-                changed.as_mut().enable();
+                let released = shared.released.notified();
+                let mut released = std::pin::pin!(released);
+                released.as_mut().enable();
                 if lock(shared).in_flight == 0 {
                     return;
                 }
-                changed.await;
+                released.await;
             }
         };
         tokio::time::timeout_at(deadline.into(), drained)
@@ -454,9 +462,9 @@ impl SlotQueue {
         lock(shared).retiring = true;
         let drained = async {
             loop {
-                let changed = shared.changed.notified();
-                let mut changed = std::pin::pin!(changed);
-                changed.as_mut().enable();
+                let released = shared.released.notified();
+                let mut released = std::pin::pin!(released);
+                released.as_mut().enable();
                 {
                     let state = lock(shared);
                     if state.in_flight == 0 && state.queued() == 0 {
@@ -464,7 +472,7 @@ impl SlotQueue {
                     }
                 }
                 // A queued call that times out leaves without a notification: look again soon.
-                let _ = tokio::time::timeout(Duration::from_millis(50), changed).await;
+                let _ = tokio::time::timeout(Duration::from_millis(50), released).await;
             }
         };
         let finished = tokio::time::timeout_at(deadline.into(), drained)
@@ -481,7 +489,8 @@ async fn timer(weak: Weak<Shared>) {
         let mut changed = std::pin::pin!(changed);
         changed.as_mut().enable();
         let (wake_at, closed) = {
-            let state = lock(&shared);
+            let mut state = lock(&shared);
+            state.timer_until = state.wake_at;
             (state.wake_at, state.closed)
         };
         if closed {
@@ -510,13 +519,19 @@ async fn timer(weak: Weak<Shared>) {
 /// Hands places to the tickets that may go now, best rank first; notes when time alone will let
 /// the next one go.
 fn dispatch(shared: &Arc<Shared>, state: &mut State) {
-    let before = state.wake_at;
     dispatch_now(shared, state);
     if let Some(deadline) = state.call_deadline {
         state.wake_at = Some(state.wake_at.map_or(deadline, |w| w.min(deadline)));
     }
-    if state.wake_at.is_some() && state.wake_at != before {
-        // The timer task sleeps until the old moment (or none): tell it about the new one.
+
+    let earlier = match (state.wake_at, state.timer_until) {
+        (Some(at), Some(sleeping_until)) => at < sleeping_until,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if earlier {
+        // The timer task sleeps until a later moment (or none): tell it about this one.
+        state.timer_until = state.wake_at;
         shared.changed.notify_waiters();
     }
 }

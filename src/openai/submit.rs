@@ -22,7 +22,7 @@ use crate::streams::StreamRegistry;
 pub struct FetchCall {
     pub id: u32,
     pub outgoing: Outgoing,
-    /// The body, when it is JSON (for the model and the token estimate).
+    /// The body, when it is JSON and a token budget needs its estimate.
     pub json: Option<Value>,
     pub model: Option<String>,
     /// The slot of the `executeRequest` callback it belongs to: no queue then.
@@ -86,7 +86,6 @@ impl Answerer {
         let task = napi::bindgen_prelude::spawn(async move {
             let fetch = this.pool.fetch(
                 call.outgoing,
-                call.json,
                 call.model,
                 call.slot_id,
                 place,

@@ -28,6 +28,59 @@ pub fn total_tokens(body: &Value) -> Option<u64> {
     }
 }
 
+#[derive(serde::Deserialize)]
+struct Usage {
+    total_tokens: Option<u64>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+}
+
+#[derive(serde::Deserialize)]
+struct Nested {
+    usage: Option<Usage>,
+}
+
+/// A body's usage, read without building the whole document (only these fields are kept).
+#[derive(serde::Deserialize)]
+struct WithUsage {
+    usage: Option<Usage>,
+    response: Option<Nested>,
+}
+
+/// A body that is not JSON at all.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NotJson;
+
+/// The tokens a JSON response body reports, or `NotJson`: one pass of serde over the body,
+/// keeping nothing but the usage (the hot path of every response).
+pub fn body_tokens(body: &[u8]) -> Result<Option<u64>, NotJson> {
+    match serde_json::from_slice::<WithUsage>(body) {
+        Ok(parsed) => {
+            let usage = parsed.usage.or(parsed.response.and_then(|r| r.usage));
+            Ok(usage.and_then(
+                |u| match (u.total_tokens, u.input_tokens, u.output_tokens) {
+                    (Some(total), _, _) => Some(total),
+                    (None, None, None) => None,
+                    (None, input, output) => Some(input.unwrap_or(0) + output.unwrap_or(0)),
+                },
+            ))
+        }
+        // Valid JSON of another shape (an array, a string): no usage.
+        Err(_) => serde_json::from_slice::<serde::de::IgnoredAny>(body)
+            .map(|_| None)
+            .map_err(|_| NotJson),
+    }
+}
+
+/// The `model` of a JSON request body, read without building the document.
+pub fn request_model(body: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct WithModel {
+        model: Option<String>,
+    }
+    serde_json::from_str::<WithModel>(body).ok()?.model
+}
+
 /// Reads the `data:` lines of an event stream for usage, chunk by chunk.
 #[derive(Default)]
 pub struct UsageScanner {
@@ -112,6 +165,30 @@ mod tests {
         );
         assert_eq!(of(r#"{"usage":null}"#), None);
         assert_eq!(of(r#"{"choices":[]}"#), None);
+    }
+
+    #[test]
+    fn bodies_are_read_for_their_usage_alone() {
+        assert_eq!(
+            body_tokens(br#"{"id":"x","usage":{"total_tokens":12}}"#),
+            Ok(Some(12))
+        );
+        assert_eq!(
+            body_tokens(br#"{"usage":{"input_tokens":3,"output_tokens":4}}"#),
+            Ok(Some(7))
+        );
+        assert_eq!(
+            body_tokens(br#"{"response":{"usage":{"total_tokens":3}}}"#),
+            Ok(Some(3))
+        );
+        assert_eq!(body_tokens(br#"{"usage":null,"data":[1]}"#), Ok(None));
+        assert_eq!(body_tokens(br#"[1,2]"#), Ok(None));
+        assert_eq!(body_tokens(b"<html>"), Err(NotJson));
+        assert_eq!(
+            request_model(r#"{"model":"gpt-4o","messages":[]}"#).as_deref(),
+            Some("gpt-4o")
+        );
+        assert_eq!(request_model("[]"), None);
     }
 
     #[test]
