@@ -364,6 +364,19 @@ export type ConnectionPoolErrorCode =
    */
   | 'STATEMENT_REFUSED'
   | 'MISSING_DEPENDENCY'
+  /**
+   * The OpenAI pool's and the HTTP pools' own refusals, the `cause` of the SDK's
+   * `APIConnectionError` (a failed fetch): the queue is full (`maxQueueSize`), the call's
+   * `timeout` passed, a success whose body is not JSON (a proxy's HTML page), the connection
+   * failed, a request the pool cannot send (a bad URL or header), an abort. (An unknown priority
+   * is `INVALID_ARGUMENT`.)
+   */
+  | 'QUEUE_FULL'
+  | 'TIMEOUT'
+  | 'INVALID_RESPONSE'
+  | 'CONNECTION_ERROR'
+  | 'INVALID_REQUEST'
+  | 'ABORTED'
   /** A bug in this library (a caught panic); counted in `internalErrors` of the stats. */
   | 'INTERNAL'
 

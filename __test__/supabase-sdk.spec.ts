@@ -148,6 +148,22 @@ describe('the singletons are supabase-js clients', () => {
     const user = await bobs.auth.getUser()
     expect(user.data.user).toMatchObject({ id: bob })
   })
+
+  test("a client's own global.fetch answers what no pool does (Realtime's REST), and only that", async () => {
+    const seen: string[] = []
+    const own = async (url: RequestInfo | URL) => {
+      seen.push(String(url))
+      return new Response(null, { status: 202 })
+    }
+    const client = pkg.createClient(stand.url, anonKey, { global: { fetch: own } })
+    expect(await client.channel('room').httpSend('ping', { n: 1 })).toEqual({ success: true })
+    expect(seen).toHaveLength(1)
+    expect(seen[0]).toContain('/realtime/v1/api/broadcast/room/events/ping')
+    // REST still runs over the pool, not through the caller's fetch.
+    const { error } = await client.from(table).select('body')
+    expect(error).toMatchObject({ code: '42501' })
+    expect(seen).toHaveLength(1)
+  })
 })
 
 describe('without a connection string', () => {

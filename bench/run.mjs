@@ -278,24 +278,28 @@ async function benchOpenAI(only) {
   const clients = {}
   for (const serviceMs of new Set(selected.map((c) => c.serviceMs))) {
     const url = (name) => servers[`${name} ${serviceMs}`].url
-    OpenAIPool.initialize({ baseURL: url('connection-pools'), apiKey: 'sk-bench', maxConcurrentRequests: MAX, maxRetries: 0 })
     clients[serviceMs] = {
-      pool: OpenAIPool.getClient(),
+      poolConfig: { baseURL: url('connection-pools'), apiKey: 'sk-bench', maxConcurrentRequests: MAX, maxRetries: 0 },
       sdk: new OpenAI({ baseURL: url('openai SDK'), apiKey: 'sk-bench', maxRetries: 0 }),
       bare: new undici.Pool(new URL(url('bare undici')).origin, { connections: MAX }),
     }
   }
-  // The answer the stand-in gives, canned: what the SDK costs by itself.
+  // The answer the stand-in gives, canned with the headers it sends (those any fetch hands the
+  // SDK: content type, request id, the six rate-limit headers, date; not the hop-by-hop ones):
+  // what the SDK costs by itself on that answer.
   const anyServer = Object.values(servers)[0].url
-  const canned = await (await fetch(`${anyServer}/chat/completions`, { method: 'POST', body: json, headers: { 'content-type': 'application/json' } })).text()
+  const sample = await fetch(`${anyServer}/chat/completions`, { method: 'POST', body: json, headers: { 'content-type': 'application/json' } })
+  const canned = await sample.text()
+  const hopByHop = new Set(['connection', 'keep-alive', 'transfer-encoding'])
+  const cannedHeaders = [...sample.headers].filter(([name]) => !hopByHop.has(name))
   const floor = new OpenAI({
     baseURL: 'http://canned.invalid/v1',
     apiKey: 'sk-bench',
     maxRetries: 0,
-    fetch: async () => new Response(canned, { status: 200, headers: { 'content-type': 'application/json', 'x-request-id': 'req_canned' } }),
+    fetch: async () => new Response(canned, { status: 200, headers: cannedHeaders }),
   })
-  const driversFor = ({ pool, sdk, bare }) => ({
-    'connection-pools': () => pool.chat.completions.create(body),
+  const driversFor = ({ sdk, bare }) => ({
+    'connection-pools': () => OpenAIPool.getClient().chat.completions.create(body),
     'openai SDK': () => sdk.chat.completions.create(body),
     'bare undici': async () => {
       const res = await bare.request({ path: '/v1/chat/completions', method: 'POST', body: json, headers: { 'content-type': 'application/json', authorization: 'Bearer sk-bench' } })
@@ -304,17 +308,24 @@ async function benchOpenAI(only) {
     'SDK, canned fetch': () => floor.chat.completions.create(body),
   })
   const results = selected.map(() => ({}))
-  for (let round = 0; round < ROUNDS; round++) {
-    for (const [c, cell] of selected.entries()) {
-      const drivers = driversFor(clients[cell.serviceMs])
-      const names = Object.keys(drivers)
-      for (const name of names.map((_, k) => names[(k + round) % names.length])) {
-        await measure(drivers[name], cell.callers, 200)
-        const r = await measure(drivers[name], cell.callers, CELL_MS)
-        ;(results[c][name] ??= []).push(r)
+  // OpenAIPool is the process's one pool: the cells of one service time run together, on a
+  // pool pointed at that service time's stand-in (initialized once, so that the connections
+  // it opened can be counted).
+  for (const serviceMs of new Set(selected.map((c) => c.serviceMs))) {
+    OpenAIPool.initialize(clients[serviceMs].poolConfig)
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [c, cell] of selected.entries()) {
+        if (cell.serviceMs !== serviceMs) continue
+        const drivers = driversFor(clients[cell.serviceMs])
+        const names = Object.keys(drivers)
+        for (const name of names.map((_, k) => names[(k + round) % names.length])) {
+          await measure(drivers[name], cell.callers, 200)
+          const r = await measure(drivers[name], cell.callers, CELL_MS)
+          ;(results[c][name] ??= []).push(r)
+        }
       }
+      process.stderr.write(`openai ${serviceMs} ms, round ${round + 1}/${ROUNDS} done\n`)
     }
-    process.stderr.write(`openai round ${round + 1}/${ROUNDS} done\n`)
   }
   for (const [c, cell] of selected.entries()) {
     console.log(`\nopenai chat.completions.create, ${cell.serviceMs} ms service time, ${cell.callers} callers`)

@@ -107,12 +107,14 @@ function restWire(path, init) {
  * - `identityFor(credential, native)`: the identity a request's key or token stands for (a
  *   promise when its signing key must be fetched), or an error reply;
  * - `projectUrl`: the project's URL, or null (then only REST, in-process, can be answered).
+ * `fallback` answers what no pool does (Realtime's REST endpoints): the caller's own
+ * `global.fetch`, else the platform's.
  */
-function supabaseFetch(ctx) {
+function supabaseFetch(ctx, fallback = null) {
   return async function fetch(input, init = {}) {
     const url = typeof input === 'string' ? input : String(input.url ?? input)
     const target = serviceOf(url)
-    if (target === null) return globalThis.fetch(input, init)
+    if (target === null) return (fallback ?? globalThis.fetch)(input, init)
     const native = ctx.pool()
     if (target.service === 'rest' && native.hasConnectionString) {
       if (init.signal?.aborted) throw abortError(init.signal)
@@ -170,7 +172,7 @@ function createPooledClient(ctx, url, key, options = {}) {
   return createClient(url ?? NO_PROJECT_URL, key, {
     ...options,
     auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false, ...options.auth },
-    global: { ...options.global, fetch: supabaseFetch(ctx) },
+    global: { ...options.global, fetch: supabaseFetch(ctx, options.global?.fetch ?? null) },
     realtime: transport === undefined ? options.realtime : { transport, ...options.realtime },
   })
 }
