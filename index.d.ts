@@ -365,18 +365,18 @@ export type ConnectionPoolErrorCode =
   | 'STATEMENT_REFUSED'
   | 'MISSING_DEPENDENCY'
   /**
-   * The OpenAI pool's and the HTTP pools' own refusals, the `cause` of the SDK's
-   * `APIConnectionError` (a failed fetch): the queue is full (`maxQueueSize`), the call's
-   * `timeout` passed, a success whose body is not JSON (a proxy's HTML page), the connection
-   * failed, a request the pool cannot send (a bad URL or header), an abort. (An unknown priority
-   * is `INVALID_ARGUMENT`.)
+   * The OpenAI pool's own refusals, the `cause` of the SDK's `APIConnectionError` (a failed
+   * fetch): the queue is full (`maxQueueSize`), the call's `timeout` passed, a success whose body
+   * is not the JSON asked for (a proxy's HTML page). A request the pool cannot send (a bad URL or
+   * header, an unknown priority) is `INVALID_ARGUMENT`; a connection that fails,
+   * `CONNECTION_FAILED`, as for Postgres and Supabase's services. An aborted fetch rejects with
+   * the platform's `AbortError`, as fetch does.
    */
   | 'QUEUE_FULL'
   | 'TIMEOUT'
   | 'INVALID_RESPONSE'
-  | 'CONNECTION_ERROR'
-  | 'INVALID_REQUEST'
-  | 'ABORTED'
+  /** The client `executeRequest` gave its callback, used after the callback finished. */
+  | 'SLOT_RELEASED'
   /** A bug in this library (a caught panic); counted in `internalErrors` of the stats. */
   | 'INTERNAL'
 

@@ -93,9 +93,7 @@ function nativeStream(next, cancel) {
         const chunk = await next()
         if (chunk.error) {
           done = true
-          const err = new Error(chunk.error.message)
-          err.code = chunk.error.code
-          controller.error(err)
+          controller.error(new ConnectionPoolError(chunk.error.code, chunk.error.message))
         } else if (chunk.done) {
           done = true
           controller.close()

@@ -108,7 +108,7 @@ impl StreamRegistry {
 pub enum Chunk {
     Bytes(bytes::Bytes),
     End,
-    /// The stream ended badly and is closed: a code (`TIMEOUT`, `CONNECTION_ERROR`, `INTERNAL`)
+    /// The stream ended badly and is closed: a code (`TIMEOUT`, `CONNECTION_FAILED`, `INTERNAL`)
     /// and a message.
     Failed(&'static str, String),
 }
@@ -144,7 +144,7 @@ pub async fn next_chunk(registry: &StreamRegistry, id: u32, idle: Duration) -> C
             format!("no stream data for {} ms (timed out)", idle.as_millis()),
         ),
         Ok(Err(crate::forward::StreamError::Transport(detail))) => {
-            Chunk::Failed("CONNECTION_ERROR", format!("connection error: {detail}"))
+            Chunk::Failed("CONNECTION_FAILED", format!("connection error: {detail}"))
         }
         Err(panic) => Chunk::Failed(
             "INTERNAL",

@@ -545,7 +545,7 @@ impl OpenAiPool {
             Ok(request) => request,
             Err(message) => {
                 return Attempt::Failed {
-                    error: ApiError::local("APIConnectionError", "INVALID_REQUEST", message),
+                    error: ApiError::local("APIConnectionError", "INVALID_ARGUMENT", message),
                     retryable: false,
                     wait: None,
                     refusal: None,
@@ -750,7 +750,7 @@ pub(super) fn timed_out(timeout: Duration) -> ApiError {
 pub(super) fn connection_error(detail: &str) -> ApiError {
     ApiError::local(
         "APIConnectionError",
-        "CONNECTION_ERROR",
+        "CONNECTION_FAILED",
         format!("connection error: {detail}"),
     )
 }

@@ -262,7 +262,7 @@ impl NativeOpenAiPool {
             };
             let call = crate::forward::Outgoing::new(&method, url, &headers, body)
                 .map_err(|message| {
-                    ApiError::local("APIConnectionError", "INVALID_REQUEST", message)
+                    ApiError::local("APIConnectionError", "INVALID_ARGUMENT", message)
                 })
                 .and_then(|outgoing| {
                     Ok(submit::FetchCall {
