@@ -164,6 +164,39 @@ pub struct NativeChunkError {
     pub message: String,
 }
 
+impl Replies {
+    /// Sends the reply of HTTP fetch `id`: a text body beside the batch as a string, bytes as a
+    /// buffer, a stream registered (unread for `idle`, it is closed) and named by its id.
+    pub fn send_fetched(
+        &self,
+        reply: crate::forward::Reply,
+        streams: &std::sync::Arc<crate::streams::StreamRegistry>,
+        idle: std::time::Duration,
+        id: u32,
+    ) {
+        use crate::forward::{BodyKind, Reply};
+        match reply {
+            Reply::Whole { head, body, kind } => {
+                let text = (kind == BodyKind::Text)
+                    .then(|| String::from_utf8(body.to_vec()).ok())
+                    .flatten();
+                match text {
+                    Some(text) => self.reply_with_body(id, &head, text),
+                    None => self.reply_with_bytes(id, &head, body.to_vec()),
+                }
+            }
+            Reply::Stream { head, stream } => {
+                let stream_id = streams.insert(stream, idle);
+                let mut reply = head;
+                reply.push_str(",\"stream\":");
+                reply.push_str(itoa::Buffer::new().format(stream_id));
+                reply.push('}');
+                self.reply(id, &reply);
+            }
+        }
+    }
+}
+
 impl From<crate::streams::Chunk> for NativeChunk {
     fn from(chunk: crate::streams::Chunk) -> Self {
         use crate::streams::Chunk;

@@ -144,9 +144,9 @@ pub fn head_json(status: u16, headers: &HeaderMap) -> String {
         }
         first = false;
         out.push('[');
-        crate::db::rows::push_json_str(&mut out, name.as_str());
+        crate::db::codec::rows::push_json_str(&mut out, name.as_str());
         out.push(',');
-        crate::db::rows::push_json_str(&mut out, value);
+        crate::db::codec::rows::push_json_str(&mut out, value);
         out.push(']');
     }
     out.push(']');
@@ -205,38 +205,6 @@ pub enum Reply {
     },
     /// The head, and the body to be read chunk by chunk.
     Stream { head: String, stream: ByteStream },
-}
-
-impl Reply {
-    /// Sends the reply of fetch `id`: a text body beside the batch as a string, bytes as a
-    /// buffer, a stream registered (unread for `idle`, it is closed) and named by its id.
-    pub fn send(
-        self,
-        replies: &crate::crossing::Replies,
-        streams: &std::sync::Arc<crate::streams::StreamRegistry>,
-        idle: Duration,
-        id: u32,
-    ) {
-        match self {
-            Reply::Whole { head, body, kind } => {
-                let text = (kind == BodyKind::Text)
-                    .then(|| String::from_utf8(body.to_vec()).ok())
-                    .flatten();
-                match text {
-                    Some(text) => replies.reply_with_body(id, &head, text),
-                    None => replies.reply_with_bytes(id, &head, body.to_vec()),
-                }
-            }
-            Reply::Stream { head, stream } => {
-                let stream_id = streams.insert(stream, idle);
-                let mut reply = head;
-                reply.push_str(",\"stream\":");
-                reply.push_str(itoa::Buffer::new().format(stream_id));
-                reply.push('}');
-                replies.reply(id, &reply);
-            }
-        }
-    }
 }
 
 /// A response body handed to JS as it arrives, each wait bounded. An event stream's leading

@@ -8,8 +8,10 @@
 
 use proptest::prelude::*;
 
-use crate::db::params::Param;
-use crate::db::{builder, filters, guard, lexer, params, rest};
+use crate::db::codec::params;
+use crate::db::codec::params::Param;
+use crate::db::engine::{guard, lexer};
+use crate::db::rest::{self, builder, filters};
 
 /// Text made mostly of the grammar's own characters, so that cases reach deep into it.
 fn grammar_text() -> impl Strategy<Value = String> {
@@ -70,7 +72,7 @@ proptest! {
         if let Ok(condition) = filters::parse_logic(&text, true, false) {
             let _ = filters::render(&condition, &mut Vec::new());
         }
-        let _ = builder::json_path(&text);
+        let _ = rest::ident::json_path(&text);
         let _ = filters::split_top_level(&text);
         let _ = params::parse_array_literal(&text);
         let _ = builder::column_item(&text);
@@ -144,19 +146,19 @@ proptest! {
         let _ = crate::openai::retry::retry_after(&header, std::time::SystemTime::now());
         let _ = crate::openai::ratelimit::exhausted_for(&header);
         let _ = crate::openai::retry::capped_seconds(number);
-        let _ = crate::db::datetime::format_timestamp(micros, true);
-        let _ = crate::db::datetime::format_date(days);
-        let _ = crate::db::datetime::parse_timestamp(&text, true);
+        let _ = crate::db::codec::datetime::format_timestamp(micros, true);
+        let _ = crate::db::codec::datetime::format_date(days);
+        let _ = crate::db::codec::datetime::parse_timestamp(&text, true);
     }
 
     #[test]
     #[ignore]
     fn fuzz_codecs_answer(bytes in prop::collection::vec(any::<u8>(), 0..64), text in ".{0,40}", number in any::<f64>(), oid in prop::sample::select(CODEC_OIDS.to_vec())) {
-        let _ = crate::db::numeric::decode_to_text(&bytes);
-        let _ = crate::db::numeric::encode_from_text(&text);
-        let kind = crate::db::types::classify_oid(oid);
-        for style in [crate::db::rows::ValueStyle::Driver, crate::db::rows::ValueStyle::ToJson] {
-            let _ = crate::db::rows::write_value(&kind, &bytes, style, &mut String::new());
+        let _ = crate::db::codec::numeric::decode_to_text(&bytes);
+        let _ = crate::db::codec::numeric::encode_from_text(&text);
+        let kind = crate::db::codec::types::classify_oid(oid);
+        for style in [crate::db::codec::rows::ValueStyle::Driver, crate::db::codec::rows::ValueStyle::ToJson] {
+            let _ = crate::db::codec::rows::write_value(&kind, &bytes, style, &mut String::new());
         }
         if let Some(ty) = tokio_postgres::types::Type::from_oid(oid) {
             let values = [Param::Text(text.clone()), Param::Number(number), Param::Bytes(bytes.clone()),

@@ -16,7 +16,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::db::snapshot::PoolSnapshot;
+use crate::db::engine::snapshot::PoolSnapshot;
 use crate::openai::accounting::AccountingSnapshot;
 use crate::stats::HistogramSnapshot;
 

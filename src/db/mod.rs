@@ -7,31 +7,10 @@
 //! entry point catches panics.
 
 pub mod auth;
-pub mod builder;
-pub mod config;
-pub mod connect;
-pub mod connection;
-pub mod context;
-pub mod datetime;
+pub mod codec;
 pub mod engine;
-pub mod execute;
-pub mod filters;
-pub mod guard;
-pub mod ident;
-pub mod js_params;
-pub mod jwks;
-pub mod lexer;
-pub mod numeric;
-pub mod params;
-pub mod policy;
-pub mod pool;
 pub mod rest;
-pub mod retry;
-pub mod rows;
-pub mod snapshot;
 pub mod submit;
-pub mod transaction;
-pub mod types;
 
 use std::sync::{Arc, OnceLock};
 
@@ -42,15 +21,17 @@ use napi_derive::napi;
 use crate::crossing::{CallDrain, DrainCallback, NativeReplies};
 
 use crate::error::PoolError;
-use config::PoolConfig;
-use engine::DbPool;
-use rows::ValueStyle;
+use auth::{context, jwks, tokens};
+use codec::{js_params, params, rows::ValueStyle};
+use engine::{config::PoolConfig, snapshot, transaction, DbPool};
 
 /// A native Postgres pool. Created by `DatabasePool.initialize()`; not for direct use.
 #[napi]
 pub struct NativeDatabasePool {
     inner: Arc<DbPool>,
-    tokens: Arc<auth::TokenVerifier>,
+    /// What builder requests learned of the schema; `reloadSchema()` forgets it.
+    schema: Arc<rest::cache::SchemaCache>,
+    tokens: Arc<tokens::TokenVerifier>,
     /// Auth, Storage, Functions, and REST without a connection string.
     services: Arc<crate::services::ServicePool>,
     service_streams: Arc<crate::streams::StreamRegistry>,
@@ -184,7 +165,7 @@ impl NativeDatabasePool {
                 ),
                 None => None,
             };
-            let tokens = auth::TokenVerifier::new(
+            let tokens = tokens::TokenVerifier::new(
                 config.jwt_secret.clone(),
                 key_set,
                 config.authenticated_role.clone(),
@@ -199,6 +180,7 @@ impl NativeDatabasePool {
                 service_streams: Arc::default(),
                 service_fetches: Arc::default(),
                 inner: Arc::new(DbPool::new(config)),
+                schema: Arc::default(),
                 tokens: Arc::new(tokens),
                 dispatcher: OnceLock::new(),
             })
@@ -210,8 +192,11 @@ impl NativeDatabasePool {
     #[napi(catch_unwind)]
     pub fn on_complete(&self, callback: DrainCallback) -> napi::Result<(), String> {
         crate::error::sync_boundary(|| {
-            let dispatcher =
-                submit::Dispatcher::new(self.inner.clone(), Box::new(CallDrain(callback)));
+            let dispatcher = submit::Dispatcher::new(
+                self.inner.clone(),
+                self.schema.clone(),
+                Box::new(CallDrain(callback)),
+            );
             self.dispatcher.set(dispatcher).map_err(|_| {
                 napi::Error::new("INTERNAL".to_string(), "onComplete was already called")
             })
@@ -398,7 +383,7 @@ impl NativeDatabasePool {
                 if answering.answer() {
                     flights.end(id);
                     match outcome {
-                        Ok(reply) => reply.send(dispatcher.replies(), &streams, idle, id),
+                        Ok(reply) => dispatcher.replies().send_fetched(reply, &streams, idle, id),
                         Err(error) => dispatcher.replies().reply(id, &error.to_envelope()),
                     }
                 }
@@ -611,7 +596,7 @@ impl NativeDatabasePool {
     /// `NOTIFY pgrst, 'reload schema'` does; the next request reads the catalog again.
     #[napi(catch_unwind)]
     pub fn reload_schema(&self) {
-        self.inner.reload_schema();
+        self.schema.forget();
     }
 
     /// Whether the login role is a superuser, as the server reported at login; null until a
@@ -651,8 +636,8 @@ impl NativeDatabasePool {
     }
 }
 
-impl From<auth::VerifiedToken> for NativeVerifiedToken {
-    fn from(verified: auth::VerifiedToken) -> Self {
+impl From<tokens::VerifiedToken> for NativeVerifiedToken {
+    fn from(verified: tokens::VerifiedToken) -> Self {
         NativeVerifiedToken {
             role: verified.role,
             claims: verified.claims_json,

@@ -15,14 +15,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use super::context::RoleContext;
-use super::engine::DbPool;
-use super::guard::{self, Caller, Scope};
-use super::params::Param;
 use super::rest::{self, RestReply};
-use super::rows::ValueStyle;
-use super::transaction::{Transaction, TxOptions};
 use crate::crossing::{Notify, Replies};
+use crate::db::auth::context::RoleContext;
+use crate::db::codec::params::Param;
+use crate::db::codec::rows::ValueStyle;
+use crate::db::engine::guard::{self, Caller, Scope};
+use crate::db::engine::transaction::{Transaction, TxOptions};
+use crate::db::engine::DbPool;
+use crate::db::rest::cache::SchemaCache;
 use crate::error::{settle_to_json, PoolError};
 
 /// The reply of a submission that returns nothing but success.
@@ -69,6 +70,8 @@ pub struct Submission {
 
 pub struct Dispatcher {
     pool: Arc<DbPool>,
+    /// What builder requests learned of the schema (`reloadSchema()` forgets it).
+    schema: Arc<SchemaCache>,
     queue: Mutex<VecDeque<Submission>>,
     runners: AtomicUsize,
     max_runners: usize,
@@ -81,13 +84,14 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(pool: Arc<DbPool>, notify: Box<dyn Notify>) -> Arc<Self> {
+    pub fn new(pool: Arc<DbPool>, schema: Arc<SchemaCache>, notify: Box<dyn Notify>) -> Arc<Self> {
         let config = pool.config();
         let max_runners = (config.max_connections as usize)
             .saturating_mul(config.pipeline_depth as usize)
             .max(1);
         Arc::new(Dispatcher {
             pool,
+            schema,
             queue: Mutex::new(VecDeque::new()),
             runners: AtomicUsize::new(0),
             max_runners,
@@ -201,9 +205,14 @@ impl Dispatcher {
     async fn execute_request(&self, submission: &Submission) -> Result<RestReply, PoolError> {
         let pool = &self.pool;
         match &submission.work {
-            Work::Request { request, anonymous } => {
-                Ok(rest::run(pool, request, submission.role.as_ref(), *anonymous).await)
-            }
+            Work::Request { request, anonymous } => Ok(rest::run(
+                pool,
+                &self.schema,
+                request,
+                submission.role.as_ref(),
+                *anonymous,
+            )
+            .await),
             Work::TxRequest {
                 tx,
                 request,
@@ -212,7 +221,7 @@ impl Dispatcher {
                 let open = self.transaction(*tx)?;
                 let guard = open.lock().await;
                 let tx = guard.as_ref().ok_or_else(ended)?;
-                Ok(rest::run_in(pool, tx, request, *anonymous).await)
+                Ok(rest::run_in(pool, &self.schema, tx, request, *anonymous).await)
             }
             _ => Err(PoolError::Internal("not a builder request".into())),
         }

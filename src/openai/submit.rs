@@ -105,7 +105,7 @@ impl Answerer {
             };
             this.answer(id, &running, |replies| match outcome {
                 Ok(reply) => {
-                    reply.send(replies, &this.streams, this.pool.config.request_timeout, id)
+                    replies.send_fetched(reply, &this.streams, this.pool.config.request_timeout, id)
                 }
                 Err(error) => replies.reply(id, &error.envelope()),
             });

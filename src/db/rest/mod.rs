@@ -8,6 +8,11 @@
 //! mutation, `Prefer: max-affected`, `tx=rollback`) runs in a transaction that is rolled back
 //! when the answer is an error, as PostgREST runs every request in one.
 
+pub mod builder;
+pub mod cache;
+pub mod error;
+pub mod filters;
+pub mod ident;
 pub mod parse;
 pub mod prefer;
 pub mod reply;
@@ -17,15 +22,17 @@ pub mod strip;
 
 use serde::Deserialize;
 
-use super::builder::{body_statement, build, Body, BuiltStatement, CountMode, Method};
-use super::context::RoleContext;
-use super::engine::{DbPool, FunctionKind};
-use super::ident::request_error;
-use super::params::Param;
-use super::rows::ValueStyle;
-use super::transaction::{Transaction, TxOptions};
+use crate::db::auth::context::RoleContext;
+use crate::db::codec::params::Param;
+use crate::db::codec::rows::ValueStyle;
+use crate::db::engine::transaction::{Transaction, TxOptions};
+use crate::db::engine::DbPool;
+use crate::db::rest::builder::{body_statement, build, Body, BuiltStatement, CountMode, Method};
+use crate::db::rest::error::request_error;
 use crate::error::PoolError;
-use parse::{status_error, ApiRequest, RestRequest};
+use cache::{FunctionKind, SchemaCache};
+use error::pgrst;
+use parse::{ApiRequest, RestRequest};
 use prefer::Accept;
 pub use reply::RestReply;
 use reply::{content_range, error_reply, range_status, Answer};
@@ -38,11 +45,13 @@ pub enum Target<'a> {
     /// On the pool, each statement by itself, as `role` (or the login role).
     Pool {
         pool: &'a DbPool,
+        schema: &'a SchemaCache,
         role: Option<&'a RoleContext>,
     },
     /// Inside a transaction (its role, if any, was set when it began).
     Transaction {
         pool: &'a DbPool,
+        schema: &'a SchemaCache,
         tx: &'a Transaction,
     },
 }
@@ -51,6 +60,12 @@ impl Target<'_> {
     fn pool(&self) -> &DbPool {
         match self {
             Target::Pool { pool, .. } | Target::Transaction { pool, .. } => pool,
+        }
+    }
+
+    fn schema(&self) -> &SchemaCache {
+        match self {
+            Target::Pool { schema, .. } | Target::Transaction { schema, .. } => schema,
         }
     }
 
@@ -65,8 +80,8 @@ impl Target<'_> {
         style: ValueStyle,
     ) -> Result<String, PoolError> {
         let output = match self {
-            Target::Pool { pool, role } => pool.query(sql, params, style, *role).await?,
-            Target::Transaction { pool, tx } => tx.query(pool, sql, params, style).await?,
+            Target::Pool { pool, role, .. } => pool.query(sql, params, style, *role).await?,
+            Target::Transaction { pool, tx, .. } => tx.query(pool, sql, params, style).await?,
         };
         Ok(output.json)
     }
@@ -75,11 +90,12 @@ impl Target<'_> {
 /// Runs a request on the pool; the reply (or error reply) as JSON text.
 pub async fn run(
     pool: &DbPool,
+    schema: &SchemaCache,
     wire: &str,
     role: Option<&RoleContext>,
     anonymous: bool,
 ) -> RestReply {
-    match run_pooled(pool, wire, role).await {
+    match run_pooled(pool, schema, wire, role).await {
         Ok(answer) => answer.into_reply(),
         Err(err) => RestReply::Whole(error_reply(&err, anonymous)),
     }
@@ -90,11 +106,17 @@ pub async fn run(
 /// keeps nothing of it and goes on; a request to a schema other than `public` has that schema
 /// first on `search_path` while it runs, and the caller's path is back afterwards. A statement
 /// Postgres refused still fails the whole transaction, as every statement in it does.
-pub async fn run_in(pool: &DbPool, tx: &Transaction, wire: &str, anonymous: bool) -> RestReply {
+pub async fn run_in(
+    pool: &DbPool,
+    schema: &SchemaCache,
+    tx: &Transaction,
+    wire: &str,
+    anonymous: bool,
+) -> RestReply {
     let answer = async {
         let mut request = read(pool, wire)?;
         let scope = RequestScope::of(&mut request)?;
-        let target = Target::Transaction { pool, tx };
+        let target = Target::Transaction { pool, schema, tx };
         if !scope.undoable && scope.search_path.is_none() {
             return answer(&target, &mut request).await;
         }
@@ -197,9 +219,10 @@ impl RequestScope {
         // `search_path` to the request's schema. `public` is on the default path already, so
         // the common request needs no transaction for it.
         let search_path = match &request.spec.schema {
-            Some(schema) if schema != "public" => {
-                Some(format!("{}, \"public\"", super::ident::quote(schema)?))
-            }
+            Some(schema) if schema != "public" => Some(format!(
+                "{}, \"public\"",
+                crate::db::rest::ident::quote(schema)?
+            )),
             _ => None,
         };
         Ok(RequestScope {
@@ -212,13 +235,14 @@ impl RequestScope {
 
 async fn run_pooled(
     pool: &DbPool,
+    schema: &SchemaCache,
     wire: &str,
     role: Option<&RoleContext>,
 ) -> Result<Answer, PoolError> {
     let mut request = read(pool, wire)?;
     let scope = RequestScope::of(&mut request)?;
     if !scope.undoable && scope.search_path.is_none() && !scope.read_only {
-        return answer(&Target::Pool { pool, role }, &mut request).await;
+        return answer(&Target::Pool { pool, schema, role }, &mut request).await;
     }
     let options = TxOptions {
         read_only: scope.read_only,
@@ -235,7 +259,15 @@ async fn run_pooled(
             )
             .await?;
         }
-        answer(&Target::Transaction { pool, tx: &tx }, &mut request).await
+        answer(
+            &Target::Transaction {
+                pool,
+                schema,
+                tx: &tx,
+            },
+            &mut request,
+        )
+        .await
     }
     .await;
     let commit = result.is_ok() && !request.prefer.rollback;
@@ -250,7 +282,7 @@ async fn run_pooled(
 /// relates to it (`PGRST200`), as in PostgREST.
 fn parent_relation<'c>(
     catalog: &'c schema::Catalog,
-    spec: &'c super::builder::RequestSpec,
+    spec: &'c crate::db::rest::builder::RequestSpec,
     schema: &str,
 ) -> &'c str {
     match spec.method {
@@ -289,9 +321,11 @@ impl Found {
                 .ok()
                 .filter(|s| (100..=599).contains(s))
                 .ok_or_else(|| {
-                    status_error(
+                    pgrst(
                         "PGRST112",
                         "response.status guc must be a valid status code".into(),
+                        None,
+                        None,
                     )
                 }),
         }
@@ -397,7 +431,7 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
                 params: &mut params,
                 schema: &schema,
             };
-            let alias = super::builder::own_alias(&request.spec.table);
+            let alias = crate::db::rest::builder::own_alias(&request.spec.table);
             let rendered = select::render(&mut scope, &items, &[], &parent, &alias, 1)?;
             for order in request
                 .spec
@@ -414,7 +448,7 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
                 )?);
             }
             let params = params.split_off(bound_before);
-            request.spec.embedded = Some(super::builder::EmbeddedSelect {
+            request.spec.embedded = Some(crate::db::rest::builder::EmbeddedSelect {
                 alias,
                 list: rendered.list,
                 joins: rendered.joins,
@@ -466,12 +500,14 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
         (Err(err), Some(key))
             if err.code() == "42703" && err.to_string().contains(&format!("\"{key}\"")) =>
         {
-            Err(status_error(
+            Err(pgrst(
                 "PGRST204",
                 format!(
                     "Could not find the '{key}' column of '{}' in the schema cache",
                     request.spec.table
                 ),
+                None,
+                None,
             ))
         }
         (Err(err), _) if err.code() == "42P01" && request.spec.method != Method::Rpc => {
@@ -482,9 +518,11 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
                 .to_string()
                 .contains(&format!("relation \"{name}\" does not exist"))
             {
-                Err(status_error(
+                Err(pgrst(
                     "PGRST205",
                     format!("Could not find the table '{name}' in the schema cache"),
+                    None,
+                    None,
                 ))
             } else {
                 Err(err)
@@ -496,8 +534,8 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
 
 /// Whether a filter may search full text (a cheap look at the text: a false yes only costs a
 /// look at the cached catalog).
-fn searches_full_text(filters: &[super::builder::FilterSpec]) -> bool {
-    use super::builder::FilterSpec;
+fn searches_full_text(filters: &[crate::db::rest::builder::FilterSpec]) -> bool {
+    use crate::db::rest::builder::FilterSpec;
     filters.iter().any(|filter| match filter {
         FilterSpec::Filter { op, value, .. } => {
             op.contains("fts") || (op == "not" && value.contains("fts"))
@@ -507,8 +545,8 @@ fn searches_full_text(filters: &[super::builder::FilterSpec]) -> bool {
 }
 
 /// Whether the request's select, filters or order has a JSON path (`data->a`).
-fn has_json_path(spec: &super::builder::RequestSpec) -> bool {
-    use super::builder::FilterSpec;
+fn has_json_path(spec: &crate::db::rest::builder::RequestSpec) -> bool {
+    use crate::db::rest::builder::FilterSpec;
     spec.columns.as_deref().is_some_and(|c| c.contains("->"))
         || spec.order.iter().any(|o| o.column.contains("->"))
         || spec.filters.iter().any(|filter| match filter {
@@ -568,7 +606,12 @@ async fn respond_as_asked(target: &Target<'_>, request: &RestRequest) -> Result<
             };
             let status = range_status(lower, found.page, total);
             if status == 416 {
-                let mut err = status_error("PGRST103", "Requested range not satisfiable".into());
+                let mut err = pgrst(
+                    "PGRST103",
+                    "Requested range not satisfiable".into(),
+                    None,
+                    None,
+                );
                 if let (PoolError::Database(fields), Some(total)) = (&mut err, total) {
                     fields.detail = Some(format!(
                         "An offset of {} was requested, but there are only {total} rows.",
@@ -699,9 +742,11 @@ fn unwrap_single(body: &str, page: u64) -> Result<String, PoolError> {
 }
 
 fn single_error(rows: u64) -> PoolError {
-    let mut err = status_error(
+    let mut err = pgrst(
         "PGRST116",
         "JSON object requested, multiple (or no) rows returned".into(),
+        None,
+        None,
     );
     if let PoolError::Database(fields) = &mut err {
         fields.detail = Some(format!("The result contains {rows} rows"));
@@ -712,9 +757,11 @@ fn single_error(rows: u64) -> PoolError {
 fn check_max_affected(request: &RestRequest, affected: u64) -> Result<(), PoolError> {
     match request.prefer.max_affected {
         Some(limit) if affected > limit => {
-            let mut err = status_error(
+            let mut err = pgrst(
                 "PGRST124",
                 "Query result exceeds max-affected preference constraint".into(),
+                None,
+                None,
             );
             if let PoolError::Database(fields) = &mut err {
                 fields.detail = Some(format!("The query affects {affected} rows"));
@@ -747,9 +794,9 @@ async fn explain(
     plan: prefer::Plan,
 ) -> Result<Answer, PoolError> {
     if !target.pool().config().plan_enabled {
-        return Err(status_error(
+        return Err(pgrst(
             "PGRST107",
-            "None of these media types are available: application/vnd.pgrst.plan (explain() is off: option planEnabled)".into(),
+            "None of these media types are available: application/vnd.pgrst.plan (explain() is off: option planEnabled)".into(), None, None,
         ));
     }
     let statement = body_statement(&request.spec, false, Body::Rows)?;
@@ -780,7 +827,7 @@ async fn explain(
 
 /// The schema cache: foreign keys and computed fields, read once per pool.
 async fn catalog(target: &Target<'_>) -> Result<std::sync::Arc<schema::Catalog>, PoolError> {
-    if let Some(catalog) = target.pool().catalog() {
+    if let Some(catalog) = target.schema().catalog() {
         return Ok(catalog);
     }
     catalog_afresh(target).await
@@ -794,7 +841,7 @@ async fn catalog_afresh(target: &Target<'_>) -> Result<std::sync::Arc<schema::Ca
         .ok_or_else(|| PoolError::Internal("the catalog query returned nothing".into()))?;
     let catalog = schema::parse_catalog(&text)
         .map_err(|e| PoolError::Internal(format!("unreadable catalog: {e}")))?;
-    Ok(target.pool().remember_catalog(catalog))
+    Ok(target.schema().remember_catalog(catalog))
 }
 
 /// A key of the values to write that the catalog does not know as a column of the relation.
@@ -803,7 +850,7 @@ async fn catalog_afresh(target: &Target<'_>) -> Result<std::sync::Arc<schema::Ca
 /// PostgREST's `PGRST204`. No catalog query is spent on a key it does not know.
 async fn unknown_payload_key(
     target: &Target<'_>,
-    spec: &super::builder::RequestSpec,
+    spec: &crate::db::rest::builder::RequestSpec,
 ) -> Result<Option<String>, PoolError> {
     let rows: Vec<&serde_json::Map<String, serde_json::Value>> = match &spec.values {
         Some(serde_json::Value::Object(row)) => vec![row],
@@ -823,7 +870,9 @@ async fn unknown_payload_key(
 }
 
 /// How many values a mutation's own statement binds (its RETURNING list binds none).
-fn mutation_param_count(spec: &mut super::builder::RequestSpec) -> Result<usize, PoolError> {
+fn mutation_param_count(
+    spec: &mut crate::db::rest::builder::RequestSpec,
+) -> Result<usize, PoolError> {
     let returning = std::mem::replace(&mut spec.returning, false);
     let built = build(spec);
     spec.returning = returning;
@@ -874,7 +923,7 @@ async fn primary_key(target: &Target<'_>, relation: &str) -> Result<Vec<String>,
 /// PostgREST chooses; none that fits is PostgREST's `PGRST202`.
 async fn function_kind(
     target: &Target<'_>,
-    spec: &super::builder::RequestSpec,
+    spec: &crate::db::rest::builder::RequestSpec,
 ) -> Result<FunctionKind, PoolError> {
     let relation = spec.relation()?;
     let mut names: Vec<&str> = match &spec.values {
@@ -883,7 +932,7 @@ async fn function_kind(
     };
     names.sort_unstable();
     let key = format!("{relation}({})", names.join(","));
-    if let Some(kind) = target.pool().function_kind(&key) {
+    if let Some(kind) = target.schema().function_kind(&key) {
         return Ok(kind);
     }
     const SQL: &str = "SELECT CASE \
@@ -945,7 +994,7 @@ async fn function_kind(
         "scalar" => FunctionKind::Scalar,
         _ => FunctionKind::Rows,
     };
-    target.pool().remember_function(key, kind);
+    target.schema().remember_function(key, kind);
     Ok(kind)
 }
 
@@ -971,7 +1020,7 @@ fn function_not_found(
             ),
         ),
     };
-    let mut err = status_error("PGRST202", message);
+    let mut err = pgrst("PGRST202", message, None, None);
     if let PoolError::Database(fields) = &mut err {
         fields.detail = Some(details);
         fields.hint = candidate.map(|c| format!("Perhaps you meant to call the function {c}"));
@@ -982,7 +1031,7 @@ fn function_not_found(
 /// A planned or estimated count (PostgREST's `count=planned|estimated`).
 async fn estimate(
     target: &Target<'_>,
-    spec: &super::builder::RequestSpec,
+    spec: &crate::db::rest::builder::RequestSpec,
     mode: CountMode,
 ) -> Result<i64, PoolError> {
     let statement = build(spec)?

@@ -8,12 +8,13 @@
 
 use serde_json::Value;
 
-use super::super::builder::{
-    CountMode, EmbeddedPart, EmbeddedQuery, FilterSpec, Method, OrderSpec, RequestSpec,
-};
-use super::super::ident::request_error;
+use super::error::pgrst;
 use super::prefer::{Accept, Prefer};
-use crate::error::{DatabaseErrorFields, PoolError};
+use crate::db::rest::builder::{
+    EmbeddedPart, EmbeddedQuery, FilterSpec, Method, OrderSpec, RequestSpec,
+};
+use crate::db::rest::error::request_error;
+use crate::error::PoolError;
 
 /// The request as the JS fetch adapter hands it over.
 #[derive(Debug)]
@@ -103,9 +104,11 @@ pub fn parse(request: &ApiRequest, schemas: &[String]) -> Result<RestRequest, Po
         ("PATCH", false) => Method::Update,
         ("DELETE", false) => Method::Delete,
         _ => {
-            return Err(status_error(
+            return Err(pgrst(
                 "PGRST117",
                 format!("Unsupported HTTP method: {method}"),
+                None,
+                None,
             ))
         }
     };
@@ -167,8 +170,14 @@ pub fn parse(request: &ApiRequest, schemas: &[String]) -> Result<RestRequest, Po
     if spec.method == Method::Rpc && method != "POST" {
         spec.values = Some(Value::Object(rpc_args));
     } else if let Some(body) = request.body.as_deref().filter(|b| !b.is_empty()) {
-        let values: Value = serde_json::from_str(body)
-            .map_err(|e| status_error("PGRST102", format!("Empty or invalid json: {e}")))?;
+        let values: Value = serde_json::from_str(body).map_err(|e| {
+            pgrst(
+                "PGRST102",
+                format!("Empty or invalid json: {e}"),
+                None,
+                None,
+            )
+        })?;
         spec.values = Some(values);
     }
     // A mutation's rows come back only when asked for (Prefer: return=representation).
@@ -216,8 +225,8 @@ fn embedded_query(key: &str, value: &str) -> Result<EmbeddedQuery, PoolError> {
             })
         }
     };
-    if path.len() > super::super::ident::MAX_NESTING {
-        return Err(super::super::ident::too_deep(
+    if path.len() > crate::db::rest::ident::MAX_NESTING {
+        return Err(crate::db::rest::ident::too_deep(
             "the embedded resources a parameter names",
         ));
     }
@@ -253,13 +262,13 @@ fn looks_like_filter(value: &str) -> bool {
         head
     };
     let head = head.split('(').next().unwrap_or("");
-    super::super::filters::Operator::parse(head).is_ok() || head == "is"
+    crate::db::rest::filters::Operator::parse(head).is_ok() || head == "is"
 }
 
 /// `a.desc.nullsfirst,b,c.asc` → order items.
 fn parse_order(value: &str) -> Result<Vec<OrderSpec>, PoolError> {
     let mut order = Vec::new();
-    for item in super::super::filters::split_top_level(value)? {
+    for item in crate::db::rest::filters::split_top_level(value)? {
         // `rel(col).desc`: the column of a to-one resource, resolved with the catalog.
         let item = item.trim();
         let (column, modifiers) = match item.find(')') {
@@ -301,7 +310,12 @@ fn parse_order(value: &str) -> Result<Vec<OrderSpec>, PoolError> {
 fn parse_limit(value: &str) -> Result<u64, PoolError> {
     match value.trim().parse::<i64>() {
         Ok(limit) if limit < 0 => {
-            let mut err = status_error("PGRST103", "Requested range not satisfiable".into());
+            let mut err = pgrst(
+                "PGRST103",
+                "Requested range not satisfiable".into(),
+                None,
+                None,
+            );
             if let PoolError::Database(fields) = &mut err {
                 fields.detail = Some("Limit should be greater than or equal to zero.".into());
             }
@@ -343,7 +357,7 @@ fn percent_decode(text: &str) -> String {
 
 /// PostgREST's `PGRST106`: a schema outside `schemas`.
 fn schema_refused(schema: &str, schemas: &[String]) -> PoolError {
-    let mut err = status_error("PGRST106", format!("Invalid schema: {schema}"));
+    let mut err = pgrst("PGRST106", format!("Invalid schema: {schema}"), None, None);
     if let PoolError::Database(fields) = &mut err {
         fields.hint = Some(format!(
             "Only the following schemas are exposed: {}",
@@ -354,27 +368,12 @@ fn schema_refused(schema: &str, schemas: &[String]) -> PoolError {
 }
 
 fn not_found() -> PoolError {
-    status_error("PGRST125", "Invalid path specified in request URL".into())
-}
-
-/// An error with a PostgREST code; its status comes from `status_for_error`.
-pub fn status_error(code: &str, message: String) -> PoolError {
-    PoolError::Database(Box::new(DatabaseErrorFields {
-        code: code.into(),
-        message,
-        severity: "ERROR".into(),
-        ..Default::default()
-    }))
-}
-
-/// The count mode of `count=exact|planned|estimated`.
-pub fn count_mode(value: &str) -> Option<CountMode> {
-    match value {
-        "exact" => Some(CountMode::Exact),
-        "planned" => Some(CountMode::Planned),
-        "estimated" => Some(CountMode::Estimated),
-        _ => None,
-    }
+    pgrst(
+        "PGRST125",
+        "Invalid path specified in request URL".into(),
+        None,
+        None,
+    )
 }
 
 #[cfg(test)]

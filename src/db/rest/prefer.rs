@@ -1,8 +1,8 @@
 //! PostgREST's `Prefer` and `Accept` request headers.
 
-use super::super::builder::CountMode;
-use super::super::ident::request_error;
-use super::parse::{count_mode, status_error};
+use super::error::pgrst;
+use crate::db::rest::builder::CountMode;
+use crate::db::rest::error::request_error;
 use crate::error::PoolError;
 
 /// `return=`: what a mutation answers with.
@@ -168,9 +168,11 @@ impl Accept {
             }
         }
         best.ok_or_else(|| {
-            status_error(
+            pgrst(
                 "PGRST107",
                 format!("None of these media types are available: {header}"),
+                None,
+                None,
             )
         })
     }
@@ -186,6 +188,16 @@ impl Accept {
                     && parts.any(|p| p.trim().eq_ignore_ascii_case("nulls=stripped"))
             })
         })
+    }
+}
+
+/// The count mode of `count=exact|planned|estimated`.
+pub fn count_mode(value: &str) -> Option<CountMode> {
+    match value {
+        "exact" => Some(CountMode::Exact),
+        "planned" => Some(CountMode::Planned),
+        "estimated" => Some(CountMode::Estimated),
+        _ => None,
     }
 }
 

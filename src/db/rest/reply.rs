@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::super::builder::status_for_error;
+use crate::db::rest::error::status_of;
 use crate::error::PoolError;
 
 /// A successful answer.
@@ -143,14 +143,7 @@ pub fn error_reply(err: &PoolError, anonymous: bool) -> String {
             return reply.to_string();
         }
     }
-    let status = match err.code() {
-        "POOL_TIMEOUT" => 504,
-        "CONNECTION_FAILED" | "POOL_CLOSED" => 503,
-        "INTERNAL" => 500,
-        "UNSUPPORTED_TYPE" | "INVALID_ARGUMENT" => 400,
-        "INVALID_TOKEN" => 401,
-        code => status_for_error(code, anonymous),
-    };
+    let status = status_of(err.code(), anonymous);
     let body = match err {
         PoolError::Database(fields) => serde_json::json!({
             "code": fields.code,

@@ -6,16 +6,17 @@
 //! object (or null), a one-to-many resource one giving a JSON array; `!inner` also keeps only
 //! the rows that have one.
 
-use super::super::builder::{
+use super::schema::{Catalog, ComputedRelationship, ForeignKey};
+use crate::db::codec::params::Param;
+use crate::db::rest::builder::{
     column_item_in, conditions, embedded_alias, group_by, is_aggregate_item, order_clause_from,
     ColumnItem, EmbeddedPart, EmbeddedQuery, FilterSpec, OrderSpec, Output, Source,
 };
-use super::super::filters;
-use super::super::filters::split_top_level;
-use super::super::ident::{quote, request_error, too_deep, MAX_NESTING};
-use super::super::params::Param;
-use super::schema::{Catalog, ComputedRelationship, ForeignKey};
-use crate::error::{DatabaseErrorFields, PoolError};
+use crate::db::rest::error::{pgrst, request_error};
+use crate::db::rest::filters;
+use crate::db::rest::filters::split_top_level;
+use crate::db::rest::ident::{quote, too_deep, MAX_NESTING};
+use crate::error::PoolError;
 
 /// One item of a select list.
 #[derive(Debug, Clone, PartialEq)]
@@ -156,7 +157,7 @@ fn related_rows_exist(source: &str, conditions: &[String]) -> String {
 
 /// PostgREST's `PGRST127`: a request it parses but does not answer.
 fn not_implemented(details: &str) -> PoolError {
-    coded_with_details(
+    pgrst(
         "PGRST127",
         "Feature not implemented".into(),
         Some(details.into()),
@@ -168,7 +169,7 @@ fn not_implemented(details: &str) -> PoolError {
 pub fn not_embedded(name: &str, alias: Option<&str>) -> PoolError {
     let message = format!("'{name}' is not an embedded resource in this request");
     match alias {
-        Some(alias) => coded_with_details(
+        Some(alias) => pgrst(
             "PGRST108",
             message,
             Some("Target names are not allowed in filters if they have an alias".into()),
@@ -176,7 +177,7 @@ pub fn not_embedded(name: &str, alias: Option<&str>) -> PoolError {
                 "Change '{name}' to '{alias}' in filters, orders or limits."
             )),
         ),
-        None => coded_with_details(
+        None => pgrst(
             "PGRST108",
             message,
             None,
@@ -185,22 +186,6 @@ pub fn not_embedded(name: &str, alias: Option<&str>) -> PoolError {
             )),
         ),
     }
-}
-
-fn coded_with_details(
-    code: &str,
-    message: String,
-    detail: Option<String>,
-    hint: Option<String>,
-) -> PoolError {
-    PoolError::Database(Box::new(DatabaseErrorFields {
-        code: code.into(),
-        message,
-        detail,
-        hint,
-        severity: "ERROR".into(),
-        ..Default::default()
-    }))
 }
 
 /// How an embedded resource relates to its parent.
@@ -431,7 +416,7 @@ fn relationship<'a>(
     }
     match found.len() {
         1 => Ok(found.pop().expect("one")),
-        0 => Err(coded_with_details(
+        0 => Err(pgrst(
             "PGRST200",
             format!(
                 "Could not find a relationship between '{parent}' and '{name}' in the schema cache"
@@ -445,7 +430,7 @@ fn relationship<'a>(
         _ => {
             let details: Vec<serde_json::Value> =
                 found.iter().map(|r| r.describe(parent, name)).collect();
-            Err(coded_with_details(
+            Err(pgrst(
                 "PGRST201",
                 format!(
                     "Could not embed because more than one relationship was found for '{parent}' and '{name}'"
@@ -573,7 +558,7 @@ pub fn render(
                 if embedded_names.contains(&name) {
                     // PostgREST names each resource's join after its parent and its name, and
                     // Postgres refuses the second: the answer would hold one key twice.
-                    return Err(coded_with_details(
+                    return Err(pgrst(
                         "42712",
                         format!("table name \"{parent}_{name}_{depth}\" specified more than once"),
                         None,
@@ -920,7 +905,7 @@ fn first_embed(items: &[Item]) -> &Item {
 
 /// What needs a to-one resource (a spread, a related order) asked of a to-many one.
 fn not_to_one(code: &str, what: &str, parent: &str, embed: &Embed) -> PoolError {
-    coded_with_details(
+    pgrst(
         code,
         format!("{what} on '{}' is not possible", embed.relation),
         Some(format!(
@@ -1128,7 +1113,7 @@ mod tests {
             params: &mut params,
             schema: "public",
         };
-        let alias = crate::db::builder::own_alias(parent);
+        let alias = crate::db::rest::builder::own_alias(parent);
         render(&mut scope, &parse(select)?, &[], parent, &alias, 1)
     }
 

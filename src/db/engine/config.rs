@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::connect::ConnectOptions;
+use crate::db::engine::connect::ConnectOptions;
 use crate::error::PoolError;
 use crate::options::whole_number;
 

@@ -15,7 +15,7 @@ use std::ptr;
 
 use napi::sys;
 
-use super::params::Param;
+use crate::db::codec::params::Param;
 use crate::error::PoolError;
 
 /// Deeper than any Postgres array (at most 6 dimensions) or any JSON document a request needs.
@@ -404,7 +404,9 @@ fn date_text(epoch_ms: f64) -> Result<String, &'static str> {
     }
     let micros = (epoch_ms * 1000.0).round() as i64;
     let pg_micros = micros - 946_684_800_000_000; // 2000-01-01 in Unix µs
-    Ok(super::datetime::format_timestamp(pg_micros, true))
+    Ok(crate::db::codec::datetime::format_timestamp(
+        pg_micros, true,
+    ))
 }
 
 fn invalid(message: impl Into<String>) -> PoolError {

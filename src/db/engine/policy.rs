@@ -12,10 +12,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use super::config::{PoolConfig, Pooler};
-use super::connect::ConnectOptions;
-use super::connection::Conn;
-use super::retry::Failure;
+use crate::db::engine::config::{PoolConfig, Pooler};
+use crate::db::engine::connect::ConnectOptions;
+use crate::db::engine::connection::Conn;
+use crate::db::engine::retry::Failure;
 use crate::error::PoolError;
 
 #[derive(Clone, Debug)]

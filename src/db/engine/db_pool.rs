@@ -9,35 +9,20 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::config::PoolConfig;
-use super::context::RoleContext;
-use super::execute::{self, QueryOutput};
-use super::params::Param;
-use super::policy::StatementPolicy;
-use super::pool::{AcquireError, Lease, LeaseKind, Pool, PoolOptions};
-use super::retry::{backoff, classify, Failure, Stage};
-use super::rows::ValueStyle;
-use super::snapshot::PoolSnapshot;
+use crate::db::auth::context::RoleContext;
+use crate::db::codec::params::Param;
+use crate::db::codec::rows::ValueStyle;
+use crate::db::engine::config::PoolConfig;
+use crate::db::engine::execute::{self, QueryOutput};
+use crate::db::engine::policy::StatementPolicy;
+use crate::db::engine::pool::{AcquireError, Lease, LeaseKind, Pool, PoolOptions};
+use crate::db::engine::retry::{backoff, classify, Failure, Stage};
+use crate::db::engine::snapshot::PoolSnapshot;
 use crate::error::PoolError;
 use crate::stats::OutcomeCounters;
 
-/// What a function returns, as the builder's `rpc()` answers it (PostgREST's rules).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FunctionKind {
-    Void,
-    Scalar,
-    ScalarSet,
-    /// One composite value: answered as an object.
-    Row,
-    Rows,
-}
-
 pub struct DbPool {
     config: PoolConfig,
-    /// `rpc()` targets by quoted name; `reloadSchema()` forgets them.
-    functions: std::sync::Mutex<std::collections::HashMap<String, FunctionKind>>,
-    /// Embedding's foreign keys; `reloadSchema()` forgets them.
-    catalog: std::sync::Mutex<Option<std::sync::Arc<super::rest::schema::Catalog>>>,
     policy: StatementPolicy,
     pool: Pool,
     counters: OutcomeCounters,
@@ -57,8 +42,6 @@ impl DbPool {
             config.connect_options.clone(),
         );
         DbPool {
-            functions: Default::default(),
-            catalog: Default::default(),
             policy: StatementPolicy::from_config(&config),
             config,
             pool,
@@ -82,43 +65,6 @@ impl DbPool {
     /// Whether the login role is a superuser (known once a connection is open).
     pub fn superuser_login(&self) -> Option<bool> {
         self.pool.superuser_login()
-    }
-
-    pub fn function_kind(&self, function: &str) -> Option<FunctionKind> {
-        self.functions_cache().get(function).copied()
-    }
-
-    pub fn remember_function(&self, function: String, kind: FunctionKind) {
-        self.functions_cache().insert(function, kind);
-    }
-
-    pub fn catalog(&self) -> Option<std::sync::Arc<super::rest::schema::Catalog>> {
-        self.catalog
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    pub fn remember_catalog(
-        &self,
-        catalog: super::rest::schema::Catalog,
-    ) -> std::sync::Arc<super::rest::schema::Catalog> {
-        let catalog = std::sync::Arc::new(catalog);
-        *self.catalog.lock().unwrap_or_else(|p| p.into_inner()) = Some(catalog.clone());
-        catalog
-    }
-
-    /// Forgets what was learned of the schema (functions' return kinds, foreign keys, computed
-    /// fields).
-    pub fn reload_schema(&self) {
-        self.functions_cache().clear();
-        *self.catalog.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    }
-
-    fn functions_cache(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, FunctionKind>> {
-        self.functions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs one statement, with the retry policy of `retry.rs`, and counts it.
@@ -182,7 +128,9 @@ impl DbPool {
     /// A lease, with the pool's reasons for not giving one turned into errors.
     pub async fn lease(&self, kind: LeaseKind, deadline: Instant) -> Result<Lease, Failure> {
         if !self.config.has_connection_string {
-            return Err(Failure::Final(super::config::no_connection_string()));
+            return Err(Failure::Final(
+                crate::db::engine::config::no_connection_string(),
+            ));
         }
         match self.pool.acquire(kind, deadline).await {
             Ok(lease) => Ok(lease),

@@ -10,9 +10,9 @@
 use bytes::BytesMut;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 
-use super::datetime;
-use super::numeric;
-use super::types::{classify, PgKind};
+use crate::db::codec::datetime;
+use crate::db::codec::numeric;
+use crate::db::codec::types::{classify, PgKind};
 use crate::error::{DatabaseErrorFields, PoolError};
 
 /// A parameter as it arrived from JS.

@@ -14,9 +14,9 @@
 use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::{Column, Row};
 
-use super::datetime;
-use super::numeric;
-use super::types::{classify, classify_oid, PgKind};
+use crate::db::codec::datetime;
+use crate::db::codec::numeric;
+use crate::db::codec::types::{classify, classify_oid, PgKind};
 use crate::error::PoolError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

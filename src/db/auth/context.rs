@@ -2,7 +2,7 @@
 //! whose role and JWT claims are local to it, so nothing carries over to the connection's next
 //! user.
 
-use super::ident::quote_literal;
+use crate::db::codec::literal::quote_literal;
 use crate::error::PoolError;
 
 /// The role a user client's statements run as, and the JWT claims they see.
@@ -31,7 +31,7 @@ impl RoleContext {
     /// `BEGIN` and the role and claims for this transaction only (`set_config(..., true)`), as
     /// one simple-query text that goes out in the same flight as the statement and its `COMMIT`.
     /// Used where nothing may be prepared (behind a transaction pooler): the values are
-    /// escape-string literals (`ident::quote_literal`), as the simple-query protocol has no
+    /// escape-string literals (`codec::literal::quote_literal`), as the simple-query protocol has no
     /// parameters. Elsewhere `SET_ROLE_SQL` is prepared and its values bound.
     pub fn begin_sql(&self) -> Result<String, PoolError> {
         let (Some(role), Some(claims)) = (quote_literal(&self.role), quote_literal(&self.claims))

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Header, Validation};
 use serde_json::Value;
 
-use super::jwks::{printable, KeySet, VerifyKey};
+use crate::db::auth::jwks::{printable, KeySet, VerifyKey};
 use crate::error::PoolError;
 
 /// Seconds of clock skew tolerated on `exp` and `nbf`, as PostgREST allows.
@@ -363,7 +363,7 @@ mod tests {
             Some(
                 KeySet::new(
                     "http://127.0.0.1:9/jwks".into(),
-                    super::super::jwks::FETCH_TIMEOUT,
+                    crate::db::auth::jwks::FETCH_TIMEOUT,
                 )
                 .unwrap(),
             ),

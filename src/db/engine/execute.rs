@@ -17,12 +17,12 @@ use futures::TryStreamExt;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Statement};
 
-use super::connection::Conn;
-use super::context::{RoleContext, SET_ROLE_SQL};
-use super::params::{encode_all, EncodedParam, Param, TextParam};
-use super::policy::StatementPolicy;
-use super::retry::{classify, is_session_end, Failure, Stage};
-use super::rows::{check_columns, check_pooled_columns, RowEncoder, ValueStyle};
+use crate::db::auth::context::{RoleContext, SET_ROLE_SQL};
+use crate::db::codec::params::{encode_all, EncodedParam, Param, TextParam};
+use crate::db::codec::rows::{check_columns, check_pooled_columns, RowEncoder, ValueStyle};
+use crate::db::engine::connection::Conn;
+use crate::db::engine::policy::StatementPolicy;
+use crate::db::engine::retry::{classify, is_session_end, Failure, Stage};
 use crate::error::PoolError;
 
 /// One statement's reply as JSON text: `{"columns":[…],"rows":[[…],…],"rowCount":n}`.

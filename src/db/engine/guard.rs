@@ -16,8 +16,8 @@
 //! from inside, or dynamic SQL (`EXECUTE 'set role …'`). README's security notes say so. The cost
 //! is one pass of the lexer over the statement's text (`cargo test -- --ignored guard_cost`).
 
-use super::lexer::{Lexer, Token};
-use super::params::Param;
+use crate::db::codec::params::Param;
+use crate::db::engine::lexer::{Lexer, Token};
 use crate::error::PoolError;
 
 /// Where a statement runs.

@@ -7,9 +7,10 @@
 
 use serde_json::Value;
 
-use super::filters::{self, Condition};
-use super::ident::{cast_type, quote, quote_relation, request_error};
-use super::params::Param;
+use crate::db::codec::params::Param;
+use crate::db::rest::error::request_error;
+use crate::db::rest::filters::{self, Condition};
+use crate::db::rest::ident::{cast_type, quote, quote_relation};
 use crate::error::PoolError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -486,7 +487,7 @@ fn field_sql_in(field: &str, source: Source<'_>) -> Result<(String, String, bool
     };
     let mut name = column;
     if let Some(path) = path {
-        let (sql_path, last) = json_path(path)?;
+        let (sql_path, last) = crate::db::rest::ident::json_path(path)?;
         sql = format!("{sql}{sql_path}");
         // Named after its last key that is no array index, else the column (`data->>0` is
         // `data`, `data->0->a->>2` is `a`), as PostgREST names it.
@@ -504,46 +505,6 @@ fn field_sql_in(field: &str, source: Source<'_>) -> Result<(String, String, bool
         };
     }
     Ok((sql, name, renamed))
-}
-
-/// `->a->>b`, `->0`: the JSON operators with each key a literal (an integer is an array
-/// index, as in PostgREST), and the last key that is no index.
-pub(crate) fn json_path(path: &str) -> Result<(String, Option<String>), PoolError> {
-    let mut sql = String::new();
-    let mut last = None;
-    let mut rest = path;
-    let mut keys = 0;
-    while !rest.is_empty() {
-        keys += 1;
-        if keys > super::ident::MAX_NESTING {
-            return Err(super::ident::too_deep("a JSON path's keys"));
-        }
-        let (operator, after) = if let Some(after) = rest.strip_prefix("->>") {
-            ("->>", after)
-        } else if let Some(after) = rest.strip_prefix("->") {
-            ("->", after)
-        } else {
-            return Err(request_error(
-                format!("'{path}': a malformed JSON path"),
-                None,
-            ));
-        };
-        let end = after.find("->").unwrap_or(after.len());
-        let key = after[..end].trim();
-        if key.is_empty() {
-            return Err(request_error(format!("'{path}': an empty JSON key"), None));
-        }
-        if key.parse::<i64>().is_ok() {
-            sql.push_str(&format!("{operator}{key}"));
-        } else {
-            let literal = super::ident::quote_literal(key)
-                .ok_or_else(|| request_error("a JSON key cannot hold a NUL character", None))?;
-            sql.push_str(&format!("{operator}{literal}"));
-            last = Some(key.to_string());
-        }
-        rest = &after[end..];
-    }
-    Ok((sql, last))
 }
 
 /// `alias:column` → (alias, column); a `::` cast is not an alias separator.
@@ -1123,55 +1084,10 @@ pub fn body_statement(
     })
 }
 
-/// PostgREST's HTTP status for a failed request, by SQLSTATE (its documented mapping).
-pub fn status_for_error(code: &str, anonymous: bool) -> u16 {
-    match code {
-        "42501" => {
-            if anonymous {
-                401
-            } else {
-                403
-            }
-        }
-        "23503" | "23505" => 409,
-        "42P01" | "42883" => 404,
-        "42P17" => 500,
-        // `RAISE SQLSTATE 'PT402'`: the status a function asks for, as PostgREST answers it.
-        c if c.len() == 5 && c.starts_with("PT") && c[2..].bytes().all(|b| b.is_ascii_digit()) => {
-            c[2..].parse().unwrap_or(400)
-        }
-        // A `PT` code that is no status: PostgREST answers 500.
-        c if c.starts_with("PT") => 500,
-        "PGRST111" | "PGRST112" => 500,
-        "25006" | "PGRST117" => 405,
-        "PGRST116" | "PGRST106" | "PGRST107" => 406,
-        "PGRST125" | "PGRST202" | "PGRST205" => 404,
-        "PGRST201" => 300,
-        "PGRST103" => 416,
-        // cardinality_violation (a subquery of several rows): a fault of the schema's SQL.
-        c if c.starts_with("21") => 500,
-        "53400" => 500,
-        c if c.starts_with("53") => 503,
-        c if c.starts_with("08") => 503,
-        c if c.starts_with("28") || c.starts_with("0L") || c.starts_with("0P") => 403,
-        c if [
-            "09", "25", "2D", "38", "39", "3B", "40", "54", "55", "57", "58", "F0", "HV", "XX",
-            "P0",
-        ]
-        .iter()
-        .any(|p| c.starts_with(p))
-            && c != "P0001" =>
-        {
-            500
-        }
-        _ => 400,
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::rest::parse::{parse, ApiRequest};
     use super::*;
+    use crate::db::rest::parse::{parse, ApiRequest};
 
     /// A request as postgrest-js would send it, read by `rest::parse` (schema-less for brevity).
     fn spec(method: &str, url: &str, prefer: &str, body: Option<&str>) -> RequestSpec {
@@ -1370,28 +1286,5 @@ mod tests {
             "{}",
             built.sql
         );
-    }
-
-    #[test]
-    fn statuses_follow_postgrest() {
-        assert_eq!(status_for_error("23505", false), 409);
-        assert_eq!(status_for_error("23503", false), 409);
-        assert_eq!(status_for_error("42501", true), 401);
-        assert_eq!(status_for_error("42501", false), 403);
-        assert_eq!(status_for_error("42P01", false), 404);
-        assert_eq!(status_for_error("PGRST116", false), 406);
-        assert_eq!(status_for_error("PGRST106", false), 406);
-        assert_eq!(status_for_error("22P02", false), 400);
-        assert_eq!(status_for_error("P0001", false), 400);
-        assert_eq!(status_for_error("57014", false), 500);
-        assert_eq!(status_for_error("PT402", false), 402);
-        // A PT code that is no status: 500, as PostgREST answers it.
-        assert_eq!(status_for_error("PT4x2", false), 500);
-        assert_eq!(status_for_error("PGRST112", false), 500);
-        assert_eq!(status_for_error("21000", false), 500);
-        assert_eq!(status_for_error("53300", false), 503);
-        assert_eq!(status_for_error("53400", false), 500);
-        assert_eq!(status_for_error("42P17", false), 500);
-        assert_eq!(status_for_error("HV000", false), 500);
     }
 }

@@ -17,7 +17,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::connection::SessionEnd;
+use crate::db::engine::connection::SessionEnd;
 use crate::error::PoolError;
 
 /// A new connection: the client, the task that drives its socket, and how its session ends.

@@ -10,15 +10,15 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use super::context::RoleContext;
-use super::engine::DbPool;
-use super::execute::{self, QueryOutput};
-use super::guard::{self, Caller, Scope};
-use super::ident::quote_literal;
-use super::params::Param;
-use super::pool::{Lease, LeaseKind};
-use super::retry::{classify, Failure, Stage};
-use super::rows::ValueStyle;
+use crate::db::auth::context::RoleContext;
+use crate::db::codec::literal::quote_literal;
+use crate::db::codec::params::Param;
+use crate::db::codec::rows::ValueStyle;
+use crate::db::engine::execute::{self, QueryOutput};
+use crate::db::engine::guard::{self, Caller, Scope};
+use crate::db::engine::pool::{Lease, LeaseKind};
+use crate::db::engine::retry::{classify, Failure, Stage};
+use crate::db::engine::DbPool;
 use crate::error::{DatabaseErrorFields, PoolError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

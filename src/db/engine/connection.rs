@@ -60,7 +60,7 @@ impl SessionEnd {
         if let Err(err) = result {
             if err
                 .as_db_error()
-                .is_some_and(|db| super::retry::session_ended(db.code().code()))
+                .is_some_and(|db| crate::db::engine::retry::session_ended(db.code().code()))
             {
                 self.by_server.store(true, Ordering::Release);
             }

@@ -6,21 +6,12 @@
 //! server reports as undefined. Type names in casts (`col::text`) are the one place a name is
 //! written unquoted, so they are restricted to lower-case letters, digits and underscores.
 
-use crate::error::{DatabaseErrorFields, PoolError};
+use super::error::request_error;
+use crate::db::codec::literal::quote_literal;
+use crate::error::PoolError;
 
 /// Postgres's NAMEDATALEN - 1.
 const MAX_IDENTIFIER_BYTES: usize = 63;
-
-/// The PostgREST-style error for a request the builder cannot turn into SQL.
-pub fn request_error(message: impl Into<String>, hint: Option<String>) -> PoolError {
-    PoolError::Database(Box::new(DatabaseErrorFields {
-        code: "PGRST100".into(),
-        message: message.into(),
-        hint,
-        severity: "ERROR".into(),
-        ..Default::default()
-    }))
-}
 
 /// How deep a request may nest embedded resources, spreads, `and()`/`or()` groups or JSON
 /// paths. Real requests nest a few levels; a parser that recursed on whatever came would let
@@ -95,26 +86,44 @@ pub fn cast_type(name: &str) -> Result<&str, PoolError> {
     }
 }
 
-/// A string as an escape-string literal (`E'...'`), or `None` when it holds a NUL character
-/// (which no Postgres text can hold, and which would cut a simple-query message short).
-///
-/// `E''` strings read backslash escapes whatever `standard_conforming_strings` says, so escaping
-/// both `\\` and `'` with a backslash gives the same literal on every server configuration; a
-/// plain `'...'` literal with doubled quotes would change meaning if that setting were off.
-pub fn quote_literal(text: &str) -> Option<String> {
-    if text.contains('\0') {
-        return None;
-    }
-    let mut out = String::with_capacity(text.len() + 4);
-    out.push_str("E'");
-    for c in text.chars() {
-        if c == '\\' || c == '\'' {
-            out.push('\\');
+/// `->a->>b`, `->0`: the JSON operators with each key a literal (an integer is an array
+/// index, as in PostgREST), and the last key that is no index.
+pub fn json_path(path: &str) -> Result<(String, Option<String>), PoolError> {
+    let mut sql = String::new();
+    let mut last = None;
+    let mut rest = path;
+    let mut keys = 0;
+    while !rest.is_empty() {
+        keys += 1;
+        if keys > MAX_NESTING {
+            return Err(too_deep("a JSON path's keys"));
         }
-        out.push(c);
+        let (operator, after) = if let Some(after) = rest.strip_prefix("->>") {
+            ("->>", after)
+        } else if let Some(after) = rest.strip_prefix("->") {
+            ("->", after)
+        } else {
+            return Err(request_error(
+                format!("'{path}': a malformed JSON path"),
+                None,
+            ));
+        };
+        let end = after.find("->").unwrap_or(after.len());
+        let key = after[..end].trim();
+        if key.is_empty() {
+            return Err(request_error(format!("'{path}': an empty JSON key"), None));
+        }
+        if key.parse::<i64>().is_ok() {
+            sql.push_str(&format!("{operator}{key}"));
+        } else {
+            let literal = quote_literal(key)
+                .ok_or_else(|| request_error("a JSON key cannot hold a NUL character", None))?;
+            sql.push_str(&format!("{operator}{literal}"));
+            last = Some(key.to_string());
+        }
+        rest = &after[end..];
     }
-    out.push('\'');
-    Some(out)
+    Ok((sql, last))
 }
 
 #[cfg(test)]

@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::connect::{ConnectOptions, Opened};
-use super::connection::Conn;
-use super::retry::{classify, Failure, Stage};
+use crate::db::engine::connect::{ConnectOptions, Opened};
+use crate::db::engine::connection::Conn;
+use crate::db::engine::retry::{classify, Failure, Stage};
 
 /// Never treat a pipeline as stuck sooner than this, however fast statements usually are.
 const MIN_STALL: Duration = Duration::from_millis(2);

@@ -7,8 +7,9 @@
 
 use serde_json::Value;
 
-use super::ident::{quote, request_error, too_deep, MAX_NESTING};
-use super::params::Param;
+use crate::db::codec::params::Param;
+use crate::db::rest::error::request_error;
+use crate::db::rest::ident::{quote, too_deep, MAX_NESTING};
 use crate::error::PoolError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,7 +340,7 @@ pub fn from_text(column: &str, op_and_value: &str) -> Result<Condition, PoolErro
                     ))
                 }
             };
-            let items = super::params::parse_array_literal(value).ok_or_else(|| {
+            let items = crate::db::codec::params::parse_array_literal(value).ok_or_else(|| {
                 request_error(
                     format!(
                         "'{value}': {name}({}) takes a list like {{a,b}}",
@@ -651,7 +652,7 @@ pub fn render_with(
             name = format!("pg_catalog.to_jsonb({name})");
         }
         Ok(match path {
-            Some(path) => format!("({name}{})", super::builder::json_path(path)?.0),
+            Some(path) => format!("({name}{})", crate::db::rest::ident::json_path(path)?.0),
             None => name,
         })
     };
