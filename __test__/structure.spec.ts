@@ -18,3 +18,48 @@ test('the engine knows nothing of the REST layer', () => {
     expect([...uses].filter((used) => used.startsWith('crate::db::rest'))).toEqual([])
   }
 })
+
+/** Each `fn` of `file` with its length in lines (comments, strings and char literals skipped). */
+function functionLengths(file: string): { name: string; line: number; lines: number }[] {
+  const src = require('node:fs').readFileSync(file, 'utf8') as string
+  const found: { name: string; line: number; lines: number }[] = []
+  const header = /^\s*(?:pub(?:\([a-z]+\))?\s+)?(?:async\s+)?(?:const\s+)?fn\s+(\w+)/gm
+  for (let m = header.exec(src); m !== null; m = header.exec(src)) {
+    const open = src.indexOf('{', m.index + m[0].length)
+    const semi = src.indexOf(';', m.index + m[0].length)
+    if (open === -1 || (semi !== -1 && semi < open)) continue
+    let depth = 0
+    let i = open
+    for (; i < src.length; i++) {
+      const c = src[i]
+      if (c === '/' && src[i + 1] === '/') i = src.indexOf('\n', i)
+      else if (c === '"') {
+        for (i++; src[i] !== '"'; i++) if (src[i] === '\\') i++
+      } else if (c === "'" && /^'(\\.|[^\\'])'/.test(src.slice(i, i + 4))) i = src.indexOf("'", i + 2)
+      else if (c === '{') depth++
+      else if (c === '}' && --depth === 0) break
+    }
+    const line = src.slice(0, m.index).split('\n').length
+    found.push({ name: m[1], line, lines: src.slice(0, i).split('\n').length - line + 1 })
+  }
+  return found
+}
+
+test('no function in src/db/rest/ or src/db/engine/ is over 100 lines', () => {
+  const fs = require('node:fs')
+  const path = require('node:path')
+  const root = path.resolve(__dirname, '..', 'src', 'db')
+  const long: string[] = []
+  let seen = 0
+  for (const dir of ['rest', 'engine']) {
+    for (const name of fs.readdirSync(path.join(root, dir)).filter((f: string) => f.endsWith('.rs'))) {
+      const file = path.join(root, dir, name)
+      for (const fn of functionLengths(file)) {
+        seen++
+        if (fn.lines > 100) long.push(`${dir}/${name}:${fn.line} ${fn.name} (${fn.lines} lines)`)
+      }
+    }
+  }
+  expect(seen).toBeGreaterThan(200)
+  expect(long).toEqual([])
+})

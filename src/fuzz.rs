@@ -93,7 +93,7 @@ proptest! {
                 body: Some(r#"{"id":1}"#.into()),
             };
             if let Ok(parsed) = rest::parse::parse(&request, &["public".to_string()]) {
-                let _ = builder::build(&parsed.spec);
+                let _ = builder::data_statement(&parsed.spec);
             }
         }
     }

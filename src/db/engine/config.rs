@@ -150,39 +150,15 @@ impl PoolConfig {
 
     fn validate(raw: RawConfig, env: ConfigEnv) -> Result<Self, PoolError> {
         let jwks_url = jwks_url(raw.jwks_url.clone(), &env)?;
-        let max_connections = whole_number(
-            "maxConnections",
-            raw.max_connections,
-            Defaults::MAX_CONNECTIONS as f64,
-            1.0,
-            MAX_CONNECTIONS_LIMIT,
-        )? as u32;
-        let min_connections = whole_number(
-            "minConnections",
-            raw.min_connections,
-            (Defaults::MIN_CONNECTIONS as f64).min(max_connections as f64),
-            0.0,
-            MAX_CONNECTIONS_LIMIT,
-        )? as u32;
-        if min_connections > max_connections {
-            return Err(invalid(format!(
-                "minConnections ({min_connections}) must not exceed maxConnections ({max_connections})"
-            )));
-        }
-        let connection_timeout_ms = whole_number(
+        let (max_connections, min_connections) = connection_counts(&raw)?;
+        let connection_timeout = duration(
             "connectionTimeout",
             raw.connection_timeout,
-            Defaults::CONNECTION_TIMEOUT_MS as f64,
+            Defaults::CONNECTION_TIMEOUT_MS,
             1.0,
-            MAX_DURATION_MS,
         )?;
-        let idle_timeout_ms = whole_number(
-            "idleTimeout",
-            raw.idle_timeout,
-            Defaults::IDLE_TIMEOUT_MS as f64,
-            0.0,
-            MAX_DURATION_MS,
-        )?;
+        let idle_timeout =
+            optional_duration("idleTimeout", raw.idle_timeout, Defaults::IDLE_TIMEOUT_MS)?;
         let max_retries = whole_number(
             "maxRetries",
             raw.max_retries,
@@ -190,13 +166,7 @@ impl PoolConfig {
             0.0,
             MAX_RETRIES_LIMIT,
         )? as u32;
-        let retry_delay_ms = whole_number(
-            "retryDelay",
-            raw.retry_delay,
-            Defaults::RETRY_DELAY_MS as f64,
-            0.0,
-            MAX_DURATION_MS,
-        )?;
+        let retry_delay = duration("retryDelay", raw.retry_delay, Defaults::RETRY_DELAY_MS, 0.0)?;
         let pipeline_depth = whole_number(
             "pipelineDepth",
             raw.pipeline_depth,
@@ -204,7 +174,6 @@ impl PoolConfig {
             1.0,
             1000.0,
         )? as u32;
-
         let url = raw
             .connection_string
             .or(env.database_url)
@@ -215,93 +184,150 @@ impl PoolConfig {
             // Never connected to: every statement is refused before it needs a connection.
             None => (parse_connection_string(UNCONFIGURED)?.0, String::new()),
         };
-        let http_timeout_ms = whole_number(
+        let http_timeout = duration(
             "httpTimeout",
             raw.http_timeout,
-            Defaults::HTTP_TIMEOUT_MS as f64,
+            Defaults::HTTP_TIMEOUT_MS,
             1.0,
-            MAX_DURATION_MS,
         )?;
-        let statement_timeout_ms = whole_number(
+        let statement_timeout = optional_duration(
             "statementTimeout",
             raw.statement_timeout,
-            Defaults::STATEMENT_TIMEOUT_MS as f64,
-            0.0,
-            MAX_DURATION_MS,
+            Defaults::STATEMENT_TIMEOUT_MS,
         )?;
-        let pooler = match raw.pooler.as_deref() {
-            Some("transaction") => Pooler::Transaction,
-            Some("session") => Pooler::Session,
-            Some("none") => Pooler::None,
-            Some(_) => {
-                return Err(invalid(
-                    "pooler must be 'transaction', 'session' or 'none'".into(),
-                ))
-            }
-            None if connect_options.looks_like_transaction_pooler() => Pooler::Transaction,
-            None => Pooler::None,
-        };
+        let pooler = pooler_of(raw.pooler.as_deref(), &connect_options)?;
         let keep_alive = raw.keep_alive.unwrap_or(true);
         connect_options.set_keep_alive(keep_alive);
-
-        let anon_role = role_name("anonRole", raw.anon_role, Defaults::ANON_ROLE)?;
-        let authenticated_role = role_name(
-            "authenticatedRole",
-            raw.authenticated_role,
-            Defaults::AUTHENTICATED_ROLE,
-        )?;
+        let (anon_role, authenticated_role, allowed_roles) =
+            roles(raw.anon_role, raw.authenticated_role, raw.allowed_roles)?;
         let jwt_secret = raw
             .jwt_secret
             .or(env.supabase_jwt_secret)
             .filter(|s| !s.is_empty());
-        let allowed_roles = match raw.allowed_roles {
-            None => vec![
-                anon_role.clone(),
-                authenticated_role.clone(),
-                Defaults::SERVICE_ROLE.to_string(),
-            ],
-            Some(roles) => roles
-                .into_iter()
-                .map(|role| role_name("allowedRoles", Some(role), ""))
-                .collect::<Result<_, _>>()?,
-        };
-
-        let schemas = match raw.schemas {
-            None => vec!["public".to_string()],
-            Some(list) if list.is_empty() => {
-                return Err(invalid("schemas must name at least one schema".into()))
-            }
-            Some(list) => list
-                .into_iter()
-                .map(|schema| schema_name(&schema).map(|()| schema))
-                .collect::<Result<_, _>>()?,
-        };
-
         Ok(PoolConfig {
             max_connections,
             min_connections,
-            connection_timeout: Duration::from_millis(connection_timeout_ms as u64),
-            idle_timeout: (idle_timeout_ms > 0.0)
-                .then(|| Duration::from_millis(idle_timeout_ms as u64)),
+            connection_timeout,
+            idle_timeout,
             max_retries,
-            retry_delay: Duration::from_millis(retry_delay_ms as u64),
+            retry_delay,
             pipeline_depth,
-            statement_timeout: (statement_timeout_ms > 0.0)
-                .then(|| Duration::from_millis(statement_timeout_ms as u64)),
+            statement_timeout,
             pooler,
             keep_alive,
             connect_options,
             has_connection_string,
             masked_connection_string,
-            http_timeout: Duration::from_millis(http_timeout_ms as u64),
+            http_timeout,
             anon_role,
             authenticated_role,
             jwt_secret,
             jwks_url,
             allowed_roles,
-            schemas,
+            schemas: schemas_of(raw.schemas)?,
             plan_enabled: raw.plan_enabled.unwrap_or(false),
         })
+    }
+}
+
+/// `maxConnections` and `minConnections`, the second at most the first.
+fn connection_counts(raw: &RawConfig) -> Result<(u32, u32), PoolError> {
+    let max_connections = whole_number(
+        "maxConnections",
+        raw.max_connections,
+        Defaults::MAX_CONNECTIONS as f64,
+        1.0,
+        MAX_CONNECTIONS_LIMIT,
+    )? as u32;
+    let min_connections = whole_number(
+        "minConnections",
+        raw.min_connections,
+        (Defaults::MIN_CONNECTIONS as f64).min(max_connections as f64),
+        0.0,
+        MAX_CONNECTIONS_LIMIT,
+    )? as u32;
+    if min_connections > max_connections {
+        return Err(invalid(format!(
+            "minConnections ({min_connections}) must not exceed maxConnections ({max_connections})"
+        )));
+    }
+    Ok((max_connections, min_connections))
+}
+
+/// A duration option in milliseconds, at least `min`.
+fn duration(
+    name: &str,
+    value: Option<f64>,
+    default_ms: u64,
+    min: f64,
+) -> Result<Duration, PoolError> {
+    let ms = whole_number(name, value, default_ms as f64, min, MAX_DURATION_MS)?;
+    Ok(Duration::from_millis(ms as u64))
+}
+
+/// A duration option in milliseconds where 0 means none.
+fn optional_duration(
+    name: &str,
+    value: Option<f64>,
+    default_ms: u64,
+) -> Result<Option<Duration>, PoolError> {
+    let duration = duration(name, value, default_ms, 0.0)?;
+    Ok((!duration.is_zero()).then_some(duration))
+}
+
+/// `pooler`: as given, else a transaction pooler when the connection string looks like one
+/// (port 6543, Supavisor's transaction port, or `pgbouncer=true` in it).
+fn pooler_of(pooler: Option<&str>, connect_options: &ConnectOptions) -> Result<Pooler, PoolError> {
+    match pooler {
+        Some("transaction") => Ok(Pooler::Transaction),
+        Some("session") => Ok(Pooler::Session),
+        Some("none") => Ok(Pooler::None),
+        Some(_) => Err(invalid(
+            "pooler must be 'transaction', 'session' or 'none'".into(),
+        )),
+        None if connect_options.looks_like_transaction_pooler() => Ok(Pooler::Transaction),
+        None => Ok(Pooler::None),
+    }
+}
+
+/// `anonRole`, `authenticatedRole` and `allowedRoles` (by default those two and
+/// `service_role`), each a valid role name.
+fn roles(
+    anon: Option<String>,
+    authenticated: Option<String>,
+    allowed: Option<Vec<String>>,
+) -> Result<(String, String, Vec<String>), PoolError> {
+    let anon_role = role_name("anonRole", anon, Defaults::ANON_ROLE)?;
+    let authenticated_role = role_name(
+        "authenticatedRole",
+        authenticated,
+        Defaults::AUTHENTICATED_ROLE,
+    )?;
+    let allowed_roles = match allowed {
+        None => vec![
+            anon_role.clone(),
+            authenticated_role.clone(),
+            Defaults::SERVICE_ROLE.to_string(),
+        ],
+        Some(roles) => roles
+            .into_iter()
+            .map(|role| role_name("allowedRoles", Some(role), ""))
+            .collect::<Result<_, _>>()?,
+    };
+    Ok((anon_role, authenticated_role, allowed_roles))
+}
+
+/// `schemas`: the exposed schemas, `public` by default, at least one.
+fn schemas_of(schemas: Option<Vec<String>>) -> Result<Vec<String>, PoolError> {
+    match schemas {
+        None => Ok(vec!["public".to_string()]),
+        Some(list) if list.is_empty() => {
+            Err(invalid("schemas must name at least one schema".into()))
+        }
+        Some(list) => list
+            .into_iter()
+            .map(|schema| schema_name(&schema).map(|()| schema))
+            .collect(),
     }
 }
 

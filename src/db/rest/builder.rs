@@ -148,33 +148,36 @@ pub struct BuiltStatement {
     pub params: Vec<Param>,
 }
 
-/// The data statement (absent for `head`) and the count statement (when a count was asked for).
-#[derive(Debug)]
-pub struct BuiltRequest {
-    pub data: Option<BuiltStatement>,
-    pub count: Option<BuiltStatement>,
-}
-
-pub fn build(spec: &RequestSpec) -> Result<BuiltRequest, PoolError> {
+/// The statement a request's method makes: its rows (a select's, a function's, or those a
+/// write returns), without the count or the body around them (`body_statement`).
+pub fn data_statement(spec: &RequestSpec) -> Result<BuiltStatement, PoolError> {
     let relation = spec.relation()?;
     let conditions = spec_conditions(spec)?;
-    let count = match (spec.count, spec.method) {
-        (None, _) => None,
-        (Some(_), Method::Select) => Some(count_statement(spec, &relation, &conditions)?),
-        (Some(_), _) => None, // mutations report the affected row count instead
-    };
-    let data = if spec.head && spec.method == Method::Select {
-        None
-    } else {
-        Some(match spec.method {
-            Method::Select => select_statement(spec, &relation, &conditions)?,
-            Method::Insert | Method::Upsert => insert_statement(spec, &relation)?,
-            Method::Update => update_statement(spec, &relation, &conditions)?,
-            Method::Delete => delete_statement(spec, &relation, &conditions)?,
-            Method::Rpc => rpc_statement(spec, &relation, &conditions)?,
-        })
-    };
-    Ok(BuiltRequest { data, count })
+    data_statement_of(spec, &relation, &conditions)
+}
+
+fn data_statement_of(
+    spec: &RequestSpec,
+    relation: &str,
+    conditions: &[Condition],
+) -> Result<BuiltStatement, PoolError> {
+    match spec.method {
+        Method::Select => select_statement(spec, relation, conditions),
+        Method::Insert | Method::Upsert => insert_statement(spec, relation),
+        Method::Update => update_statement(spec, relation, conditions),
+        Method::Delete => delete_statement(spec, relation, conditions),
+        Method::Rpc => rpc_statement(spec, relation, conditions),
+    }
+}
+
+/// A select's `count(*)` under its filters (what a planned or estimated count estimates).
+pub fn count_statement(spec: &RequestSpec) -> Result<BuiltStatement, PoolError> {
+    if spec.method != Method::Select {
+        return Err(request_error("a count needs a select", None));
+    }
+    let relation = spec.relation()?;
+    let conditions = spec_conditions(spec)?;
+    count_statement_of(spec, &relation, &conditions)
 }
 
 /// The request's own filters, full-text searches marked by the relation's column types.
@@ -458,10 +461,6 @@ pub fn column_item_in(item: &str, source: Source<'_>) -> Result<ColumnItem, Pool
 
 /// `col`, `col::type`, `data->a->>b::int`: its SQL, its output name (the column, or the last
 /// key of a JSON path, as PostgREST names it), and whether the SQL needs `AS name`.
-pub fn field_sql(field: &str) -> Result<(String, String, bool), PoolError> {
-    field_sql_in(field, Source::InScope)
-}
-
 fn field_sql_in(field: &str, source: Source<'_>) -> Result<(String, String, bool), PoolError> {
     let (field, cast) = match field.split_once("::") {
         Some((field, cast)) => (field, Some(cast_type(cast.trim())?)),
@@ -705,7 +704,7 @@ fn existence_of(spec: &RequestSpec) -> &[(String, String)] {
         .map_or(&[], |embedded| embedded.existence.as_slice())
 }
 
-fn count_statement(
+fn count_statement_of(
     spec: &RequestSpec,
     relation: &str,
     conditions: &[Condition],
@@ -970,13 +969,7 @@ pub fn body_statement(
 ) -> Result<BuiltStatement, PoolError> {
     let relation = spec.relation()?;
     let conditions = spec_conditions(spec)?;
-    let data = match spec.method {
-        Method::Select => select_statement(spec, &relation, &conditions)?,
-        Method::Insert | Method::Upsert => insert_statement(spec, &relation)?,
-        Method::Update => update_statement(spec, &relation, &conditions)?,
-        Method::Delete => delete_statement(spec, &relation, &conditions)?,
-        Method::Rpc => rpc_statement(spec, &relation, &conditions)?,
-    };
+    let data = data_statement_of(spec, &relation, &conditions)?;
     // An upsert also says how many rows it inserted (`xmax = 0` marks a row this statement
     // created), so that one that only updated can answer 200; the marker leaves the body.
     let upsert_body = spec.method == Method::Upsert && body == Body::Rows;
@@ -991,67 +984,98 @@ pub fn body_statement(
     let total = if upsert_body {
         "(SELECT pg_catalog.count(*) FROM pgrst_source WHERE pgrst_inserted)".to_string()
     } else if exact_count && spec.method == Method::Select {
-        // Same conditions, rendered afresh: the same values in the same order, so `$1…$n`
-        // name the data statement's own parameters.
-        let mut same = spec
-            .embedded
-            .as_ref()
-            .map(|e| e.params.clone())
-            .unwrap_or_default();
-        let alias = select_alias(spec)?;
-        let (joins, group_by) = match &spec.embedded {
-            Some(embedded) => (embedded.joins.as_str(), embedded.group_by.as_str()),
-            None => ("", ""),
-        };
-        let counted = format!(
-            "{relation} AS {alias}{joins}{}{}",
-            where_clause_with(&conditions, &mut same, Some(&alias), existence_of(spec))?,
-            embedded_conditions(spec, conditions.is_empty())
-        );
-        if group_by.is_empty() {
-            format!("(SELECT pg_catalog.count(*) FROM {counted})")
-        } else {
-            // Aggregates answer a row per group: the count is of groups.
-            format!(
-                "(SELECT pg_catalog.count(*) FROM (SELECT 1 FROM {counted}{group_by}) _pgrst_g)"
-            )
-        }
+        exact_total(spec, &relation, &conditions)?
     } else {
         "NULL::int8".into()
     };
     // A mutation's select with embedded resources (or computed fields) renders them over the
     // rows it returned; the values its embedded filters bind follow the mutation's own.
     let mut params = data.params;
-    if let Some(embedded) = spec
+    let mutation_embeds = spec
         .embedded
         .as_ref()
-        .filter(|_| !matches!(spec.method, Method::Select | Method::Rpc))
-    {
+        .filter(|_| !matches!(spec.method, Method::Select | Method::Rpc));
+    if let Some(embedded) = mutation_embeds {
         params.extend(embedded.params.iter().cloned());
     }
-    let rows = match &spec.embedded {
-        Some(embedded) if !matches!(spec.method, Method::Select | Method::Rpc) => {
-            let alias = quote(&embedded.alias)?;
-            // `!inner` resources narrow what is returned, not what was changed.
-            let inner = if embedded.conditions.is_empty() {
-                String::new()
-            } else {
-                format!(" WHERE {}", embedded.conditions.join(" AND "))
-            };
-            format!(
-                "(SELECT {}{} FROM pgrst_source AS {alias}{}{inner})",
-                embedded.list,
-                if upsert_body {
-                    format!(", {alias}.pgrst_inserted")
-                } else {
-                    String::new()
-                },
-                embedded.joins
-            )
-        }
-        _ => "pgrst_source".to_string(),
+    let rows = match mutation_embeds {
+        Some(embedded) => returned_rows_embedded(embedded, upsert_body)?,
+        None => "pgrst_source".to_string(),
     };
-    let body = match body {
+    let body = body_expression(spec, body, upsert_body, &rows)?;
+    Ok(BuiltStatement {
+        sql: format!(
+            "WITH pgrst_source AS ({}) SELECT {total} AS total, pg_catalog.count(_pgrst_t) AS page, \
+             {body} AS body, pg_catalog.current_setting('response.status', true) AS status \
+             FROM {rows} _pgrst_t",
+            data.sql
+        ),
+        params,
+    })
+}
+
+/// An exact count of a select's rows in the same statement: its conditions rendered afresh, the
+/// same values in the same order, so that `$1…$n` name the data statement's own parameters.
+fn exact_total(
+    spec: &RequestSpec,
+    relation: &str,
+    conditions: &[Condition],
+) -> Result<String, PoolError> {
+    let mut same = spec
+        .embedded
+        .as_ref()
+        .map(|e| e.params.clone())
+        .unwrap_or_default();
+    let alias = select_alias(spec)?;
+    let (joins, group_by) = match &spec.embedded {
+        Some(embedded) => (embedded.joins.as_str(), embedded.group_by.as_str()),
+        None => ("", ""),
+    };
+    let counted = format!(
+        "{relation} AS {alias}{joins}{}{}",
+        where_clause_with(conditions, &mut same, Some(&alias), existence_of(spec))?,
+        embedded_conditions(spec, conditions.is_empty())
+    );
+    Ok(if group_by.is_empty() {
+        format!("(SELECT pg_catalog.count(*) FROM {counted})")
+    } else {
+        // Aggregates answer a row per group: the count is of groups.
+        format!("(SELECT pg_catalog.count(*) FROM (SELECT 1 FROM {counted}{group_by}) _pgrst_g)")
+    })
+}
+
+/// The rows a write returned, with its select's embedded resources rendered over them;
+/// `!inner` resources narrow what is returned, not what was changed.
+fn returned_rows_embedded(
+    embedded: &EmbeddedSelect,
+    upsert_body: bool,
+) -> Result<String, PoolError> {
+    let alias = quote(&embedded.alias)?;
+    let inner = if embedded.conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", embedded.conditions.join(" AND "))
+    };
+    let inserted = if upsert_body {
+        format!(", {alias}.pgrst_inserted")
+    } else {
+        String::new()
+    };
+    Ok(format!(
+        "(SELECT {}{inserted} FROM pgrst_source AS {alias}{}{inner})",
+        embedded.list, embedded.joins
+    ))
+}
+
+/// The body as Postgres renders it from `rows` (aliased `_pgrst_t`): JSON rows, a function's
+/// scalar or scalars, CSV with its header line, or nothing.
+fn body_expression(
+    spec: &RequestSpec,
+    body: Body,
+    upsert_body: bool,
+    rows: &str,
+) -> Result<String, PoolError> {
+    Ok(match body {
         Body::Empty => "''".to_string(),
         Body::Rows if upsert_body => {
             "coalesce(pg_catalog.json_agg(pg_catalog.to_jsonb(_pgrst_t) - 'pgrst_inserted'), '[]')::text"
@@ -1072,15 +1096,6 @@ pub fn body_statement(
              FROM (SELECT * FROM {rows} _pgrst_r LIMIT 1) _pgrst_h) _pgrst_k) || E'\\n' || \
              coalesce(pg_catalog.string_agg(substring(_pgrst_t::text, 2, length(_pgrst_t::text) - 2), E'\\n'), '')"
         ),
-    };
-    Ok(BuiltStatement {
-        sql: format!(
-            "WITH pgrst_source AS ({}) SELECT {total} AS total, pg_catalog.count(_pgrst_t) AS page, \
-             {body} AS body, pg_catalog.current_setting('response.status', true) AS status \
-             FROM {rows} _pgrst_t",
-            data.sql
-        ),
-        params,
     })
 }
 
@@ -1105,7 +1120,7 @@ mod tests {
     }
 
     fn data(spec: RequestSpec) -> BuiltStatement {
-        build(&spec).unwrap().data.unwrap()
+        data_statement(&spec).unwrap()
     }
 
     #[test]
@@ -1259,7 +1274,7 @@ mod tests {
             ),
             ("PATCH", "/t", "", Some("{}")),
         ] {
-            let err = build(&spec(method, url, prefer, body)).expect_err(url);
+            let err = data_statement(&spec(method, url, prefer, body)).expect_err(url);
             assert_eq!(err.code(), "PGRST100", "{url}");
         }
     }
@@ -1280,7 +1295,7 @@ mod tests {
             Some(r#"{"id": 1, "n": 2}"#),
         );
         request.primary_key = vec!["id".into()];
-        let built = build(&request).unwrap().data.unwrap();
+        let built = data_statement(&request).unwrap();
         assert!(
             built.sql.contains("ON CONFLICT (\"id\") DO UPDATE"),
             "{}",

@@ -622,47 +622,9 @@ pub fn render_with(
     relation: Option<&str>,
     existence: &[(String, String)],
 ) -> Result<String, PoolError> {
-    if let Condition::Is {
-        column,
-        value: value @ (IsValue::Null | IsValue::NotNull),
-        negate,
-        ..
-    } = condition
-    {
-        if let Some((_, exists)) = existence.iter().find(|(name, _)| name == column) {
-            // `is.null` has no related rows, `is.not_null` (or `not.is.null`) has some.
-            return Ok(if *negate == (*value == IsValue::Null) {
-                exists.clone()
-            } else {
-                format!("NOT {exists}")
-            });
-        }
+    if let Some(test) = existence_test(condition, existence) {
+        return Ok(test);
     }
-    // `data->a->>b`: a JSON path into the column, as PostgREST filters on one.
-    let column_sql = |column: &str, to_jsonb: bool| -> Result<String, PoolError> {
-        let (name, path) = match column.find("->") {
-            Some(at) => (&column[..at], Some(&column[at..])),
-            None => (column, None),
-        };
-        let mut name = match relation {
-            Some(relation) => format!("{relation}.{}", quote(name.trim())?),
-            None => quote(name.trim())?,
-        };
-        if to_jsonb {
-            name = format!("pg_catalog.to_jsonb({name})");
-        }
-        Ok(match path {
-            Some(path) => format!("({name}{})", crate::db::rest::ident::json_path(path)?.0),
-            None => name,
-        })
-    };
-    let negated = |sql: String, negate: bool| {
-        if negate {
-            format!("NOT ({sql})")
-        } else {
-            sql
-        }
-    };
     match condition {
         Condition::Is {
             column,
@@ -677,60 +639,10 @@ pub fn render_with(
                 IsValue::False => "FALSE",
                 IsValue::Unknown => "UNKNOWN",
             };
-            Ok(negated(
-                format!("{} IS {keyword}", column_sql(column, *to_jsonb)?),
-                *negate,
-            ))
+            let column = column_sql(column, *to_jsonb, relation)?;
+            Ok(negated(format!("{column} IS {keyword}"), *negate))
         }
-        Condition::Compare {
-            column,
-            op,
-            value,
-            negate,
-            quantifier,
-            config,
-            vectorize,
-            to_jsonb,
-        } => {
-            let column = column_sql(column, *to_jsonb)?;
-            // PostgREST accepts * as the LIKE wildcard (it is safe in URLs); so do we.
-            let wildcard = |p: &Param| match p {
-                Param::Text(pattern) => Param::Text(pattern.replace('*', "%")),
-                other => other.clone(),
-            };
-            let value = match (op, value) {
-                (Operator::Like | Operator::Ilike, Param::Array(items)) => {
-                    Param::Array(items.iter().map(wildcard).collect())
-                }
-                (Operator::Like | Operator::Ilike, value) => wildcard(value),
-                (_, value) => value.clone(),
-            };
-            let config = match config {
-                Some(config) => {
-                    params.push(Param::Text(config.clone()));
-                    Some(format!("${}::text::regconfig, ", params.len()))
-                }
-                None => None,
-            };
-            params.push(value);
-            let placeholder = format!("${}", params.len());
-            let sql = match (op, quantifier) {
-                (Operator::In, _) => format!("{column} = ANY({placeholder})"),
-                (op, _) if op.is_text_search() => {
-                    let config = config.unwrap_or_default();
-                    let searched = if *vectorize {
-                        format!("pg_catalog.to_tsvector({config}{column})")
-                    } else {
-                        column
-                    };
-                    format!("{searched} @@ {}({config}{placeholder})", op.sql())
-                }
-                (op, Some(Quantifier::Any)) => format!("{column} {} ANY({placeholder})", op.sql()),
-                (op, Some(Quantifier::All)) => format!("{column} {} ALL({placeholder})", op.sql()),
-                (op, None) => format!("{column} {} {placeholder}", op.sql()),
-            };
-            Ok(negated(sql, *negate))
-        }
+        Condition::Compare { .. } => compare_sql(condition, params, relation),
         Condition::Group { any, items, negate } => {
             let joiner = if *any { " OR " } else { " AND " };
             let parts = items
@@ -740,6 +652,114 @@ pub fn render_with(
             Ok(negated(format!("({})", parts.join(joiner)), *negate))
         }
     }
+}
+
+/// `name=is.null` on an embedded resource (by its name in `existence`): it has no related rows;
+/// `is.not_null` (or `not.is.null`): it has some.
+fn existence_test(condition: &Condition, existence: &[(String, String)]) -> Option<String> {
+    let Condition::Is {
+        column,
+        value: value @ (IsValue::Null | IsValue::NotNull),
+        negate,
+        ..
+    } = condition
+    else {
+        return None;
+    };
+    let (_, exists) = existence.iter().find(|(name, _)| name == column)?;
+    Some(if *negate == (*value == IsValue::Null) {
+        exists.clone()
+    } else {
+        format!("NOT {exists}")
+    })
+}
+
+/// A filtered column, qualified by `relation`; `data->a->>b` is a JSON path into it, as
+/// PostgREST filters on one (through `to_jsonb` for a composite or array column).
+fn column_sql(column: &str, to_jsonb: bool, relation: Option<&str>) -> Result<String, PoolError> {
+    let (name, path) = match column.find("->") {
+        Some(at) => (&column[..at], Some(&column[at..])),
+        None => (column, None),
+    };
+    let mut name = match relation {
+        Some(relation) => format!("{relation}.{}", quote(name.trim())?),
+        None => quote(name.trim())?,
+    };
+    if to_jsonb {
+        name = format!("pg_catalog.to_jsonb({name})");
+    }
+    Ok(match path {
+        Some(path) => format!("({name}{})", crate::db::rest::ident::json_path(path)?.0),
+        None => name,
+    })
+}
+
+fn negated(sql: String, negate: bool) -> String {
+    if negate {
+        format!("NOT ({sql})")
+    } else {
+        sql
+    }
+}
+
+/// A comparison, its value bound: `=`, `ANY`/`ALL`, `IN`, LIKE with `*` as the wildcard, full
+/// text search (with its configuration bound too).
+fn compare_sql(
+    condition: &Condition,
+    params: &mut Vec<Param>,
+    relation: Option<&str>,
+) -> Result<String, PoolError> {
+    let Condition::Compare {
+        column,
+        op,
+        value,
+        negate,
+        quantifier,
+        config,
+        vectorize,
+        to_jsonb,
+    } = condition
+    else {
+        return Err(PoolError::Internal("not a comparison".into()));
+    };
+    let column = column_sql(column, *to_jsonb, relation)?;
+    // PostgREST accepts * as the LIKE wildcard (it is safe in URLs); so do we.
+    let wildcard = |p: &Param| match p {
+        Param::Text(pattern) => Param::Text(pattern.replace('*', "%")),
+        other => other.clone(),
+    };
+    let value = match (op, value) {
+        (Operator::Like | Operator::Ilike, Param::Array(items)) => {
+            Param::Array(items.iter().map(wildcard).collect())
+        }
+        (Operator::Like | Operator::Ilike, value) => wildcard(value),
+        (_, value) => value.clone(),
+    };
+    let config = match config {
+        Some(config) => {
+            params.push(Param::Text(config.clone()));
+            Some(format!("${}::text::regconfig, ", params.len()))
+        }
+        None => None,
+    };
+    params.push(value);
+    let placeholder = format!("${}", params.len());
+    let sql = match (op, quantifier) {
+        (Operator::In, _) => format!("{column} = ANY({placeholder})"),
+        (op, _) if op.is_text_search() => {
+            let config = config.unwrap_or_default();
+            let searched = if *vectorize {
+                format!("pg_catalog.to_tsvector({config}{column})")
+            } else {
+                column
+            };
+            format!("{searched} @@ {}({config}{placeholder})", op.sql())
+        }
+        (op, Some(Quantifier::Any)) => format!("{column} {} ANY({placeholder})", op.sql()),
+        (op, Some(Quantifier::All)) => format!("{column} {} ALL({placeholder})", op.sql()),
+        (op, None) => format!("{column} {} {placeholder}", op.sql()),
+    };
+    Ok(negated(sql, *negate))
 }
 
 #[cfg(test)]

@@ -27,8 +27,9 @@ use crate::db::codec::params::Param;
 use crate::db::codec::rows::ValueStyle;
 use crate::db::engine::transaction::{Transaction, TxOptions};
 use crate::db::engine::DbPool;
-use crate::db::rest::builder::{body_statement, build, Body, BuiltStatement, CountMode, Method};
-use crate::db::rest::error::request_error;
+use crate::db::rest::builder::{
+    body_statement, count_statement, data_statement, Body, BuiltStatement, CountMode, Method,
+};
 use crate::error::PoolError;
 use cache::{FunctionKind, SchemaCache};
 use error::pgrst;
@@ -381,103 +382,11 @@ async fn run_rows(
 
 async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer, PoolError> {
     let mutation = !matches!(request.spec.method, Method::Select | Method::Rpc);
-    if request.spec.method == Method::Upsert && request.spec.on_conflict.is_none() {
-        let relation = request.spec.relation()?;
-        request.spec.primary_key = primary_key(target, &relation).await?;
+    learn_write_facts(target, request).await?;
+    if (!mutation || request.spec.returning) && request.spec.columns.is_some() {
+        render_select(target, request, mutation).await?;
     }
-    if matches!(request.spec.method, Method::Insert | Method::Upsert)
-        && request.prefer.missing_default
-    {
-        let relation = request.spec.relation()?;
-        request.spec.column_defaults = Some(column_defaults(target, &relation).await?);
-    }
-    if (matches!(request.spec.method, Method::Select | Method::Rpc)
-        || (mutation && request.spec.returning))
-        && request.spec.columns.is_some()
-    {
-        let columns = request.spec.columns.as_deref().unwrap_or("*");
-        let schema = request
-            .spec
-            .schema
-            .clone()
-            .unwrap_or_else(|| "public".into());
-        // A list without parentheses renders on its own (the common, fast case) unless it
-        // names a computed field, which the catalog knows.
-        let related_order = request.spec.order.iter().any(|o| o.column.contains('('));
-        let catalog = if select::has_embedding(columns) || related_order {
-            Some(catalog(target).await?)
-        } else if columns.trim() != "*" {
-            let catalog = catalog(target).await?;
-            let parent = parent_relation(&catalog, &request.spec, &schema);
-            select::names_computed_field(&catalog, &schema, parent, columns).then_some(catalog)
-        } else {
-            None
-        };
-        if let Some(catalog) = catalog {
-            let parent = parent_relation(&catalog, &request.spec, &schema).to_string();
-            let items = select::parse(columns)?;
-            select::check_embedded_targets(&items, &request.spec.embedded_queries)?;
-            // A mutation's select reads the rows it returned in the same statement: the values
-            // its embedded filters bind follow the mutation's own.
-            let bound_before = if mutation {
-                mutation_param_count(&mut request.spec)?
-            } else {
-                0
-            };
-            let mut params = vec![Param::Null; bound_before];
-            let mut scope = select::Scope {
-                catalog: &catalog,
-                queries: &request.spec.embedded_queries,
-                params: &mut params,
-                schema: &schema,
-            };
-            let alias = crate::db::rest::builder::own_alias(&request.spec.table);
-            let rendered = select::render(&mut scope, &items, &[], &parent, &alias, 1)?;
-            for order in request
-                .spec
-                .order
-                .iter_mut()
-                .filter(|o| o.column.contains('('))
-            {
-                order.expression = Some(select::order_by_related(
-                    &scope,
-                    &items,
-                    &parent,
-                    &alias,
-                    &order.column,
-                )?);
-            }
-            let params = params.split_off(bound_before);
-            request.spec.embedded = Some(crate::db::rest::builder::EmbeddedSelect {
-                alias,
-                list: rendered.list,
-                joins: rendered.joins,
-                conditions: rendered.inner_conditions,
-                existence: rendered.existence,
-                group_by: rendered.group_by,
-                params,
-            });
-        }
-    }
-    // Full-text search on a column that is no tsvector searches `to_tsvector(column)`, as
-    // PostgREST does: the relation's tsvector columns come from the catalog.
-    if searches_full_text(&request.spec.filters) {
-        let catalog = catalog(target).await?;
-        let schema = request.spec.schema.as_deref().unwrap_or("public");
-        request.spec.tsvector_columns = catalog
-            .relation_columns(schema, &request.spec.table)
-            .map(|r| (r.columns.clone(), r.tsvector.clone()));
-    }
-    // A JSON path into a composite or array column reads `to_jsonb(column)`, as PostgREST
-    // reads it: which columns those are comes from the catalog.
-    if has_json_path(&request.spec) {
-        let catalog = catalog(target).await?;
-        let schema = request.spec.schema.as_deref().unwrap_or("public");
-        let parent = parent_relation(&catalog, &request.spec, schema);
-        request.spec.composite_columns = catalog
-            .relation_columns(schema, parent)
-            .map(|r| r.composite.clone());
-    }
+    learn_column_kinds(target, request).await?;
     if let (Some(query), None) = (
         request.spec.embedded_queries.first(),
         &request.spec.embedded,
@@ -496,39 +405,178 @@ async fn answer(target: &Target<'_>, request: &mut RestRequest) -> Result<Answer
         None
     };
     let request = &*request;
-    match (respond(target, request).await, unknown_key) {
-        (Err(err), Some(key))
-            if err.code() == "42703" && err.to_string().contains(&format!("\"{key}\"")) =>
-        {
-            Err(pgrst(
-                "PGRST204",
-                format!(
-                    "Could not find the '{key}' column of '{}' in the schema cache",
-                    request.spec.table
-                ),
-                None,
-                None,
-            ))
-        }
-        (Err(err), _) if err.code() == "42P01" && request.spec.method != Method::Rpc => {
-            // The request's own relation is missing: PostgREST 13's PGRST205.
+    match respond(target, request).await {
+        Err(err) => Err(in_postgrest_terms(target, request, err, unknown_key).await),
+        answered => answered,
+    }
+}
+
+/// What a write needs from the catalog: an upsert's primary key (without `on_conflict`), and
+/// the columns' defaults for `Prefer: missing=default`.
+async fn learn_write_facts(
+    target: &Target<'_>,
+    request: &mut RestRequest,
+) -> Result<(), PoolError> {
+    if request.spec.method == Method::Upsert && request.spec.on_conflict.is_none() {
+        let relation = request.spec.relation()?;
+        request.spec.primary_key = primary_key(target, &relation).await?;
+    }
+    if matches!(request.spec.method, Method::Insert | Method::Upsert)
+        && request.prefer.missing_default
+    {
+        let relation = request.spec.relation()?;
+        request.spec.column_defaults = Some(column_defaults(target, &relation).await?);
+    }
+    Ok(())
+}
+
+/// What filters need from the catalog: full-text search on a column that is no tsvector
+/// searches `to_tsvector(column)`, and a JSON path into a composite or array column reads
+/// `to_jsonb(column)`, as PostgREST does.
+async fn learn_column_kinds(
+    target: &Target<'_>,
+    request: &mut RestRequest,
+) -> Result<(), PoolError> {
+    if searches_full_text(&request.spec.filters) {
+        let catalog = catalog(target).await?;
+        let schema = request.spec.schema.as_deref().unwrap_or("public");
+        request.spec.tsvector_columns = catalog
+            .relation_columns(schema, &request.spec.table)
+            .map(|r| (r.columns.clone(), r.tsvector.clone()));
+    }
+    if has_json_path(&request.spec) {
+        let catalog = catalog(target).await?;
+        let schema = request.spec.schema.as_deref().unwrap_or("public");
+        let parent = parent_relation(&catalog, &request.spec, schema);
+        request.spec.composite_columns = catalog
+            .relation_columns(schema, parent)
+            .map(|r| r.composite.clone());
+    }
+    Ok(())
+}
+
+/// The catalog a select list needs to render, if any: embedding and related order need it, and
+/// a list without parentheses (the common, fast case) only when it names a computed field.
+async fn catalog_for_select(
+    target: &Target<'_>,
+    request: &RestRequest,
+    columns: &str,
+    schema: &str,
+) -> Result<Option<std::sync::Arc<schema::Catalog>>, PoolError> {
+    let related_order = request.spec.order.iter().any(|o| o.column.contains('('));
+    if select::has_embedding(columns) || related_order {
+        return Ok(Some(catalog(target).await?));
+    }
+    if columns.trim() == "*" {
+        return Ok(None);
+    }
+    let catalog = catalog(target).await?;
+    let parent = parent_relation(&catalog, &request.spec, schema);
+    Ok(select::names_computed_field(&catalog, schema, parent, columns).then_some(catalog))
+}
+
+/// Renders a select list that embeds (or orders by related columns, or reads computed fields)
+/// into the request's `embedded` select.
+async fn render_select(
+    target: &Target<'_>,
+    request: &mut RestRequest,
+    mutation: bool,
+) -> Result<(), PoolError> {
+    let columns = request.spec.columns.clone().unwrap_or_else(|| "*".into());
+    let schema = request
+        .spec
+        .schema
+        .clone()
+        .unwrap_or_else(|| "public".into());
+    let Some(catalog) = catalog_for_select(target, request, &columns, &schema).await? else {
+        return Ok(());
+    };
+    let parent = parent_relation(&catalog, &request.spec, &schema).to_string();
+    let items = select::parse(&columns)?;
+    select::check_embedded_targets(&items, &request.spec.embedded_queries)?;
+    // A mutation's select reads the rows it returned in the same statement: the values its
+    // embedded filters bind follow the mutation's own.
+    let bound_before = if mutation {
+        mutation_param_count(&mut request.spec)?
+    } else {
+        0
+    };
+    let mut params = vec![Param::Null; bound_before];
+    let mut scope = select::Scope {
+        catalog: &catalog,
+        queries: &request.spec.embedded_queries,
+        params: &mut params,
+        schema: &schema,
+    };
+    let alias = crate::db::rest::builder::own_alias(&request.spec.table);
+    let rendered = select::render(&mut scope, &items, &[], &parent, &alias, 1)?;
+    let mut related_orders = Vec::new();
+    for order in request.spec.order.iter().filter(|o| o.column.contains('(')) {
+        related_orders.push(select::order_by_related(
+            &scope,
+            &items,
+            &parent,
+            &alias,
+            &order.column,
+        )?);
+    }
+    for (order, expression) in request
+        .spec
+        .order
+        .iter_mut()
+        .filter(|o| o.column.contains('('))
+        .zip(related_orders)
+    {
+        order.expression = Some(expression);
+    }
+    let params = params.split_off(bound_before);
+    request.spec.embedded = Some(crate::db::rest::builder::EmbeddedSelect {
+        alias,
+        list: rendered.list,
+        joins: rendered.joins,
+        conditions: rendered.inner_conditions,
+        existence: rendered.existence,
+        group_by: rendered.group_by,
+        params,
+    });
+    Ok(())
+}
+
+/// A refusal of Postgres in PostgREST's terms, by SQLSTATE and the schema cache (never by the
+/// message's text, which follows the server's locale): a column the catalog does not know
+/// refused as undefined (`42703`) is `PGRST204`; the request's own relation missing from the
+/// catalog and refused as undefined (`42P01`) is `PGRST205`.
+async fn in_postgrest_terms(
+    target: &Target<'_>,
+    request: &RestRequest,
+    err: PoolError,
+    unknown_key: Option<String>,
+) -> PoolError {
+    let table = &request.spec.table;
+    match (err.code(), unknown_key) {
+        ("42703", Some(key)) => pgrst(
+            "PGRST204",
+            format!("Could not find the '{key}' column of '{table}' in the schema cache"),
+            None,
+            None,
+        ),
+        ("42P01", _) if request.spec.method != Method::Rpc => {
             let schema = request.spec.schema.as_deref().unwrap_or("public");
-            let name = format!("{schema}.{}", request.spec.table);
-            if err
-                .to_string()
-                .contains(&format!("relation \"{name}\" does not exist"))
-            {
-                Err(pgrst(
-                    "PGRST205",
-                    format!("Could not find the table '{name}' in the schema cache"),
-                    None,
-                    None,
-                ))
-            } else {
-                Err(err)
+            let known = match catalog(target).await {
+                Ok(catalog) => catalog.relation_columns(schema, table).is_some(),
+                Err(_) => true, // no catalog to say otherwise: Postgres's own answer stands
+            };
+            if known {
+                return err;
             }
+            pgrst(
+                "PGRST205",
+                format!("Could not find the table '{schema}.{table}' in the schema cache"),
+                None,
+                None,
+            )
         }
-        (result, _) => result,
+        _ => err,
     }
 }
 
@@ -574,134 +622,145 @@ async fn respond_as_asked(target: &Target<'_>, request: &RestRequest) -> Result<
     if let Accept::Plan(plan) = request.accept {
         return explain(target, request, plan).await;
     }
-    let spec = &request.spec;
-    let lower = spec.offset.unwrap_or(0);
-    match spec.method {
-        Method::Select => {
-            let exact = spec.count == Some(CountMode::Exact);
-            let csv = request.accept == Accept::Csv;
-            let fast = if exact || csv || request.head {
-                None
-            } else {
-                let data = build(spec)?
-                    .data
-                    .expect("a select always has a data statement");
-                run_rows(target, &data).await?
-            };
-            let found = match fast {
-                Some(found) => found,
-                None => {
-                    let body = match (request.head, csv) {
-                        (true, _) => Body::Empty,
-                        (false, true) => Body::Csv,
-                        (false, false) => Body::Rows,
-                    };
-                    run_body(target, &body_statement(spec, exact, body)?).await?
-                }
-            };
-            let total = match spec.count {
-                Some(CountMode::Exact) => found.total,
-                Some(mode) => Some(estimate(target, spec, mode).await?),
-                None => None,
-            };
-            let status = range_status(lower, found.page, total);
-            if status == 416 {
-                let mut err = pgrst(
-                    "PGRST103",
-                    "Requested range not satisfiable".into(),
-                    None,
-                    None,
-                );
-                if let (PoolError::Database(fields), Some(total)) = (&mut err, total) {
-                    fields.detail = Some(format!(
-                        "An offset of {} was requested, but there are only {total} rows.",
-                        spec.offset.unwrap_or(0)
-                    ));
-                }
-                return Err(err);
-            }
-            rows_answer(request, found, lower, total, status)
-        }
-        Method::Rpc => {
-            let kind = function_kind(target, spec).await?;
-            let body = match kind {
-                FunctionKind::Void => {
-                    let data = build(spec)?
-                        .data
-                        .expect("an rpc always has a data statement");
-                    target.query(&data.sql, &data.params).await?;
-                    return Ok(Answer {
-                        status: 204,
-                        range: String::new(),
-                        body: None,
-                    });
-                }
-                _ if request.head => Body::Empty,
-                // CSV of the function's rows (a scalar's one column is named after it).
-                _ if request.accept == Accept::Csv => Body::Csv,
-                FunctionKind::Scalar => Body::Scalar,
-                FunctionKind::ScalarSet => Body::ScalarSet,
-                FunctionKind::Row | FunctionKind::Rows => Body::Rows,
-            };
-            let mut found = run_body(target, &body_statement(spec, false, body)?).await?;
-            if kind == FunctionKind::Row
-                && !matches!(request.accept, Accept::Object | Accept::Csv)
-                && !request.head
-            {
-                // A function returning one composite answers with the object itself.
-                found.body = unwrap_single(&found.body, found.page)?;
-                return Ok(Answer {
-                    status: found.status_or(200)?,
-                    range: content_range(lower, found.page, None),
-                    body: Some(found.body),
-                });
-            }
-            check_max_affected(request, found.page)?;
-            let total = spec.count.map(|_| found.page as i64);
-            rows_answer(request, found, lower, total, 200)
-        }
+    match request.spec.method {
+        Method::Select => answer_select(target, request).await,
+        Method::Rpc => answer_rpc(target, request).await,
         Method::Insert | Method::Upsert | Method::Update | Method::Delete => {
-            let status = match spec.method {
-                Method::Insert | Method::Upsert => 201,
-                _ if request.prefer.returns_body() => 200,
-                _ => 204,
-            };
-            if !spec.returning {
-                // No RETURNING: a row the caller may insert but not select (RLS) is fine.
-                let data = build(spec)?
-                    .data
-                    .expect("a mutation always has a data statement");
-                let json = target.query(&data.sql, &data.params).await?;
-                let affected = row_count_of(&json);
-                check_max_affected(request, affected)?;
-                if request.accept == Accept::Object && affected != 1 {
-                    return Err(single_error(affected));
-                }
-                let total = spec.count.map(|_| affected as i64);
-                return Ok(Answer {
-                    status,
-                    range: content_range(1, 0, total),
-                    body: None,
-                });
-            }
-            let body = if request.accept == Accept::Csv {
-                Body::Csv
-            } else {
-                Body::Rows
-            };
-            let found = run_body(target, &body_statement(spec, false, body)?).await?;
-            check_max_affected(request, found.page)?;
-            // An upsert that inserted nothing only updated: 200, as PostgREST answers it.
-            let status = match (spec.method, found.total) {
-                (Method::Upsert, Some(0)) if found.page > 0 => 200,
-                _ => status,
-            };
-            let total = spec.count.map(|_| found.page as i64);
-            let mut answer = rows_answer(request, found, 1, total, status)?;
-            answer.range = content_range(1, 0, total);
-            Ok(answer)
+            answer_mutation(target, request).await
         }
     }
+}
+
+/// A read: its rows (the fast path of a bare data statement when no count, CSV or HEAD is
+/// asked), its count by the mode asked, and its range's status.
+async fn answer_select(target: &Target<'_>, request: &RestRequest) -> Result<Answer, PoolError> {
+    let spec = &request.spec;
+    let lower = spec.offset.unwrap_or(0);
+    let exact = spec.count == Some(CountMode::Exact);
+    let csv = request.accept == Accept::Csv;
+    let fast = if exact || csv || request.head {
+        None
+    } else {
+        let data = data_statement(spec)?;
+        run_rows(target, &data).await?
+    };
+    let found = match fast {
+        Some(found) => found,
+        None => {
+            let body = match (request.head, csv) {
+                (true, _) => Body::Empty,
+                (false, true) => Body::Csv,
+                (false, false) => Body::Rows,
+            };
+            run_body(target, &body_statement(spec, exact, body)?).await?
+        }
+    };
+    let total = match spec.count {
+        Some(CountMode::Exact) => found.total,
+        Some(mode) => Some(estimate(target, spec, mode).await?),
+        None => None,
+    };
+    let status = range_status(lower, found.page, total);
+    if status == 416 {
+        let mut err = pgrst(
+            "PGRST103",
+            "Requested range not satisfiable".into(),
+            None,
+            None,
+        );
+        if let (PoolError::Database(fields), Some(total)) = (&mut err, total) {
+            fields.detail = Some(format!(
+                "An offset of {} was requested, but there are only {total} rows.",
+                spec.offset.unwrap_or(0)
+            ));
+        }
+        return Err(err);
+    }
+    rows_answer(request, found, lower, total, status)
+}
+
+/// A function call: no content for a `void` one, an object for one returning one composite,
+/// else its rows (or its scalar values).
+async fn answer_rpc(target: &Target<'_>, request: &RestRequest) -> Result<Answer, PoolError> {
+    let spec = &request.spec;
+    let lower = spec.offset.unwrap_or(0);
+    let kind = function_kind(target, spec).await?;
+    let body = match kind {
+        FunctionKind::Void => {
+            let data = data_statement(spec)?;
+            target.query(&data.sql, &data.params).await?;
+            return Ok(Answer {
+                status: 204,
+                range: String::new(),
+                body: None,
+            });
+        }
+        _ if request.head => Body::Empty,
+        // CSV of the function's rows (a scalar's one column is named after it).
+        _ if request.accept == Accept::Csv => Body::Csv,
+        FunctionKind::Scalar => Body::Scalar,
+        FunctionKind::ScalarSet => Body::ScalarSet,
+        FunctionKind::Row | FunctionKind::Rows => Body::Rows,
+    };
+    let mut found = run_body(target, &body_statement(spec, false, body)?).await?;
+    if kind == FunctionKind::Row
+        && !matches!(request.accept, Accept::Object | Accept::Csv)
+        && !request.head
+    {
+        // A function returning one composite answers with the object itself.
+        found.body = unwrap_single(&found.body, found.page)?;
+        return Ok(Answer {
+            status: found.status_or(200)?,
+            range: content_range(lower, found.page, None),
+            body: Some(found.body),
+        });
+    }
+    check_max_affected(request, found.page)?;
+    let total = spec.count.map(|_| found.page as i64);
+    rows_answer(request, found, lower, total, 200)
+}
+
+/// A write: 201 for an insert, 200 or 204 otherwise as `Prefer: return` asks, its rows when it
+/// returns them, and `max-affected` and `single()` checked before it commits.
+async fn answer_mutation(target: &Target<'_>, request: &RestRequest) -> Result<Answer, PoolError> {
+    let spec = &request.spec;
+    let status = match spec.method {
+        Method::Insert | Method::Upsert => 201,
+        _ if request.prefer.returns_body() => 200,
+        _ => 204,
+    };
+    if !spec.returning {
+        // No RETURNING: a row the caller may insert but not select (RLS) is fine.
+        let data = data_statement(spec)?;
+        let json = target.query(&data.sql, &data.params).await?;
+        let affected = row_count_of(&json);
+        check_max_affected(request, affected)?;
+        if request.accept == Accept::Object && affected != 1 {
+            return Err(single_error(affected));
+        }
+        let total = spec.count.map(|_| affected as i64);
+        return Ok(Answer {
+            status,
+            range: content_range(1, 0, total),
+            body: None,
+        });
+    }
+    let body = if request.accept == Accept::Csv {
+        Body::Csv
+    } else {
+        Body::Rows
+    };
+    let found = run_body(target, &body_statement(spec, false, body)?).await?;
+    check_max_affected(request, found.page)?;
+    // An upsert that inserted nothing only updated: 200, as PostgREST answers it.
+    let status = match (spec.method, found.total) {
+        (Method::Upsert, Some(0)) if found.page > 0 => 200,
+        _ => status,
+    };
+    let total = spec.count.map(|_| found.page as i64);
+    let mut answer = rows_answer(request, found, 1, total, status)?;
+    answer.range = content_range(1, 0, total);
+    Ok(answer)
 }
 
 /// The answer for rows found: the body as asked (`single()` wants exactly one).
@@ -874,9 +933,9 @@ fn mutation_param_count(
     spec: &mut crate::db::rest::builder::RequestSpec,
 ) -> Result<usize, PoolError> {
     let returning = std::mem::replace(&mut spec.returning, false);
-    let built = build(spec);
+    let built = data_statement(spec);
     spec.returning = returning;
-    Ok(built?.data.map_or(0, |data| data.params.len()))
+    Ok(built?.params.len())
 }
 
 /// Each column's default expression (identity columns: their sequence's `nextval`), as the
@@ -1034,9 +1093,7 @@ async fn estimate(
     spec: &crate::db::rest::builder::RequestSpec,
     mode: CountMode,
 ) -> Result<i64, PoolError> {
-    let statement = build(spec)?
-        .count
-        .ok_or_else(|| request_error("a count needs a select", None))?;
+    let statement = count_statement(spec)?;
     let exact = || async {
         let json = target.query(&statement.sql, &statement.params).await?;
         first_value(&json)
@@ -1120,7 +1177,7 @@ mod cost {
         let parsed = parse::parse(&request, &schemas).unwrap();
         let t = std::time::Instant::now();
         for _ in 0..n {
-            std::hint::black_box(build(&parsed.spec).unwrap());
+            std::hint::black_box(data_statement(&parsed.spec).unwrap());
         }
         let build_ns = t.elapsed().as_nanos() / n;
         println!("request wire {wire_ns} ns, parse {parse_ns} ns, build {build_ns} ns");

@@ -77,13 +77,7 @@ pub fn parse(request: &ApiRequest, schemas: &[String]) -> Result<RestRequest, Po
         .url
         .split_once('?')
         .unwrap_or((request.url.as_str(), ""));
-    let schema = match request.profile.as_deref() {
-        Some(profile) if !schemas.iter().any(|s| s == profile) => {
-            return Err(schema_refused(profile, schemas))
-        }
-        Some(profile) => profile.to_string(),
-        None => schemas.first().cloned().unwrap_or_else(|| "public".into()),
-    };
+    let schema = profile_schema(request.profile.as_deref(), schemas)?;
     let path = percent_decode(path.trim_start_matches('/'));
     let (is_rpc, name) = match path.strip_prefix("rpc/") {
         Some(function) => (true, function.to_string()),
@@ -96,25 +90,9 @@ pub fn parse(request: &ApiRequest, schemas: &[String]) -> Result<RestRequest, Po
     let accept = Accept::parse(request.accept.as_deref())?;
     let method = request.method.to_ascii_uppercase();
     let head = method == "HEAD";
-    let spec_method = match (method.as_str(), is_rpc) {
-        ("GET" | "HEAD" | "POST", true) => Method::Rpc,
-        ("GET" | "HEAD", false) => Method::Select,
-        ("POST", false) if prefer.resolution.is_some() => Method::Upsert,
-        ("POST", false) => Method::Insert,
-        ("PATCH", false) => Method::Update,
-        ("DELETE", false) => Method::Delete,
-        _ => {
-            return Err(pgrst(
-                "PGRST117",
-                format!("Unsupported HTTP method: {method}"),
-                None,
-                None,
-            ))
-        }
-    };
     let mut spec = RequestSpec {
         table: name,
-        method: spec_method,
+        method: spec_method(&method, is_rpc, &prefer)?,
         columns: None,
         returning: false,
         filters: Vec::new(),
@@ -134,40 +112,10 @@ pub fn parse(request: &ApiRequest, schemas: &[String]) -> Result<RestRequest, Po
         tsvector_columns: None,
         composite_columns: None,
     };
-    let mut rpc_args = serde_json::Map::new();
-    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        match key.as_ref() {
-            "select" => spec.columns = Some(value.into_owned()),
-            "order" => spec.order = parse_order(&value)?,
-            "limit" => spec.limit = Some(parse_limit(&value)?),
-            "offset" => spec.offset = Some(parse_offset(&value)?),
-            "on_conflict" => spec.on_conflict = Some(value.into_owned()),
-            // postgrest-js names the union of a bulk insert's keys; the body says the same.
-            "columns" => {}
-            "or" | "and" | "not.or" | "not.and" => spec.filters.push(FilterSpec::Logic {
-                any: key.ends_with("or"),
-                negate: key.starts_with("not."),
-                expression: strip_group(&value)?.to_string(),
-            }),
-            key if key.contains('.') && !key.starts_with('"') && !key.starts_with("not.") => {
-                spec.embedded_queries.push(embedded_query(key, &value)?);
-            }
-            column => {
-                let value = value.into_owned();
-                if spec.method == Method::Rpc && method != "POST" && !looks_like_filter(&value) {
-                    rpc_args.insert(column.to_string(), Value::String(value));
-                } else {
-                    let (op, value) = value.split_once('.').unwrap_or((&value, ""));
-                    spec.filters.push(FilterSpec::Filter {
-                        column: column.to_string(),
-                        op: op.to_string(),
-                        value: value.to_string(),
-                    });
-                }
-            }
-        }
-    }
-    if spec.method == Method::Rpc && method != "POST" {
+    // An rpc called by GET or HEAD takes its arguments from the query string.
+    let args_in_query = spec.method == Method::Rpc && method != "POST";
+    let rpc_args = read_query(&mut spec, query, args_in_query)?;
+    if args_in_query {
         spec.values = Some(Value::Object(rpc_args));
     } else if let Some(body) = request.body.as_deref().filter(|b| !b.is_empty()) {
         let values: Value = serde_json::from_str(body).map_err(|e| {
@@ -193,6 +141,82 @@ pub fn parse(request: &ApiRequest, schemas: &[String]) -> Result<RestRequest, Po
         read_only: matches!(method.as_str(), "GET" | "HEAD"),
         strip_nulls: Accept::strips_nulls(request.accept.as_deref()),
     })
+}
+
+/// The schema of the request's profile (`Accept-Profile` / `Content-Profile`): one of the
+/// exposed `schemas` (PGRST106 otherwise), the first of them by default.
+fn profile_schema(profile: Option<&str>, schemas: &[String]) -> Result<String, PoolError> {
+    match profile {
+        Some(profile) if !schemas.iter().any(|s| s == profile) => {
+            Err(schema_refused(profile, schemas))
+        }
+        Some(profile) => Ok(profile.to_string()),
+        None => Ok(schemas.first().cloned().unwrap_or_else(|| "public".into())),
+    }
+}
+
+/// What the HTTP method asks of a table or function (`PGRST117` for one PostgREST refuses).
+fn spec_method(method: &str, is_rpc: bool, prefer: &Prefer) -> Result<Method, PoolError> {
+    Ok(match (method, is_rpc) {
+        ("GET" | "HEAD" | "POST", true) => Method::Rpc,
+        ("GET" | "HEAD", false) => Method::Select,
+        ("POST", false) if prefer.resolution.is_some() => Method::Upsert,
+        ("POST", false) => Method::Insert,
+        ("PATCH", false) => Method::Update,
+        ("DELETE", false) => Method::Delete,
+        _ => {
+            return Err(pgrst(
+                "PGRST117",
+                format!("Unsupported HTTP method: {method}"),
+                None,
+                None,
+            ))
+        }
+    })
+}
+
+/// Reads the query string into `spec`: select, order, paging, conflict target, filters, logic
+/// groups and embedded resources' parts. With `args_in_query`, what is no filter is an
+/// argument of the function, returned.
+fn read_query(
+    spec: &mut RequestSpec,
+    query: &str,
+    args_in_query: bool,
+) -> Result<serde_json::Map<String, Value>, PoolError> {
+    let mut rpc_args = serde_json::Map::new();
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        match key.as_ref() {
+            "select" => spec.columns = Some(value.into_owned()),
+            "order" => spec.order = parse_order(&value)?,
+            "limit" => spec.limit = Some(parse_limit(&value)?),
+            "offset" => spec.offset = Some(parse_offset(&value)?),
+            "on_conflict" => spec.on_conflict = Some(value.into_owned()),
+            // postgrest-js names the union of a bulk insert's keys; the body says the same.
+            "columns" => {}
+            "or" | "and" | "not.or" | "not.and" => spec.filters.push(FilterSpec::Logic {
+                any: key.ends_with("or"),
+                negate: key.starts_with("not."),
+                expression: strip_group(&value)?.to_string(),
+            }),
+            key if key.contains('.') && !key.starts_with('"') && !key.starts_with("not.") => {
+                spec.embedded_queries.push(embedded_query(key, &value)?);
+            }
+            column => {
+                let value = value.into_owned();
+                if args_in_query && !looks_like_filter(&value) {
+                    rpc_args.insert(column.to_string(), Value::String(value));
+                } else {
+                    let (op, value) = value.split_once('.').unwrap_or((&value, ""));
+                    spec.filters.push(FilterSpec::Filter {
+                        column: column.to_string(),
+                        op: op.to_string(),
+                        value: value.to_string(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(rpc_args)
 }
 
 pub use super::prefer::Resolution;

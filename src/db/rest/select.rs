@@ -328,78 +328,120 @@ fn relationship<'a>(
             one_to_one: false,
         });
     }
-    let keys = &catalog.keys;
-    let in_schema = |key: &ForeignKey| key.schema == schema && key.ref_schema == schema;
-    let hint = embed.hint.as_deref();
-    let single = |columns: &[String], name: &str| columns.len() == 1 && columns[0] == name;
-    // PostgREST's findRel: the name is the related table's; without a hint it may also be a
-    // foreign key's constraint or its single column on the parent's side, unless the related
-    // relation is a view; a hint is a constraint, a single column of either side, or a
-    // junction table. A self-reference gives its children by the table's name and its parent
-    // by the column's.
-    let named_apart = |target: &str, constraint: &str, own: &[String], other: &[String]| match hint
-    {
-        None => {
-            target == name
-                || (!catalog.is_view(schema, target) && (constraint == name || single(own, name)))
-        }
-        Some(hint) => {
-            target == name && (constraint == hint || single(own, hint) || single(other, hint))
-        }
+    let wanted = Wanted {
+        catalog,
+        schema,
+        parent,
+        name,
+        hint: embed.hint.as_deref(),
     };
-    let direct = |key: &'a ForeignKey, target: &'a str, to_one: bool| Relationship {
-        link: Link::Key {
-            key,
-            junction: None,
-        },
-        target,
-        to_one,
-        one_to_one: !to_one && key.unique,
-    };
-    let mut found: Vec<Relationship> = Vec::new();
-    for key in keys.iter().filter(|k| in_schema(k)) {
-        let self_reference = key.table == key.ref_table;
-        // The parent references the target: many-to-one (one-to-one with unique columns).
-        let many_to_one = key.table == parent
-            && if self_reference {
-                hint.is_none() && single(&key.columns, name)
-            } else {
-                named_apart(&key.ref_table, &key.name, &key.columns, &key.ref_columns)
-            };
-        if many_to_one {
-            found.push(direct(key, &key.ref_table, true));
-        }
-        // The target references the parent: one-to-many (one-to-one with unique columns).
-        let one_to_many = key.ref_table == parent
-            && if self_reference {
-                key.table == name && hint.is_none_or(|hint| single(&key.columns, hint))
-            } else {
-                named_apart(&key.table, &key.name, &key.ref_columns, &key.columns)
-            };
-        if one_to_many {
-            found.push(direct(key, &key.table, false));
+    let mut found = wanted.direct();
+    found.extend(wanted.through_junctions());
+    wanted.the_one(found)
+}
+
+/// What an embed asks for, by PostgREST's findRel rules.
+struct Wanted<'a, 'w> {
+    catalog: &'a Catalog,
+    schema: &'w str,
+    parent: &'w str,
+    name: &'w str,
+    hint: Option<&'w str>,
+}
+
+/// A key of one column, that column.
+fn single(columns: &[String], name: &str) -> bool {
+    columns.len() == 1 && columns[0] == name
+}
+
+impl<'a> Wanted<'a, '_> {
+    fn in_schema(&self, key: &ForeignKey) -> bool {
+        key.schema == self.schema && key.ref_schema == self.schema
+    }
+
+    /// The name is the related table's; without a hint it may also be a foreign key's
+    /// constraint or its single column on the parent's side, unless the related relation is a
+    /// view; a hint is a constraint, or a single column of either side.
+    fn names(&self, target: &str, constraint: &str, own: &[String], other: &[String]) -> bool {
+        let name = self.name;
+        match self.hint {
+            None => {
+                target == name
+                    || (!self.catalog.is_view(self.schema, target)
+                        && (constraint == name || single(own, name)))
+            }
+            Some(hint) => {
+                target == name && (constraint == hint || single(own, hint) || single(other, hint))
+            }
         }
     }
-    // Many-to-many: a junction table with a key to the parent and one to the target, both
-    // within its primary key (PostgREST's rule), named by the target's name (and the
-    // junction's, as a hint). A self-referencing one is not embedded, as in PostgREST.
-    if parent != name {
+
+    /// Many-to-one and one-to-many (one-to-one with unique columns) through one foreign key. A
+    /// self-reference gives its children by the table's name and its parent by the column's.
+    fn direct(&self) -> Vec<Relationship<'a>> {
+        let (parent, name, hint) = (self.parent, self.name, self.hint);
+        let direct = |key: &'a ForeignKey, target: &'a str, to_one: bool| Relationship {
+            link: Link::Key {
+                key,
+                junction: None,
+            },
+            target,
+            to_one,
+            one_to_one: !to_one && key.unique,
+        };
+        let mut found = Vec::new();
+        for key in self.catalog.keys.iter().filter(|k| self.in_schema(k)) {
+            let self_reference = key.table == key.ref_table;
+            // The parent references the target.
+            let many_to_one = key.table == parent
+                && if self_reference {
+                    hint.is_none() && single(&key.columns, name)
+                } else {
+                    self.names(&key.ref_table, &key.name, &key.columns, &key.ref_columns)
+                };
+            if many_to_one {
+                found.push(direct(key, &key.ref_table, true));
+            }
+            // The target references the parent.
+            let one_to_many = key.ref_table == parent
+                && if self_reference {
+                    key.table == name && hint.is_none_or(|hint| single(&key.columns, hint))
+                } else {
+                    self.names(&key.table, &key.name, &key.ref_columns, &key.columns)
+                };
+            if one_to_many {
+                found.push(direct(key, &key.table, false));
+            }
+        }
+        found
+    }
+
+    /// Many-to-many: a junction table with a key to the parent and one to the target, both
+    /// within its primary key (PostgREST's rule), named by the target's name (and the
+    /// junction's, as a hint). A self-referencing one is not embedded, as in PostgREST.
+    fn through_junctions(&self) -> Vec<Relationship<'a>> {
+        let (catalog, parent, name) = (self.catalog, self.parent, self.name);
+        let mut found = Vec::new();
+        if parent == name {
+            return found;
+        }
+        let keys = &catalog.keys;
         for to_parent in keys
             .iter()
-            .filter(|k| in_schema(k) && k.ref_table == parent)
+            .filter(|k| self.in_schema(k) && k.ref_table == parent)
         {
+            if self.hint.is_some_and(|hint| hint != to_parent.table) {
+                continue;
+            }
+            let primary_key = catalog.primary_key(self.schema, &to_parent.table);
+            let within =
+                |columns: &[String]| columns.iter().all(|c| primary_key.contains(&c.as_str()));
             for to_target in keys.iter().filter(|k| {
-                in_schema(k)
+                self.in_schema(k)
                     && k.table == to_parent.table
                     && k.ref_table == name
                     && k.name != to_parent.name
             }) {
-                if hint.is_some_and(|hint| hint != to_parent.table) {
-                    continue;
-                }
-                let primary_key = catalog.primary_key(schema, &to_parent.table);
-                let within =
-                    |columns: &[String]| columns.iter().all(|c| primary_key.contains(&c.as_str()));
                 if within(&to_parent.columns) && within(&to_target.columns) {
                     found.push(Relationship {
                         link: Link::Key {
@@ -413,38 +455,43 @@ fn relationship<'a>(
                 }
             }
         }
+        found
     }
-    match found.len() {
-        1 => Ok(found.pop().expect("one")),
-        0 => Err(pgrst(
-            "PGRST200",
-            format!(
-                "Could not find a relationship between '{parent}' and '{name}' in the schema cache"
-            ),
-            Some(format!(
-                "Searched for a foreign key relationship between '{parent}' and '{name}'{} in the schema '{schema}', but no matches were found.",
-                hint.map(|hint| format!(" using the hint '{hint}'")).unwrap_or_default()
-            )),
-            None,
-        )),
-        _ => {
-            let details: Vec<serde_json::Value> =
-                found.iter().map(|r| r.describe(parent, name)).collect();
-            Err(pgrst(
-                "PGRST201",
+
+    /// The one relationship found: none is `PGRST200`, several `PGRST201` (with the hints
+    /// that would choose each).
+    fn the_one(&self, mut found: Vec<Relationship<'a>>) -> Result<Relationship<'a>, PoolError> {
+        let (schema, parent, name) = (self.schema, self.parent, self.name);
+        match found.len() {
+            1 => Ok(found.pop().expect("one")),
+            0 => Err(pgrst(
+                "PGRST200",
                 format!(
-                    "Could not embed because more than one relationship was found for '{parent}' and '{name}'"
+                    "Could not find a relationship between '{parent}' and '{name}' in the schema cache"
                 ),
-                Some(serde_json::Value::Array(details).to_string()),
                 Some(format!(
-                    "Try changing '{name}' to one of the following: {}. Find the desired relationship in the 'details' key.",
-                    found
-                        .iter()
-                        .map(|r| format!("'{name}!{}'", r.hint_name()))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    "Searched for a foreign key relationship between '{parent}' and '{name}'{} in the schema '{schema}', but no matches were found.",
+                    self.hint.map(|hint| format!(" using the hint '{hint}'")).unwrap_or_default()
                 )),
-            ))
+                None,
+            )),
+            _ => {
+                let details: Vec<serde_json::Value> =
+                    found.iter().map(|r| r.describe(parent, name)).collect();
+                let hints: Vec<String> =
+                    found.iter().map(|r| format!("'{name}!{}'", r.hint_name())).collect();
+                Err(pgrst(
+                    "PGRST201",
+                    format!(
+                        "Could not embed because more than one relationship was found for '{parent}' and '{name}'"
+                    ),
+                    Some(serde_json::Value::Array(details).to_string()),
+                    Some(format!(
+                        "Try changing '{name}' to one of the following: {}. Find the desired relationship in the 'details' key.",
+                        hints.join(", ")
+                    )),
+                ))
+            }
         }
     }
 }
@@ -511,49 +558,22 @@ pub fn render(
     parent_alias: &str,
     depth: usize,
 ) -> Result<Rendered, PoolError> {
-    let schema = scope.schema;
+    let mut parts = Parts::default();
     let parent_q = quote(parent_alias)?;
-    let mut list = Vec::new();
-    let mut joins = String::new();
-    let mut outputs = Vec::new();
-    let mut inner_conditions = Vec::new();
-    let mut existence = Vec::new();
-    let mut embedded_names: Vec<&str> = Vec::new();
     // Looked up once for the list, not per column.
-    let catalog = scope.catalog;
-    let parent_composite = catalog
-        .relation_columns(schema, parent)
+    let parent_composite = scope
+        .catalog
+        .relation_columns(scope.schema, parent)
         .map(|r| r.composite.as_slice());
+    let mut embedded_names: Vec<&str> = Vec::new();
     for (index, item) in items.iter().enumerate() {
         match item {
             Item::Column(column) => {
-                let rendered = match computed_field(scope.catalog, schema, parent, column) {
-                    Some(field) => {
-                        let (alias, name) = field;
-                        let expr = format!(
-                            "{}.{}({})",
-                            quote(schema)?,
-                            quote(name)?,
-                            quote(parent_alias)?
-                        );
-                        ColumnItem {
-                            sql: format!("{expr} AS {}", quote(alias.unwrap_or(name))?),
-                            expr,
-                            name: alias.unwrap_or(name).to_string(),
-                            aggregate: false,
-                            star: false,
-                        }
-                    }
-                    None => column_item_in(column, Source::typed(&parent_q, parent_composite))?,
-                };
-                outputs.push(Output::of(&rendered));
-                list.push(rendered.sql);
+                let source = Source::typed(&parent_q, parent_composite);
+                parts.push_column(parent_column(scope, column, parent, parent_alias, source)?);
             }
             Item::Embed(embed) => {
-                let relationship = relationship(scope.catalog, schema, parent, embed)?;
-                let target = relationship.target;
-                let alias = embedded_alias(target, depth);
-                let alias_q = quote(&alias)?;
+                let relationship = relationship(scope.catalog, scope.schema, parent, embed)?;
                 let name = embed.alias.as_deref().unwrap_or(&embed.relation);
                 if embedded_names.contains(&name) {
                     // PostgREST names each resource's join after its parent and its name, and
@@ -566,196 +586,360 @@ pub fn render(
                     ));
                 }
                 embedded_names.push(name);
-                let mut here = path.to_vec();
-                here.push(name.to_string());
-                let query = query_for(scope.queries, &here);
-                let join = join_condition(&relationship, schema, &alias, parent_alias, depth)?;
-                let source = relationship.source(schema, &alias, parent_alias)?;
-                if embed.spread && !relationship.to_one && !relationship.one_to_one {
-                    // A to-many spread, as PostgREST 13: each of its outputs (columns, `*`,
-                    // resources embedded or spread in it) becomes the array of its values over
-                    // the related rows, in the resource's own order.
-                    let sub = render(scope, &embed.items, &here, target, &alias, depth + 1)?;
-                    if sub.aggregates {
-                        return Err(not_implemented(
-                            "Aggregates are not implemented for one-to-many or many-to-many spreads.",
-                        ));
-                    }
-                    let names = output_names(scope.catalog, schema, &embed.items, target)?;
-                    let mut conditions = join;
-                    conditions.extend(sub.inner_conditions);
-                    for condition in conditions_in(scope, target, &query.filters)? {
-                        conditions.push(filters::render_with(
-                            &condition,
-                            scope.params,
-                            Some(&alias_q),
-                            &sub.existence,
-                        )?);
-                    }
-                    if !names.is_empty() {
-                        let lateral = quote(&format!("pgrst_s{depth}_{index}"))?;
-                        let page = embedded_page(scope, &query, &embed.items, target, &alias)?;
-                        let mut arrays = Vec::new();
-                        for (i, output) in names.iter().enumerate() {
-                            // Named apart from the parent's columns, which its filters and
-                            // order name unqualified.
-                            arrays.push(format!(
-                                "coalesce(pg_catalog.json_agg(_pgrst_s.{}), '[]') AS \"pgrst_a{i}\"",
-                                quote(output)?
-                            ));
-                            let expr = format!("{lateral}.\"pgrst_a{i}\"");
-                            list.push(format!("{expr} AS {}", quote(output)?));
-                            outputs.push(Output::Plain(vec![expr]));
-                        }
-                        joins.push_str(&format!(
-                            " LEFT JOIN LATERAL (SELECT {} FROM (SELECT {} FROM {source}{} WHERE {}{page}) _pgrst_s) AS {lateral} ON true",
-                            arrays.join(", "),
-                            sub.list,
-                            sub.joins,
-                            conditions.join(" AND "),
-                        ));
-                    }
-                    let exists = related_rows_exist(&source, &conditions);
-                    if embed.inner {
-                        inner_conditions.push(exists.clone());
-                    }
-                    // `processes=is.null` on a spread tests its related rows, as on an embed.
-                    existence.push((name.to_string(), exists));
-                    continue;
-                }
-                if embed.spread {
-                    // The related row, as one composite column of a lateral join: its fields
-                    // join the parent's list (and its grouping) as the parent's own columns.
-                    let lateral = format!("pgrst_s{depth}_{index}");
-                    let row = format!("{}.\"pgrst_row\"", quote(&lateral)?);
-                    let mut conditions = join;
-                    for condition in conditions_in(scope, target, &query.filters)? {
-                        conditions.push(filters::render_in(
-                            &condition,
-                            scope.params,
-                            Some(&alias_q),
-                        )?);
-                    }
-                    joins.push_str(&format!(
-                        " LEFT JOIN LATERAL (SELECT {alias_q} AS \"pgrst_row\" FROM {source} WHERE {} LIMIT 1) AS {} ON true",
-                        conditions.join(" AND "),
-                        quote(&lateral)?,
-                        alias_q = quote(&alias)?,
-                    ));
-                    // Resources embedded in the spread (or spread in it in turn) are rendered
-                    // over the same related row in a lateral of their own, whose columns all
-                    // join the parent's list.
-                    let nested: Vec<Item> = embed
-                        .items
-                        .iter()
-                        .filter(|i| matches!(i, Item::Embed(_)))
-                        .cloned()
-                        .collect();
-                    let nested_lateral = format!("pgrst_x{depth}_{index}");
-                    for spread_item in &embed.items {
-                        match spread_item {
-                            Item::Column(column) => {
-                                let rendered = column_item_in(column, Source::Row(&row))?;
-                                outputs.push(Output::of(&rendered));
-                                list.push(rendered.sql);
-                            }
-                            Item::Embed(_)
-                                if std::ptr::eq(spread_item, first_embed(&embed.items)) =>
-                            {
-                                list.push(format!("{}.*", quote(&nested_lateral)?));
-                                // Its columns are not named here: an aggregate beside them
-                                // has nothing to group by.
-                                outputs.push(Output::SpreadEmbeds);
-                            }
-                            Item::Embed(_) => {}
-                        }
-                    }
-                    if !nested.is_empty() {
-                        let sub = render(scope, &nested, &here, target, &alias, depth + 1)?;
-                        if sub.aggregates {
-                            // PostgREST groups them with the top level's columns; computed in
-                            // this lateral they would count per related row instead.
-                            return Err(not_implemented(
-                                "Aggregates inside a spread within a spread are not implemented here.",
-                            ));
-                        }
-                        let mut nested_conditions = conditions.clone();
-                        nested_conditions.extend(sub.inner_conditions);
-                        joins.push_str(&format!(
-                            " LEFT JOIN LATERAL (SELECT {} FROM {source}{} WHERE {}{} LIMIT 1) AS {} ON true",
-                            sub.list,
-                            sub.joins,
-                            nested_conditions.join(" AND "),
-                            sub.group_by,
-                            quote(&nested_lateral)?,
-                        ));
-                    }
-                    if embed.inner {
-                        inner_conditions.push(format!("{row} IS NOT NULL"));
-                    }
-                    existence.push((name.to_string(), related_rows_exist(&source, &conditions)));
-                    continue;
-                }
-                let sub = render(scope, &embed.items, &here, target, &alias, depth + 1)?;
-                let mut conditions = join;
-                conditions.extend(sub.inner_conditions);
-                // Its own embedded resources can be tested for null too
-                // (`projects.tasks=not.is.null`), as at the top level.
-                for condition in conditions_in(scope, target, &query.filters)? {
-                    conditions.push(filters::render_with(
-                        &condition,
-                        scope.params,
-                        Some(&alias_q),
-                        &sub.existence,
-                    )?);
-                }
-                let from = format!("{source}{} WHERE {}", sub.joins, conditions.join(" AND "));
-                let expr = if embed.items.is_empty() || sub.list.is_empty() {
-                    // Nothing of it is selected, here or below (`tasks(projects())`): it only
-                    // filters (with `!inner`), and PostgREST leaves it out of the answer.
-                    None
-                } else if is_count(&embed.items) {
-                    // An object for a to-one resource, a one-element list for a to-many one.
-                    let wrap = if relationship.to_one || relationship.one_to_one {
-                        "pg_catalog.row_to_json"
-                    } else {
-                        "pg_catalog.json_agg"
-                    };
-                    Some(format!(
-                        "(SELECT {wrap}(_pgrst_c) FROM (SELECT pg_catalog.count(*) AS count FROM {from}) _pgrst_c)"
-                    ))
-                } else if relationship.to_one || relationship.one_to_one {
-                    Some(format!(
-                        "(SELECT pg_catalog.row_to_json(_pgrst_e) FROM (SELECT {} FROM {from}{} LIMIT 1) _pgrst_e)",
-                        sub.list, sub.group_by
-                    ))
-                } else {
-                    let page = embedded_page(scope, &query, &embed.items, target, &alias)?;
-                    Some(format!(
-                        "coalesce((SELECT pg_catalog.json_agg(_pgrst_e) FROM (SELECT {} FROM {from}{}{page}) _pgrst_e), '[]')",
-                        sub.list, sub.group_by
-                    ))
+                let at = Place {
+                    path,
+                    parent_alias,
+                    index,
+                    depth,
                 };
-                if let Some(expr) = expr {
-                    list.push(format!("{expr} AS {}", quote(name)?));
-                    outputs.push(Output::Plain(vec![expr]));
+                let embedding = Embedding::resolve(scope, embed, relationship, &at)?;
+                let to_one = embedding.relationship.to_one || embedding.relationship.one_to_one;
+                match (embed.spread, to_one) {
+                    (true, false) => to_many_spread(scope, &mut parts, &embedding)?,
+                    (true, true) => to_one_spread(scope, &mut parts, &embedding)?,
+                    (false, _) => embedded(scope, &mut parts, &embedding)?,
                 }
-                let exists = format!("EXISTS (SELECT 1 FROM {from})");
-                if embed.inner {
-                    inner_conditions.push(exists.clone());
-                }
-                existence.push((name.to_string(), exists));
             }
         }
     }
-    Ok(Rendered {
-        list: list.join(", "),
-        joins,
-        inner_conditions,
-        existence,
-        group_by: group_by(&outputs)?,
-        aggregates: outputs.iter().any(|o| matches!(o, Output::Aggregate)),
+    parts.finish()
+}
+
+/// What the items of one select list add up to, as `render` goes through them.
+#[derive(Default)]
+struct Parts {
+    list: Vec<String>,
+    joins: String,
+    outputs: Vec<Output>,
+    inner_conditions: Vec<String>,
+    existence: Vec<(String, String)>,
+}
+
+impl Parts {
+    fn push_column(&mut self, column: ColumnItem) {
+        self.outputs.push(Output::of(&column));
+        self.list.push(column.sql);
+    }
+
+    /// `expr AS name` in the list, an output of its own.
+    fn push_expression(&mut self, expr: String, name: &str) -> Result<(), PoolError> {
+        self.list.push(format!("{expr} AS {}", quote(name)?));
+        self.outputs.push(Output::Plain(vec![expr]));
+        Ok(())
+    }
+
+    /// What `name=is.null` tests, and with `!inner`, a condition of the parent's rows.
+    fn push_existence(&mut self, name: &str, exists: String, inner: bool) {
+        if inner {
+            self.inner_conditions.push(exists.clone());
+        }
+        self.existence.push((name.to_string(), exists));
+    }
+
+    fn finish(self) -> Result<Rendered, PoolError> {
+        Ok(Rendered {
+            list: self.list.join(", "),
+            joins: self.joins,
+            inner_conditions: self.inner_conditions,
+            existence: self.existence,
+            group_by: group_by(&self.outputs)?,
+            aggregates: self.outputs.iter().any(|o| matches!(o, Output::Aggregate)),
+        })
+    }
+}
+
+/// A column of the parent, or a computed field of its rows (a function of the row's type).
+fn parent_column(
+    scope: &Scope<'_>,
+    column: &str,
+    parent: &str,
+    parent_alias: &str,
+    source: Source<'_>,
+) -> Result<ColumnItem, PoolError> {
+    let schema = scope.schema;
+    let Some((alias, name)) = computed_field(scope.catalog, schema, parent, column) else {
+        return column_item_in(column, source);
+    };
+    let expr = format!(
+        "{}.{}({})",
+        quote(schema)?,
+        quote(name)?,
+        quote(parent_alias)?
+    );
+    Ok(ColumnItem {
+        sql: format!("{expr} AS {}", quote(alias.unwrap_or(name))?),
+        expr,
+        name: alias.unwrap_or(name).to_string(),
+        aggregate: false,
+        star: false,
     })
+}
+
+/// Where in the tree an embedded resource is: its parent's path and alias, its index in the
+/// parent's list and the depth of its own list.
+struct Place<'p> {
+    path: &'p [String],
+    parent_alias: &'p str,
+    index: usize,
+    depth: usize,
+}
+
+/// One embedded resource, resolved: how it relates to its parent, its alias in the statement,
+/// its name in the answer, its path, what the URL asks of it, and the conditions that join it.
+struct Embedding<'r> {
+    embed: &'r Embed,
+    relationship: Relationship<'r>,
+    alias: String,
+    alias_q: String,
+    name: &'r str,
+    here: Vec<String>,
+    query: EmbedQuery<'r>,
+    join: Vec<String>,
+    source: String,
+    index: usize,
+    depth: usize,
+}
+
+impl<'r> Embedding<'r> {
+    fn resolve(
+        scope: &Scope<'r>,
+        embed: &'r Embed,
+        relationship: Relationship<'r>,
+        at: &Place<'_>,
+    ) -> Result<Self, PoolError> {
+        let (schema, depth) = (scope.schema, at.depth);
+        let alias = embedded_alias(relationship.target, depth);
+        let name = embed.alias.as_deref().unwrap_or(&embed.relation);
+        let mut here = at.path.to_vec();
+        here.push(name.to_string());
+        let query = query_for(scope.queries, &here);
+        let join = join_condition(&relationship, schema, &alias, at.parent_alias, depth)?;
+        let source = relationship.source(schema, &alias, at.parent_alias)?;
+        Ok(Embedding {
+            alias_q: quote(&alias)?,
+            embed,
+            relationship,
+            alias,
+            name,
+            here,
+            query,
+            join,
+            source,
+            index: at.index,
+            depth,
+        })
+    }
+
+    fn target(&self) -> &'r str {
+        self.relationship.target
+    }
+
+    /// Its own list, one level down.
+    fn render_items(&self, scope: &mut Scope<'_>, items: &[Item]) -> Result<Rendered, PoolError> {
+        render(
+            scope,
+            items,
+            &self.here,
+            self.target(),
+            &self.alias,
+            self.depth + 1,
+        )
+    }
+
+    /// The join conditions, the `!inner` ones of its list, and the URL's filters on it (which
+    /// may test its own embedded resources for null, `projects.tasks=not.is.null`).
+    fn conditions(&self, scope: &mut Scope<'_>, sub: &Rendered) -> Result<Vec<String>, PoolError> {
+        let mut conditions = self.join.clone();
+        conditions.extend(sub.inner_conditions.iter().cloned());
+        for condition in conditions_in(scope, self.target(), &self.query.filters)? {
+            conditions.push(filters::render_with(
+                &condition,
+                scope.params,
+                Some(&self.alias_q),
+                &sub.existence,
+            )?);
+        }
+        Ok(conditions)
+    }
+}
+
+/// A to-many spread, as PostgREST 13: each of its outputs (columns, `*`, resources embedded or
+/// spread in it) becomes the array of its values over the related rows, in the resource's own
+/// order.
+fn to_many_spread(
+    scope: &mut Scope<'_>,
+    parts: &mut Parts,
+    e: &Embedding<'_>,
+) -> Result<(), PoolError> {
+    let sub = e.render_items(scope, &e.embed.items)?;
+    if sub.aggregates {
+        return Err(not_implemented(
+            "Aggregates are not implemented for one-to-many or many-to-many spreads.",
+        ));
+    }
+    let names = output_names(scope.catalog, scope.schema, &e.embed.items, e.target())?;
+    let conditions = e.conditions(scope, &sub)?;
+    if !names.is_empty() {
+        let lateral = quote(&format!("pgrst_s{}_{}", e.depth, e.index))?;
+        let page = embedded_page(scope, &e.query, &e.embed.items, e.target(), &e.alias)?;
+        let mut arrays = Vec::new();
+        for (i, output) in names.iter().enumerate() {
+            // Named apart from the parent's columns, which its filters and order name
+            // unqualified.
+            arrays.push(format!(
+                "coalesce(pg_catalog.json_agg(_pgrst_s.{}), '[]') AS \"pgrst_a{i}\"",
+                quote(output)?
+            ));
+            parts.push_expression(format!("{lateral}.\"pgrst_a{i}\""), output)?;
+        }
+        parts.joins.push_str(&format!(
+            " LEFT JOIN LATERAL (SELECT {} FROM (SELECT {} FROM {}{} WHERE {}{page}) _pgrst_s) AS {lateral} ON true",
+            arrays.join(", "),
+            sub.list,
+            e.source,
+            sub.joins,
+            conditions.join(" AND "),
+        ));
+    }
+    // `processes=is.null` on a spread tests its related rows, as on an embed.
+    let exists = related_rows_exist(&e.source, &conditions);
+    parts.push_existence(e.name, exists, e.embed.inner);
+    Ok(())
+}
+
+/// A to-one spread: the related row, as one composite column of a lateral join, whose fields
+/// join the parent's list (and its grouping) as the parent's own columns.
+fn to_one_spread(
+    scope: &mut Scope<'_>,
+    parts: &mut Parts,
+    e: &Embedding<'_>,
+) -> Result<(), PoolError> {
+    let lateral = format!("pgrst_s{}_{}", e.depth, e.index);
+    let row = format!("{}.\"pgrst_row\"", quote(&lateral)?);
+    let mut conditions = e.join.clone();
+    for condition in conditions_in(scope, e.target(), &e.query.filters)? {
+        conditions.push(filters::render_in(
+            &condition,
+            scope.params,
+            Some(&e.alias_q),
+        )?);
+    }
+    parts.joins.push_str(&format!(
+        " LEFT JOIN LATERAL (SELECT {} AS \"pgrst_row\" FROM {} WHERE {} LIMIT 1) AS {} ON true",
+        e.alias_q,
+        e.source,
+        conditions.join(" AND "),
+        quote(&lateral)?,
+    ));
+    let nested_lateral = format!("pgrst_x{}_{}", e.depth, e.index);
+    for spread_item in &e.embed.items {
+        match spread_item {
+            Item::Column(column) => parts.push_column(column_item_in(column, Source::Row(&row))?),
+            Item::Embed(_) if std::ptr::eq(spread_item, first_embed(&e.embed.items)) => {
+                parts.list.push(format!("{}.*", quote(&nested_lateral)?));
+                // Its columns are not named here: an aggregate beside them has nothing to
+                // group by.
+                parts.outputs.push(Output::SpreadEmbeds);
+            }
+            Item::Embed(_) => {}
+        }
+    }
+    spread_embeds(scope, parts, e, &conditions, &nested_lateral)?;
+    if e.embed.inner {
+        parts.inner_conditions.push(format!("{row} IS NOT NULL"));
+    }
+    let exists = related_rows_exist(&e.source, &conditions);
+    parts.push_existence(e.name, exists, false);
+    Ok(())
+}
+
+/// Resources embedded in a to-one spread (or spread in it in turn), rendered over the same
+/// related row in a lateral of their own, whose columns all join the parent's list.
+fn spread_embeds(
+    scope: &mut Scope<'_>,
+    parts: &mut Parts,
+    e: &Embedding<'_>,
+    conditions: &[String],
+    nested_lateral: &str,
+) -> Result<(), PoolError> {
+    let nested: Vec<Item> = e
+        .embed
+        .items
+        .iter()
+        .filter(|i| matches!(i, Item::Embed(_)))
+        .cloned()
+        .collect();
+    if nested.is_empty() {
+        return Ok(());
+    }
+    let sub = e.render_items(scope, &nested)?;
+    if sub.aggregates {
+        // PostgREST groups them with the top level's columns; computed in this lateral they
+        // would count per related row instead.
+        return Err(not_implemented(
+            "Aggregates inside a spread within a spread are not implemented here.",
+        ));
+    }
+    let mut nested_conditions = conditions.to_vec();
+    nested_conditions.extend(sub.inner_conditions);
+    parts.joins.push_str(&format!(
+        " LEFT JOIN LATERAL (SELECT {} FROM {}{} WHERE {}{} LIMIT 1) AS {} ON true",
+        sub.list,
+        e.source,
+        sub.joins,
+        nested_conditions.join(" AND "),
+        sub.group_by,
+        quote(nested_lateral)?,
+    ));
+    Ok(())
+}
+
+/// An embedded resource: an object for a to-one one, an array for a to-many one, a count.
+fn embedded(scope: &mut Scope<'_>, parts: &mut Parts, e: &Embedding<'_>) -> Result<(), PoolError> {
+    let sub = e.render_items(scope, &e.embed.items)?;
+    let conditions = e.conditions(scope, &sub)?;
+    let from = format!(
+        "{}{} WHERE {}",
+        e.source,
+        sub.joins,
+        conditions.join(" AND ")
+    );
+    let to_one = e.relationship.to_one || e.relationship.one_to_one;
+    let expr = if e.embed.items.is_empty() || sub.list.is_empty() {
+        // Nothing of it is selected, here or below (`tasks(projects())`): it only filters
+        // (with `!inner`), and PostgREST leaves it out of the answer.
+        None
+    } else if is_count(&e.embed.items) {
+        // An object for a to-one resource, a one-element list for a to-many one.
+        let wrap = if to_one {
+            "pg_catalog.row_to_json"
+        } else {
+            "pg_catalog.json_agg"
+        };
+        Some(format!(
+            "(SELECT {wrap}(_pgrst_c) FROM (SELECT pg_catalog.count(*) AS count FROM {from}) _pgrst_c)"
+        ))
+    } else if to_one {
+        Some(format!(
+            "(SELECT pg_catalog.row_to_json(_pgrst_e) FROM (SELECT {} FROM {from}{} LIMIT 1) _pgrst_e)",
+            sub.list, sub.group_by
+        ))
+    } else {
+        let page = embedded_page(scope, &e.query, &e.embed.items, e.target(), &e.alias)?;
+        Some(format!(
+            "coalesce((SELECT pg_catalog.json_agg(_pgrst_e) FROM (SELECT {} FROM {from}{}{page}) _pgrst_e), '[]')",
+            sub.list, sub.group_by
+        ))
+    };
+    if let Some(expr) = expr {
+        parts.push_expression(expr, e.name)?;
+    }
+    parts.push_existence(
+        e.name,
+        format!("EXISTS (SELECT 1 FROM {from})"),
+        e.embed.inner,
+    );
+    Ok(())
 }
 
 /// `rel(col)` in `order`: the column of a to-one resource embedded among `items` (by its alias
