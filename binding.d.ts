@@ -369,5 +369,12 @@ export interface NativeVerifiedToken {
 /** The OpenMetrics text of the given pools, ending in `# EOF`; serve it with `metricsContentType`. */
 export declare function renderMetrics(database?: NativeDatabasePool | undefined | null, openai?: NativeOpenAiPool | undefined | null): string
 
+/**
+ * PostgREST's error reply (`{ status, range, body }` as JSON text) for a request the facade
+ * refuses before it reaches Postgres (a token that does not verify, `PGRST301`; one that
+ * expired, `PGRST303`), with the status from the one table every reply uses.
+ */
+export declare function restErrorReply(code: string, message: string): string
+
 /** For specs: switches the named faults on (`'statement'`, `'stream-read'`), or all off (`[]`). */
 export declare function setTestFault(names: Array<string>): void

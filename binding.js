@@ -839,4 +839,5 @@ module.exports.NativeDatabasePool = nativeBinding.NativeDatabasePool
 module.exports.NativeOpenAiPool = nativeBinding.NativeOpenAiPool
 module.exports.METRICS_CONTENT_TYPE = nativeBinding.METRICS_CONTENT_TYPE
 module.exports.renderMetrics = nativeBinding.renderMetrics
+module.exports.restErrorReply = nativeBinding.restErrorReply
 module.exports.setTestFault = nativeBinding.setTestFault

@@ -78,6 +78,11 @@ function invalidQueryArguments(sql, params) {
  * client's `_runner()` (how its requests reach the pool). One postgrest-js client per client.
  */
 class BuilderEntry {
+  /** How this client's requests reach the pool: given by each subclass. */
+  _runner() {
+    throw new Error('BuilderEntry._runner is abstract')
+  }
+
   _postgrest() {
     if (this._rest === undefined) this._rest = postgrestClient(this._runner())
     return this._rest
@@ -328,11 +333,11 @@ function identityFor(credential, native) {
   try {
     verified = native.verifyToken(credential)
   } catch (err) {
-    return { reply: errorReply(401, 'PGRST301', err.message) }
+    return { reply: errorReply('PGRST301', err.message) }
   }
   if (verified !== null) return remember(identityOfToken(verified))
   return native.verifyTokenAsync(credential).then((outcome) =>
-    outcome.error ? { reply: errorReply(401, 'PGRST301', outcome.error.message) } : remember(identityOfToken(outcome.token)),
+    outcome.error ? { reply: errorReply('PGRST301', outcome.error.message) } : remember(identityOfToken(outcome.token)),
   )
 }
 
@@ -355,10 +360,16 @@ function pooledSupabase(key, options, identity) {
   // No schema of its own: the pool's default (the first of `schemas`) answers, as before
   // supabase-js; `.schema(name)` picks another.
   const client = createPooledClient(routing, projectUrl, key, { db: { schema: undefined }, ...options })
-  client.kind = identity.kind
-  client.query = (sql, params) => identity.query(sql, params)
-  client.transaction = (fn, txOptions) => identity.transaction(fn, txOptions)
-  return client
+  return withIdentity(client, identity)
+}
+
+/** `client` with `kind`, `query()` and `transaction()` of `identity` beside supabase-js's methods. */
+function withIdentity(client, identity) {
+  return Object.assign(client, {
+    kind: identity.kind,
+    query: (sql, params) => identity.query(sql, params),
+    transaction: (fn, txOptions) => identity.transaction(fn, txOptions),
+  })
 }
 
 const adminClient = pooledSupabase(keys.service, {}, new DatabaseClient('admin'))
@@ -379,10 +390,7 @@ function createClient(url, key, options = {}) {
     : credential === keys.anon ? new DatabaseClient('anon')
     : new DatabaseClient('user', null, credential)
   const client = createPooledClient({ ...routing, projectUrl: url ?? projectUrl }, url, key, options)
-  client.kind = identity.kind
-  client.query = (sql, params) => identity.query(sql, params)
-  client.transaction = (fn, txOptions) => identity.transaction(fn, txOptions)
-  return client
+  return withIdentity(client, identity)
 }
 
 class DatabasePool {
@@ -508,7 +516,7 @@ async function restHealth() {
   }
   const started = performance.now()
   try {
-    const response = await adminClient.rest.fetch(`${projectUrl.replace(/\/+$/, '')}/rest/v1/`, { method: 'HEAD' })
+    const response = await /** @type {any} */ (adminClient).rest.fetch(`${projectUrl.replace(/\/+$/, '')}/rest/v1/`, { method: 'HEAD' })
     const ms = performance.now() - started
     if (response.status >= 500) return { healthy: false, message: `Database unhealthy: the REST API answered ${response.status}`, responseTime: null }
     return { healthy: true, message: `Database healthy over REST (response time: ${Math.round(ms)}ms)`, responseTime: ms }

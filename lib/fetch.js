@@ -48,17 +48,14 @@ function readRequest(input, init = {}) {
   if (body instanceof ArrayBuffer) return { method, url, headers: text, text: null, bytes: Buffer.from(body) }
   // FormData, Blob, URLSearchParams, a ReadableStream: serialised by the platform's Request,
   // whose headers (the multipart boundary's content type among them) then go out.
-  const serialised = new Request(url, { method, body, headers, duplex: 'half' })
+  const serialised = new Request(url, /** @type {RequestInit} */ ({ method, body, headers, duplex: 'half' }))
   return serialised.arrayBuffer().then((bytes) => ({ method, url, headers: headerText(serialised.headers), text: null, bytes: Buffer.from(bytes) }))
 }
 
 function abortError(signal) {
   const reason = signal?.reason
   if (reason instanceof Error) return reason
-  const err = new Error('This operation was aborted')
-  err.name = 'AbortError'
-  err.code = 'ABORT_ERR'
-  return err
+  return Object.assign(new Error('This operation was aborted'), { name: 'AbortError', code: 'ABORT_ERR' })
 }
 
 /**

@@ -122,7 +122,7 @@ const sharedFetch = poolFetch()
 
 /** An `OpenAI` over the pool's fetch, with the pool's key and base URL, and no retries of its own. */
 function pooledClient(native, fetch) {
-  const OpenAI = sdk()
+  const OpenAI = /** @type {any} */ (sdk())
   const config = native.config()
   return new OpenAI({
     apiKey: KEY_ADDED_BY_THE_POOL,

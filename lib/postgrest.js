@@ -16,6 +16,7 @@ const BASE_URL = 'http://connection-pools.invalid'
 
 /** Each status's standard reason phrase, as an HTTP server sends it. */
 const { STATUS_CODES } = require('node:http')
+const { abortError } = require('./fetch')
 
 const NO_HEADERS = { get: () => null }
 
@@ -33,19 +34,6 @@ function toResponse(reply) {
   }
 }
 
-/** An error reply in the native pool's form, for failures found before the request is sent. */
-function errorReply(status, code, message) {
-  return { status, range: '', body: JSON.stringify({ code, details: null, hint: null, message }) }
-}
-
-function abortError(signal) {
-  const reason = signal.reason
-  if (reason instanceof Error) return reason
-  const err = new Error('This operation was aborted')
-  err.name = 'AbortError'
-  err.code = 'ABORT_ERR'
-  return err
-}
 
 /**
  * A fetch for postgrest-js over `send(request)`, which resolves to the native reply.
@@ -94,4 +82,4 @@ function postgrestClient(send, schema) {
   return new PostgrestClient(BASE_URL, { fetch: nativeFetch(send), schema, retry: false })
 }
 
-module.exports = { postgrestClient, errorReply }
+module.exports = { postgrestClient }

@@ -10,6 +10,7 @@
 // - anything else (Realtime's REST endpoints): the platform's fetch. Realtime's websockets are
 //   not pooled.
 
+const { restErrorReply } = require('../binding.js')
 const { ConnectionPoolError } = require('./errors')
 const { readRequest, fetchError, nativeStream, toResponse, underSignal, abortError } = require('./fetch')
 const { STATUS_CODES } = require('node:http')
@@ -66,8 +67,12 @@ function headerOf(headers, name) {
 }
 
 /** A PostgREST error reply for a request refused before it reached the database. */
-function errorReply(status, code, message) {
-  return { status, range: '', body: JSON.stringify({ code, details: null, hint: null, message }) }
+/**
+ * PostgREST's error reply (`{ status, range, body }`) for a request refused before it reaches
+ * Postgres: the status comes from Rust's one table (src/db/rest/error.rs), as for every reply.
+ */
+function errorReply(code, message) {
+  return JSON.parse(restErrorReply(code, message))
 }
 
 const NO_HEADERS = { get: () => null }
@@ -138,7 +143,7 @@ async function restRequest(native, ctx, credential, wire) {
   if (identity.reply) return identity.reply
   const submissions = native.submissions
   if (identity.kind === 'admin') return submissions.request(wire, false)
-  if (identity.expiresAt !== null && Date.now() / 1000 > identity.expiresAt) return errorReply(401, 'PGRST303', 'JWT expired')
+  if (identity.expiresAt !== null && Date.now() / 1000 > identity.expiresAt) return errorReply('PGRST303', 'JWT expired')
   return submissions.request(wire, identity.anonymous, identity.role, identity.claims)
 }
 

@@ -7,6 +7,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+pub mod backoff;
 pub mod crossing;
 pub mod db;
 pub mod error;

@@ -707,3 +707,14 @@ impl NativeDatabasePool {
         }
     }
 }
+
+/// PostgREST's error reply (`{ status, range, body }` as JSON text) for a request the facade
+/// refuses before it reaches Postgres (a token that does not verify, `PGRST301`; one that
+/// expired, `PGRST303`), with the status from the one table every reply uses.
+#[napi(catch_unwind)]
+pub fn rest_error_reply(code: String, message: String) -> napi::Result<String, String> {
+    crate::error::sync_boundary(|| {
+        let error = rest::error::pgrst(&code, message, None, None);
+        Ok(rest::reply::error_reply(&error, true))
+    })
+}

@@ -76,9 +76,12 @@ pub fn capped_seconds(seconds: f64) -> Option<Duration> {
 /// Exponential backoff from `base` for retry number `retry` (0 for the first), with up to 25%
 /// jitter taken off so that clients that failed together do not come back together.
 pub fn backoff(base: Duration, retry: u32, jitter: f64) -> Duration {
-    let exponential = base.saturating_mul(2u32.saturating_pow(retry.min(16)));
-    let capped = exponential.min(MAX_BACKOFF.max(base));
-    capped.mul_f64(1.0 - 0.25 * jitter.clamp(0.0, 1.0))
+    let policy = crate::backoff::Backoff {
+        base,
+        first_immediate: false,
+        cap: Some(MAX_BACKOFF),
+    };
+    policy.wait(retry, jitter)
 }
 
 #[cfg(test)]

@@ -42,11 +42,12 @@ pub enum Stage {
 /// The wait before retry number `retry` (0-based): the first is immediate (a dead pooled
 /// connection says nothing about the next one), then `retry_delay` doubling.
 pub fn backoff(retry_delay: Duration, retry: u32) -> Duration {
-    if retry == 0 {
-        Duration::ZERO
-    } else {
-        retry_delay.saturating_mul(2u32.saturating_pow(retry - 1))
-    }
+    let policy = crate::backoff::Backoff {
+        base: retry_delay,
+        first_immediate: true,
+        cap: None,
+    };
+    policy.wait(retry, 0.0)
 }
 
 /// SQLSTATEs with which the server ends the session, aborting what it was running.
