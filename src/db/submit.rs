@@ -20,6 +20,7 @@ use crate::crossing::{Notify, Replies};
 use crate::db::auth::context::RoleContext;
 use crate::db::codec::params::Param;
 use crate::db::codec::rows::ValueStyle;
+use crate::db::engine::execute::QueryOutput;
 use crate::db::engine::guard::{self, Caller, Scope};
 use crate::db::engine::transaction::{Transaction, TxOptions};
 use crate::db::engine::DbPool;
@@ -242,7 +243,7 @@ impl Dispatcher {
                 }
                 pool.query_since(submission.submitted, sql, params, *style, role)
                     .await
-                    .map(|output| output.json)
+                    .map(QueryOutput::into_text)
             }
             Work::Begin { options } => {
                 let tx = Transaction::begin(pool, role, *options).await?;
@@ -261,7 +262,7 @@ impl Dispatcher {
                 let tx = guard.as_ref().ok_or_else(ended)?;
                 tx.query_raw(pool, sql, params, *style)
                     .await
-                    .map(|output| output.json)
+                    .map(QueryOutput::into_text)
             }
             Work::Request { .. } | Work::TxRequest { .. } => Err(PoolError::Internal(
                 "a builder request replies with a body".into(),

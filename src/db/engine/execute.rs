@@ -25,9 +25,68 @@ use crate::db::engine::policy::StatementPolicy;
 use crate::db::engine::retry::{classify, is_session_end, Failure, Stage};
 use crate::error::PoolError;
 
-/// One statement's reply as JSON text: `{"columns":[…],"rows":[[…],…],"rowCount":n}`.
+/// One statement's reply: the JSON text JS parses, `{"columns":[…],"rows":[[…],…],"rowCount":n}`,
+/// built once as the rows arrive; where its rows are in it; and how many rows the statement
+/// returned or changed. The REST layer reads the rows and the count from here, as Rust values,
+/// instead of reading them back out of the text.
+#[derive(Debug)]
 pub struct QueryOutput {
-    pub json: String,
+    text: String,
+    rows: std::ops::Range<usize>,
+    row_count: u64,
+}
+
+impl QueryOutput {
+    /// The reply from its parts (the one-flight path, whose columns are known only at the end).
+    fn assemble(columns_json: &str, rows: &str, row_count: u64) -> Self {
+        let mut text = String::with_capacity(rows.len() + columns_json.len() + 48);
+        text.push_str("{\"columns\":");
+        text.push_str(columns_json);
+        text.push_str(",\"rows\":");
+        let start = text.len();
+        text.push('[');
+        text.push_str(rows);
+        text.push(']');
+        let end = text.len();
+        QueryOutput::finish(text, start..end, row_count)
+    }
+
+    fn finish(mut text: String, rows: std::ops::Range<usize>, row_count: u64) -> Self {
+        text.push_str(",\"rowCount\":");
+        text.push_str(itoa::Buffer::new().format(row_count));
+        text.push('}');
+        QueryOutput {
+            text,
+            rows,
+            row_count,
+        }
+    }
+
+    /// The reply text, as it crosses to JS.
+    pub fn into_text(self) -> String {
+        self.text
+    }
+
+    /// The rows, a JSON array: arrays of values, or objects (`ValueStyle::ToJsonObjects`).
+    pub fn rows_json(&self) -> &str {
+        &self.text[self.rows.clone()]
+    }
+
+    /// Rows returned, or changed by a statement that returns none.
+    pub fn row_count(&self) -> u64 {
+        self.row_count
+    }
+
+    /// The rows, each read as a `T` (a tuple for rows of values).
+    pub fn rows<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<T>, PoolError> {
+        serde_json::from_str(self.rows_json())
+            .map_err(|e| PoolError::Internal(format!("unexpected statement reply: {e}")))
+    }
+
+    /// The first row, read as a `T`.
+    pub fn first_row<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>, PoolError> {
+        Ok(self.rows::<T>()?.into_iter().next())
+    }
 }
 
 /// Why collecting a statement's rows stopped.
@@ -81,14 +140,16 @@ async fn collect(
     statement: &Statement,
     params: &[EncodedParam],
     style: ValueStyle,
-) -> Result<String, RowsError> {
+) -> Result<QueryOutput, RowsError> {
     let stream = client.query_raw(statement, params.iter()).await?;
     futures::pin_mut!(stream);
     let encoder = RowEncoder::new(statement.columns(), style);
     let mut out = String::with_capacity(256);
     out.push_str("{\"columns\":");
     out.push_str(encoder.columns_json());
-    out.push_str(",\"rows\":[");
+    out.push_str(",\"rows\":");
+    let start = out.len();
+    out.push('[');
     let mut rows_written = 0u64;
     while let Some(row) = stream.try_next().await? {
         if rows_written > 0 {
@@ -99,11 +160,10 @@ async fn collect(
             .map_err(RowsError::Decode)?;
         rows_written += 1;
     }
+    out.push(']');
+    let end = out.len();
     let row_count = stream.rows_affected().unwrap_or(0).max(rows_written);
-    out.push_str("],\"rowCount\":");
-    out.push_str(itoa::Buffer::new().format(row_count));
-    out.push('}');
-    Ok(out)
+    Ok(QueryOutput::finish(out, start..end, row_count))
 }
 
 /// `collect` for the one-flight path: the column types arrive with the first row.
@@ -112,7 +172,7 @@ async fn collect_one_flight(
     sql: &str,
     params: &[Param],
     style: ValueStyle,
-) -> Result<String, RowsError> {
+) -> Result<QueryOutput, RowsError> {
     let typed = params.iter().map(|p| (TextParam::new(p), Type::UNKNOWN));
     let stream = client
         .query_typed_raw(sql, typed)
@@ -139,15 +199,8 @@ async fn collect_one_flight(
         rows_written += 1;
     }
     let row_count = stream.rows_affected().unwrap_or(0).max(rows_written);
-    let mut out = String::with_capacity(rows.len() + 64);
-    out.push_str("{\"columns\":");
-    out.push_str(encoder.as_ref().map_or("[]", RowEncoder::columns_json));
-    out.push_str(",\"rows\":[");
-    out.push_str(&rows);
-    out.push_str("],\"rowCount\":");
-    out.push_str(itoa::Buffer::new().format(row_count));
-    out.push('}');
-    Ok(out)
+    let columns = encoder.as_ref().map_or("[]", RowEncoder::columns_json);
+    Ok(QueryOutput::assemble(columns, &rows, row_count))
 }
 
 /// tokio-postgres looks up a result column's user-defined type with a named statement, in two
@@ -273,10 +326,9 @@ fn closed_before_send() -> Failure {
 
 async fn alone(
     conn: &Conn,
-    rows: impl std::future::Future<Output = Result<String, RowsError>>,
+    rows: impl std::future::Future<Output = Result<QueryOutput, RowsError>>,
 ) -> Result<QueryOutput, Failure> {
-    let json = conn.queued(rows).await.map_err(rows_failure)?;
-    Ok(QueryOutput { json })
+    conn.queued(rows).await.map_err(rows_failure)
 }
 
 /// A user client's `BEGIN`, role and claims, and `COMMIT`, prepared on this connection.
@@ -310,7 +362,7 @@ impl<'a> RoleStatements<'a> {
     async fn around(
         self,
         conn: &Conn,
-        rows: impl std::future::Future<Output = Result<String, RowsError>>,
+        rows: impl std::future::Future<Output = Result<QueryOutput, RowsError>>,
     ) -> Result<QueryOutput, Failure> {
         let client = conn.client();
         let no_values: [&str; 0] = [];
@@ -326,9 +378,9 @@ impl<'a> RoleStatements<'a> {
         // fail with 25P02, and a failed statement makes COMMIT a rollback.
         began.map_err(|e| classify(&e, Stage::Sent))?;
         set.map_err(|e| classify(&e, Stage::Sent))?;
-        let json = rows.map_err(rows_failure)?;
+        let output = rows.map_err(rows_failure)?;
         committed.map_err(|e| classify(&e, Stage::Sent))?;
-        Ok(QueryOutput { json })
+        Ok(output)
     }
 }
 
@@ -349,7 +401,7 @@ async fn run_to_end<const N: usize>(
 async fn in_simple_role(
     conn: &Conn,
     begin: Option<&str>,
-    rows: impl std::future::Future<Output = Result<String, RowsError>>,
+    rows: impl std::future::Future<Output = Result<QueryOutput, RowsError>>,
 ) -> Result<QueryOutput, Failure> {
     let client = conn.client();
     let Some(begin) = begin else {
@@ -363,7 +415,41 @@ async fn in_simple_role(
         ))
         .await;
     began.map_err(|e| classify(&e, Stage::Sent))?;
-    let json = rows.map_err(rows_failure)?;
+    let output = rows.map_err(rows_failure)?;
     committed.map_err(|e| classify(&e, Stage::Sent))?;
-    Ok(QueryOutput { json })
+    Ok(output)
+}
+
+#[cfg(test)]
+mod output_tests {
+    use super::QueryOutput;
+
+    #[test]
+    fn the_reply_text_and_its_parts_agree() {
+        let output = QueryOutput::assemble(r#"[{"name":"n"}]"#, "[1,\"a\"],[2,null]", 2);
+        assert_eq!(
+            output.rows_json(),
+            r#"[[1,"a"],[2,null]]"#,
+            "the rows, an array of rows"
+        );
+        assert_eq!(output.row_count(), 2);
+        let first: Option<(i64, Option<String>)> = output.first_row().unwrap();
+        assert_eq!(first, Some((1, Some("a".into()))));
+        assert!(
+            output.first_row::<(String,)>().is_err(),
+            "a row of another shape"
+        );
+        assert_eq!(
+            output.into_text(),
+            r#"{"columns":[{"name":"n"}],"rows":[[1,"a"],[2,null]],"rowCount":2}"#
+        );
+        let none = QueryOutput::assemble("[]", "", 7);
+        assert_eq!(none.rows_json(), "[]");
+        assert_eq!(none.first_row::<(i64,)>().unwrap(), None);
+        assert_eq!(
+            none.row_count(),
+            7,
+            "rows changed by a statement that returns none"
+        );
+    }
 }

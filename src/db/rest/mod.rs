@@ -20,11 +20,10 @@ pub mod schema;
 pub mod select;
 pub mod strip;
 
-use serde::Deserialize;
-
 use crate::db::auth::context::RoleContext;
 use crate::db::codec::params::Param;
 use crate::db::codec::rows::ValueStyle;
+use crate::db::engine::execute::QueryOutput;
 use crate::db::engine::transaction::{Transaction, TxOptions};
 use crate::db::engine::DbPool;
 use crate::db::rest::builder::{
@@ -70,7 +69,7 @@ impl Target<'_> {
         }
     }
 
-    async fn query(&self, sql: &str, params: &[Param]) -> Result<String, PoolError> {
+    async fn query(&self, sql: &str, params: &[Param]) -> Result<QueryOutput, PoolError> {
         self.query_as(sql, params, ValueStyle::ToJson).await
     }
 
@@ -79,12 +78,11 @@ impl Target<'_> {
         sql: &str,
         params: &[Param],
         style: ValueStyle,
-    ) -> Result<String, PoolError> {
-        let output = match self {
+    ) -> Result<QueryOutput, PoolError> {
+        Ok(match self {
             Target::Pool { pool, role, .. } => pool.query(sql, params, style, *role).await?,
             Target::Transaction { pool, tx, .. } => tx.query(pool, sql, params, style).await?,
-        };
-        Ok(output.json)
+        })
     }
 }
 
@@ -164,11 +162,7 @@ async fn set_search_path(
     tx: &Transaction,
     path: String,
 ) -> Result<String, PoolError> {
-    #[derive(Deserialize)]
-    struct Previous {
-        rows: Vec<(String, String)>,
-    }
-    let json = tx
+    let output = tx
         .query(
             pool,
             "SELECT pg_catalog.current_setting('search_path') AS previous, \
@@ -176,14 +170,9 @@ async fn set_search_path(
             &[Param::Text(path)],
             ValueStyle::ToJson,
         )
-        .await?
-        .json;
-    let previous: Previous = serde_json::from_str(&json)
-        .map_err(|e| PoolError::Internal(format!("unexpected search_path reply: {e}")))?;
-    previous
-        .rows
-        .into_iter()
-        .next()
+        .await?;
+    output
+        .first_row::<(String, String)>()?
         .map(|(previous, _)| previous)
         .ok_or_else(|| PoolError::Internal("set_config returned no row".into()))
 }
@@ -294,12 +283,9 @@ fn parent_relation<'c>(
     }
 }
 
-/// The first row of a body statement: the total, the page size, the body text and the
+/// The one row of a body statement: the total, the page size, the body text and the
 /// `response.status` the statement's functions set.
-#[derive(Deserialize)]
-struct BodyRow {
-    rows: Vec<(Option<i64>, u64, String, Option<String>)>,
-}
+type BodyRow = (Option<i64>, u64, String, Option<String>);
 
 /// What a body statement found.
 struct Found {
@@ -334,13 +320,9 @@ impl Found {
 }
 
 async fn run_body(target: &Target<'_>, statement: &BuiltStatement) -> Result<Found, PoolError> {
-    let json = target.query(&statement.sql, &statement.params).await?;
-    let parsed: BodyRow = serde_json::from_str(&json)
-        .map_err(|e| PoolError::Internal(format!("unexpected body statement reply: {e}")))?;
-    let (total, page, body, chosen_status) = parsed
-        .rows
-        .into_iter()
-        .next()
+    let output = target.query(&statement.sql, &statement.params).await?;
+    let (total, page, body, chosen_status) = output
+        .first_row::<BodyRow>()?
         .ok_or_else(|| PoolError::Internal("the body statement returned no row".into()))?;
     Ok(Found {
         total,
@@ -359,23 +341,18 @@ async fn run_rows(
     target: &Target<'_>,
     statement: &BuiltStatement,
 ) -> Result<Option<Found>, PoolError> {
-    let json = match target
+    let output = match target
         .query_as(&statement.sql, &statement.params, ValueStyle::ToJsonObjects)
         .await
     {
-        Ok(json) => json,
+        Ok(output) => output,
         Err(PoolError::UnsupportedType(_)) => return Ok(None),
         Err(err) => return Err(err),
     };
-    let (body, count) = json
-        .strip_prefix("{\"columns\":[],\"rows\":")
-        .and_then(|rest| rest.rsplit_once(",\"rowCount\":"))
-        .ok_or_else(|| PoolError::Internal("unexpected rows reply".into()))?;
-    let page = count.trim_end_matches('}').parse().unwrap_or(0);
     Ok(Some(Found {
         total: None,
-        page,
-        body: body.to_string(),
+        page: output.row_count(),
+        body: output.rows_json().to_string(),
         chosen_status: None,
     }))
 }
@@ -732,8 +709,7 @@ async fn answer_mutation(target: &Target<'_>, request: &RestRequest) -> Result<A
     if !spec.returning {
         // No RETURNING: a row the caller may insert but not select (RLS) is fine.
         let data = data_statement(spec)?;
-        let json = target.query(&data.sql, &data.params).await?;
-        let affected = row_count_of(&json);
+        let affected = target.query(&data.sql, &data.params).await?.row_count();
         check_max_affected(request, affected)?;
         if request.accept == Accept::Object && affected != 1 {
             return Err(single_error(affected));
@@ -831,19 +807,6 @@ fn check_max_affected(request: &RestRequest, affected: u64) -> Result<(), PoolEr
     }
 }
 
-fn row_count_of(reply: &str) -> u64 {
-    reply
-        .rsplit_once("\"rowCount\":")
-        .and_then(|(_, tail)| tail.trim_end_matches('}').parse().ok())
-        .unwrap_or(0)
-}
-
-/// The first column of the first row of a statement reply.
-fn first_value(reply: &str) -> Option<serde_json::Value> {
-    let parsed: serde_json::Value = serde_json::from_str(reply).ok()?;
-    parsed["rows"][0][0].clone().into()
-}
-
 /// `explain()`: the plan of the statement the request would run, as JSON or text (PostgREST's
 /// `application/vnd.pgrst.plan`), when the pool's `planEnabled` allows it. With `analyze` the
 /// statement runs: a mutation's is rolled back (run_pooled).
@@ -860,18 +823,15 @@ async fn explain(
     }
     let statement = body_statement(&request.spec, false, Body::Rows)?;
     let sql = format!("{}{}", plan.prefix(), statement.sql);
-    let json = target.query(&sql, &statement.params).await?;
-    let parsed: serde_json::Value = serde_json::from_str(&json)
-        .map_err(|e| PoolError::Internal(format!("unexpected EXPLAIN reply: {e}")))?;
-    let rows = parsed["rows"].as_array().cloned().unwrap_or_default();
+    let rows: Vec<(serde_json::Value,)> = target.query(&sql, &statement.params).await?.rows()?;
     let text = if plan.text {
         rows.iter()
-            .filter_map(|row| row[0].as_str())
+            .filter_map(|(line,)| line.as_str())
             .collect::<Vec<_>>()
             .join("\n")
     } else {
         rows.first()
-            .map(|row| match &row[0] {
+            .map(|(plan,)| match plan {
                 serde_json::Value::String(text) => text.clone(),
                 other => other.to_string(),
             })
@@ -894,9 +854,10 @@ async fn catalog(target: &Target<'_>) -> Result<std::sync::Arc<schema::Catalog>,
 
 /// Reads the catalog and keeps it for the pool.
 async fn catalog_afresh(target: &Target<'_>) -> Result<std::sync::Arc<schema::Catalog>, PoolError> {
-    let json = target.query(schema::CATALOG_SQL, &[]).await?;
-    let text = first_value(&json)
-        .and_then(|v| v.as_str().map(str::to_string))
+    let output = target.query(schema::CATALOG_SQL, &[]).await?;
+    let text = output
+        .first_row::<(Option<String>,)>()?
+        .and_then(|(text,)| text)
         .ok_or_else(|| PoolError::Internal("the catalog query returned nothing".into()))?;
     let catalog = schema::parse_catalog(&text)
         .map_err(|e| PoolError::Internal(format!("unreadable catalog: {e}")))?;
@@ -959,11 +920,12 @@ async fn relation_fact<T: serde::de::DeserializeOwned + Default>(
     sql: &str,
     relation: &str,
 ) -> Result<T, PoolError> {
-    let json = target
+    let output = target
         .query(sql, &[Param::Text(relation.to_string())])
         .await?;
-    Ok(first_value(&json)
-        .and_then(|v| serde_json::from_value(v).ok())
+    let first = output.first_row::<(serde_json::Value,)>()?;
+    Ok(first
+        .and_then(|(value,)| serde_json::from_value(value).ok())
         .unwrap_or_default())
 }
 
@@ -1016,7 +978,7 @@ async fn function_kind(
     let schema = spec.schema.clone().unwrap_or_else(|| "public".into());
     let given = serde_json::to_string(&names)
         .map_err(|e| PoolError::Internal(format!("argument names: {e}")))?;
-    let json = target
+    let output = target
         .query(
             SQL,
             &[
@@ -1026,13 +988,7 @@ async fn function_kind(
             ],
         )
         .await?;
-    #[derive(Deserialize)]
-    struct Found {
-        rows: Vec<(String, bool, String)>,
-    }
-    let found: Found = serde_json::from_str(&json)
-        .map_err(|e| PoolError::Internal(format!("unexpected function lookup reply: {e}")))?;
-    let kind = match found.rows.into_iter().next() {
+    let kind = match output.first_row::<(String, bool, String)>()? {
         Some((kind, true, _)) => kind,
         // Overloads, none taking these arguments: the closest is the hint.
         Some((_, false, inputs)) => {
@@ -1095,16 +1051,18 @@ async fn estimate(
 ) -> Result<i64, PoolError> {
     let statement = count_statement(spec)?;
     let exact = || async {
-        let json = target.query(&statement.sql, &statement.params).await?;
-        first_value(&json)
-            .and_then(|v| v.as_i64())
+        let output = target.query(&statement.sql, &statement.params).await?;
+        output
+            .first_row::<(i64,)>()?
+            .map(|(count,)| count)
             .ok_or_else(|| PoolError::Internal("count(*) returned no number".into()))
     };
     let planned = || async {
         let sql = format!("EXPLAIN (FORMAT JSON) {}", statement.sql);
-        let json = target.query(&sql, &statement.params).await?;
-        first_value(&json)
-            .and_then(|plan| {
+        let output = target.query(&sql, &statement.params).await?;
+        output
+            .first_row::<(serde_json::Value,)>()?
+            .and_then(|(plan,)| {
                 // The count statement's plan is an Aggregate over the rows it counts: the
                 // estimate is that input's.
                 let top = &plan[0]["Plan"];
@@ -1144,11 +1102,6 @@ mod tests {
         let body = r#"[{"id":1}]"#;
         assert_eq!(unwrap_single(body, 1).unwrap(), r#"{"id":1}"#);
         assert_eq!(unwrap_single(body, 2).unwrap_err().code(), "PGRST116");
-    }
-
-    #[test]
-    fn reads_the_row_count() {
-        assert_eq!(row_count_of(r#"{"columns":[],"rows":[],"rowCount":3}"#), 3);
     }
 }
 
