@@ -304,8 +304,8 @@ export interface NativeOpenAiStats {
   sharedLimitFallbacks: number
   lastRequestTime?: number
   requestsByModel: Record<string, number>
-  /** JSON text of the latest x-ratelimit-* readings. */
-  rateLimitJson: string
+  /** The latest x-ratelimit-* readings. */
+  rateLimit: NativeRateLimit
   /** Panics caught at the boundary in this process (each answered `INTERNAL`; each a bug). */
   internalErrors: number
 }
@@ -324,6 +324,16 @@ export interface NativeQueueStatus {
   byPriority: NativeQueueByPriority
   /** While a rate-limit pause the API announced runs: ms until it ends; else 0. */
   pausedForMs: number
+}
+
+/** The latest `x-ratelimit-*` readings (resets in ms); each null until seen. */
+export interface NativeRateLimit {
+  limitRequests?: number
+  remainingRequests?: number
+  resetRequestsMs?: number
+  limitTokens?: number
+  remainingTokens?: number
+  resetTokensMs?: number
 }
 
 /**

@@ -11,7 +11,7 @@ const { NativeDatabasePool } = require('../binding.js')
 const { ConnectionPoolError, errorFrom, rethrowNative } = require('./errors')
 const { rowsToObjects } = require('./rows')
 const { createNativePool, retire } = require('./native')
-const { Submissions } = require('./submissions')
+const { submissionsOf } = require('./submissions')
 const { postgrestClient } = require('./postgrest')
 const { createPooledClient, errorReply } = require('./supabase')
 
@@ -178,7 +178,7 @@ class DatabaseClient {
     } catch (err) {
       return Promise.reject(err)
     }
-    const submissions = native.submissions
+    const submissions = submissionsOf(native)
     if (context === null) return submissions.statement(sql, params ?? null).then(parseResult, rethrowNative)
     if (expiredToken(context)) {
       return Promise.reject(new ConnectionPoolError('INVALID_TOKEN', 'invalid access token: the token has expired'))
@@ -259,7 +259,7 @@ async function runTransaction(client, fn, options) {
   if (context !== null && expiredToken(context)) {
     throw new ConnectionPoolError('INVALID_TOKEN', 'invalid access token: the token has expired')
   }
-  const submissions = pool().submissions
+  const submissions = submissionsOf(pool())
   const { tx, reply } = await submissions
     .begin(isolationLevel, readOnly, context?.role ?? null, context?.claims ?? null)
     .catch(rethrowNative)
@@ -342,12 +342,17 @@ function identityFor(credential, native) {
 }
 
 /** The anonymous identity of a pool (its anonRole), read from its config once. */
+/** Each native pool's anonymous identity, made once from its config. */
+const anonContexts = new WeakMap()
+
 function anonContext(native) {
-  if (native.anonContext === undefined) {
+  let context = anonContexts.get(native)
+  if (context === undefined) {
     const role = native.config().anonRole
-    native.anonContext = { role, claims: JSON.stringify({ role }), anonymous: true, expiresAt: null }
+    context = { role, claims: JSON.stringify({ role }), anonymous: true, expiresAt: null }
+    anonContexts.set(native, context)
   }
-  return native.anonContext
+  return context
 }
 
 const routing = { pool: () => pool(), identityFor, projectUrl }
@@ -402,7 +407,8 @@ class DatabasePool {
       SUPABASE_JWKS_URL: process.env.SUPABASE_JWKS_URL,
       SUPABASE_URL: process.env.SUPABASE_URL,
     })
-    next.submissions = new Submissions(next)
+    // Its replies come back through its Submissions, made now (before the first submission).
+    submissionsOf(next)
     const previous = current
     current = next
     retire(previous)

@@ -9,10 +9,13 @@
 const { NativeOpenAiPool } = require('../binding.js')
 const { ConnectionPoolError } = require('./errors')
 const { createNativePool, retire, healthReport } = require('./native')
-const { Submissions } = require('./submissions')
+const { submissionsOf } = require('./submissions')
 const { readRequest, fetchError, nativeStream, toResponse, abortError } = require('./fetch')
 
 let current = null
+
+/** The base URL the SDK is given, by native pool (the configured one, as the SDK reads it). */
+const sdkBaseUrls = new WeakMap()
 
 /**
  * The key the SDK is given: a placeholder, taken off every request, so that the pool adds the
@@ -88,7 +91,7 @@ function poolFetch(slot = null) {
  */
 function send(native, request, init, slot, signal) {
   let id = 0
-  const replied = native.submissions.submit((submissionId) => {
+  const replied = submissionsOf(native).submit((submissionId) => {
     id = submissionId
     const headers = withoutPlaceholder(request.headers)
     native.submitFetch(submissionId, request.method, request.url, headers, request.text, request.bytes, multipartModel(init.body), slot, priorityOf(init))
@@ -126,7 +129,7 @@ function pooledClient(native, fetch) {
   const config = native.config()
   return new OpenAI({
     apiKey: KEY_ADDED_BY_THE_POOL,
-    baseURL: native.baseUrlForSdk,
+    baseURL: sdkBaseUrls.get(native),
     organization: config.organization ?? null,
     project: config.project ?? null,
     maxRetries: 0,
@@ -183,9 +186,10 @@ class OpenAIPool {
       OPENAI_PROJECT_ID: process.env.OPENAI_PROJECT_ID,
       CONNECTION_POOLS_REDIS_URL: process.env.CONNECTION_POOLS_REDIS_URL,
     })
-    next.submissions = new Submissions(next)
+    // Its replies come back through its Submissions, made now (before the first submission).
+    submissionsOf(next)
     // The SDK needs the real base URL to build request URLs (getPoolConfig() shows it masked).
-    next.baseUrlForSdk = config.baseURL ?? process.env.OPENAI_BASE_URL ?? 'https://api.openai.com/v1'
+    sdkBaseUrls.set(next, config.baseURL ?? process.env.OPENAI_BASE_URL ?? 'https://api.openai.com/v1')
     const previous = current
     current = next
     retire(previous)
@@ -220,8 +224,7 @@ class OpenAIPool {
   }
 
   static getStats() {
-    const { rateLimitJson, lastRequestTime, ...stats } = pool().stats()
-    const limits = JSON.parse(rateLimitJson)
+    const { rateLimit: limits, lastRequestTime, ...stats } = pool().stats()
     return {
       ...stats,
       lastRequestTime: lastRequestTime ?? null,

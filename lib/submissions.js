@@ -98,4 +98,17 @@ class Submissions {
   }
 }
 
-module.exports = { Submissions }
+/** Each native pool's Submissions, beside it rather than as a property of the native object. */
+const byPool = new WeakMap()
+
+/** The Submissions of `native` (a NativeDatabasePool or NativeOpenAiPool), made on first use. */
+function submissionsOf(native) {
+  let submissions = byPool.get(native)
+  if (submissions === undefined) {
+    submissions = new Submissions(native)
+    byPool.set(native, submissions)
+  }
+  return submissions
+}
+
+module.exports = { Submissions, submissionsOf }

@@ -12,6 +12,7 @@
 
 const { restErrorReply } = require('../binding.js')
 const { ConnectionPoolError } = require('./errors')
+const { submissionsOf } = require('./submissions')
 const { readRequest, fetchError, nativeStream, toResponse, underSignal, abortError } = require('./fetch')
 const { STATUS_CODES } = require('node:http')
 
@@ -141,7 +142,7 @@ async function restRequest(native, ctx, credential, wire) {
   let identity = ctx.identityFor(credential, native)
   if (typeof identity?.then === 'function') identity = await identity
   if (identity.reply) return identity.reply
-  const submissions = native.submissions
+  const submissions = submissionsOf(native)
   if (identity.kind === 'admin') return submissions.request(wire, false)
   if (identity.expiresAt !== null && Date.now() / 1000 > identity.expiresAt) return errorReply('PGRST303', 'JWT expired')
   return submissions.request(wire, identity.anonymous, identity.role, identity.claims)
@@ -151,7 +152,7 @@ async function restRequest(native, ctx, credential, wire) {
 async function httpRequest(native, service, input, init) {
   const request = await readRequest(input, init)
   let id = 0
-  const replied = native.submissions.submit((submissionId) => {
+  const replied = submissionsOf(native).submit((submissionId) => {
     id = submissionId
     native.submitHttp(submissionId, service, request.method, request.url, request.headers, request.text, request.bytes)
   })

@@ -130,10 +130,34 @@ pub struct NativeOpenAiStats {
     pub shared_limit_fallbacks: f64,
     pub last_request_time: Option<f64>,
     pub requests_by_model: HashMap<String, u32>,
-    /// JSON text of the latest x-ratelimit-* readings.
-    pub rate_limit_json: String,
+    /// The latest x-ratelimit-* readings.
+    pub rate_limit: NativeRateLimit,
     /// Panics caught at the boundary in this process (each answered `INTERNAL`; each a bug).
     pub internal_errors: f64,
+}
+
+/// The latest `x-ratelimit-*` readings (resets in ms); each null until seen.
+#[napi(object)]
+pub struct NativeRateLimit {
+    pub limit_requests: Option<f64>,
+    pub remaining_requests: Option<f64>,
+    pub reset_requests_ms: Option<f64>,
+    pub limit_tokens: Option<f64>,
+    pub remaining_tokens: Option<f64>,
+    pub reset_tokens_ms: Option<f64>,
+}
+
+impl From<ratelimit::RateLimit> for NativeRateLimit {
+    fn from(r: ratelimit::RateLimit) -> Self {
+        NativeRateLimit {
+            limit_requests: r.limit_requests,
+            remaining_requests: r.remaining_requests,
+            reset_requests_ms: r.reset_requests_ms,
+            limit_tokens: r.limit_tokens,
+            remaining_tokens: r.remaining_tokens,
+            reset_tokens_ms: r.reset_tokens_ms,
+        }
+    }
 }
 
 #[napi(object)]
@@ -361,8 +385,7 @@ impl NativeOpenAiPool {
                     shared_limit_fallbacks: self.inner.shared_limit_fallbacks() as f64,
                     last_request_time: o.last_at_ms.map(|ms| ms as f64),
                     requests_by_model: s.by_model.into_iter().map(|(k, v)| (k, v as u32)).collect(),
-                    rate_limit_json: serde_json::to_string(&s.rate_limit)
-                        .unwrap_or_else(|_| "{}".into()),
+                    rate_limit: s.rate_limit.into(),
                     internal_errors: crate::error::panics_caught() as f64,
                 }
             })
