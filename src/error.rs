@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PoolError {
     /// A config value is out of range or of the wrong kind.
     #[error("invalid config: {0}")]
@@ -61,7 +61,7 @@ pub enum PoolError {
 }
 
 /// What Postgres said about a failed statement, as node-postgres exposes it.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseErrorFields {
     pub code: String,

@@ -19,6 +19,10 @@
 //! A lease returns its place when dropped, on every path (a finished statement, an error, a
 //! caller that went away). Dead connections (the server ended the session, the network dropped)
 //! are removed as soon as nothing holds them.
+//!
+//! The mechanics know connections only through `Manager` and `Pooled` (deadpool's `Manager`
+//! idea): `Postgres` opens real ones (`connect.rs`, `connection.rs`); the unit tests below open
+//! stand-ins, so every rule here is tested without a server.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +34,78 @@ use tokio::sync::oneshot;
 use crate::db::engine::connect::{ConnectOptions, Opened};
 use crate::db::engine::connection::Conn;
 use crate::db::engine::retry::{classify, Failure, Stage};
+
+/// How the pool opens its connections.
+pub trait Manager: Send + Sync + 'static {
+    type Conn: Pooled;
+    /// A connection just opened, before the pool names it.
+    type Opened: Send + 'static;
+    fn open(&self) -> impl std::future::Future<Output = Result<Self::Opened, OpenError>> + Send;
+    /// The opened connection as the pool's connection `id`, with the task driving its socket
+    /// (which `close()` waits for) and what it said of the login role.
+    fn adopt(&self, id: u64, opened: Self::Opened) -> Adopted<Self::Conn>;
+}
+
+/// What the pool needs of a connection.
+pub trait Pooled: Send + Sync + 'static {
+    fn id(&self) -> u64;
+    /// Closed for good (the server ended it, the network dropped it, it was retired).
+    fn is_closed(&self) -> bool;
+}
+
+pub struct Adopted<C> {
+    pub conn: C,
+    pub task: Option<tokio::task::JoinHandle<()>>,
+    /// The server's `is_superuser` for the login role, when it reported one.
+    pub superuser: Option<bool>,
+}
+
+/// Why a connection could not be opened: how the retry policy sees it, and the text for stats
+/// and timeouts (`last_connect_error`).
+pub struct OpenError {
+    pub failure: Failure,
+    pub message: String,
+}
+
+/// Real Postgres connections, by tokio-postgres.
+pub struct Postgres(pub ConnectOptions);
+
+impl Manager for Postgres {
+    type Conn = Conn;
+    type Opened = Opened;
+
+    async fn open(&self) -> Result<Opened, OpenError> {
+        self.0.connect().await.map_err(|err| OpenError {
+            failure: classify(&err, Stage::BeforeSend),
+            message: err.to_string(),
+        })
+    }
+
+    fn adopt(&self, id: u64, opened: Opened) -> Adopted<Conn> {
+        let Opened {
+            client,
+            task,
+            end,
+            superuser,
+        } = opened;
+        let abort = task.abort_handle();
+        Adopted {
+            conn: Conn::new(id, client, Some(abort), end),
+            task: Some(task),
+            superuser,
+        }
+    }
+}
+
+impl Pooled for Conn {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn is_closed(&self) -> bool {
+        Conn::is_closed(self)
+    }
+}
 
 /// Never treat a pipeline as stuck sooner than this, however fast statements usually are.
 const MIN_STALL: Duration = Duration::from_millis(2);
@@ -65,22 +141,22 @@ pub enum AcquireError {
     Connect(Failure),
 }
 
-pub struct Pool {
-    inner: Arc<Inner>,
+pub struct Pool<M: Manager = Postgres> {
+    inner: Arc<Inner<M>>,
 }
 
-struct Inner {
+struct Inner<M: Manager> {
     options: PoolOptions,
-    connect: ConnectOptions,
-    state: Mutex<State>,
+    manager: M,
+    state: Mutex<State<M>>,
     /// Exponentially weighted statement time in µs: the unit of a pipeline's stall penalty.
     typical_us: AtomicU64,
     /// What the server said of the login role: 0 not known yet, 1 not a superuser, 2 superuser.
     superuser_login: std::sync::atomic::AtomicU8,
 }
 
-struct Slot {
-    conn: Arc<Conn>,
+struct Slot<C> {
+    conn: Arc<C>,
     in_flight: usize,
     exclusive: bool,
     /// Reserved for the exclusive waiter at the head of the line: takes no new statements.
@@ -95,16 +171,15 @@ struct Slot {
     idle_since: Instant,
 }
 
-struct Waiter {
+struct Waiter<M: Manager> {
     kind: LeaseKind,
-    reply: oneshot::Sender<Result<Lease, AcquireError>>,
+    reply: oneshot::Sender<Result<Lease<M>, AcquireError>>,
 }
 
-#[derive(Default)]
-struct State {
-    slots: Vec<Slot>,
+struct State<M: Manager> {
+    slots: Vec<Slot<M::Conn>>,
     opening: usize,
-    waiters: VecDeque<Waiter>,
+    waiters: VecDeque<Waiter<M>>,
     closed: bool,
     started: bool,
     next_id: u64,
@@ -115,26 +190,26 @@ struct State {
 }
 
 /// A place on a connection: a pipeline slot (shared) or the whole connection (exclusive).
-pub struct Lease {
-    pool: Arc<Inner>,
-    conn: Arc<Conn>,
+pub struct Lease<M: Manager = Postgres> {
+    pool: Arc<Inner<M>>,
+    conn: Arc<M::Conn>,
     kind: LeaseKind,
     started: Instant,
     /// False once released by hand under the pool's lock (see `Inner::hand_over`).
     armed: bool,
 }
 
-impl Lease {
-    pub fn conn(&self) -> &Conn {
+impl<M: Manager> Lease<M> {
+    pub fn conn(&self) -> &M::Conn {
         &self.conn
     }
 }
 
-impl Drop for Lease {
+impl<M: Manager> Drop for Lease<M> {
     fn drop(&mut self) {
         if self.armed {
             let elapsed = self.started.elapsed();
-            self.pool.release(self.conn.id, self.kind, elapsed);
+            self.pool.release(self.conn.id(), self.kind, elapsed);
         }
     }
 }
@@ -146,15 +221,28 @@ pub struct Gauges {
     pub waiting: u64,
 }
 
-impl Pool {
+impl Pool<Postgres> {
     pub fn new(options: PoolOptions, connect: ConnectOptions) -> Self {
+        Pool::with_manager(options, Postgres(connect))
+    }
+}
+
+impl<M: Manager> Pool<M> {
+    pub fn with_manager(options: PoolOptions, manager: M) -> Self {
         Pool {
             inner: Arc::new(Inner {
                 options,
-                connect,
+                manager,
                 state: Mutex::new(State {
+                    slots: Vec::new(),
+                    opening: 0,
+                    waiters: VecDeque::new(),
+                    closed: false,
+                    started: false,
                     next_id: 1,
-                    ..State::default()
+                    last_connect_error: None,
+                    close_waiters: Vec::new(),
+                    tasks: Vec::new(),
                 }),
                 typical_us: AtomicU64::new(200),
                 superuser_login: std::sync::atomic::AtomicU8::new(0),
@@ -163,7 +251,11 @@ impl Pool {
     }
 
     /// A lease of `kind`, waiting until `deadline` at most. Must be called inside the runtime.
-    pub async fn acquire(&self, kind: LeaseKind, deadline: Instant) -> Result<Lease, AcquireError> {
+    pub async fn acquire(
+        &self,
+        kind: LeaseKind,
+        deadline: Instant,
+    ) -> Result<Lease<M>, AcquireError> {
         let receiver = {
             let mut state = self.inner.lock();
             if state.closed {
@@ -256,13 +348,13 @@ impl Pool {
     }
 }
 
-impl Inner {
-    fn lock(&self) -> MutexGuard<'_, State> {
+impl<M: Manager> Inner<M> {
+    fn lock(&self) -> MutexGuard<'_, State<M>> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// On first use: open `minConnections`, and start the reaper of idle connections.
-    fn start(self: &Arc<Self>, state: &mut State) {
+    fn start(self: &Arc<Self>, state: &mut State<M>) {
         if state.started {
             return;
         }
@@ -284,7 +376,12 @@ impl Inner {
         (typical * 16).clamp(MIN_STALL, MAX_STALL)
     }
 
-    fn lease(self: &Arc<Self>, slot: &mut Slot, kind: LeaseKind, now: Instant) -> Lease {
+    fn lease(
+        self: &Arc<Self>,
+        slot: &mut Slot<M::Conn>,
+        kind: LeaseKind,
+        now: Instant,
+    ) -> Lease<M> {
         match kind {
             LeaseKind::Shared => {
                 if slot.in_flight == 0 {
@@ -307,12 +404,12 @@ impl Inner {
     }
 
     /// A lease if one can be had right now.
-    fn try_lease(self: &Arc<Self>, state: &mut State, kind: LeaseKind) -> Option<Lease> {
+    fn try_lease(self: &Arc<Self>, state: &mut State<M>, kind: LeaseKind) -> Option<Lease<M>> {
         state
             .slots
             .retain(|s| !(s.conn.is_closed() && s.in_flight == 0 && !s.exclusive));
         let now = Instant::now();
-        let usable = |s: &Slot| !s.exclusive && !s.conn.is_closed();
+        let usable = |s: &Slot<M::Conn>| !s.exclusive && !s.conn.is_closed();
         // An idle connection: the most recently used one.
         let idle = state
             .slots
@@ -343,7 +440,7 @@ impl Inner {
                 (quiet_for < stall_after).then_some((s, quiet_for))
             })
             .min_by(|(a, a_quiet), (b, b_quiet)| {
-                let load = |s: &Slot, quiet: &Duration| {
+                let load = |s: &Slot<M::Conn>, quiet: &Duration| {
                     s.in_flight as f64 + quiet.as_micros() as f64 / typical_us
                 };
                 load(a, a_quiet).total_cmp(&load(b, b_quiet))
@@ -358,7 +455,7 @@ impl Inner {
     }
 
     /// Starts opening a connection if the pool has room for one.
-    fn open(self: &Arc<Self>, state: &mut State) {
+    fn open(self: &Arc<Self>, state: &mut State<M>) {
         if state.closed || state.slots.len() + state.opening >= self.options.max_connections {
             return;
         }
@@ -366,48 +463,19 @@ impl Inner {
         let inner = self.clone();
         tokio::spawn(async move {
             let opened =
-                tokio::time::timeout(inner.options.connect_timeout, inner.connect.connect()).await;
+                tokio::time::timeout(inner.options.connect_timeout, inner.manager.open()).await;
             let mut state = inner.lock();
             state.opening -= 1;
             match opened {
-                Ok(Ok(Opened {
-                    client,
-                    task,
-                    end,
-                    superuser,
-                })) => {
-                    if let Some(superuser) = superuser {
-                        let known = if superuser { 2 } else { 1 };
-                        inner.superuser_login.store(known, Ordering::Relaxed);
-                    }
-                    state.tasks.retain(|t| !t.is_finished());
-                    let abort = task.abort_handle();
-                    state.tasks.push(task);
-                    if state.closed {
-                        return;
-                    }
-                    let id = state.next_id;
-                    state.next_id += 1;
-                    let now = Instant::now();
-                    state.slots.push(Slot {
-                        conn: Arc::new(Conn::new(id, client, Some(abort), end)),
-                        in_flight: 0,
-                        exclusive: false,
-                        draining: false,
-                        last_progress: None,
-                        busy_since: now,
-                        idle_since: now,
-                    });
-                    state.last_connect_error = None;
-                }
+                Ok(Ok(opened)) => inner.adopt(&mut state, opened),
                 Ok(Err(err)) => {
-                    state.last_connect_error = Some(err.to_string());
+                    state.last_connect_error = Some(err.message);
                     // With no connection at all, nobody in line can be served: each gets the
                     // reason now, and its own retry policy decides (a wrong password is final,
                     // a refused connection is retried after a backoff).
                     if state.slots.is_empty() {
                         for waiter in state.waiters.drain(..) {
-                            let failure = classify(&err, Stage::BeforeSend);
+                            let failure = err.failure.clone();
                             let _ = waiter.reply.send(Err(AcquireError::Connect(failure)));
                         }
                     }
@@ -424,8 +492,39 @@ impl Inner {
         });
     }
 
+    /// A connection just opened joins the pool (unless the pool closed meanwhile).
+    fn adopt(&self, state: &mut State<M>, opened: M::Opened) {
+        let id = state.next_id;
+        state.next_id += 1;
+        let Adopted {
+            conn,
+            task,
+            superuser,
+        } = self.manager.adopt(id, opened);
+        if let Some(superuser) = superuser {
+            let known = if superuser { 2 } else { 1 };
+            self.superuser_login.store(known, Ordering::Relaxed);
+        }
+        state.tasks.retain(|t| !t.is_finished());
+        state.tasks.extend(task);
+        if state.closed {
+            return;
+        }
+        let now = Instant::now();
+        state.slots.push(Slot {
+            conn: Arc::new(conn),
+            in_flight: 0,
+            exclusive: false,
+            draining: false,
+            last_progress: None,
+            busy_since: now,
+            idle_since: now,
+        });
+        state.last_connect_error = None;
+    }
+
     /// Serves waiting callers in order while leases can be had.
-    fn dispatch(self: &Arc<Self>, state: &mut State) {
+    fn dispatch(self: &Arc<Self>, state: &mut State<M>) {
         loop {
             while state.waiters.front().is_some_and(|w| w.reply.is_closed()) {
                 state.waiters.pop_front();
@@ -466,7 +565,7 @@ impl Inner {
     }
 
     /// Stops one connection from taking new statements so that it drains for a transaction.
-    fn reserve_for_exclusive(&self, state: &mut State) {
+    fn reserve_for_exclusive(&self, state: &mut State<M>) {
         if state.slots.iter().any(|s| s.draining) {
             return;
         }
@@ -480,13 +579,13 @@ impl Inner {
         }
     }
 
-    fn hand_over(&self, state: &mut State, mut lease: Lease) {
+    fn hand_over(&self, state: &mut State<M>, mut lease: Lease<M>) {
         lease.armed = false;
-        Self::give_back(state, lease.conn.id, lease.kind);
+        Self::give_back(state, lease.conn.id(), lease.kind);
     }
 
-    fn give_back(state: &mut State, conn_id: u64, kind: LeaseKind) {
-        let Some(index) = state.slots.iter().position(|s| s.conn.id == conn_id) else {
+    fn give_back(state: &mut State<M>, conn_id: u64, kind: LeaseKind) {
+        let Some(index) = state.slots.iter().position(|s| s.conn.id() == conn_id) else {
             return;
         };
         let now = Instant::now();
@@ -564,7 +663,7 @@ impl Inner {
     }
 }
 
-async fn reap(pool: Weak<Inner>, period: Duration) {
+async fn reap<M: Manager>(pool: Weak<Inner<M>>, period: Duration) {
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -575,5 +674,240 @@ async fn reap(pool: Weak<Inner>, period: Duration) {
         if !inner.reap_once() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The pool's rules against stand-in connections: no server, no sockets.
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+    struct FakeConn {
+        id: u64,
+        closed: AtomicBool,
+    }
+
+    impl Pooled for FakeConn {
+        fn id(&self) -> u64 {
+            self.id
+        }
+        fn is_closed(&self) -> bool {
+            self.closed.load(Ordering::SeqCst)
+        }
+    }
+
+    /// Opens stand-ins, counting them; with `refuse`, every open fails as a refused connection.
+    #[derive(Default)]
+    struct Fake {
+        opened: Arc<AtomicUsize>,
+        refuse: bool,
+    }
+
+    impl Manager for Fake {
+        type Conn = FakeConn;
+        type Opened = ();
+
+        async fn open(&self) -> Result<(), OpenError> {
+            if self.refuse {
+                return Err(OpenError {
+                    failure: Failure::Retry(crate::error::PoolError::ConnectionFailed(
+                        "refused".into(),
+                    )),
+                    message: "connection refused".into(),
+                });
+            }
+            self.opened.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+
+        fn adopt(&self, id: u64, _opened: ()) -> Adopted<FakeConn> {
+            Adopted {
+                conn: FakeConn {
+                    id,
+                    closed: AtomicBool::new(false),
+                },
+                task: None,
+                superuser: Some(false),
+            }
+        }
+    }
+
+    fn options(max: usize, min: usize) -> PoolOptions {
+        PoolOptions {
+            max_connections: max,
+            min_connections: min,
+            pipeline_depth: 4,
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: None,
+        }
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
+    #[tokio::test]
+    async fn exclusive_leases_take_a_connection_each_up_to_the_maximum() {
+        let manager = Fake::default();
+        let opened = manager.opened.clone();
+        let pool = Pool::with_manager(options(2, 0), manager);
+        let a = pool
+            .acquire(LeaseKind::Exclusive, soon())
+            .await
+            .ok()
+            .unwrap();
+        let b = pool
+            .acquire(LeaseKind::Exclusive, soon())
+            .await
+            .ok()
+            .unwrap();
+        assert_ne!(a.conn().id, b.conn().id);
+        assert_eq!(opened.load(Ordering::SeqCst), 2);
+        assert_eq!(pool.gauges().total, 2);
+        assert_eq!(pool.gauges().idle, 0);
+        assert_eq!(pool.superuser_login(), Some(false));
+        // A third waits its turn and times out: the pool is full, not unreachable.
+        let third = pool
+            .acquire(
+                LeaseKind::Exclusive,
+                Instant::now() + Duration::from_millis(20),
+            )
+            .await;
+        assert!(matches!(
+            third,
+            Err(AcquireError::TimedOut {
+                pool_full: true,
+                ..
+            })
+        ));
+        assert_eq!(
+            opened.load(Ordering::SeqCst),
+            2,
+            "never more than the maximum"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_returned_lease_goes_to_the_first_in_line() {
+        let pool = Arc::new(Pool::with_manager(options(1, 0), Fake::default()));
+        let held = pool
+            .acquire(LeaseKind::Exclusive, soon())
+            .await
+            .ok()
+            .unwrap();
+        let first = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.acquire(LeaseKind::Exclusive, soon()).await.ok() }
+        });
+        // The first waiter is in line before the second asks.
+        while pool.gauges().waiting == 0 {
+            tokio::task::yield_now().await;
+        }
+        let second = tokio::spawn({
+            let pool = pool.clone();
+            async move {
+                pool.acquire(
+                    LeaseKind::Exclusive,
+                    Instant::now() + Duration::from_millis(50),
+                )
+                .await
+                .is_ok()
+            }
+        });
+        while pool.gauges().waiting < 2 {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        let served = first.await.unwrap();
+        assert!(served.is_some(), "the first in line is served");
+        assert!(
+            !second.await.unwrap(),
+            "the second waits behind it, and times out"
+        );
+        drop(served);
+    }
+
+    #[tokio::test]
+    async fn a_closed_connection_is_never_lent_and_is_replaced() {
+        let manager = Fake::default();
+        let opened = manager.opened.clone();
+        let pool = Pool::with_manager(options(1, 0), manager);
+        let lease = pool.acquire(LeaseKind::Shared, soon()).await.ok().unwrap();
+        let first_id = lease.conn().id;
+        lease.conn().closed.store(true, Ordering::SeqCst);
+        drop(lease);
+        let next = pool.acquire(LeaseKind::Shared, soon()).await.ok().unwrap();
+        assert_ne!(next.conn().id, first_id);
+        assert_eq!(opened.load(Ordering::SeqCst), 2);
+        assert_eq!(pool.gauges().total, 1, "the closed one is gone");
+    }
+
+    #[tokio::test]
+    async fn shared_leases_share_a_connection_and_free_it_when_dropped() {
+        let pool = Pool::with_manager(options(1, 0), Fake::default());
+        let a = pool.acquire(LeaseKind::Shared, soon()).await.ok().unwrap();
+        let b = pool.acquire(LeaseKind::Shared, soon()).await.ok().unwrap();
+        assert_eq!(a.conn().id, b.conn().id, "pipelined on the one connection");
+        assert_eq!(pool.gauges().idle, 0);
+        drop((a, b));
+        assert_eq!(pool.gauges().idle, 1);
+    }
+
+    #[tokio::test]
+    async fn when_no_connection_can_be_opened_the_waiters_hear_why() {
+        let pool = Pool::with_manager(
+            options(2, 0),
+            Fake {
+                refuse: true,
+                ..Fake::default()
+            },
+        );
+        match pool.acquire(LeaseKind::Shared, soon()).await {
+            Err(AcquireError::Connect(Failure::Retry(err))) => {
+                assert_eq!(err.code(), "CONNECTION_FAILED")
+            }
+            _ => panic!("expected the open's failure"),
+        }
+        let timed_out = pool
+            .acquire(LeaseKind::Shared, Instant::now() + Duration::from_millis(1))
+            .await;
+        if let Err(AcquireError::TimedOut {
+            last_connect_error, ..
+        }) = timed_out
+        {
+            assert_eq!(last_connect_error.as_deref(), Some("connection refused"));
+        }
+    }
+
+    #[tokio::test]
+    async fn min_connections_open_on_first_use_and_close_waits_for_leases() {
+        let manager = Fake::default();
+        let opened = manager.opened.clone();
+        let pool = Arc::new(Pool::with_manager(options(4, 3), manager));
+        let lease = pool
+            .acquire(LeaseKind::Exclusive, soon())
+            .await
+            .ok()
+            .unwrap();
+        while pool.gauges().total < 3 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(opened.load(Ordering::SeqCst), 3);
+        let closing = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.close().await }
+        });
+        while !pool.is_closed() {
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(
+            pool.acquire(LeaseKind::Shared, soon()).await,
+            Err(AcquireError::Closed)
+        ));
+        assert!(!closing.is_finished(), "close waits for the lease");
+        drop(lease);
+        closing.await.unwrap();
+        assert_eq!(pool.gauges().total, 0);
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::error::{DatabaseErrorFields, PoolError};
 
 /// What one attempt at a statement ended with, for the retry loop.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Failure {
     /// The statement did not run; another connection may succeed.
     Retry(PoolError),
