@@ -212,16 +212,20 @@ test('every code the sources raise is listed in index.d.ts', () => {
   for (const text of read(path.join(root, 'lib'), '.js')) {
     for (const m of text.matchAll(/new ConnectionPoolError\(\s*'([A-Z_]+)'/g)) raised.add(m[1])
   }
+  // Rust's one list of codes (error::Code), which both pools' errors take theirs from.
   const errors = fs.readFileSync(path.join(root, 'src/error.rs'), 'utf8')
-  for (const m of errors.matchAll(/PoolError::\w+[^=\n]*=> "([A-Z_]+)"/g)) raised.add(m[1])
+  const rustCodes = [...errors.matchAll(/Code::\w+ => "([A-Z_]+)",/g)].map((m) => m[1])
+  expect(rustCodes.length).toBeGreaterThan(10)
+  for (const code of rustCodes) raised.add(code)
   for (const text of read(path.join(root, 'src'), '.rs')) {
-    // The OpenAI pool's ApiError::local(name, code, …) and a stream's failure.
-    for (const m of text.matchAll(/ApiError::local\(\s*"[A-Za-z]+",\s*"([A-Z_]+)"/g)) raised.add(m[1])
-    for (const m of text.matchAll(/Chunk::Failed\(\s*"([A-Z_]+)"/g)) raised.add(m[1])
+    // No code written as a bare string where an error is made.
+    for (const m of text.matchAll(/(?:ApiError::local|Chunk::Failed)\(\s*(?:"[A-Za-z]+",\s*)?"([A-Z_]+)"/g)) raised.add(`bare string ${m[1]}`)
   }
   // ABORTED is the native side's word for an abort, which the facade turns into the platform's
   // AbortError before any caller sees it.
   raised.delete('ABORTED')
   expect([...raised].filter((code) => !listed.has(code)).sort()).toEqual([])
   expect(raised.size).toBeGreaterThan(10)
+  // And the other way: every listed code is one the sources raise (MISSING_DEPENDENCY in JS).
+  expect([...listed].filter((code) => !raised.has(code)).sort()).toEqual([])
 })

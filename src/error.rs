@@ -8,6 +8,55 @@
 
 use serde::Serialize;
 
+/// Every code the library raises itself: `error.code` in JS, and `ConnectionPoolErrorCode` in
+/// index.d.ts lists the same words (`__test__/error-codes.spec.ts` checks both ways). The
+/// database pool's `PoolError` and the OpenAI pool's `ApiError` both take theirs from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    InvalidConfig,
+    InvalidArgument,
+    PoolTimeout,
+    PoolClosed,
+    ConnectionFailed,
+    InvalidToken,
+    UnsupportedType,
+    StatementTimeout,
+    StatementRefused,
+    /// The OpenAI queue is full (`maxQueueSize`).
+    QueueFull,
+    /// An OpenAI call's `timeout` passed (queue, attempts and backoff together).
+    Timeout,
+    /// A success whose body is not the JSON asked for.
+    InvalidResponse,
+    /// The client of an `executeRequest` callback, used after the callback ended.
+    SlotReleased,
+    /// An abort of the caller's signal; JS turns it into the platform's `AbortError`.
+    Aborted,
+    Internal,
+}
+
+impl Code {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Code::InvalidConfig => "INVALID_CONFIG",
+            Code::InvalidArgument => "INVALID_ARGUMENT",
+            Code::PoolTimeout => "POOL_TIMEOUT",
+            Code::PoolClosed => "POOL_CLOSED",
+            Code::ConnectionFailed => "CONNECTION_FAILED",
+            Code::InvalidToken => "INVALID_TOKEN",
+            Code::UnsupportedType => "UNSUPPORTED_TYPE",
+            Code::StatementTimeout => "STATEMENT_TIMEOUT",
+            Code::StatementRefused => "STATEMENT_REFUSED",
+            Code::QueueFull => "QUEUE_FULL",
+            Code::Timeout => "TIMEOUT",
+            Code::InvalidResponse => "INVALID_RESPONSE",
+            Code::SlotReleased => "SLOT_RELEASED",
+            Code::Aborted => "ABORTED",
+            Code::Internal => "INTERNAL",
+        }
+    }
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PoolError {
     /// A config value is out of range or of the wrong kind.
@@ -86,19 +135,20 @@ pub struct DatabaseErrorFields {
 impl PoolError {
     /// The stable code JS sees as `error.code`.
     pub fn code(&self) -> &str {
-        match self {
-            PoolError::InvalidConfig(_) => "INVALID_CONFIG",
-            PoolError::PoolTimeout { .. } => "POOL_TIMEOUT",
-            PoolError::PoolClosed => "POOL_CLOSED",
-            PoolError::ConnectionFailed(_) => "CONNECTION_FAILED",
-            PoolError::InvalidToken(_) => "INVALID_TOKEN",
-            PoolError::InvalidArgument(_) => "INVALID_ARGUMENT",
-            PoolError::UnsupportedType(_) => "UNSUPPORTED_TYPE",
-            PoolError::StatementTimeout(_) => "STATEMENT_TIMEOUT",
-            PoolError::StatementRefused(_) => "STATEMENT_REFUSED",
-            PoolError::Database(fields) => &fields.code,
-            PoolError::Internal(_) => "INTERNAL",
-        }
+        let code = match self {
+            PoolError::Database(fields) => return &fields.code,
+            PoolError::InvalidConfig(_) => Code::InvalidConfig,
+            PoolError::PoolTimeout { .. } => Code::PoolTimeout,
+            PoolError::PoolClosed => Code::PoolClosed,
+            PoolError::ConnectionFailed(_) => Code::ConnectionFailed,
+            PoolError::InvalidToken(_) => Code::InvalidToken,
+            PoolError::InvalidArgument(_) => Code::InvalidArgument,
+            PoolError::UnsupportedType(_) => Code::UnsupportedType,
+            PoolError::StatementTimeout(_) => Code::StatementTimeout,
+            PoolError::StatementRefused(_) => Code::StatementRefused,
+            PoolError::Internal(_) => Code::Internal,
+        };
+        code.as_str()
     }
 
     /// The JSON envelope the facade turns into a JS `Error`.

@@ -6,6 +6,7 @@
 //! `for await`, a reference kept but never read), once it has gone `requestTimeout` without a
 //! read: ten forgotten streams must not stop the pool for good.
 
+use crate::error::Code;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -120,7 +121,7 @@ pub async fn next_chunk(registry: &StreamRegistry, id: u32, idle: Duration) -> C
     let Some(reading) = registry.get(id) else {
         if registry.take_expired(id) {
             return Chunk::Failed(
-                "TIMEOUT",
+                Code::Timeout.as_str(),
                 format!(
                     "the stream was closed after {} ms without a read (requestTimeout)",
                     idle.as_millis()
@@ -140,14 +141,15 @@ pub async fn next_chunk(registry: &StreamRegistry, id: u32, idle: Duration) -> C
         Ok(Ok(Some(bytes))) => return Chunk::Bytes(bytes),
         Ok(Ok(None)) => Chunk::End,
         Ok(Err(crate::forward::StreamError::Idle(idle))) => Chunk::Failed(
-            "TIMEOUT",
+            Code::Timeout.as_str(),
             format!("no stream data for {} ms (timed out)", idle.as_millis()),
         ),
-        Ok(Err(crate::forward::StreamError::Transport(detail))) => {
-            Chunk::Failed("CONNECTION_FAILED", format!("connection error: {detail}"))
-        }
+        Ok(Err(crate::forward::StreamError::Transport(detail))) => Chunk::Failed(
+            Code::ConnectionFailed.as_str(),
+            format!("connection error: {detail}"),
+        ),
         Err(panic) => Chunk::Failed(
-            "INTERNAL",
+            Code::Internal.as_str(),
             crate::error::PoolError::from_panic(panic).to_string(),
         ),
     };

@@ -198,15 +198,21 @@ impl NativeDatabasePool {
                 Box::new(CallDrain(callback)),
             );
             self.dispatcher.set(dispatcher).map_err(|_| {
-                napi::Error::new("INTERNAL".to_string(), "onComplete was already called")
+                napi::Error::new(
+                    crate::error::Code::Internal.as_str().to_string(),
+                    "onComplete was already called",
+                )
             })
         })
     }
 
     fn dispatcher(&self) -> napi::Result<&Arc<submit::Dispatcher>, String> {
-        self.dispatcher
-            .get()
-            .ok_or_else(|| napi::Error::new("INTERNAL".to_string(), "onComplete was not called"))
+        self.dispatcher.get().ok_or_else(|| {
+            napi::Error::new(
+                crate::error::Code::Internal.as_str().to_string(),
+                "onComplete was not called",
+            )
+        })
     }
 
     /// Queues one statement; its reply (`{"columns":[…],"rows":[[…],…],"rowCount":n}` or

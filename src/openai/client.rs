@@ -49,12 +49,16 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub(super) fn local(name: &'static str, code: &str, message: impl Into<String>) -> Self {
+    pub(super) fn local(
+        name: &'static str,
+        code: crate::error::Code,
+        message: impl Into<String>,
+    ) -> Self {
         ApiError {
             name,
             message: message.into(),
             status: None,
-            code: Some(code.to_string()),
+            code: Some(code.as_str().to_string()),
             error_type: None,
             param: None,
             request_id: None,
@@ -62,7 +66,7 @@ impl ApiError {
     }
 
     pub(super) fn timeout(message: impl Into<String>) -> Self {
-        ApiError::local("APITimeoutError", "TIMEOUT", message)
+        ApiError::local("APITimeoutError", crate::error::Code::Timeout, message)
     }
 
     pub fn envelope(&self) -> String {
@@ -81,12 +85,12 @@ impl ApiError {
         match err {
             QueueError::Full => ApiError::local(
                 "QueueFullError",
-                "QUEUE_FULL",
+                crate::error::Code::QueueFull,
                 "the request queue is full (maxQueueSize); try again later",
             ),
             QueueError::Closed => ApiError::local(
                 "PoolClosedError",
-                "POOL_CLOSED",
+                crate::error::Code::PoolClosed,
                 "the OpenAI pool is closed",
             ),
             QueueError::TimedOut => ApiError::timeout(format!(
@@ -279,7 +283,7 @@ impl OpenAiPool {
                 Some(held) => Ok((held.deadline, held.model.clone())),
                 None => Err(ApiError::local(
                     "APIUserAbortError",
-                    "SLOT_RELEASED",
+                    crate::error::Code::SlotReleased,
                     "this client belonged to an executeRequest callback that has finished",
                 )),
             },
@@ -545,7 +549,11 @@ impl OpenAiPool {
             Ok(request) => request,
             Err(message) => {
                 return Attempt::Failed {
-                    error: ApiError::local("APIConnectionError", "INVALID_ARGUMENT", message),
+                    error: ApiError::local(
+                        "APIConnectionError",
+                        crate::error::Code::InvalidArgument,
+                        message,
+                    ),
                     retryable: false,
                     wait: None,
                     refusal: None,
@@ -724,7 +732,7 @@ fn not_json(head: &str) -> ApiError {
         .unwrap_or("not given");
     let mut error = ApiError::local(
         "APIError",
-        "INVALID_RESPONSE",
+        crate::error::Code::InvalidResponse,
         format!("the API answered with a body that is not JSON (content-type {content_type})"),
     );
     error.status = Some(200);
@@ -750,7 +758,7 @@ pub(super) fn timed_out(timeout: Duration) -> ApiError {
 pub(super) fn connection_error(detail: &str) -> ApiError {
     ApiError::local(
         "APIConnectionError",
-        "CONNECTION_FAILED",
+        crate::error::Code::ConnectionFailed,
         format!("connection error: {detail}"),
     )
 }

@@ -92,7 +92,7 @@ async fn settle_id(
         Ok(Err(error)) => NativeIdReply::failed(error),
         Err(panic) => NativeIdReply::failed(ApiError::local(
             "APIError",
-            "INTERNAL",
+            crate::error::Code::Internal,
             PoolError::from_panic(panic).to_string(),
         )),
     }
@@ -105,7 +105,7 @@ fn priority_of(name: Option<&str>) -> Result<queue::Priority, ApiError> {
         Some(name) => queue::Priority::parse(name).ok_or_else(|| {
             ApiError::local(
                 "APIError",
-                "INVALID_ARGUMENT",
+                crate::error::Code::InvalidArgument,
                 format!("priority must be 'high', 'normal' or 'low', not '{name}'"),
             )
         }),
@@ -231,7 +231,10 @@ impl NativeOpenAiPool {
             self.replies
                 .set(Arc::new(Replies::new(Box::new(CallDrain(callback)))))
                 .map_err(|_| {
-                    napi::Error::new("INTERNAL".to_string(), "onComplete was already called")
+                    napi::Error::new(
+                        crate::error::Code::Internal.as_str().to_string(),
+                        "onComplete was already called",
+                    )
                 })
         })
     }
@@ -286,7 +289,11 @@ impl NativeOpenAiPool {
             };
             let call = crate::forward::Outgoing::new(&method, url, &headers, body)
                 .map_err(|message| {
-                    ApiError::local("APIConnectionError", "INVALID_ARGUMENT", message)
+                    ApiError::local(
+                        "APIConnectionError",
+                        crate::error::Code::InvalidArgument,
+                        message,
+                    )
                 })
                 .and_then(|outgoing| {
                     Ok(submit::FetchCall {
@@ -493,10 +500,12 @@ impl NativeOpenAiPool {
 
 impl NativeOpenAiPool {
     fn answerer(&self) -> napi::Result<submit::Answerer, String> {
-        let replies = self
-            .replies
-            .get()
-            .ok_or_else(|| napi::Error::new("INTERNAL".to_string(), "onComplete was not called"))?;
+        let replies = self.replies.get().ok_or_else(|| {
+            napi::Error::new(
+                crate::error::Code::Internal.as_str().to_string(),
+                "onComplete was not called",
+            )
+        })?;
         Ok(submit::Answerer {
             pool: self.inner.clone(),
             replies: replies.clone(),

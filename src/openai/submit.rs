@@ -99,7 +99,7 @@ impl Answerer {
                 Ok(outcome) => outcome,
                 Err(panic) => Err(ApiError::local(
                     "APIError",
-                    "INTERNAL",
+                    crate::error::Code::Internal,
                     crate::error::PoolError::from_panic(panic).to_string(),
                 )),
             };
@@ -137,5 +137,9 @@ impl Answerer {
 }
 
 fn aborted() -> ApiError {
-    ApiError::local("AbortError", "ABORTED", "This operation was aborted")
+    ApiError::local(
+        "AbortError",
+        crate::error::Code::Aborted,
+        "This operation was aborted",
+    )
 }
