@@ -133,23 +133,34 @@ describeWithRedis('limits shared through Redis', () => {
   }, 60_000)
 
   test('requestsPerMinute across 2 processes: no window holds more, callers wait rather than fail', async () => {
-    server.reset()
     const WINDOW = 1000
-    const config = shared({ requestsPerMinute: 10, rateLimitWindowMs: WINDOW, maxConcurrentRequests: 10 })
-    const two = [worker(), worker()]
-    await Promise.all(two.map((w) => w.init(config)))
-    const started = Date.now()
-    const results = await Promise.all(two.map((w) => w.send('run 15 5')))
-    for (const r of results) expect(r).toMatchObject({ ok: 15, errors: 0 })
-    expect(Date.now() - started).toBeGreaterThanOrEqual(2 * WINDOW)
-    const arrivals = [...server.state.arrivals].sort((a: number, b: number) => a - b)
-    let most = 0
-    for (let i = 0, j = 0; i < arrivals.length; i++) {
-      while (arrivals[i] - arrivals[j] >= WINDOW - 50) j++
-      most = Math.max(most, i - j + 1)
+    // A Redis that does not answer within its timeout (an overloaded machine) sends a process to
+    // its own limits by design, counted in sharedLimitFallbacks: such a run does not test the
+    // shared budget, so the scenario runs again on a fresh key, three times at most.
+    const attempts: { most: number; fallbacks: number }[] = []
+    while (attempts.length < 3 && !attempts.some((a) => a.fallbacks === 0)) {
+      server.reset()
+      const config = shared({ requestsPerMinute: 10, rateLimitWindowMs: WINDOW, maxConcurrentRequests: 10 })
+      const two = [worker(), worker()]
+      await Promise.all(two.map((w) => w.init(config)))
+      const started = Date.now()
+      const results = await Promise.all(two.map((w) => w.send('run 15 5')))
+      for (const r of results) expect(r).toMatchObject({ ok: 15, errors: 0 })
+      expect(Date.now() - started).toBeGreaterThanOrEqual(2 * WINDOW)
+      const stats = await Promise.all(two.map((w) => w.send('stats')))
+      const fallbacks = stats.reduce((sum, s) => sum + s.stats.sharedLimitFallbacks, 0)
+      const arrivals = [...server.state.arrivals].sort((a: number, b: number) => a - b)
+      let most = 0
+      for (let i = 0, j = 0; i < arrivals.length; i++) {
+        while (arrivals[i] - arrivals[j] >= WINDOW - 50) j++
+        most = Math.max(most, i - j + 1)
+      }
+      attempts.push({ most, fallbacks })
     }
-    expect(most).toBeLessThanOrEqual(10)
-  }, 60_000)
+    // A run on which Redis answered every time kept every window within the budget.
+    expect(attempts.filter((a) => a.fallbacks === 0).map((a) => a.most)).toEqual([expect.any(Number)])
+    for (const a of attempts.filter((a) => a.fallbacks === 0)) expect(a.most).toBeLessThanOrEqual(10)
+  }, 90_000)
 
   test('a spent budget seen by one process pauses the others until its reset', async () => {
     server.reset()
