@@ -75,7 +75,9 @@ export async function startPgBouncer({ databaseUrl, poolMode = 'transaction', po
       'listen_addr = 127.0.0.1',
       `listen_port = ${port}`,
       'unix_socket_dir =',
-      'auth_type = plain',
+      // A server that takes the user without a password (trust, as a developer's own Postgres
+      // often does) is fronted the same way: PgBouncer asks for none either.
+      `auth_type = ${password ? 'plain' : 'trust'}`,
       `auth_file = ${path.join(dir, 'userlist.txt')}`,
       `pool_mode = ${poolMode}`,
       `default_pool_size = ${poolSize}`,
