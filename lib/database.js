@@ -341,8 +341,7 @@ function identityFor(credential, native) {
   )
 }
 
-/** The anonymous identity of a pool (its anonRole), read from its config once. */
-/** Each native pool's anonymous identity, made once from its config. */
+/** Each native pool's anonymous identity (its anonRole), read from its config once. */
 const anonContexts = new WeakMap()
 
 function anonContext(native) {

@@ -63,8 +63,8 @@ function abortError(signal) {
  * ConnectionPoolError keeping the pool's code (QUEUE_FULL, POOL_CLOSED, TIMEOUT, ...). openai-node
  * wraps it as the `cause` of its APIConnectionError (APIConnectionTimeoutError for a timeout).
  */
-function fetchError(error) {
-  if (error.code === 'ABORTED' || error.name === 'AbortError') return abortError(null)
+function fetchError(error, signal = null) {
+  if (error.code === 'ABORTED' || error.name === 'AbortError') return abortError(signal)
   const err = new ConnectionPoolError(error.code ?? 'CONNECTION_FAILED', error.message)
   return err
 }
@@ -120,32 +120,19 @@ function toResponse(reply, openStream) {
 }
 
 /**
- * Settles `replied` (the native answer) as fetch does under `signal`: an abort rejects at once
- * with an AbortError and tells the native side (`onAbort`), which drops the request.
+ * `replied` (the native answer) under `signal`: an abort tells the native side (`onAbort`),
+ * which takes the request out of the queue (or drops it) and answers it `ABORTED`, so the one
+ * promise settles either way; `fetchError(reply.error, signal)` makes that answer the
+ * AbortError fetch rejects with.
  */
 function underSignal(replied, signal, onAbort) {
   if (!signal) return replied
   if (signal.aborted) {
     onAbort()
-    return Promise.reject(abortError(signal))
+    return replied
   }
-  return new Promise((resolve, reject) => {
-    const abort = () => {
-      onAbort()
-      reject(abortError(signal))
-    }
-    signal.addEventListener('abort', abort, { once: true })
-    replied.then(
-      (res) => {
-        signal.removeEventListener('abort', abort)
-        resolve(res)
-      },
-      (err) => {
-        signal.removeEventListener('abort', abort)
-        reject(err)
-      },
-    )
-  })
+  signal.addEventListener('abort', onAbort, { once: true })
+  return replied.finally(() => signal.removeEventListener('abort', onAbort))
 }
 
 module.exports = { readRequest, headerText, fetchError, nativeStream, toResponse, underSignal, abortError }

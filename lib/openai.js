@@ -10,7 +10,7 @@ const { NativeOpenAiPool } = require('../binding.js')
 const { ConnectionPoolError } = require('./errors')
 const { createNativePool, retire, healthReport } = require('./native')
 const { submissionsOf } = require('./submissions')
-const { readRequest, fetchError, nativeStream, toResponse, abortError } = require('./fetch')
+const { readRequest, fetchError, nativeStream, toResponse, underSignal, abortError } = require('./fetch')
 
 let current = null
 
@@ -96,18 +96,12 @@ function send(native, request, init, slot, signal) {
     const headers = withoutPlaceholder(request.headers)
     native.submitFetch(submissionId, request.method, request.url, headers, request.text, request.bytes, multipartModel(init.body), slot, priorityOf(init))
   })
-  if (!signal) return replied.then((reply) => answer(native, reply, null))
-  const onAbort = () => native.abortFetch(id)
-  signal.addEventListener('abort', onAbort, { once: true })
-  return replied.then((reply) => {
-    signal.removeEventListener('abort', onAbort)
-    return answer(native, reply, signal)
-  })
+  return underSignal(replied, signal, () => native.abortFetch(id)).then((reply) => answer(native, reply, signal))
 }
 
 /** The native reply as the Response fetch resolves to, or its error thrown. */
 function answer(native, reply, signal) {
-  if (reply.error) throw reply.error.code === 'ABORTED' && signal ? abortError(signal) : fetchError(reply.error)
+  if (reply.error) throw fetchError(reply.error, signal)
   if (reply.stream === undefined) return toResponse(reply, null)
   const stream = reply.stream
   // The SDK aborts its signal when a stream's reader stops early: the request stops with it.

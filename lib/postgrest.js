@@ -10,13 +10,13 @@
 // headers.get, text): a real `Response` costs about four times the CPU per call.
 
 const { PostgrestClient } = require('@supabase/postgrest-js')
+const { abortError } = require('./fetch')
 
 /** Never contacted: postgrest-js needs a base URL to build request URLs on. */
 const BASE_URL = 'http://connection-pools.invalid'
 
 /** Each status's standard reason phrase, as an HTTP server sends it. */
 const { STATUS_CODES } = require('node:http')
-const { abortError } = require('./fetch')
 
 const NO_HEADERS = { get: () => null }
 
@@ -33,7 +33,6 @@ function toResponse(reply) {
     text: () => Promise.resolve(text),
   }
 }
-
 
 /**
  * A fetch for postgrest-js over `send(request)`, which resolves to the native reply.

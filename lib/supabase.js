@@ -67,7 +67,6 @@ function headerOf(headers, name) {
   return ''
 }
 
-/** A PostgREST error reply for a request refused before it reached the database. */
 /**
  * PostgREST's error reply (`{ status, range, body }`) for a request refused before it reaches
  * Postgres: the status comes from Rust's one table (src/db/rest/error.rs), as for every reply.
@@ -158,7 +157,7 @@ async function httpRequest(native, service, input, init) {
   })
   const signal = init.signal ?? (typeof input === 'object' ? input.signal : undefined)
   const reply = await underSignal(replied, signal, () => native.abortHttp(id))
-  if (reply.error) throw fetchError(reply.error)
+  if (reply.error) throw fetchError(reply.error, signal)
   return toResponse(reply, (stream) =>
     nativeStream(
       () => native.nextHttpBytes(stream),

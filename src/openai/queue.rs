@@ -523,7 +523,6 @@ fn dispatch(shared: &Arc<Shared>, state: &mut State) {
     if let Some(deadline) = state.call_deadline {
         state.wake_at = Some(state.wake_at.map_or(deadline, |w| w.min(deadline)));
     }
-
     let earlier = match (state.wake_at, state.timer_until) {
         (Some(at), Some(sleeping_until)) => at < sleeping_until,
         (Some(_), None) => true,

@@ -152,18 +152,27 @@ async fn collect(
     out.push('[');
     let mut rows_written = 0u64;
     while let Some(row) = stream.try_next().await? {
-        if rows_written > 0 {
-            out.push(',');
-        }
-        encoder
-            .write_row(&row, &mut out)
-            .map_err(RowsError::Decode)?;
-        rows_written += 1;
+        append_row(&encoder, &row, &mut out, &mut rows_written)?;
     }
     out.push(']');
     let end = out.len();
     let row_count = stream.rows_affected().unwrap_or(0).max(rows_written);
     Ok(QueryOutput::finish(out, start..end, row_count))
+}
+
+/// Writes `row` after the `written` rows already in `out`, comma-separated.
+fn append_row(
+    encoder: &RowEncoder,
+    row: &tokio_postgres::Row,
+    out: &mut String,
+    written: &mut u64,
+) -> Result<(), RowsError> {
+    if *written > 0 {
+        out.push(',');
+    }
+    encoder.write_row(row, out).map_err(RowsError::Decode)?;
+    *written += 1;
+    Ok(())
 }
 
 /// `collect` for the one-flight path: the column types arrive with the first row.
@@ -190,13 +199,7 @@ async fn collect_one_flight(
                 encoder.insert(RowEncoder::new(row.columns(), style))
             }
         };
-        if rows_written > 0 {
-            rows.push(',');
-        }
-        encoder
-            .write_row(&row, &mut rows)
-            .map_err(RowsError::Decode)?;
-        rows_written += 1;
+        append_row(encoder, &row, &mut rows, &mut rows_written)?;
     }
     let row_count = stream.rows_affected().unwrap_or(0).max(rows_written);
     let columns = encoder.as_ref().map_or("[]", RowEncoder::columns_json);

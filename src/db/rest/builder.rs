@@ -595,11 +595,7 @@ fn select_rows(
     conditions: &[Condition],
     paged: bool,
 ) -> Result<BuiltStatement, PoolError> {
-    let mut params = spec
-        .embedded
-        .as_ref()
-        .map(|e| e.params.clone())
-        .unwrap_or_default();
+    let mut params = embedded_params(spec);
     let alias = select_alias(spec)?;
     let mut sql = match &spec.embedded {
         Some(embedded) => format!(
@@ -695,6 +691,15 @@ pub fn embedded_alias(table: &str, depth: usize) -> String {
     } else {
         alias
     }
+}
+
+/// The values the embedded select binds: a statement binds them first (`rest::select` rendered
+/// them from `$1`), and a count rendered afresh binds the same.
+fn embedded_params(spec: &RequestSpec) -> Vec<Param> {
+    spec.embedded
+        .as_ref()
+        .map(|e| e.params.clone())
+        .unwrap_or_default()
 }
 
 /// The embedded resources a select's filters may test for null.
@@ -902,11 +907,7 @@ fn rpc_statement(
     conditions: &[Condition],
 ) -> Result<BuiltStatement, PoolError> {
     // Embedded resources' values are bound first: `rest::select` rendered them from $1.
-    let mut params = spec
-        .embedded
-        .as_ref()
-        .map(|e| e.params.clone())
-        .unwrap_or_default();
+    let mut params = embedded_params(spec);
     let mut args = Vec::new();
     match &spec.values {
         None | Some(Value::Null) => {}
@@ -1021,11 +1022,7 @@ fn exact_total(
     relation: &str,
     conditions: &[Condition],
 ) -> Result<String, PoolError> {
-    let mut same = spec
-        .embedded
-        .as_ref()
-        .map(|e| e.params.clone())
-        .unwrap_or_default();
+    let mut same = embedded_params(spec);
     let alias = select_alias(spec)?;
     let (joins, group_by) = match &spec.embedded {
         Some(embedded) => (embedded.joins.as_str(), embedded.group_by.as_str()),
