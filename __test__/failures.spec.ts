@@ -175,14 +175,17 @@ describe('an unreachable database', () => {
   })
 })
 
-test('a wrong password is refused with its SQLSTATE and the password appears nowhere', async () => {
+test('a wrong password is refused as CONNECTION_FAILED naming the cause and its SQLSTATE, and the password appears nowhere', async () => {
   const password = databasePassword()
   if (password === null) return // a passwordless server (trust auth) cannot refuse one
   const url = new URL(taggedUrl(app))
   url.password = 'Wrong-Secret-42'
   DatabasePool.initialize({ connectionString: url.toString(), connectionTimeout: 2000 })
   const err = await rejectionOf(DatabasePool.getAdminClient().query('select 1'))
-  expect(err.code).toBe('28P01')
+  // Issue 24: a refused login is CONNECTION_FAILED (the connection could not be opened), its
+  // message naming the step, the server's words and the SQLSTATE.
+  expect(err.code).toBe('CONNECTION_FAILED')
+  expect(err.message).toMatch(/authentication failed: password authentication failed for user .*\(28P01\)/)
   const everything = JSON.stringify([err.message, err.detail, err.hint, DatabasePool.getPoolConfig(), DatabasePool.getStats()])
   expect(everything).not.toContain('Wrong-Secret-42')
   expect(everything).not.toContain(password)

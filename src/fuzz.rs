@@ -160,7 +160,7 @@ proptest! {
         for style in [crate::db::codec::rows::ValueStyle::Driver, crate::db::codec::rows::ValueStyle::ToJson] {
             let _ = crate::db::codec::rows::write_value(&kind, &bytes, style, &mut String::new());
         }
-        if let Some(ty) = tokio_postgres::types::Type::from_oid(oid) {
+        if let Some(ty) = postgres_types::Type::from_oid(oid) {
             let values = [Param::Text(text.clone()), Param::Number(number), Param::Bytes(bytes.clone()),
                 Param::Array(vec![Param::Number(number), Param::Null, Param::Text(text.clone())]), Param::Json(text.clone())];
             for value in values {

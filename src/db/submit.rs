@@ -18,9 +18,9 @@ use std::time::Instant;
 use super::rest::{self, RestReply};
 use crate::crossing::{Notify, Replies};
 use crate::db::auth::context::RoleContext;
+use crate::db::codec::output::QueryOutput;
 use crate::db::codec::params::Param;
 use crate::db::codec::rows::ValueStyle;
-use crate::db::engine::execute::QueryOutput;
 use crate::db::engine::guard::{self, Caller, Scope};
 use crate::db::engine::transaction::{Transaction, TxOptions};
 use crate::db::engine::DbPool;
@@ -241,7 +241,7 @@ impl Dispatcher {
                     pool.record(false, submission.submitted);
                     return Err(refused);
                 }
-                pool.query_since(submission.submitted, sql, params, *style, role)
+                pool.query_since(submission.submitted, 0, sql, params, *style, role)
                     .await
                     .map(QueryOutput::into_text)
             }

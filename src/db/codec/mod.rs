@@ -6,6 +6,7 @@ pub mod datetime;
 pub mod js_params;
 pub mod literal;
 pub mod numeric;
+pub mod output;
 pub mod params;
 pub mod rows;
 pub mod types;

@@ -7,8 +7,7 @@
 //! (`22P02` invalid syntax, `22003` out of range, `42804` wrong kind of value), so code written
 //! against node-postgres sees the same codes. Values are never spliced into SQL text.
 
-use bytes::BytesMut;
-use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+use postgres_types::Type;
 
 use crate::db::codec::datetime;
 use crate::db::codec::numeric;
@@ -95,35 +94,16 @@ pub struct EncodedParam {
     text: bool,
 }
 
-impl ToSql for EncodedParam {
-    fn to_sql(
-        &self,
-        _ty: &Type,
-        out: &mut BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        match &self.bytes {
-            Some(bytes) => {
-                out.extend_from_slice(bytes);
-                Ok(IsNull::No)
-            }
-            None => Ok(IsNull::Yes),
-        }
+impl EncodedParam {
+    /// The value's bytes as Bind carries them; None for NULL.
+    pub fn value(&self) -> Option<&[u8]> {
+        self.bytes.as_deref()
     }
 
-    /// Encoded for exactly the type the server described, so any type is accepted here.
-    fn accepts(_ty: &Type) -> bool {
-        true
+    /// Whether the value goes as text for the server to parse (format 0) rather than binary.
+    pub fn is_text(&self) -> bool {
+        self.text
     }
-
-    fn encode_format(&self, _ty: &Type) -> tokio_postgres::types::Format {
-        if self.text {
-            tokio_postgres::types::Format::Text
-        } else {
-            tokio_postgres::types::Format::Binary
-        }
-    }
-
-    to_sql_checked!();
 }
 
 /// Encodes every parameter for the types the server inferred; the count must match.
@@ -583,30 +563,11 @@ impl TextParam {
     }
 }
 
-impl ToSql for TextParam {
-    fn to_sql(
-        &self,
-        _ty: &Type,
-        out: &mut BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        match &self.0 {
-            Some(text) => {
-                out.extend_from_slice(text.as_bytes());
-                Ok(IsNull::No)
-            }
-            None => Ok(IsNull::Yes),
-        }
+impl TextParam {
+    /// The text as Bind carries it; None for NULL.
+    pub fn value(&self) -> Option<&[u8]> {
+        self.0.as_ref().map(|text| text.as_bytes())
     }
-
-    fn accepts(_ty: &Type) -> bool {
-        true
-    }
-
-    fn encode_format(&self, _ty: &Type) -> tokio_postgres::types::Format {
-        tokio_postgres::types::Format::Text
-    }
-
-    to_sql_checked!();
 }
 
 /// A value's text as node-postgres renders it (`prepareValue`): numbers as JS prints them,

@@ -11,12 +11,12 @@
 //! strings so nothing loses precision. `ValueStyle::ToJson` renders every value as Postgres's own
 //! `to_json` does (numbers as JSON numbers), which is what PostgREST returns.
 
-use tokio_postgres::types::{FromSql, Type};
-use tokio_postgres::{Column, Row};
+use fallible_iterator::FallibleIterator;
+use postgres_protocol::message::backend::DataRowBody;
 
 use crate::db::codec::datetime;
 use crate::db::codec::numeric;
-use crate::db::codec::types::{classify, classify_oid, PgKind};
+use crate::db::codec::types::{classify, classify_oid, Column, PgKind};
 use crate::error::PoolError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +44,7 @@ impl ValueStyle {
 }
 
 /// Column names and decoders for one result shape.
+#[derive(Debug)]
 pub struct RowEncoder {
     /// The column names as a JSON array, written once per result.
     columns_json: String,
@@ -80,11 +81,12 @@ pub fn pooled_custom_type(column: &str, type_name: &str) -> PoolError {
     ))
 }
 
-/// `check_columns` for the one-flight path: built-in types only.
+/// `check_columns` for the one-flight path: built-in types only (the columns come from a
+/// RowDescription, whose OIDs are not looked up behind a pooler).
 pub fn check_pooled_columns(columns: &[Column]) -> Result<(), PoolError> {
     for column in columns {
         let ty = column.type_();
-        if tokio_postgres::types::Type::from_oid(ty.oid()).is_none() {
+        if postgres_types::Type::from_oid(ty.oid()).is_none() {
             return Err(pooled_custom_type(column.name(), ty.name()));
         }
     }
@@ -124,9 +126,12 @@ impl RowEncoder {
         &self.columns_json
     }
 
-    /// Appends one row as a JSON array of its values, in column order.
-    pub fn write_row(&self, row: &Row, out: &mut String) -> Result<(), PoolError> {
+    /// Appends one DataRow, straight from the bytes the server sent: a JSON array of its
+    /// values in column order (or an object, for `ToJsonObjects`).
+    pub fn write_row(&self, row: &DataRowBody, out: &mut String) -> Result<(), PoolError> {
         let objects = !self.keys.is_empty();
+        let buffer = row.buffer();
+        let mut ranges = row.ranges();
         out.push(if objects { '{' } else { '[' });
         for (i, kind) in self.kinds.iter().enumerate() {
             if objects {
@@ -134,39 +139,25 @@ impl RowEncoder {
             } else if i > 0 {
                 out.push(',');
             }
-            let RawValue(value) = row
-                .try_get(i)
-                .map_err(|e| PoolError::Internal(format!("column {i}: {e}")))?;
-            let Some(bytes) = value else {
+            let range = match ranges.next() {
+                Ok(Some(range)) => range,
+                _ => {
+                    return Err(PoolError::Internal(format!(
+                        "a row has fewer values than its {} columns",
+                        self.kinds.len()
+                    )))
+                }
+            };
+            let Some(range) = range else {
                 out.push_str("null");
                 continue;
             };
-            write_value(kind, bytes, self.style, out).map_err(|what| {
+            write_value(kind, &buffer[range], self.style, out).map_err(|what| {
                 PoolError::Internal(format!("could not decode column {i} ({kind:?}): {what}"))
             })?;
         }
         out.push(if objects { '}' } else { ']' });
         Ok(())
-    }
-}
-
-/// A column's wire bytes as they arrived (None for NULL); the decoding is ours.
-struct RawValue<'a>(Option<&'a [u8]>);
-
-impl<'a> FromSql<'a> for RawValue<'a> {
-    fn from_sql(
-        _ty: &Type,
-        raw: &'a [u8],
-    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(RawValue(Some(raw)))
-    }
-
-    fn from_sql_null(_ty: &Type) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(RawValue(None))
-    }
-
-    fn accepts(_ty: &Type) -> bool {
-        true
     }
 }
 

@@ -2,13 +2,34 @@
 //!
 //! Both directions work on Postgres's binary wire format (every statement is prepared, and
 //! parameters and rows travel in binary), so each supported type is one `PgKind` with a known
-//! byte layout. The types come from the server's description of the statement (tokio-postgres
-//! looks up types that are not built in, such as enums, domains and composites, once per
-//! connection).
+//! byte layout. The types come from the server's description of the statement (the engine looks
+//! up types that are not built in, such as enums, domains and composites, once per connection:
+//! `engine::typeinfo`).
 //! Domains are seen through to their base type and enums travel as their label text. A type that
 //! maps to no kind is refused before the statement runs, with a hint to cast it to text.
 
-use tokio_postgres::types::{Kind, Type};
+pub use postgres_types::{Field, Kind, Type};
+
+/// A result column as the server described it: its name and its type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    name: String,
+    ty: Type,
+}
+
+impl Column {
+    pub fn new(name: String, ty: Type) -> Self {
+        Column { name, ty }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn type_(&self) -> &Type {
+        &self.ty
+    }
+}
 
 /// Built-in type OIDs (from `pg_type.dat`); these never change between servers.
 pub mod oid {

@@ -1,217 +1,205 @@
-//! One open connection: a tokio-postgres `Client` that many statements share at once, and the
-//! statements prepared on it.
+//! One open connection as the pool holds it: the channel its requests go through (its task
+//! owns the socket, `wire::driver`), the statements prepared on it, the types it looked up, and
+//! whether it may be lent again.
 //!
-//! tokio-postgres pipelines by itself: each request is queued to the connection task the first
-//! time its future is polled, and responses are matched to requests in order. What it cannot do
-//! is keep a group of requests together (a user client's `BEGIN; set_config…`, its statement and
-//! `COMMIT`) when other tasks queue onto the same connection at the same moment. So every request
-//! is queued under `enqueue`, a lock held only for that first, synchronous poll; a group is
-//! queued under one hold, and nothing can land between its parts.
+//! Many statements share a connection at once (pipelining): each is one request on the channel,
+//! answered in order. A statement prepared here is cached under its SQL text with what the
+//! server described (parameter types, result columns) and an encoder per reply style; past
+//! `STATEMENT_CACHE_CAPACITY` the oldest is evicted, and a Close for it rides in front of the
+//! next request once nobody holds it.
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
 
-use tokio::task::AbortHandle;
-use tokio_postgres::{CancelToken, Client, Statement};
+use bytes::BytesMut;
+use postgres_protocol::message::frontend;
 
-/// Prepared statements kept per connection; past this, the cache starts over (Postgres frees a
-/// statement when its handle is dropped, so the server side shrinks with it).
+use crate::db::codec::rows::{RowEncoder, ValueStyle};
+use crate::db::codec::types::{Column, Type};
+use crate::db::engine::wire::channel::{Channel, Closed};
+use crate::db::engine::wire::exchange::Exchange;
+
+/// Prepared statements kept per connection.
 const STATEMENT_CACHE_CAPACITY: usize = 512;
+
+/// A statement prepared on one connection, as the server described it.
+#[derive(Debug)]
+pub struct Prepared {
+    pub name: String,
+    pub params: Vec<Type>,
+    pub columns: Vec<Column>,
+    /// The reply's encoder for each `ValueStyle`, made on first use.
+    encoders: [OnceLock<Arc<RowEncoder>>; 3],
+}
+
+impl Prepared {
+    pub fn new(name: String, params: Vec<Type>, columns: Vec<Column>) -> Self {
+        Prepared {
+            name,
+            params,
+            columns,
+            encoders: Default::default(),
+        }
+    }
+
+    /// The encoder of this statement's rows in `style`.
+    pub fn encoder(&self, style: ValueStyle) -> Arc<RowEncoder> {
+        let slot = match style {
+            ValueStyle::Driver => 0,
+            ValueStyle::ToJson => 1,
+            ValueStyle::ToJsonObjects => 2,
+        };
+        self.encoders[slot]
+            .get_or_init(|| Arc::new(RowEncoder::new(&self.columns, style)))
+            .clone()
+    }
+}
+
+#[derive(Default)]
+struct StatementCache {
+    by_sql: HashMap<Box<str>, Arc<Prepared>>,
+    /// Insertion order, for eviction.
+    order: VecDeque<Box<str>>,
+    /// Evicted, to be closed on the server once no request holds them.
+    evicted: Vec<Arc<Prepared>>,
+}
 
 pub struct Conn {
     pub id: u64,
-    client: Client,
-    cancel: CancelToken,
-    /// The task that drives the socket; aborted to drop a connection that stopped answering.
-    task: Option<AbortHandle>,
-    enqueue: Mutex<()>,
-    statements: Mutex<HashMap<Box<str>, Statement>>,
-    /// Set when the session's state is unknown (an abandoned or broken transaction): the pool
-    /// closes the connection instead of lending it again.
+    channel: Arc<Channel>,
+    statements: Mutex<StatementCache>,
+    next_name: AtomicU64,
+    types: Mutex<HashMap<u32, Type>>,
+    /// Lent to nobody again: the session's state is not known (an abandoned transaction).
     retired: AtomicBool,
-    /// Statements running on this connection, and those of them whose connection was lost with
-    /// the outcome unknown (see `ended_by_server`).
-    running: AtomicUsize,
-    lost: AtomicUsize,
-    end: Arc<SessionEnd>,
-}
-
-/// How the session ended, shared by the connection's task and its `Conn`.
-#[derive(Default)]
-pub struct SessionEnd {
-    /// The connection task has finished (and recorded why).
-    finished: AtomicBool,
-    /// The server ended this session (57P01-57P03): it aborted what it was running and read
-    /// nothing after, so no statement still waiting for its reply ran.
-    by_server: AtomicBool,
-    /// Woken when a statement settles or the task finishes.
-    changed: tokio::sync::Notify,
-}
-
-impl SessionEnd {
-    /// Called by the connection task as it ends; `result` is what the connection returned (an
-    /// error the server sent while no statement was waiting arrives here).
-    pub fn finished(&self, result: &Result<(), tokio_postgres::Error>) {
-        if let Err(err) = result {
-            if err
-                .as_db_error()
-                .is_some_and(|db| crate::db::engine::retry::session_ended(db.code().code()))
-            {
-                self.by_server.store(true, Ordering::Release);
-            }
-        }
-        self.finished.store(true, Ordering::Release);
-        self.changed.notify_waiters();
-    }
 }
 
 impl Conn {
-    pub fn new(id: u64, client: Client, task: Option<AbortHandle>, end: Arc<SessionEnd>) -> Self {
+    pub fn new(id: u64, channel: Arc<Channel>) -> Self {
         Conn {
             id,
-            cancel: client.cancel_token(),
-            client,
-            task,
-            enqueue: Mutex::new(()),
-            statements: Mutex::new(HashMap::new()),
+            channel,
+            statements: Mutex::new(StatementCache::default()),
+            next_name: AtomicU64::new(1),
+            types: Mutex::new(HashMap::new()),
             retired: AtomicBool::new(false),
-            running: AtomicUsize::new(0),
-            lost: AtomicUsize::new(0),
-            end,
         }
     }
 
-    /// Counts a statement as running here until the guard drops.
-    pub fn track_statement(&self) -> Running<'_> {
-        self.running.fetch_add(1, Ordering::AcqRel);
-        Running { conn: self }
+    /// Sends a request; gives the exchange back unsent when the connection takes no more.
+    pub fn send(&self, bytes: &[u8], exchange: Exchange) -> Result<(), Exchange> {
+        self.channel.send(bytes, exchange)
     }
 
-    /// The server said it ended this session.
-    pub fn mark_ended_by_server(&self) {
-        self.end.by_server.store(true, Ordering::Release);
-    }
-
-    /// For a statement whose connection was lost after it was sent: waits (at most `limit`)
-    /// until the connection task has finished and every other statement on this connection has
-    /// settled or is lost too, so that whoever received the server's goodbye has said so; then
-    /// tells whether the server ended the session (then this statement never ran).
-    pub async fn ended_by_server(&self, limit: Duration) -> bool {
-        self.lost.fetch_add(1, Ordering::AcqRel);
-        let deadline = Instant::now() + limit;
-        loop {
-            let notified = self.end.changed.notified();
-            let mut notified = std::pin::pin!(notified);
-            notified.as_mut().enable();
-            let task_done = self.end.finished.load(Ordering::Acquire) || self.task.is_none();
-            if task_done
-                && self.lost.load(Ordering::Acquire) >= self.running.load(Ordering::Acquire)
-            {
-                break;
-            }
-            if tokio::time::timeout_at(deadline.into(), notified)
-                .await
-                .is_err()
-            {
-                break;
-            }
-        }
-        self.lost.fetch_sub(1, Ordering::AcqRel);
-        self.end.by_server.load(Ordering::Acquire)
-    }
-
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    /// The server or the network ended the session (the connection task has finished), or the
-    /// connection was retired.
+    /// The server or the network ended the session, or the connection was retired.
     pub fn is_closed(&self) -> bool {
-        self.retired.load(Ordering::Acquire) || self.client.is_closed()
+        self.retired.load(Ordering::Acquire) || self.channel.closed().is_some()
     }
 
-    /// Lends this connection to nobody again; it closes once its current holder lets go.
+    /// Whether the session is over (its task has ended or is failing what it had).
+    pub fn has_ended(&self) -> bool {
+        matches!(
+            self.channel.closed(),
+            Some(Closed::Ended | Closed::Discarded)
+        )
+    }
+
+    /// Lends this connection to nobody again; it closes once what was sent on it is answered.
     pub fn retire(&self) {
         self.retired.store(true, Ordering::Release);
+        self.channel.drain();
     }
 
-    /// Closes the socket now: every request still on it fails, and the pool replaces it. For a
-    /// connection that stopped answering, whose requests would otherwise wait forever.
+    /// Closes the socket now: every request on it fails, and the pool replaces it.
     pub fn discard(&self) {
-        self.retire();
-        if let Some(task) = &self.task {
-            task.abort();
-        }
+        self.retired.store(true, Ordering::Release);
+        self.channel.discard();
     }
 
-    /// What a CancelRequest for this session needs.
-    pub fn cancel_token(&self) -> &CancelToken {
-        &self.cancel
+    /// Wakes the connection's task if a statement it has not seen yet is past its deadline.
+    pub fn watch(&self, now: Instant) {
+        self.channel.wake_if_overdue(now);
     }
 
-    /// The prepared statement for `sql`, preparing it on first use on this connection.
-    pub async fn prepare_cached(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
-        if let Some(statement) = self.cache().get(sql) {
-            return Ok(statement.clone());
-        }
-        let statement = self.queued(self.client.prepare(sql)).await?;
+    /// The statement prepared for `sql`, if it is.
+    pub fn cached(&self, sql: &str) -> Option<Arc<Prepared>> {
+        self.cache().by_sql.get(sql).cloned()
+    }
+
+    /// Keeps a statement just prepared (a twin prepared meanwhile by another caller is
+    /// evicted); evicts the oldest past the capacity.
+    pub fn remember(&self, sql: &str, prepared: Prepared) -> Arc<Prepared> {
+        let prepared = Arc::new(prepared);
         let mut cache = self.cache();
-        if cache.len() >= STATEMENT_CACHE_CAPACITY {
-            cache.clear();
+        if let Some(twin) = cache.by_sql.insert(sql.into(), prepared.clone()) {
+            cache.evicted.push(twin);
+        } else {
+            cache.order.push_back(sql.into());
         }
-        cache.insert(sql.into(), statement.clone());
-        Ok(statement)
+        while cache.order.len() > STATEMENT_CACHE_CAPACITY {
+            let Some(oldest) = cache.order.pop_front() else {
+                break;
+            };
+            if let Some(gone) = cache.by_sql.remove(&oldest) {
+                cache.evicted.push(gone);
+            }
+        }
+        prepared
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Statement>> {
+    /// Forgets a statement the server no longer runs as prepared (its result type changed).
+    pub fn forget(&self, sql: &str) {
+        let mut cache = self.cache();
+        if let Some(gone) = cache.by_sql.remove(sql) {
+            cache.order.retain(|s| **s != *sql);
+            cache.evicted.push(gone);
+        }
+    }
+
+    /// A fresh statement name on this connection.
+    pub fn statement_name(&self) -> String {
+        format!("s{}", self.next_name.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Writes a Close for each evicted statement that no request holds any more; they go in
+    /// front of the request being built (their CloseComplete is read and dropped with it).
+    pub fn close_evicted(&self, buf: &mut BytesMut) {
+        let mut cache = self.cache();
+        if cache.evicted.is_empty() {
+            return;
+        }
+        cache.evicted.retain(|statement| {
+            if Arc::strong_count(statement) > 1 {
+                return true;
+            }
+            frontend::close(b'S', &statement.name, buf).expect("a statement name has no NUL");
+            false
+        });
+    }
+
+    /// A type this connection looked up before.
+    pub fn known_type(&self, oid: u32) -> Option<Type> {
+        Type::from_oid(oid).or_else(|| self.types().get(&oid).cloned())
+    }
+
+    pub fn remember_type(&self, ty: Type) {
+        self.types().insert(ty.oid(), ty);
+    }
+
+    fn cache(&self) -> MutexGuard<'_, StatementCache> {
         self.statements.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Wraps a request future (or a join of several) so that its first poll, which queues the
-    /// request(s) on the connection, happens under the enqueue lock.
-    pub fn queued<F: Future>(&self, future: F) -> Queued<'_, F> {
-        Queued {
-            lock: &self.enqueue,
-            future: Box::pin(future),
-            first_poll_done: false,
-        }
+    fn types(&self) -> MutexGuard<'_, HashMap<u32, Type>> {
+        self.types.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-/// A statement counted as running on a connection; see `Conn::track_statement`.
-pub struct Running<'a> {
-    conn: &'a Conn,
-}
-
-impl Drop for Running<'_> {
+impl Drop for Conn {
+    /// The last holder let go: the session ends once its requests are answered.
     fn drop(&mut self) {
-        self.conn.running.fetch_sub(1, Ordering::AcqRel);
-        self.conn.end.changed.notify_waiters();
-    }
-}
-
-/// See `Conn::queued`.
-pub struct Queued<'a, F> {
-    lock: &'a Mutex<()>,
-    future: Pin<Box<F>>,
-    first_poll_done: bool,
-}
-
-impl<F: Future> Future for Queued<'_, F> {
-    type Output = F::Output;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        if self.first_poll_done {
-            return self.future.as_mut().poll(cx);
-        }
-        self.first_poll_done = true;
-        let lock = self.lock;
-        let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.future.as_mut().poll(cx)
+        self.channel.drain();
     }
 }

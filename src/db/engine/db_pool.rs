@@ -1,23 +1,25 @@
 //! The database pool as the rest of the library sees it: every statement's path (a lease, the
 //! retry policy, the count in the stats), health, gauges and close.
 //!
-//! Every statement is counted exactly once, here, whoever called it. The engine is
-//! tokio-postgres with connections shared by pipelining (`pool.rs`): sqlx, the crate this
-//! started on, cannot pipeline (its issue #408) and so spent a round trip of the server's time
-//! and a wake-up of ours per statement; README's "Why tokio-postgres" has the figures.
+//! Every statement is counted exactly once, here, whoever called it. Connections are shared by
+//! pipelining (`pool.rs`) and speak the protocol through our own layer (`wire/`);
+//! docs/architecture.md says why.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::db::auth::context::RoleContext;
+use crate::db::codec::output::QueryOutput;
 use crate::db::codec::params::Param;
 use crate::db::codec::rows::ValueStyle;
 use crate::db::engine::config::PoolConfig;
-use crate::db::engine::execute::{self, QueryOutput};
+use crate::db::engine::execute;
 use crate::db::engine::policy::StatementPolicy;
-use crate::db::engine::pool::{AcquireError, Lease, LeaseKind, Pool, PoolOptions};
-use crate::db::engine::retry::{backoff, classify, Failure, Stage};
+use crate::db::engine::pool::{AcquireError, Lease, LeaseKind, Pool, PoolOptions, Postgres};
+use crate::db::engine::request;
+use crate::db::engine::retry::{backoff, Failure};
 use crate::db::engine::snapshot::PoolSnapshot;
+use crate::db::engine::wire::exchange::{Expect, Sink};
 use crate::error::PoolError;
 use crate::stats::OutcomeCounters;
 
@@ -31,15 +33,19 @@ pub struct DbPool {
 
 impl DbPool {
     pub fn new(config: PoolConfig) -> Self {
-        let pool = Pool::new(
+        let pool = Pool::with_manager(
             PoolOptions {
                 max_connections: config.max_connections as usize,
                 min_connections: config.min_connections as usize,
                 pipeline_depth: config.pipeline_depth as usize,
                 connect_timeout: config.connection_timeout,
                 idle_timeout: config.idle_timeout,
+                watch_every: config.statement_timeout.map(watch_period),
             },
-            config.connect_options.clone(),
+            Postgres {
+                options: config.connect_options.clone(),
+                grace: config.connection_timeout,
+            },
         );
         DbPool {
             policy: StatementPolicy::from_config(&config),
@@ -75,33 +81,34 @@ impl DbPool {
         style: ValueStyle,
         role: Option<&RoleContext>,
     ) -> Result<QueryOutput, PoolError> {
-        self.query_since(Instant::now(), sql, params, style, role)
+        self.query_since(Instant::now(), 0, sql, params, style, role)
             .await
     }
 
-    /// `query` for a statement that has been waiting since `started` (in the submission queue):
-    /// `connectionTimeout` and the latency count from then.
+    /// `query` for a statement that has been waiting since `started` (in the submission queue),
+    /// and already tried `retries` times: `connectionTimeout` and the latency count from then.
     pub async fn query_since(
         &self,
         started: Instant,
+        mut retries: u32,
         sql: &str,
         params: &[Param],
         style: ValueStyle,
         role: Option<&RoleContext>,
     ) -> Result<QueryOutput, PoolError> {
         let deadline = started + self.config.connection_timeout;
-        let mut retries = 0;
         let result = loop {
             let attempt = match self.lease(LeaseKind::Shared, deadline).await {
                 Ok(lease) => {
                     crate::faults::trip(crate::faults::Fault::Statement);
-                    execute::run(lease.conn(), &self.policy, sql, params, style, role).await
+                    let conn = lease.conn();
+                    execute::run(conn, &self.policy, sql, params, style, role, Expect::Idle).await
                 }
                 Err(failure) => Err(failure),
             };
             match attempt {
                 Ok(output) => break Ok(output),
-                Err(Failure::Final(err) | Failure::Lost(err)) => break Err(err),
+                Err(Failure::Final(err)) => break Err(err),
                 Err(Failure::Retry(err)) => {
                     let now = Instant::now();
                     if retries >= self.config.max_retries || now >= deadline {
@@ -172,10 +179,16 @@ impl DbPool {
                 .lease(LeaseKind::Shared, deadline)
                 .await
                 .map_err(Failure::into_error)?;
-            let conn = lease.conn();
-            conn.queued(conn.client().simple_query("SELECT 1"))
+            let mut bytes = bytes::BytesMut::new();
+            request::unnamed_text(&mut bytes, "SELECT 1", &[], &[]).map_err(PoolError::Internal)?;
+            request::sync(&mut bytes);
+            let sinks = vec![Sink::Discard];
+            let answer = request::exchange(lease.conn(), &bytes, sinks, Expect::Idle, None)
                 .await
-                .map_err(|e| classify(&e, Stage::Sent).into_error())?;
+                .map_err(|failed| self.policy.unanswered(failed).into_error())?;
+            if let Some(error) = answer.error {
+                return Err(PoolError::Database(error));
+            }
             Ok(started.elapsed())
         };
         match tokio::time::timeout_at(deadline.into(), probe).await {
@@ -207,6 +220,13 @@ impl DbPool {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// How often the pool looks for statements past their deadline that no connection task has
+/// seen yet (one written directly while its task slept): a tenth of `statementTimeout`, between
+/// 5 ms and a second.
+fn watch_period(statement_timeout: Duration) -> Duration {
+    (statement_timeout / 10).clamp(Duration::from_millis(5), Duration::from_secs(1))
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! The Postgres engine: one pool of tokio-postgres connections shared by pipelining, and every
-//! statement's path through it (a lease, the statement guard, the retry policy, the count in the
+//! The Postgres engine: one pool of connections shared by pipelining, speaking the protocol
+//! through our own layer (`wire`), and every statement's path through it (a lease, the statement guard, the retry policy, the count in the
 //! stats), transactions on a connection of their own, health, gauges and close.
 //!
 //! Depends on `codec` (parameters in, rows out) and `auth::context` (the role a statement runs
@@ -14,8 +14,11 @@ pub mod guard;
 pub mod lexer;
 pub mod policy;
 pub mod pool;
+pub mod request;
 pub mod retry;
 pub mod snapshot;
 pub mod transaction;
+pub mod typeinfo;
+pub mod wire;
 
 pub use db_pool::DbPool;

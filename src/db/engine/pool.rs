@@ -31,9 +31,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::db::engine::connect::{ConnectOptions, Opened};
+use crate::db::engine::connect::ConnectOptions;
 use crate::db::engine::connection::Conn;
-use crate::db::engine::retry::{classify, Failure, Stage};
+use crate::db::engine::retry::{self, Failure};
+use crate::db::engine::wire::channel::Channel;
+use crate::db::engine::wire::driver::Driver;
+use crate::db::engine::wire::startup::{self, Session};
 
 /// How the pool opens its connections.
 pub trait Manager: Send + Sync + 'static {
@@ -51,6 +54,8 @@ pub trait Pooled: Send + Sync + 'static {
     fn id(&self) -> u64;
     /// Closed for good (the server ended it, the network dropped it, it was retired).
     fn is_closed(&self) -> bool;
+    /// Called every `watch_every`: a chance to notice a statement past its deadline.
+    fn watch(&self, _now: Instant) {}
 }
 
 pub struct Adopted<C> {
@@ -67,30 +72,46 @@ pub struct OpenError {
     pub message: String,
 }
 
-/// Real Postgres connections, by tokio-postgres.
-pub struct Postgres(pub ConnectOptions);
+/// Real Postgres connections: a session opened by `wire::startup`, driven by its task.
+pub struct Postgres {
+    pub options: ConnectOptions,
+    /// How long a cancelled statement's connection has to answer (`connectionTimeout`).
+    pub grace: Duration,
+}
 
 impl Manager for Postgres {
     type Conn = Conn;
-    type Opened = Opened;
+    type Opened = Session;
 
-    async fn open(&self) -> Result<Opened, OpenError> {
-        self.0.connect().await.map_err(|err| OpenError {
-            failure: classify(&err, Stage::BeforeSend),
-            message: err.to_string(),
+    async fn open(&self) -> Result<Session, OpenError> {
+        let startup = self.options.startup();
+        let opened = match startup.connect_timeout {
+            Some(limit) => tokio::time::timeout(limit, startup::open(startup))
+                .await
+                .unwrap_or_else(|_| Err(startup::ConnectError::timed_out(limit))),
+            None => startup::open(startup).await,
+        };
+        opened.map_err(|err| OpenError {
+            failure: retry::not_opened(&err),
+            message: err.message,
         })
     }
 
-    fn adopt(&self, id: u64, opened: Opened) -> Adopted<Conn> {
-        let Opened {
-            client,
-            task,
-            end,
-            superuser,
-        } = opened;
-        let abort = task.abort_handle();
+    fn adopt(&self, id: u64, session: Session) -> Adopted<Conn> {
+        let superuser = session.parameters.get("is_superuser").map(|v| v == "on");
+        let channel = Arc::new(Channel::new(session.stream.direct_writer()));
+        let driver = Driver::new(
+            channel.clone(),
+            session.stream,
+            session.read_buf,
+            session.cancel,
+            self.grace,
+        );
+        let task = tokio::spawn(async move {
+            driver.run().await;
+        });
         Adopted {
-            conn: Conn::new(id, client, Some(abort), end),
+            conn: Conn::new(id, channel),
             task: Some(task),
             superuser,
         }
@@ -104,6 +125,10 @@ impl Pooled for Conn {
 
     fn is_closed(&self) -> bool {
         Conn::is_closed(self)
+    }
+
+    fn watch(&self, now: Instant) {
+        Conn::watch(self, now)
     }
 }
 
@@ -127,6 +152,8 @@ pub struct PoolOptions {
     pub pipeline_depth: usize,
     pub connect_timeout: Duration,
     pub idle_timeout: Option<Duration>,
+    /// How often connections are asked to look for statements past their deadline.
+    pub watch_every: Option<Duration>,
 }
 
 /// What a caller waiting for a connection is told when it gives up.
@@ -219,12 +246,6 @@ pub struct Gauges {
     pub total: u32,
     pub idle: u32,
     pub waiting: u64,
-}
-
-impl Pool<Postgres> {
-    pub fn new(options: PoolOptions, connect: ConnectOptions) -> Self {
-        Pool::with_manager(options, Postgres(connect))
-    }
 }
 
 impl<M: Manager> Pool<M> {
@@ -363,11 +384,12 @@ impl<M: Manager> Inner<M> {
             self.open(state);
         }
         let weak = Arc::downgrade(self);
-        let period = self
+        let reaping = self
             .options
             .idle_timeout
             .map_or(Duration::from_secs(1), |t| t / 4)
             .clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let period = self.options.watch_every.map_or(reaping, |w| w.min(reaping));
         tokio::spawn(reap(weak, period));
     }
 
@@ -636,6 +658,15 @@ impl<M: Manager> Inner<M> {
         state
             .slots
             .retain(|s| !(s.conn.is_closed() && s.in_flight == 0 && !s.exclusive));
+        if self.options.watch_every.is_some() {
+            for slot in state
+                .slots
+                .iter()
+                .filter(|s| s.in_flight > 0 || s.exclusive)
+            {
+                slot.conn.watch(now);
+            }
+        }
         if let Some(idle_timeout) = self.options.idle_timeout {
             let min = self.options.min_connections;
             let mut surplus = state.slots.len().saturating_sub(min);
@@ -740,6 +771,7 @@ mod tests {
             pipeline_depth: 4,
             connect_timeout: Duration::from_secs(5),
             idle_timeout: None,
+            watch_every: None,
         }
     }
 

@@ -1,14 +1,16 @@
 //! When a failed statement may run again, and how long to wait first.
 //!
-//! A statement is retried on another connection only when it provably did not run: it failed
-//! before its request was queued (the connection was already closed, preparing it failed on a
-//! broken connection, no connection could be opened), or the server said it was ending the
-//! session (57P01-57P03), which aborts whatever the session was running. A connection lost with
-//! the outcome unknown is reported, never retried: the statement may have committed. SQL errors
-//! are never retried.
+//! A statement is retried on another connection only when it provably did not run: none of it
+//! reached the server, the server read none of it (it had ended the session), the server aborted
+//! it while ending the session (57P01-57P03), a cancel meant for another statement stopped it, or
+//! it ran inside a transaction another statement opened and that transaction was rolled back. A
+//! connection lost with the outcome unknown is reported, never retried: the statement may have
+//! committed. SQL errors are never retried.
 
 use std::time::Duration;
 
+use crate::db::engine::wire::exchange::Failed;
+use crate::db::engine::wire::startup::ConnectError;
 use crate::error::{DatabaseErrorFields, PoolError};
 
 /// What one attempt at a statement ended with, for the retry loop.
@@ -17,26 +19,14 @@ pub enum Failure {
     /// The statement did not run; another connection may succeed.
     Retry(PoolError),
     Final(PoolError),
-    /// The connection was lost after the statement was sent: it may have run. The caller finds
-    /// out whether the server ended the session first (then it did not run), else it is final.
-    Lost(PoolError),
 }
 
 impl Failure {
     pub fn into_error(self) -> PoolError {
         match self {
-            Failure::Retry(e) | Failure::Final(e) | Failure::Lost(e) => e,
+            Failure::Retry(e) | Failure::Final(e) => e,
         }
     }
-}
-
-/// Whether the statement's request had reached the connection when the error came.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// Preparing or connecting: the statement itself was not sent.
-    BeforeSend,
-    /// The statement was queued on the connection: it may have run.
-    Sent,
 }
 
 /// The wait before retry number `retry` (0-based): the first is immediate (a dead pooled
@@ -50,65 +40,65 @@ pub fn backoff(retry_delay: Duration, retry: u32) -> Duration {
     policy.wait(retry, 0.0)
 }
 
-/// SQLSTATEs with which the server ends the session, aborting what it was running.
-pub fn session_ended(code: &str) -> bool {
-    matches!(code, "57P01" | "57P02" | "57P03")
+/// Why an exchange has no answer, as the retry loop sees it.
+pub fn unanswered(failed: Failed) -> Failure {
+    let connection = |message: String| PoolError::ConnectionFailed(message);
+    match failed {
+        Failed::NotSent(why) | Failed::NotRun(why) => Failure::Retry(connection(why)),
+        Failed::EndedByServer(fields) => Failure::Retry(PoolError::Database(fields)),
+        Failed::Cancelled => Failure::Retry(connection(
+            "a cancel meant for another statement on its connection stopped it".into(),
+        )),
+        Failed::RolledBack => Failure::Retry(connection(
+            "it ran inside a transaction another statement left open on its connection, \
+             which was rolled back"
+                .into(),
+        )),
+        Failed::Lost(why) => Failure::Final(connection(why)),
+        Failed::TimedOut => Failure::Final(PoolError::StatementTimeout(String::new())),
+        Failed::LeftTransactionOpen => Failure::Final(PoolError::StatementRefused(
+            "the statement left its connection inside a transaction; it was rolled back. \
+             Transactions belong in transaction(), which keeps one connection for them"
+                .into(),
+        )),
+        Failed::Copy => Failure::Final(PoolError::StatementRefused(
+            "COPY FROM STDIN and COPY TO STDOUT are not supported through query(); \
+             use a connection of your own for COPY"
+                .into(),
+        )),
+    }
 }
 
-/// Our error for a tokio-postgres error, and whether it means the connection itself failed.
-pub fn convert(err: &tokio_postgres::Error) -> (PoolError, bool) {
-    if let Some(db) = err.as_db_error() {
-        let code = db.code().code().to_string();
-        let connection_level = code.starts_with("08") || session_ended(&code);
-        let fields = DatabaseErrorFields {
-            message: db.message().to_string(),
-            detail: db.detail().map(str::to_string),
-            hint: db.hint().map(str::to_string),
-            position: match db.position() {
-                Some(tokio_postgres::error::ErrorPosition::Original(p)) => Some(*p as usize),
-                _ => None,
-            },
-            schema: db.schema().map(str::to_string),
-            table: db.table().map(str::to_string),
-            column: db.column().map(str::to_string),
-            constraint: db.constraint().map(str::to_string),
-            severity: db.severity().to_string(),
-            code,
-        };
-        return (PoolError::Database(Box::new(fields)), connection_level);
+/// An error the server answered (the session goes on): the caller's, never retried, but for a
+/// prepared statement whose result shape changed under it (the cache forgets it; it did not run).
+pub fn answered(fields: Box<DatabaseErrorFields>) -> Failure {
+    if is_stale_plan(&fields) {
+        return Failure::Retry(PoolError::Database(fields));
     }
-    if err.is_closed() {
-        return (
-            PoolError::ConnectionFailed("the connection to the database was closed".into()),
-            true,
-        );
-    }
-    // I/O, TLS, protocol and authentication-method failures all end the connection.
-    (
-        PoolError::ConnectionFailed(format!("database connection failed: {err}")),
-        true,
-    )
+    Failure::Final(PoolError::Database(fields))
+}
+
+/// "cached plan must not change result type": a table changed under a prepared statement, which
+/// the server refused to run.
+pub fn is_stale_plan(fields: &DatabaseErrorFields) -> bool {
+    fields.code == "0A000"
+        && fields
+            .message
+            .contains("cached plan must not change result type")
 }
 
 /// Whether `err` is the server saying it ended the session (57P01-57P03).
 pub fn is_session_end(err: &PoolError) -> bool {
-    matches!(err, PoolError::Database(fields) if session_ended(&fields.code))
+    matches!(err, PoolError::Database(fields) if crate::db::engine::wire::db_error::session_ended(&fields.code))
 }
 
-/// Classifies a failure of one attempt.
-pub fn classify(err: &tokio_postgres::Error, stage: Stage) -> Failure {
-    let (converted, connection_level) = convert(err);
-    let ended = err
-        .as_db_error()
-        .is_some_and(|db| session_ended(db.code().code()));
-    match (connection_level, stage) {
-        (false, _) => Failure::Final(converted),
-        (true, Stage::BeforeSend) => Failure::Retry(converted),
-        (true, Stage::Sent) if ended => Failure::Retry(converted),
-        (true, Stage::Sent) => Failure::Lost(PoolError::ConnectionFailed(format!(
-            "the connection to the database was lost while the statement was running; \
-             it may or may not have completed ({converted})"
-        ))),
+/// A connection that could not be opened.
+pub fn not_opened(err: &ConnectError) -> Failure {
+    let error = PoolError::ConnectionFailed(format!("could not connect to the database: {err}"));
+    if err.retryable() {
+        Failure::Retry(error)
+    } else {
+        Failure::Final(error)
     }
 }
 
@@ -130,10 +120,39 @@ mod tests {
     }
 
     #[test]
-    fn session_ending_codes() {
-        for code in ["57P01", "57P02", "57P03"] {
-            assert!(session_ended(code));
+    fn only_what_provably_did_not_run_is_retried() {
+        for retried in [
+            Failed::NotSent("x".into()),
+            Failed::NotRun("x".into()),
+            Failed::Cancelled,
+            Failed::RolledBack,
+        ] {
+            assert!(matches!(unanswered(retried), Failure::Retry(_)));
         }
-        assert!(!session_ended("57014")); // query_canceled: the session goes on
+        for final_ in [
+            Failed::Lost("x".into()),
+            Failed::TimedOut,
+            Failed::LeftTransactionOpen,
+            Failed::Copy,
+        ] {
+            assert!(matches!(unanswered(final_), Failure::Final(_)));
+        }
+        let refused = unanswered(Failed::LeftTransactionOpen).into_error();
+        assert_eq!(refused.code(), "STATEMENT_REFUSED");
+    }
+
+    #[test]
+    fn server_errors_are_final_but_a_stale_plan() {
+        let unique = Box::new(DatabaseErrorFields {
+            code: "23505".into(),
+            ..Default::default()
+        });
+        assert!(matches!(answered(unique), Failure::Final(_)));
+        let stale = Box::new(DatabaseErrorFields {
+            code: "0A000".into(),
+            message: "cached plan must not change result type".into(),
+            ..Default::default()
+        });
+        assert!(matches!(answered(stale), Failure::Retry(_)));
     }
 }

@@ -10,14 +10,21 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use bytes::BytesMut;
+
 use crate::db::auth::context::RoleContext;
 use crate::db::codec::literal::quote_literal;
+use crate::db::codec::output::QueryOutput;
 use crate::db::codec::params::Param;
 use crate::db::codec::rows::ValueStyle;
-use crate::db::engine::execute::{self, QueryOutput};
+use crate::db::engine::connection::Conn;
+use crate::db::engine::execute;
 use crate::db::engine::guard::{self, Caller, Scope};
+use crate::db::engine::policy::StatementPolicy;
 use crate::db::engine::pool::{Lease, LeaseKind};
-use crate::db::engine::retry::{classify, Failure, Stage};
+use crate::db::engine::request;
+use crate::db::engine::retry::{self, Failure};
+use crate::db::engine::wire::exchange::{Expect, Sink};
 use crate::db::engine::DbPool;
 use crate::error::{DatabaseErrorFields, PoolError};
 
@@ -109,15 +116,7 @@ impl Transaction {
             .await
             .map_err(Failure::into_error)?;
         let conn = lease.conn();
-        let began = pool.policy().bounded(
-            conn,
-            Box::pin(async {
-                conn.queued(conn.client().batch_execute(&sql))
-                    .await
-                    .map_err(|e| classify(&e, Stage::Sent))
-            }),
-        );
-        if let Err(failure) = began.await {
+        if let Err(failure) = simple(conn, pool.policy(), &sql).await {
             // Whatever state the session is in, nobody else gets it.
             conn.retire();
             return Err(failure.into_error());
@@ -180,9 +179,12 @@ impl Transaction {
     ) -> Result<QueryOutput, PoolError> {
         let started = Instant::now();
         let result = match self.lease() {
-            Ok(lease) => execute::run(lease.conn(), pool.policy(), sql, params, style, None)
-                .await
-                .map_err(Failure::into_error),
+            Ok(lease) => {
+                let conn = lease.conn();
+                execute::run(conn, pool.policy(), sql, params, style, None, Expect::Any)
+                    .await
+                    .map_err(Failure::into_error)
+            }
             Err(err) => Err(err),
         };
         // A type the codec cannot render is refused after Describe, before anything runs: the
@@ -214,15 +216,7 @@ impl Transaction {
             (true, true) => "DISCARD TEMP; COMMIT",
             (false, _) => "ROLLBACK",
         };
-        let ended = pool.policy().bounded(
-            conn,
-            Box::pin(async {
-                conn.queued(conn.client().batch_execute(end))
-                    .await
-                    .map_err(|e| classify(&e, Stage::Sent))
-            }),
-        );
-        if let Err(failure) = ended.await {
+        if let Err(failure) = simple(conn, pool.policy(), end).await {
             conn.retire();
             return Err(failure.into_error());
         }
@@ -235,6 +229,26 @@ impl Transaction {
             })));
         }
         Ok(())
+    }
+}
+
+/// Runs a simple query (transaction control, one or more statements) on the transaction's
+/// connection, its results dropped.
+async fn simple(conn: &Conn, policy: &StatementPolicy, sql: &str) -> Result<(), Failure> {
+    let mut bytes = BytesMut::new();
+    request::simple(&mut bytes, sql).map_err(|e| Failure::Final(PoolError::InvalidArgument(e)))?;
+    let answer = request::exchange(
+        conn,
+        &bytes,
+        vec![Sink::DiscardAll],
+        Expect::Any,
+        policy.deadline(),
+    )
+    .await
+    .map_err(|failed| policy.unanswered(failed))?;
+    match answer.error {
+        Some(error) => Err(retry::answered(error)),
+        None => Ok(()),
     }
 }
 

@@ -21,9 +21,9 @@ pub mod select;
 pub mod strip;
 
 use crate::db::auth::context::RoleContext;
+use crate::db::codec::output::QueryOutput;
 use crate::db::codec::params::Param;
 use crate::db::codec::rows::ValueStyle;
-use crate::db::engine::execute::QueryOutput;
 use crate::db::engine::transaction::{Transaction, TxOptions};
 use crate::db::engine::DbPool;
 use crate::db::rest::builder::{

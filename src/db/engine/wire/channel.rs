@@ -1,0 +1,184 @@
+//! What a connection's callers and its task share: the bytes of requests not yet written, the
+//! exchanges waiting for their answers, and whether the connection still takes requests.
+//!
+//! A request goes in whole, under one lock with its exchange, so that bytes and exchanges keep
+//! one order. Who writes it:
+//! - on an idle connection (nothing sent and unanswered), the caller itself, at once, with a
+//!   non-blocking write when the stream is plain: a statement from Node's thread reaches the
+//!   server without waking a tokio thread (only a write the socket cannot take whole wakes the
+//!   task to finish it); a TLS stream wakes the task, which owns it;
+//! - on a busy connection, the task, the next time it is woken by an answer: requests that
+//!   arrive during one round trip go out together in one write.
+//!
+//! Every write happens under the lock or by the task alone, never two at once.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use futures::task::AtomicWaker;
+
+use super::exchange::Exchange;
+use super::socket::DirectWriter;
+
+/// Why a connection takes no more requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// Closed by the pool (retired, idle, the pool closing): it ends once every exchange is
+    /// answered, with a Terminate.
+    Draining,
+    /// A statement left it inside a transaction: rolled back, then closed.
+    RollingBack,
+    /// Closed now: its socket is dropped and every exchange fails (it stopped answering).
+    Discarded,
+    /// The session ended (the server or the network ended it).
+    Ended,
+}
+
+pub struct Channel {
+    state: Mutex<State>,
+    waker: AtomicWaker,
+    direct: Option<DirectWriter>,
+}
+
+pub(super) struct State {
+    /// Request bytes not yet written.
+    pub out: BytesMut,
+    /// Exchanges sent, not yet taken by the task.
+    pub queued: VecDeque<Exchange>,
+    /// Exchanges sent and not yet answered (queued ones and the task's).
+    pub outstanding: usize,
+    /// Bytes ever queued, and ever written: an exchange whose `end` is at most `written` reached
+    /// the socket whole.
+    pub appended: u64,
+    pub written: u64,
+    pub closed: Option<Closed>,
+    /// The task holds bytes it took from `out` and has not finished writing.
+    pub task_writing: bool,
+}
+
+impl Channel {
+    pub fn new(direct: Option<DirectWriter>) -> Self {
+        Channel {
+            state: Mutex::new(State {
+                out: BytesMut::with_capacity(4096),
+                queued: VecDeque::new(),
+                outstanding: 0,
+                appended: 0,
+                written: 0,
+                closed: None,
+                task_writing: false,
+            }),
+            waker: AtomicWaker::new(),
+            direct,
+        }
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn register(&self, waker: &std::task::Waker) {
+        self.waker.register(waker);
+    }
+
+    /// Sends a request: `bytes` (frontend messages ending with one Sync) and the exchange that
+    /// reads its answer. A connection that takes no more requests gives the exchange back,
+    /// unsent.
+    pub fn send(&self, bytes: &[u8], mut exchange: Exchange) -> Result<(), Exchange> {
+        let wake = {
+            let mut state = self.lock();
+            if state.closed.is_some() {
+                return Err(exchange);
+            }
+            exchange.start = state.appended;
+            state.appended += bytes.len() as u64;
+            exchange.end = state.appended;
+            let idle = state.outstanding == 0 && state.out.is_empty() && !state.task_writing;
+            state.outstanding += 1;
+            state.queued.push_back(exchange);
+            match (&self.direct, idle) {
+                (Some(direct), true) => {
+                    let sent = write_now(direct, bytes);
+                    state.written += sent as u64;
+                    state.out.extend_from_slice(&bytes[sent..]);
+                    sent < bytes.len()
+                }
+                (None, true) => {
+                    state.out.extend_from_slice(bytes);
+                    true
+                }
+                (_, false) => {
+                    state.out.extend_from_slice(bytes);
+                    false
+                }
+            }
+        };
+        if wake {
+            self.waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Takes no more requests, and ends once the ones sent are answered.
+    pub fn drain(&self) {
+        self.close(Closed::Draining);
+    }
+
+    /// Takes no more requests, and fails the ones sent: for a connection that stopped answering.
+    pub fn discard(&self) {
+        self.close(Closed::Discarded);
+    }
+
+    fn close(&self, why: Closed) {
+        {
+            let mut state = self.lock();
+            match (state.closed, why) {
+                (None, _) => state.closed = Some(why),
+                (Some(Closed::Draining | Closed::RollingBack), Closed::Discarded) => {
+                    state.closed = Some(why)
+                }
+                _ => return,
+            }
+        }
+        self.waker.wake();
+    }
+
+    /// Why it takes no more requests, if it does not.
+    pub fn closed(&self) -> Option<Closed> {
+        self.lock().closed
+    }
+
+    /// Requests sent and not yet answered.
+    pub fn outstanding(&self) -> usize {
+        self.lock().outstanding
+    }
+
+    /// Wakes the task when the oldest exchange it has not seen yet is past its deadline: one
+    /// written directly while the task slept, whose statement outlasts `statementTimeout`.
+    pub fn wake_if_overdue(&self, now: Instant) {
+        let overdue = self
+            .lock()
+            .queued
+            .front()
+            .and_then(|exchange| exchange.deadline)
+            .is_some_and(|deadline| deadline <= now);
+        if overdue {
+            self.waker.wake();
+        }
+    }
+}
+
+/// Writes what the socket takes now, without blocking; the count written (0 on an error, which
+/// the task meets again and reports).
+fn write_now(direct: &DirectWriter, bytes: &[u8]) -> usize {
+    let mut sent = 0;
+    while sent < bytes.len() {
+        match direct.try_write(&bytes[sent..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => sent += n,
+        }
+    }
+    sent
+}
