@@ -690,6 +690,7 @@ impl NativeDatabasePool {
             work,
             role,
             submitted: std::time::Instant::now(),
+            retries: 0,
         });
         Ok(())
     }

@@ -5,15 +5,20 @@
 //! work and returns; replies go back through `crate::crossing` (one wake-up of the Node thread
 //! per batch).
 //!
-//! A submitted statement waits as data, not as a task: at most `max_runners` tasks run
-//! statements (enough to fill every connection's pipeline), and each takes the next submission
-//! when it finishes one. So 50,000 statements queued behind a blocked database cost their SQL,
-//! their parameters and a few dozen bytes each, and they still go out first come, first served.
+//! A statement that can go out at once (a connection has room, nobody waits before it, it is
+//! prepared there) is written by the submitting thread itself and answered by the connection's
+//! task (`engine::immediate`): no task at all. Any other submission waits as data, not as a
+//! task: at most `max_runners` tasks run statements (enough to fill every connection's
+//! pipeline), and each takes the next submission when it finishes one. So 50,000 statements
+//! queued behind a blocked database cost their SQL, their parameters and a few dozen bytes each,
+//! and they still go out first come, first served.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
+
+use futures::FutureExt;
 
 use super::rest::{self, RestReply};
 use crate::crossing::{Notify, Replies};
@@ -22,10 +27,15 @@ use crate::db::codec::output::QueryOutput;
 use crate::db::codec::params::Param;
 use crate::db::codec::rows::ValueStyle;
 use crate::db::engine::guard::{self, Caller, Scope};
+use crate::db::engine::retry::Failure;
 use crate::db::engine::transaction::{Transaction, TxOptions};
 use crate::db::engine::DbPool;
 use crate::db::rest::cache::SchemaCache;
 use crate::error::{settle_to_json, PoolError};
+
+/// Statements in flight below which the submitting thread starts one itself (`may_start_now`):
+/// measured with `npm run bench` at 1, 10 and 50 callers (bench/RESULTS.md, 2026-12-06).
+const START_NOW_BELOW: usize = 4;
 
 /// The reply of a submission that returns nothing but success.
 const OK_REPLY: &str = r#"{"ok":true}"#;
@@ -67,6 +77,8 @@ pub struct Submission {
     pub role: Option<RoleContext>,
     /// When JS submitted it: `connectionTimeout` counts from here, queueing included.
     pub submitted: Instant,
+    /// Attempts made already (a statement started at once that may run again).
+    pub retries: u32,
 }
 
 pub struct Dispatcher {
@@ -80,8 +92,12 @@ pub struct Dispatcher {
     transactions: Mutex<HashMap<u32, OpenTransaction>>,
     /// Set by `close`: new work is refused; what was accepted still runs.
     closing: AtomicBool,
-    /// Woken when a runner stops (the queue may have drained).
+    /// Woken when a runner stops or a statement started at once is answered.
     runner_stopped: tokio::sync::Notify,
+    /// Statements started at once and not yet answered.
+    started_now: AtomicUsize,
+    /// The runtime, entered by the submitting thread to start a statement at once.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Dispatcher {
@@ -100,6 +116,11 @@ impl Dispatcher {
             transactions: Mutex::new(HashMap::new()),
             closing: AtomicBool::new(false),
             runner_stopped: tokio::sync::Notify::new(),
+            started_now: AtomicUsize::new(0),
+            runtime: napi::bindgen_prelude::within_runtime_if_available(
+                tokio::runtime::Handle::try_current,
+            )
+            .ok(),
         })
     }
 
@@ -143,6 +164,18 @@ impl Dispatcher {
             napi::bindgen_prelude::spawn(async move { this.respond(&submission).await });
             return;
         }
+        let submission = match &submission.work {
+            Work::Statement { .. } if self.may_start_now() => match self.start_now(submission) {
+                None => return,
+                Some(submission) => submission,
+            },
+            _ => submission,
+        };
+        self.enqueue(submission);
+    }
+
+    /// Queues a submission for the runners; starts one if fewer than `max_runners` run.
+    fn enqueue(self: &Arc<Self>, submission: Submission) {
         self.queue().push_back(submission);
         let started = self
             .runners
@@ -154,6 +187,91 @@ impl Dispatcher {
             let this = self.clone();
             napi::bindgen_prelude::spawn(async move { this.run().await });
         }
+    }
+
+    /// Whether a statement may be started by the submitting thread: nothing queued before it,
+    /// and few in flight. Under load Node's thread is busy with JS, and tokio's threads take the
+    /// work (and batch the writes of a connection's pipeline); lightly loaded, Node's thread
+    /// would only wait, and writing the statement itself saves the wake-up of a tokio thread.
+    fn may_start_now(&self) -> bool {
+        let in_flight =
+            self.started_now.load(Ordering::Relaxed) + self.runners.load(Ordering::Relaxed);
+        in_flight < START_NOW_BELOW && self.queue().is_empty()
+    }
+
+    /// Starts a statement from this thread when it can go out at once; gives it back when it
+    /// must wait for a runner (None: it is under way, or answered).
+    fn start_now(self: &Arc<Self>, submission: Submission) -> Option<Submission> {
+        let Some(runtime) = &self.runtime else {
+            return Some(submission);
+        };
+        let Work::Statement { sql, params, style } = &submission.work else {
+            return Some(submission);
+        };
+        let _entered = runtime.enter();
+        let caller = Caller {
+            scope: Scope::Shared,
+            user: submission.role.is_some(),
+        };
+        if let Err(refused) = guard::check(sql, params, caller) {
+            self.settle_now(submission, Err(Failure::Final(refused)));
+            return None;
+        }
+        let role = submission.role.as_ref();
+        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.pool.ready_now(sql, params, *style, role)
+        }));
+        let ready = match attempt {
+            Ok(None) => return Some(submission),
+            Ok(Some(Ok(ready))) => ready,
+            Ok(Some(Err(failure))) => {
+                self.settle_now(submission, Err(failure));
+                return None;
+            }
+            Err(panic) => {
+                let failure = Failure::Final(PoolError::from_panic(panic));
+                self.settle_now(submission, Err(failure));
+                return None;
+            }
+        };
+        self.started_now.fetch_add(1, Ordering::AcqRel);
+        let this = self.clone();
+        ready.send(move |result| {
+            this.settle_now(submission, result);
+            if this.started_now.fetch_sub(1, Ordering::AcqRel) == 1 {
+                this.runner_stopped.notify_waiters();
+            }
+        });
+        None
+    }
+
+    /// Replies to a statement started at once, or queues it for a runner when it did not run
+    /// and may run again.
+    fn settle_now(
+        self: &Arc<Self>,
+        mut submission: Submission,
+        result: Result<QueryOutput, Failure>,
+    ) {
+        let config = self.pool.config();
+        let error = match result {
+            Ok(output) => {
+                self.pool.record(true, submission.submitted);
+                self.replies.reply(submission.id, &output.into_text());
+                return;
+            }
+            Err(Failure::Retry(err)) => {
+                let in_time = submission.submitted.elapsed() < config.connection_timeout;
+                if config.max_retries > 0 && in_time {
+                    submission.retries = 1;
+                    self.enqueue(submission);
+                    return;
+                }
+                err
+            }
+            Err(Failure::Final(err)) => err,
+        };
+        self.pool.record(false, submission.submitted);
+        self.replies.reply(submission.id, &error.to_envelope());
     }
 
     async fn run(self: Arc<Self>) {
@@ -190,7 +308,6 @@ impl Dispatcher {
                 return;
             }
         };
-        use futures::FutureExt;
         match std::panic::AssertUnwindSafe(request).catch_unwind().await {
             Ok(Ok(RestReply::WithBody { head, body })) => {
                 self.replies.reply_with_body(submission.id, &head, body)
@@ -241,9 +358,16 @@ impl Dispatcher {
                     pool.record(false, submission.submitted);
                     return Err(refused);
                 }
-                pool.query_since(submission.submitted, 0, sql, params, *style, role)
-                    .await
-                    .map(QueryOutput::into_text)
+                pool.query_since(
+                    submission.submitted,
+                    submission.retries,
+                    sql,
+                    params,
+                    *style,
+                    role,
+                )
+                .await
+                .map(QueryOutput::into_text)
             }
             Work::Begin { options } => {
                 let tx = Transaction::begin(pool, role, *options).await?;
@@ -294,7 +418,10 @@ impl Dispatcher {
             let stopped = self.runner_stopped.notified();
             let mut stopped = std::pin::pin!(stopped);
             stopped.as_mut().enable();
-            if self.queue().is_empty() && self.runners.load(Ordering::Acquire) == 0 {
+            if self.queue().is_empty()
+                && self.runners.load(Ordering::Acquire) == 0
+                && self.started_now.load(Ordering::Acquire) == 0
+            {
                 return;
             }
             stopped.await;

@@ -16,10 +16,11 @@ use std::time::Instant;
 use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 
-use crate::db::codec::rows::{RowEncoder, ValueStyle};
+use crate::db::codec::rows::{check_columns, RowEncoder, ValueStyle};
 use crate::db::codec::types::{Column, Type};
 use crate::db::engine::wire::channel::{Channel, Closed};
 use crate::db::engine::wire::exchange::Exchange;
+use crate::error::PoolError;
 
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE_CAPACITY: usize = 512;
@@ -30,6 +31,8 @@ pub struct Prepared {
     pub name: String,
     pub params: Vec<Type>,
     pub columns: Vec<Column>,
+    /// Why its rows cannot be decoded (a column of a type we do not read), checked once.
+    undecodable: Option<PoolError>,
     /// The reply's encoder for each `ValueStyle`, made on first use.
     encoders: [OnceLock<Arc<RowEncoder>>; 3],
 }
@@ -37,10 +40,19 @@ pub struct Prepared {
 impl Prepared {
     pub fn new(name: String, params: Vec<Type>, columns: Vec<Column>) -> Self {
         Prepared {
+            undecodable: check_columns(&columns).err(),
             name,
             params,
             columns,
             encoders: Default::default(),
+        }
+    }
+
+    /// Whether its rows can be decoded; the statement is refused before it runs if not.
+    pub fn decodable(&self) -> Result<(), PoolError> {
+        match &self.undecodable {
+            Some(err) => Err(err.clone()),
+            None => Ok(()),
         }
     }
 
@@ -147,6 +159,21 @@ impl Conn {
             }
         }
         prepared
+    }
+
+    /// Forgets `statement` if it is still the one cached (its plan went stale).
+    pub fn forget_prepared(&self, statement: &Arc<Prepared>) {
+        let sql = {
+            let cache = self.cache();
+            cache
+                .by_sql
+                .iter()
+                .find(|(_, cached)| Arc::ptr_eq(cached, statement))
+                .map(|(sql, _)| sql.clone())
+        };
+        if let Some(sql) = sql {
+            self.forget(&sql);
+        }
     }
 
     /// Forgets a statement the server no longer runs as prepared (its result type changed).

@@ -60,6 +60,10 @@ impl DbPool {
         &self.config
     }
 
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     pub fn policy(&self) -> &StatementPolicy {
         &self.policy
     }

@@ -19,7 +19,7 @@ use bytes::BytesMut;
 use crate::db::auth::context::{RoleContext, SET_ROLE_SQL};
 use crate::db::codec::output::QueryOutput;
 use crate::db::codec::params::{encode_all, EncodedParam, Param, TextParam};
-use crate::db::codec::rows::{check_columns, ValueStyle};
+use crate::db::codec::rows::ValueStyle;
 use crate::db::codec::types::{oid, Column};
 use crate::db::engine::connection::{Conn, Prepared};
 use crate::db::engine::policy::StatementPolicy;
@@ -57,13 +57,13 @@ pub async fn run(
         .map(|(statement, values)| (&**statement, *values));
     let (bytes, sinks) = statement_request(conn, &statement, &encoded, role_ref, style)?;
     let outcome = request::exchange(conn, &bytes, sinks, expect, policy.deadline()).await;
-    reply(conn, policy, sql, outcome)
+    reply(policy, outcome, || conn.forget(sql))
 }
 
 /// The statement's values encoded for the types the server described; a statement whose result
 /// cannot be decoded is refused before it runs.
 pub fn encode_for(statement: &Prepared, params: &[Param]) -> Result<Vec<EncodedParam>, Failure> {
-    check_columns(&statement.columns).map_err(Failure::Final)?;
+    statement.decodable().map_err(Failure::Final)?;
     encode_all(params, &statement.params).map_err(Failure::Final)
 }
 
@@ -94,16 +94,16 @@ pub fn statement_request(
 }
 
 /// The reply of a statement's exchange: its rows, the server's error, or why there is none.
+/// `stale_plan` forgets the prepared statement when the server refused it as stale.
 pub fn reply(
-    conn: &Conn,
     policy: &StatementPolicy,
-    sql: &str,
     outcome: Result<Answer, Failed>,
+    stale_plan: impl FnOnce(),
 ) -> Result<QueryOutput, Failure> {
     let answer = outcome.map_err(|failed| policy.unanswered(failed))?;
     if let Some(error) = answer.error {
         if retry::is_stale_plan(&error) {
-            conn.forget(sql);
+            stale_plan();
         }
         return Err(retry::answered(error));
     }
@@ -195,5 +195,5 @@ async fn run_one_flight(
     sinks.push(Sink::Rows(RowsSink::described(style)));
     request::sync(&mut bytes);
     let outcome = request::exchange(conn, &bytes, sinks, expect, policy.deadline()).await;
-    reply(conn, policy, sql, outcome)
+    reply(policy, outcome, || {})
 }

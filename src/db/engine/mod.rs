@@ -11,6 +11,7 @@ pub mod connection;
 pub mod db_pool;
 pub mod execute;
 pub mod guard;
+pub mod immediate;
 pub mod lexer;
 pub mod policy;
 pub mod pool;

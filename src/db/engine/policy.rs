@@ -17,7 +17,7 @@ use crate::db::engine::retry::{self, Failure};
 use crate::db::engine::wire::exchange::Failed;
 use crate::error::PoolError;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct StatementPolicy {
     /// No named statements; each statement's Parse/Bind/Describe/Execute/Sync in one flight.
     pub one_flight: bool,

@@ -224,18 +224,30 @@ pub struct Lease<M: Manager = Postgres> {
     started: Instant,
     /// False once released by hand under the pool's lock (see `Inner::hand_over`).
     armed: bool,
+    /// Whether its time counts toward the pool's typical statement time.
+    timed: bool,
 }
 
 impl<M: Manager> Lease<M> {
     pub fn conn(&self) -> &M::Conn {
         &self.conn
     }
+
+    /// Gives the place back without counting its time: nothing ran on it.
+    pub fn unused(mut self) {
+        self.timed = false;
+    }
+
+    /// The connection, to hold beside the lease.
+    pub fn conn_handle(&self) -> Arc<M::Conn> {
+        self.conn.clone()
+    }
 }
 
 impl<M: Manager> Drop for Lease<M> {
     fn drop(&mut self) {
         if self.armed {
-            let elapsed = self.started.elapsed();
+            let elapsed = self.timed.then(|| self.started.elapsed());
             self.pool.release(self.conn.id(), self.kind, elapsed);
         }
     }
@@ -305,6 +317,18 @@ impl<M: Manager> Pool<M> {
                 })
             }
         }
+    }
+
+    /// A lease if one can be had right now without waiting, and nobody is waiting before this
+    /// caller; None otherwise (or when closed). Must be called inside the runtime (it may start
+    /// opening a connection).
+    pub fn try_acquire_now(&self, kind: LeaseKind) -> Option<Lease<M>> {
+        let mut state = self.inner.lock();
+        if state.closed || !state.waiters.is_empty() {
+            return None;
+        }
+        self.inner.start(&mut state);
+        self.inner.try_lease(&mut state, kind)
     }
 
     pub fn gauges(&self) -> Gauges {
@@ -422,6 +446,7 @@ impl<M: Manager> Inner<M> {
             kind,
             started: now,
             armed: true,
+            timed: true,
         }
     }
 
@@ -626,8 +651,8 @@ impl<M: Manager> Inner<M> {
         }
     }
 
-    fn release(self: &Arc<Self>, conn_id: u64, kind: LeaseKind, elapsed: Duration) {
-        if kind == LeaseKind::Shared {
+    fn release(self: &Arc<Self>, conn_id: u64, kind: LeaseKind, elapsed: Option<Duration>) {
+        if let (LeaseKind::Shared, Some(elapsed)) = (kind, elapsed) {
             // EWMA with weight 1/16: follows a change of load within a few dozen statements.
             let sample = elapsed.as_micros().min(u64::MAX as u128) as u64;
             let old = self.typical_us.load(Ordering::Relaxed);

@@ -13,6 +13,7 @@
 //! Every write happens under the lock or by the task alone, never two at once.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -40,7 +41,13 @@ pub struct Channel {
     state: Mutex<State>,
     waker: AtomicWaker,
     direct: Option<DirectWriter>,
+    /// The deadline of the oldest exchange the task holds, in µs after `born` (`NO_DEADLINE`
+    /// when none): the pool's watch wakes the task once it has passed.
+    deadline_us: AtomicU64,
+    born: Instant,
 }
+
+const NO_DEADLINE: u64 = u64::MAX;
 
 pub(super) struct State {
     /// Request bytes not yet written.
@@ -72,7 +79,17 @@ impl Channel {
             }),
             waker: AtomicWaker::new(),
             direct,
+            deadline_us: AtomicU64::new(NO_DEADLINE),
+            born: Instant::now(),
         }
+    }
+
+    /// The task says when its oldest exchange runs out of time.
+    pub(super) fn publish_deadline(&self, deadline: Option<Instant>) {
+        let us = deadline.map_or(NO_DEADLINE, |at| {
+            at.saturating_duration_since(self.born).as_micros() as u64
+        });
+        self.deadline_us.store(us, Ordering::Relaxed);
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
@@ -155,15 +172,18 @@ impl Channel {
         self.lock().outstanding
     }
 
-    /// Wakes the task when the oldest exchange it has not seen yet is past its deadline: one
-    /// written directly while the task slept, whose statement outlasts `statementTimeout`.
+    /// Wakes the task when an exchange is past its deadline: the oldest it holds (as it
+    /// published), or the oldest it has not seen yet (written directly while it slept).
     pub fn wake_if_overdue(&self, now: Instant) {
-        let overdue = self
-            .lock()
-            .queued
-            .front()
-            .and_then(|exchange| exchange.deadline)
-            .is_some_and(|deadline| deadline <= now);
+        let published = self.deadline_us.load(Ordering::Relaxed);
+        let elapsed = now.saturating_duration_since(self.born).as_micros() as u64;
+        let overdue = (published != NO_DEADLINE && published <= elapsed)
+            || self
+                .lock()
+                .queued
+                .front()
+                .and_then(|exchange| exchange.deadline)
+                .is_some_and(|deadline| deadline <= now);
         if overdue {
             self.waker.wake();
         }

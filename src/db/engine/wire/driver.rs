@@ -404,6 +404,10 @@ impl Driver {
         Poll::Ready(Ending::Closed)
     }
 
+    /// The statement timeout of the exchange at the head. No timer is armed per statement (a
+    /// timer reset on every answer wakes the thread parked on tokio's driver): the deadline is
+    /// published on the channel, and the pool's watch wakes this task once it has passed. A
+    /// cancelled exchange's grace is timed here (that is rare).
     fn poll_deadlines(&mut self, cx: &mut Context<'_>) -> Deadline {
         let now = Instant::now();
         if self.in_flight.is_empty() {
@@ -414,31 +418,36 @@ impl Driver {
                 self.cancelling = None;
             }
         }
-        let next = match (&self.cancelling, self.in_flight.front()) {
-            (Some(cancelling), _) if now >= cancelling.grace_until => return Deadline::Discard,
-            (Some(cancelling), _) => Some(cancelling.grace_until),
+        match (&self.cancelling, self.in_flight.front()) {
+            (Some(cancelling), _) if now >= cancelling.grace_until => Deadline::Discard,
+            (Some(cancelling), _) => {
+                let at = cancelling.grace_until.into();
+                let timer = self
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+                if timer.deadline() != at {
+                    timer.as_mut().reset(at);
+                }
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Deadline::Again,
+                    Poll::Pending => Deadline::Waiting,
+                }
+            }
             (None, Some(front)) => match front.deadline {
                 Some(deadline) if now >= deadline => {
                     let start = front.start;
                     self.start_cancel(start, now);
-                    return Deadline::Again;
+                    Deadline::Again
                 }
-                deadline => deadline,
+                deadline => {
+                    self.channel.publish_deadline(deadline);
+                    Deadline::Waiting
+                }
             },
-            (None, None) => None,
-        };
-        let Some(at) = next else {
-            return Deadline::Waiting;
-        };
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at.into())));
-        if timer.deadline() != at.into() {
-            timer.as_mut().reset(at.into());
-        }
-        match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Deadline::Again,
-            Poll::Pending => Deadline::Waiting,
+            (None, None) => {
+                self.channel.publish_deadline(None);
+                Deadline::Waiting
+            }
         }
     }
 

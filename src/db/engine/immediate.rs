@@ -1,0 +1,163 @@
+//! A statement started by the caller's own thread, when it can go out at once: a connection has
+//! room for it now, nobody waits before it, and the statement (and a user client's `set_config`)
+//! is already prepared on that connection. Its request is then built and written right there,
+//! and its reply is handed over by the connection's task when it reads it: no task runs for it
+//! and no tokio thread is woken to send it. One statement at a time from Node costs one wake-up
+//! of a tokio thread (the reply's) where a task per statement cost three or four.
+//!
+//! Anything else (a statement not prepared yet, a full pool, waiting callers, a transaction)
+//! goes the way of a task (`DbPool::query_since`).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use crate::db::auth::context::{RoleContext, SET_ROLE_SQL};
+use crate::db::codec::output::QueryOutput;
+use crate::db::codec::params::{Param, TextParam};
+use crate::db::codec::rows::ValueStyle;
+use crate::db::codec::types::oid;
+use crate::db::engine::connection::Prepared;
+use crate::db::engine::execute;
+use crate::db::engine::policy::StatementPolicy;
+use crate::db::engine::pool::{Lease, LeaseKind};
+use crate::db::engine::request;
+use crate::db::engine::retry::Failure;
+use crate::db::engine::wire::exchange::{Exchange, Expect, Failed, RowsSink, Sink};
+use crate::db::engine::DbPool;
+use crate::error::PoolError;
+
+/// A statement ready to be written: its place on a connection, its request and what reads it.
+pub struct Ready {
+    lease: Lease,
+    bytes: BytesMut,
+    sinks: Vec<Sink>,
+    /// Held until answered: an evicted statement is closed only when nobody holds it.
+    statement: Option<Arc<Prepared>>,
+    role: Option<Arc<Prepared>>,
+    policy: StatementPolicy,
+    deadline: Option<Instant>,
+}
+
+impl DbPool {
+    /// The statement ready to go now, or None when it must wait for a task (`Some(Err)`: it
+    /// cannot run at all, its values do not fit its parameters).
+    pub fn ready_now(
+        &self,
+        sql: &str,
+        params: &[Param],
+        style: ValueStyle,
+        role: Option<&RoleContext>,
+    ) -> Option<Result<Ready, Failure>> {
+        let lease = self.pool().try_acquire_now(LeaseKind::Shared)?;
+        crate::faults::trip(crate::faults::Fault::Statement);
+        let policy = *self.policy();
+        let built = if policy.one_flight {
+            one_flight(sql, params, style, role).map(|(bytes, sinks)| (bytes, sinks, None, None))
+        } else {
+            match prepared(&lease, sql, params, style, role) {
+                Some(built) => built,
+                None => {
+                    lease.unused();
+                    return None;
+                }
+            }
+        };
+        Some(built.map(|(bytes, sinks, statement, role)| Ready {
+            lease,
+            bytes,
+            sinks,
+            statement,
+            role,
+            policy,
+            deadline: policy.deadline(),
+        }))
+    }
+}
+
+type Built = (
+    BytesMut,
+    Vec<Sink>,
+    Option<Arc<Prepared>>,
+    Option<Arc<Prepared>>,
+);
+
+/// The request of a statement prepared on the lease's connection; None when it is not.
+fn prepared(
+    lease: &Lease,
+    sql: &str,
+    params: &[Param],
+    style: ValueStyle,
+    role: Option<&RoleContext>,
+) -> Option<Result<Built, Failure>> {
+    let conn = lease.conn();
+    let statement = conn.cached(sql)?;
+    let set_role = match role {
+        Some(_) => Some(conn.cached(SET_ROLE_SQL)?),
+        None => None,
+    };
+    let built = (|| {
+        let encoded = execute::encode_for(&statement, params)?;
+        let values = role
+            .map(RoleContext::bound_values)
+            .transpose()
+            .map_err(Failure::Final)?;
+        let role_ref = set_role.as_deref().zip(values);
+        execute::statement_request(conn, &statement, &encoded, role_ref, style)
+    })();
+    Some(built.map(|(bytes, sinks)| (bytes, sinks, Some(statement), set_role)))
+}
+
+/// The request of a statement in one flight (behind a transaction pooler): nothing to prepare.
+fn one_flight(
+    sql: &str,
+    params: &[Param],
+    style: ValueStyle,
+    role: Option<&RoleContext>,
+) -> Result<(BytesMut, Vec<Sink>), Failure> {
+    let unsendable = |e: String| Failure::Final(PoolError::InvalidArgument(e));
+    let mut bytes = BytesMut::with_capacity(128);
+    let mut sinks = Vec::with_capacity(2);
+    if let Some(role) = role {
+        let values = role.bound_values().map_err(Failure::Final)?;
+        request::unnamed_text(&mut bytes, SET_ROLE_SQL, &[oid::TEXT, oid::TEXT], &values)
+            .map_err(unsendable)?;
+        sinks.push(Sink::Discard);
+    }
+    let text: Vec<TextParam> = params.iter().map(TextParam::new).collect();
+    request::one_flight(&mut bytes, sql, &text).map_err(unsendable)?;
+    sinks.push(Sink::Rows(RowsSink::described(style)));
+    request::sync(&mut bytes);
+    Ok((bytes, sinks))
+}
+
+impl Ready {
+    /// Writes the request; `on_reply` gets the statement's reply (on the connection's task),
+    /// after its lease is given back.
+    pub fn send(self, on_reply: impl FnOnce(Result<QueryOutput, Failure>) + Send + 'static) {
+        let Ready {
+            lease,
+            bytes,
+            sinks,
+            statement,
+            role,
+            policy,
+            deadline,
+        } = self;
+        let conn = lease.conn_handle();
+        let done = Box::new(move |outcome| {
+            let result = execute::reply(&policy, outcome, || {
+                if let Some(statement) = &statement {
+                    lease.conn().forget_prepared(statement);
+                }
+            });
+            drop((statement, role, lease));
+            on_reply(result);
+        });
+        let exchange = Exchange::new(sinks, Expect::Idle, deadline, done);
+        if let Err(unsent) = conn.send(&bytes, exchange) {
+            unsent.fail(Failed::NotSent("the connection was closed".into()));
+        }
+    }
+}
