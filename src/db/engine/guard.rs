@@ -46,7 +46,7 @@ pub struct Effects {
 
 /// Checks a raw statement for `caller`; `params` resolve a `$n` naming a setting.
 pub fn check(sql: &str, params: &[Param], caller: Caller) -> Result<Effects, PoolError> {
-    if plainly_ordinary(sql) {
+    if plainly_ordinary(sql) || crate::faults::is_on(crate::faults::Fault::NoStatementGuard) {
         return Ok(Effects::default());
     }
     let tokens: Vec<Token> = Lexer::new(sql).collect();
@@ -108,6 +108,8 @@ enum Kind {
     SessionState(&'static str),
     /// CREATE TEMP …, SELECT … INTO TEMP …
     Temporary,
+    /// COPY … FROM STDIN / TO STDOUT: the protocol's copy mode, which query() does not carry.
+    CopyData,
 }
 
 fn check_statement(
@@ -160,6 +162,10 @@ fn check_statement(
             "temporary objects stay on a pooled connection that other callers share: create them \
              inside client.transaction() (they are dropped when it ends)",
         )),
+        Kind::CopyData => Err(refused(
+            "COPY FROM STDIN and COPY TO STDOUT stream data in the protocol's copy mode, which \
+             query() does not carry: use a connection of your own (for example pg with pg-copy-streams)",
+        )),
     }
 }
 
@@ -201,6 +207,7 @@ fn kind_of(tokens: &[Token]) -> Kind {
         "discard" => Kind::SessionState("DISCARD"),
         "load" => Kind::SessionState("LOAD"),
         "listen" => Kind::Listen,
+        "copy" if tokens.iter().any(|t| t.is("stdin") || t.is("stdout")) => Kind::CopyData,
         "set" => set_kind(&tokens[1..]),
         "reset" => Kind::SessionSetting {
             identity: second
@@ -492,6 +499,25 @@ mod tests {
                 assert!(allowed(sql, caller), "{sql} for {caller:?}");
             }
         }
+    }
+
+    #[test]
+    fn copy_in_the_protocol_s_copy_mode_is_refused_everywhere() {
+        for sql in [
+            "copy t from stdin",
+            "COPY t (a, b) FROM STDIN WITH (FORMAT csv)",
+            "copy (select 1) to stdout",
+        ] {
+            for caller in [SHARED, USER, IN_TX, USER_TX] {
+                let err = check(sql, &[], caller).unwrap_err();
+                assert_eq!(err.code(), "STATEMENT_REFUSED", "{sql}");
+                assert!(err.to_string().contains("copy mode"), "{sql}");
+            }
+        }
+        assert!(
+            allowed("copy t from '/tmp/t.csv'", SHARED),
+            "a server-side file is plain SQL"
+        );
     }
 
     #[test]

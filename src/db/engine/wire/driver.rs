@@ -78,9 +78,6 @@ pub struct Driver {
     taint: Option<Taint>,
     /// The FATAL error the server ended the session with, and the exchange it reached (by start).
     fatal: Option<(DatabaseErrorFields, Option<u64>)>,
-    /// A COPY FROM STDIN was ended by the next request's first message: that request's answer is
-    /// the COPY's, and it never ran.
-    swallowed_by_copy: bool,
     terminate: Option<BytesMut>,
 }
 
@@ -105,7 +102,6 @@ impl Driver {
             cancelling: None,
             taint: None,
             fatal: None,
-            swallowed_by_copy: false,
             terminate: None,
         }
     }
@@ -215,16 +211,9 @@ impl Driver {
 
     /// Decides what an answered exchange reports.
     fn settle(&mut self, exchange: Exchange, status: TxStatus) {
-        if std::mem::take(&mut self.swallowed_by_copy) {
-            // This answer closed the COPY and the request after it, which never ran.
-            if self.in_flight.is_empty() {
-                self.take_queued();
-            }
-            if let Some(next) = self.in_flight.pop_front() {
-                let why =
-                    Failed::NotRun("a COPY ahead of it on its connection swallowed it".into());
-                self.settled.push((next, Err(why)));
-            }
+        if exchange.started_copy() {
+            self.settled.push((exchange, Err(Failed::Copy)));
+            return;
         }
         if exchange.internal_rollback {
             self.rolled_back();
@@ -303,16 +292,12 @@ impl Driver {
         }
     }
 
-    /// A COPY FROM STDIN waits for data. The next message ends it with an error: the next request's
-    /// if one was sent (its answer then closes the COPY, and it never runs), else a CopyFail and a
-    /// Sync of our own.
+    /// A COPY FROM STDIN waits for data, which no request carries. A CopyFail and a Sync go out
+    /// ahead of every request not yet written, so that the COPY ends with an error and what was
+    /// queued behind it runs. If some of the next request is written already, the server will end
+    /// the session on reading it (a message out of place in copy mode), and nothing behind the
+    /// COPY runs (they are reported `NotRun`).
     fn end_copy_in(&mut self) {
-        let mut state = self.channel.lock();
-        let another = self.in_flight.len() > 1 || !state.queued.is_empty();
-        if another {
-            self.swallowed_by_copy = true;
-            return;
-        }
         let mut bytes = BytesMut::new();
         frontend::copy_fail(
             "COPY FROM STDIN is not supported by connection-pools",
@@ -320,8 +305,31 @@ impl Driver {
         )
         .expect("a fixed message");
         frontend::sync(&mut bytes);
-        state.appended += bytes.len() as u64;
-        state.out.extend_from_slice(&bytes);
+        let shift = bytes.len() as u64;
+        let mut state = self.channel.lock();
+        let Some(copy_end) = self.in_flight.front().map(|e| e.end) else {
+            return;
+        };
+        if state.written > copy_end {
+            return;
+        }
+        let pending = if self.write_buf.is_empty() {
+            &mut state.out
+        } else {
+            &mut self.write_buf
+        };
+        bytes.extend_from_slice(pending);
+        *pending = bytes;
+        state.appended += shift;
+        let behind = self
+            .in_flight
+            .iter_mut()
+            .skip(1)
+            .chain(state.queued.iter_mut());
+        for exchange in behind {
+            exchange.start += shift;
+            exchange.end += shift;
+        }
     }
 
     /// Updates the channel's count, takes what callers queued meanwhile, then reports.
@@ -495,6 +503,9 @@ impl Driver {
     }
 
     fn why_unanswered(&self, exchange: &Exchange, written: u64, discarded: bool) -> Failed {
+        if exchange.started_copy() {
+            return Failed::Copy;
+        }
         if let Some((fields, reached)) = &self.fatal {
             if *reached == Some(exchange.start) {
                 return if db_error::session_ended(&fields.code) {

@@ -279,6 +279,11 @@ impl Exchange {
         }
     }
 
+    /// Whether it started a COPY (its answer is then a refusal, whatever the server said).
+    pub fn started_copy(&self) -> bool {
+        self.copy
+    }
+
     /// An ErrorResponse: the first one is the exchange's error (the server skips the rest of the
     /// request after it, up to its Sync).
     pub fn record_error(&mut self, fields: DatabaseErrorFields) {
