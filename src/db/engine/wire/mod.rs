@@ -19,4 +19,6 @@ pub mod driver;
 pub mod exchange;
 pub mod socket;
 pub mod startup;
+#[cfg(test)]
+mod testing;
 pub mod tls;
