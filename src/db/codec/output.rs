@@ -1,6 +1,10 @@
-//! A statement's reply as JS reads it, `{"columns":[…],"rows":[[…],…],"rowCount":n}`, written
-//! once while the rows arrive: each DataRow's values go from the socket's buffer straight into
-//! this text (`RowEncoder::write_row`), with no row objects in between.
+//! A statement's reply as JS (or the REST layer) reads it, written once while the rows arrive:
+//! each DataRow's values go from the socket's buffer straight into this text, with no row
+//! objects in between. Two layouts:
+//! - by row, `{"columns":[…],"rows":[[…],…],"rowCount":n}` (or rows as objects, with no column
+//!   list), which the REST layer reads back and PostgREST bodies are made of;
+//! - by column, `{"columns":[…],"data":[[…],…],"rowCount":n}`, one list of values per column,
+//!   for raw `query()` replies, which only JS reads (`lib/rows.js` builds the row objects).
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -26,7 +30,8 @@ impl QueryOutput {
         self.text
     }
 
-    /// The rows, a JSON array: arrays of values, or objects (`ValueStyle::ToJsonObjects`).
+    /// The rows, a JSON array: arrays of values, or objects (`ValueStyle::ToJsonObjects`); for
+    /// a reply by column (`ValueStyle::Driver`), its lists of values.
     pub fn rows_json(&self) -> &str {
         &self.text[self.rows.clone()]
     }
@@ -53,6 +58,8 @@ impl QueryOutput {
 pub struct RowsWriter {
     encoder: Option<Arc<RowEncoder>>,
     text: String,
+    /// By column: each column's values so far (the reply's `data` is made of them at the end).
+    columns: Vec<String>,
     rows_start: usize,
     written: u64,
     /// A value that could not be decoded: the rows that follow are skipped.
@@ -72,6 +79,7 @@ impl RowsWriter {
         RowsWriter {
             encoder: None,
             text: String::new(),
+            columns: Vec::new(),
             rows_start: 0,
             written: 0,
             failed: None,
@@ -87,7 +95,12 @@ impl RowsWriter {
         self.text.reserve(64 + encoder.columns_json().len());
         self.text.push_str("{\"columns\":");
         self.text.push_str(encoder.columns_json());
-        self.text.push_str(",\"rows\":");
+        if encoder.by_column() {
+            self.text.push_str(",\"data\":");
+            self.columns = vec![String::new(); encoder.width()];
+        } else {
+            self.text.push_str(",\"rows\":");
+        }
         self.rows_start = self.text.len();
         self.text.push('[');
         self.encoder = Some(encoder);
@@ -104,10 +117,15 @@ impl RowsWriter {
             ));
             return;
         };
-        if self.written > 0 {
-            self.text.push(',');
-        }
-        match encoder.write_row(row, &mut self.text) {
+        let written = if encoder.by_column() {
+            encoder.write_row_by_column(row, &mut self.columns, self.written == 0)
+        } else {
+            if self.written > 0 {
+                self.text.push(',');
+            }
+            encoder.write_row(row, &mut self.text)
+        };
+        match written {
             Ok(()) => self.written += 1,
             Err(err) => self.failed = Some(err),
         }
@@ -127,6 +145,13 @@ impl RowsWriter {
             self.text.push_str("{\"columns\":[],\"rows\":");
             self.rows_start = self.text.len();
             self.text.push('[');
+        }
+        let values: usize = self.columns.iter().map(|c| c.len() + 3).sum();
+        self.text.reserve(values + 32);
+        for (i, column) in self.columns.iter().enumerate() {
+            self.text.push_str(if i == 0 { "[" } else { ",[" });
+            self.text.push_str(column);
+            self.text.push(']');
         }
         self.text.push(']');
         let rows = self.rows_start..self.text.len();
@@ -206,6 +231,24 @@ mod tests {
         assert_eq!(
             output.into_text(),
             r#"{"columns":["n","s"],"rows":[[1,"a"],[2,null]],"rowCount":2}"#
+        );
+    }
+
+    #[test]
+    fn raw_replies_are_written_by_column() {
+        let mut writer = RowsWriter::new(encoder(ValueStyle::Driver));
+        writer.row(&data_row(&[Some(&1i64.to_be_bytes()), Some(b"a")]));
+        writer.row(&data_row(&[None, Some(b"b\"")]));
+        assert_eq!(
+            writer.finish(2).unwrap().into_text(),
+            r#"{"columns":["n","s"],"data":[["1",null],["a","b\""]],"rowCount":2}"#
+        );
+        let empty = RowsWriter::new(encoder(ValueStyle::Driver))
+            .finish(0)
+            .unwrap();
+        assert_eq!(
+            empty.into_text(),
+            r#"{"columns":["n","s"],"data":[[],[]],"rowCount":0}"#
         );
     }
 
