@@ -21,6 +21,15 @@ describe('results', () => {
     expect(await one(`select ${expr} as v`)).toEqual(expected)
   })
 
+  // Past a few rows a raw reply is packed (numbers in a Float64Array, strings sliced from one
+  // text): every value, and a NULL among them, must come out as in a one-row reply.
+  test.each(resultCases)('%s, in a reply of 20 rows (packed) with a NULL among them', async (expr, expected) => {
+    const { rows } = await DatabasePool.getAdminClient().query(
+      `select case when g = 5 then null else ${expr} end as v, g from generate_series(1, 20) g`,
+    )
+    expect(rows).toEqual(Array.from({ length: 20 }, (_, i) => ({ v: i === 4 ? null : expected, g: i + 1 })))
+  })
+
   test('timestamps, dates and json render exactly as Postgres to_json does', async () => {
     for (const expr of [
       `'2024-01-31 12:00:00.5+00'::timestamptz`,
@@ -44,11 +53,13 @@ describe('results', () => {
     }
   })
 
-  test('column names of any shape become own properties; the last duplicate wins', async () => {
+  test.each([1, 20])('column names of any shape become own properties; the last duplicate wins (%i rows)', async (count) => {
     const { rows } = await DatabasePool.getAdminClient().query(
-      `select 1 as "__proto__", 2 as "a""b", 3 as "ü n", 4 as "x", 5 as "x", 6 as "constructor"`,
+      `select 1 as "__proto__", 2 as "a""b", 3 as "ü n", 4 as "x", 5 as "x", 6 as "constructor" from generate_series(1, $1::int)`,
+      [count],
     )
-    const row = rows[0]
+    expect(rows).toHaveLength(count)
+    const row = rows[count - 1]
     expect(Object.getPrototypeOf(row)).toBe(Object.prototype)
     expect(Object.getOwnPropertyDescriptor(row, '__proto__')?.value).toBe(1)
     expect(row['a"b']).toBe(2)

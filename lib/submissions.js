@@ -92,6 +92,11 @@ class Submissions {
       if (bodies.length !== 0 && reply !== null && typeof reply.body === 'number') reply.body = bodies[reply.body]
       // A body of bytes (an HTTP fetch's audio, image or file) travels beside it as a Buffer.
       if (buffers.length !== 0 && reply !== null && typeof reply.buffer === 'number') reply.buffer = buffers[reply.buffer]
+      // A packed statement reply (lib/rows.js): its buffer and its text, beside the batch.
+      if (buffers.length !== 0 && reply !== null && reply.packed !== undefined) {
+        reply.packed.buffer = buffers[reply.packed.buffer]
+        reply.packed.text = bodies[reply.packed.text]
+      }
       resolve(reply)
     }
     if (pending.size === 0) this._keepAlive.unref()

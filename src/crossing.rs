@@ -98,6 +98,29 @@ impl Replies {
         self.wake();
     }
 
+    /// Adds a packed reply (a large raw statement reply, `db::codec::packed`): `head` is a JSON
+    /// object's text without its last two closing braces (it ends inside its `packed` object),
+    /// which becomes `head,"buffer":N,"text":M}}`: N indexes the batch's `buffers`, M its
+    /// `bodies`.
+    pub fn reply_packed(&self, id: u32, head: &str, buffer: Vec<u8>, text: String) {
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let separator = if pending.ids.is_empty() { '[' } else { ',' };
+            let (buffer_at, text_at) = (pending.buffers.len(), pending.bodies.len());
+            pending.json.push(separator);
+            pending.json.push_str(head);
+            pending.json.push_str(",\"buffer\":");
+            pending.json.push_str(itoa::Buffer::new().format(buffer_at));
+            pending.json.push_str(",\"text\":");
+            pending.json.push_str(itoa::Buffer::new().format(text_at));
+            pending.json.push_str("}}");
+            pending.buffers.push(buffer);
+            pending.bodies.push(text);
+            pending.ids.push(id);
+        }
+        self.wake();
+    }
+
     fn wake(&self) {
         if !self.notified.swap(true, Ordering::AcqRel) {
             self.notify.notify();
@@ -285,5 +308,24 @@ mod tests {
         );
         assert_eq!(bodies, vec![r#"[{"a":"\""}]"#.to_string(), "[]".into()]);
         assert_eq!(buffers, vec![vec![0, 255]]);
+    }
+
+    #[test]
+    fn a_packed_reply_names_its_buffer_and_text() {
+        let replies = Replies::new(Box::new(Count(Arc::new(AtomicUsize::new(0)))));
+        replies.reply_with_bytes(1, r#"{"status":200"#, vec![9]);
+        replies.reply_packed(
+            2,
+            r#"{"rowCount":9,"packed":{"rows":9"#,
+            vec![1, 2],
+            "ab".into(),
+        );
+        let drained = replies.drain();
+        assert_eq!(
+            drained.json,
+            r#"[{"status":200,"buffer":0},{"rowCount":9,"packed":{"rows":9,"buffer":1,"text":0}}]"#
+        );
+        assert_eq!(drained.buffers, vec![vec![9], vec![1, 2]]);
+        assert_eq!(drained.bodies, vec!["ab".to_string()]);
     }
 }

@@ -23,7 +23,7 @@ use futures::FutureExt;
 use super::rest::{self, RestReply};
 use crate::crossing::{Notify, Replies};
 use crate::db::auth::context::RoleContext;
-use crate::db::codec::output::QueryOutput;
+use crate::db::codec::output::{QueryOutput, Reply};
 use crate::db::codec::params::Param;
 use crate::db::codec::rows::ValueStyle;
 use crate::db::engine::guard::{self, Caller, Scope};
@@ -31,7 +31,7 @@ use crate::db::engine::retry::Failure;
 use crate::db::engine::transaction::{Transaction, TxOptions};
 use crate::db::engine::DbPool;
 use crate::db::rest::cache::SchemaCache;
-use crate::error::{settle_to_json, PoolError};
+use crate::error::PoolError;
 
 /// Statements in flight below which the submitting thread starts one itself (`may_start_now`):
 /// measured with `npm run bench` at 1, 10 and 50 callers (bench/RESULTS.md, 2026-12-06).
@@ -256,7 +256,7 @@ impl Dispatcher {
         let error = match result {
             Ok(output) => {
                 self.pool.record(true, submission.submitted);
-                self.replies.reply(submission.id, &output.into_text());
+                self.send(submission.id, output.into_reply());
                 return;
             }
             Err(Failure::Retry(err)) => {
@@ -303,8 +303,16 @@ impl Dispatcher {
         let request = match &submission.work {
             Work::Request { .. } | Work::TxRequest { .. } => self.execute_request(submission),
             _ => {
-                let reply = settle_to_json(self.execute(submission)).await;
-                self.replies.reply(submission.id, &reply);
+                let executed = std::panic::AssertUnwindSafe(self.execute(submission))
+                    .catch_unwind()
+                    .await;
+                match executed {
+                    Ok(Ok(reply)) => self.send(submission.id, reply),
+                    Ok(Err(err)) => self.replies.reply(submission.id, &err.to_envelope()),
+                    Err(panic) => self
+                        .replies
+                        .reply(submission.id, &PoolError::from_panic(panic).to_envelope()),
+                }
                 return;
             }
         };
@@ -345,7 +353,17 @@ impl Dispatcher {
         }
     }
 
-    async fn execute(&self, submission: &Submission) -> Result<String, PoolError> {
+    /// Sends a statement's reply: JSON, or packed (its buffer and text beside the batch).
+    fn send(&self, id: u32, reply: Reply) {
+        match reply {
+            Reply::Whole(json) => self.replies.reply(id, &json),
+            Reply::Packed { head, buffer, text } => {
+                self.replies.reply_packed(id, &head, buffer, text)
+            }
+        }
+    }
+
+    async fn execute(&self, submission: &Submission) -> Result<Reply, PoolError> {
         let role = submission.role.as_ref();
         let pool = &self.pool;
         match &submission.work {
@@ -367,13 +385,13 @@ impl Dispatcher {
                     role,
                 )
                 .await
-                .map(QueryOutput::into_text)
+                .map(QueryOutput::into_reply)
             }
             Work::Begin { options } => {
                 let tx = Transaction::begin(pool, role, *options).await?;
                 self.open_transactions()
                     .insert(submission.id, Arc::new(tokio::sync::Mutex::new(Some(tx))));
-                Ok(OK_REPLY.into())
+                Ok(Reply::Whole(OK_REPLY.into()))
             }
             Work::TxStatement {
                 tx,
@@ -386,7 +404,7 @@ impl Dispatcher {
                 let tx = guard.as_ref().ok_or_else(ended)?;
                 tx.query_raw(pool, sql, params, *style)
                     .await
-                    .map(QueryOutput::into_text)
+                    .map(QueryOutput::into_reply)
             }
             Work::Request { .. } | Work::TxRequest { .. } => Err(PoolError::Internal(
                 "a builder request replies with a body".into(),
@@ -395,7 +413,7 @@ impl Dispatcher {
                 let open = self.open_transactions().remove(tx).ok_or_else(ended)?;
                 let taken = open.lock().await.take();
                 taken.ok_or_else(ended)?.finish(pool, *commit).await?;
-                Ok(OK_REPLY.into())
+                Ok(Reply::Whole(OK_REPLY.into()))
             }
         }
     }

@@ -7,6 +7,7 @@ pub mod js_params;
 pub mod literal;
 pub mod numeric;
 pub mod output;
+pub mod packed;
 pub mod params;
 pub mod rows;
 pub mod types;

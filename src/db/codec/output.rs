@@ -3,31 +3,63 @@
 //! objects in between. Two layouts:
 //! - by row, `{"columns":[…],"rows":[[…],…],"rowCount":n}` (or rows as objects, with no column
 //!   list), which the REST layer reads back and PostgREST bodies are made of;
-//! - by column, `{"columns":[…],"data":[[…],…],"rowCount":n}`, one list of values per column,
-//!   for raw `query()` replies, which only JS reads (`lib/rows.js` builds the row objects).
+//! - packed (`codec::packed`), for a raw `query()` reply of more than `PACK_FROM` rows, which
+//!   only JS reads (`lib/rows.js` builds the row objects); a smaller raw reply is by row.
 
 use std::ops::Range;
 use std::sync::Arc;
 
 use postgres_protocol::message::backend::DataRowBody;
 
+use crate::db::codec::packed::{Packed, PackedWriter};
 use crate::db::codec::rows::RowEncoder;
+
+/// A raw reply of more rows than this is packed (`codec::packed`): up to it, JSON by row costs
+/// JS less than the packed form's typed arrays.
+const PACK_FROM: usize = 8;
 use crate::error::PoolError;
 
 /// One statement's reply: the JSON text JS parses, where its rows are in it, and how many rows
 /// the statement returned or changed. The REST layer reads the rows and the count from here, as
-/// Rust values, instead of reading them back out of the text.
+/// Rust values, instead of reading them back out of the text. A large raw reply is packed
+/// (`packed`): its text is then the head of the reply, without its closing braces.
 #[derive(Debug)]
 pub struct QueryOutput {
     text: String,
     rows: Range<usize>,
     row_count: u64,
+    packed: Option<Packed>,
+}
+
+/// A reply as it crosses to JS.
+pub enum Reply {
+    /// JSON text.
+    Whole(String),
+    /// The head of a packed reply (`{…,"packed":{…` without its two closing braces), and the
+    /// buffer and text that go beside the batch.
+    Packed {
+        head: String,
+        buffer: Vec<u8>,
+        text: String,
+    },
 }
 
 impl QueryOutput {
-    /// The reply text, as it crosses to JS.
+    /// The reply text (of a reply that is not packed), as it crosses to JS.
     pub fn into_text(self) -> String {
         self.text
+    }
+
+    /// The reply as it crosses to JS.
+    pub fn into_reply(self) -> Reply {
+        match self.packed {
+            None => Reply::Whole(self.text),
+            Some(packed) => Reply::Packed {
+                head: self.text,
+                buffer: packed.buffer,
+                text: packed.text,
+            },
+        }
     }
 
     /// The rows, a JSON array: arrays of values, or objects (`ValueStyle::ToJsonObjects`); for
@@ -58,8 +90,10 @@ impl QueryOutput {
 pub struct RowsWriter {
     encoder: Option<Arc<RowEncoder>>,
     text: String,
-    /// By column: each column's values so far (the reply's `data` is made of them at the end).
-    columns: Vec<String>,
+    /// A raw reply's first rows, held until it is known whether the reply is packed.
+    held: Vec<DataRowBody>,
+    /// A raw reply past `PACK_FROM` rows: the packed reply.
+    packed: Option<PackedWriter>,
     rows_start: usize,
     written: u64,
     /// A value that could not be decoded: the rows that follow are skipped.
@@ -79,7 +113,8 @@ impl RowsWriter {
         RowsWriter {
             encoder: None,
             text: String::new(),
-            columns: Vec::new(),
+            held: Vec::new(),
+            packed: None,
             rows_start: 0,
             written: 0,
             failed: None,
@@ -95,39 +130,52 @@ impl RowsWriter {
         self.text.reserve(64 + encoder.columns_json().len());
         self.text.push_str("{\"columns\":");
         self.text.push_str(encoder.columns_json());
-        if encoder.by_column() {
-            self.text.push_str(",\"data\":");
-            self.columns = vec![String::new(); encoder.width()];
-        } else {
+        // A raw reply's rows are written at the end, packed or not (`finish`).
+        if !encoder.packs() {
             self.text.push_str(",\"rows\":");
+            self.rows_start = self.text.len();
+            self.text.push('[');
         }
-        self.rows_start = self.text.len();
-        self.text.push('[');
         self.encoder = Some(encoder);
     }
 
     /// Appends one row; a row that cannot be decoded fails the reply (the rest are read, unused).
-    pub fn row(&mut self, row: &DataRowBody) {
+    pub fn row(&mut self, row: DataRowBody) {
         if self.failed.is_some() {
             return;
         }
-        let Some(encoder) = &self.encoder else {
+        let Some(encoder) = self.encoder.clone() else {
             self.failed = Some(PoolError::Internal(
                 "rows arrived before their description".into(),
             ));
             return;
         };
-        let written = if encoder.by_column() {
-            encoder.write_row_by_column(row, &mut self.columns, self.written == 0)
-        } else {
+        if !encoder.packs() {
             if self.written > 0 {
                 self.text.push(',');
             }
-            encoder.write_row(row, &mut self.text)
-        };
-        match written {
-            Ok(()) => self.written += 1,
-            Err(err) => self.failed = Some(err),
+            match encoder.write_row(&row, &mut self.text) {
+                Ok(()) => self.written += 1,
+                Err(err) => self.failed = Some(err),
+            }
+            return;
+        }
+        self.written += 1;
+        if self.packed.is_none() && self.held.len() < PACK_FROM {
+            self.held.push(row);
+            return;
+        }
+        let packed = self
+            .packed
+            .get_or_insert_with(|| PackedWriter::new(encoder.kinds()));
+        let held = std::mem::take(&mut self.held);
+        for row in held.iter().chain(std::iter::once(&row)) {
+            if let Err(what) = packed.row(values_of(row)) {
+                self.failed = Some(PoolError::Internal(format!(
+                    "could not decode a row: {what}"
+                )));
+                return;
+            }
         }
     }
 
@@ -146,16 +194,24 @@ impl RowsWriter {
             self.rows_start = self.text.len();
             self.text.push('[');
         }
-        let values: usize = self.columns.iter().map(|c| c.len() + 3).sum();
-        self.text.reserve(values + 32);
-        for (i, column) in self.columns.iter().enumerate() {
-            self.text.push_str(if i == 0 { "[" } else { ",[" });
-            self.text.push_str(column);
-            self.text.push(']');
+        let row_count = affected.max(self.written);
+        if let Some(packed) = self.packed.take() {
+            return Ok(self.finish_packed(packed.finish(), row_count));
+        }
+        if let Some(encoder) = self.encoder.clone().filter(|e| e.packs()) {
+            // A few rows: by row, the layout JS reads fastest when there are few.
+            self.text.push_str(",\"rows\":");
+            self.rows_start = self.text.len();
+            self.text.push('[');
+            for (i, row) in self.held.iter().enumerate() {
+                if i > 0 {
+                    self.text.push(',');
+                }
+                encoder.write_row(row, &mut self.text)?;
+            }
         }
         self.text.push(']');
         let rows = self.rows_start..self.text.len();
-        let row_count = affected.max(self.written);
         self.text.push_str(",\"rowCount\":");
         self.text.push_str(itoa::Buffer::new().format(row_count));
         self.text.push('}');
@@ -163,8 +219,35 @@ impl RowsWriter {
             text: self.text,
             rows,
             row_count,
+            packed: None,
         })
     }
+
+    /// `{"columns":[…],"rowCount":n,"packed":{…` (the crossing closes it).
+    fn finish_packed(mut self, mut packed: Packed, row_count: u64) -> QueryOutput {
+        self.text.push_str(",\"rowCount\":");
+        self.text.push_str(itoa::Buffer::new().format(row_count));
+        self.text.push_str(",\"packed\":");
+        self.text.push_str(&packed.head);
+        packed.head.clear();
+        QueryOutput {
+            rows: 0..0,
+            text: self.text,
+            row_count,
+            packed: Some(packed),
+        }
+    }
+}
+
+/// A DataRow's values, None for NULL (a malformed row ends early, which the writer refuses).
+fn values_of(row: &DataRowBody) -> impl Iterator<Item = Option<&[u8]>> {
+    use fallible_iterator::FallibleIterator;
+    let buffer = row.buffer();
+    let mut ranges = row.ranges();
+    std::iter::from_fn(move || match ranges.next() {
+        Ok(Some(range)) => Some(range.map(|r| &buffer[r])),
+        _ => None,
+    })
 }
 
 /// Rows changed, from a CommandComplete tag (`INSERT 0 3`, `UPDATE 2`, `SELECT 5`): its last
@@ -217,8 +300,8 @@ mod tests {
     #[test]
     fn the_reply_text_and_its_parts_agree() {
         let mut writer = RowsWriter::new(encoder(ValueStyle::ToJson));
-        writer.row(&data_row(&[Some(&1i64.to_be_bytes()), Some(b"a")]));
-        writer.row(&data_row(&[Some(&2i64.to_be_bytes()), None]));
+        writer.row(data_row(&[Some(&1i64.to_be_bytes()), Some(b"a")]));
+        writer.row(data_row(&[Some(&2i64.to_be_bytes()), None]));
         let output = writer.finish(rows_affected("SELECT 2")).unwrap();
         assert_eq!(output.rows_json(), r#"[[1,"a"],[2,null]]"#);
         assert_eq!(output.row_count(), 2);
@@ -235,21 +318,43 @@ mod tests {
     }
 
     #[test]
-    fn raw_replies_are_written_by_column() {
+    fn a_small_raw_reply_is_written_by_row() {
         let mut writer = RowsWriter::new(encoder(ValueStyle::Driver));
-        writer.row(&data_row(&[Some(&1i64.to_be_bytes()), Some(b"a")]));
-        writer.row(&data_row(&[None, Some(b"b\"")]));
+        writer.row(data_row(&[Some(&1i64.to_be_bytes()), Some(b"a")]));
+        writer.row(data_row(&[None, Some(b"b\"")]));
         assert_eq!(
             writer.finish(2).unwrap().into_text(),
-            r#"{"columns":["n","s"],"data":[["1",null],["a","b\""]],"rowCount":2}"#
+            r#"{"columns":["n","s"],"rows":[["1","a"],[null,"b\""]],"rowCount":2}"#
         );
         let empty = RowsWriter::new(encoder(ValueStyle::Driver))
             .finish(0)
             .unwrap();
         assert_eq!(
             empty.into_text(),
-            r#"{"columns":["n","s"],"data":[[],[]],"rowCount":0}"#
+            r#"{"columns":["n","s"],"rows":[],"rowCount":0}"#
         );
+    }
+
+    #[test]
+    fn a_large_raw_reply_is_packed() {
+        let mut writer = RowsWriter::new(encoder(ValueStyle::Driver));
+        for n in 0..(PACK_FROM as i64 + 1) {
+            writer.row(data_row(&[Some(&n.to_be_bytes()), Some(b"x")]));
+        }
+        let output = writer.finish(0).unwrap();
+        assert_eq!(output.row_count(), 9);
+        let Reply::Packed { head, buffer, text } = output.into_reply() else {
+            panic!("not packed")
+        };
+        assert_eq!(
+            head,
+            r#"{"columns":["n","s"],"rowCount":9,"packed":{"rows":9,"kinds":"ss","at":[0,40],"nulls":[-1,-1]"#
+        );
+        assert_eq!(
+            text, "012345678xxxxxxxxx",
+            "bigint as text, as the JSON layout has it"
+        );
+        assert_eq!(buffer.len(), 80);
     }
 
     #[test]
@@ -267,16 +372,16 @@ mod tests {
     #[test]
     fn objects_and_a_row_that_cannot_be_read() {
         let mut writer = RowsWriter::new(encoder(ValueStyle::ToJsonObjects));
-        writer.row(&data_row(&[Some(&5i64.to_be_bytes()), Some(b"x")]));
+        writer.row(data_row(&[Some(&5i64.to_be_bytes()), Some(b"x")]));
         assert_eq!(
             writer.finish(1).unwrap().rows_json(),
             r#"[{"n":5,"s":"x"}]"#
         );
         let mut broken = RowsWriter::new(encoder(ValueStyle::Driver));
-        broken.row(&data_row(&[Some(b"short"), Some(b"x")]));
+        broken.row(data_row(&[Some(b"short"), Some(b"x")]));
         assert_eq!(broken.finish(1).unwrap_err().code(), "INTERNAL");
         let mut short = RowsWriter::new(encoder(ValueStyle::Driver));
-        short.row(&data_row(&[Some(&5i64.to_be_bytes())]));
+        short.row(data_row(&[Some(&5i64.to_be_bytes())]));
         assert_eq!(short.finish(1).unwrap_err().code(), "INTERNAL");
     }
 }

@@ -131,39 +131,15 @@ impl RowEncoder {
         self.kinds.len()
     }
 
-    /// Whether replies are written by column (`Driver`: raw `query()` replies, which only JS
-    /// reads): V8 parses a thousand rows as six arrays of values in about half the time it
-    /// parses them as a thousand arrays of six (`cargo test` cannot show it; bench/RESULTS.md).
-    pub fn by_column(&self) -> bool {
-        self.style == ValueStyle::Driver
+    /// Each column's kind, in order.
+    pub fn kinds(&self) -> &[PgKind] {
+        &self.kinds
     }
 
-    /// Appends one DataRow's values to their columns' lists (`by_column`), each after a comma
-    /// unless it is the first row.
-    pub fn write_row_by_column(
-        &self,
-        row: &DataRowBody,
-        columns: &mut [String],
-        first: bool,
-    ) -> Result<(), PoolError> {
-        let buffer = row.buffer();
-        let mut ranges = row.ranges();
-        for (i, (kind, out)) in self.kinds.iter().zip(columns.iter_mut()).enumerate() {
-            if !first {
-                out.push(',');
-            }
-            match ranges.next() {
-                Ok(Some(Some(range))) => write_value(kind, &buffer[range], self.style, out)
-                    .map_err(|what| {
-                        PoolError::Internal(format!(
-                            "could not decode column {i} ({kind:?}): {what}"
-                        ))
-                    })?,
-                Ok(Some(None)) => out.push_str("null"),
-                _ => return Err(short_row(self.kinds.len())),
-            }
-        }
-        Ok(())
+    /// Whether a large reply is packed (`ValueStyle::Driver`: raw `query()` replies, which only
+    /// JS reads; `codec::packed`).
+    pub fn packs(&self) -> bool {
+        self.style == ValueStyle::Driver
     }
 
     /// Appends one DataRow, straight from the bytes the server sent: a JSON array of its
@@ -206,138 +182,167 @@ fn fixed<const N: usize>(bytes: &[u8]) -> Result<[u8; N], String> {
         .map_err(|_| format!("expected {N} bytes, got {}", bytes.len()))
 }
 
-/// Writes one non-null value of `kind` from its binary form.
+/// Writes one non-null value of `kind` from its binary form, as JSON.
 pub fn write_value(
     kind: &PgKind,
     bytes: &[u8],
     style: ValueStyle,
     out: &mut String,
 ) -> Result<(), String> {
-    use std::fmt::Write;
     match kind {
         PgKind::Bool => out.push_str(if fixed::<1>(bytes)?[0] != 0 {
             "true"
         } else {
             "false"
         }),
-        PgKind::Int2 => push_int(out, i16::from_be_bytes(fixed(bytes)?)),
-        PgKind::Int4 => push_int(out, i32::from_be_bytes(fixed(bytes)?)),
-        PgKind::Oid => push_int(out, u32::from_be_bytes(fixed(bytes)?)),
-        PgKind::Int8 => {
-            let v = i64::from_be_bytes(fixed(bytes)?);
-            match style {
-                ValueStyle::Driver => {
-                    out.push('"');
-                    push_int(out, v);
-                    out.push('"');
-                }
-                ValueStyle::ToJson | ValueStyle::ToJsonObjects => push_int(out, v),
+        PgKind::Int2 | PgKind::Int4 | PgKind::Oid | PgKind::Float4 | PgKind::Float8 => {
+            match number(kind, bytes)? {
+                Number::Exact(text) => out.push_str(&text),
+                Number::NonFinite(v) => push_non_finite(out, v),
             }
         }
-        PgKind::Float4 => {
-            let v = f32::from_be_bytes(fixed(bytes)?);
-            if v.is_finite() {
-                // Shortest text that reads back as the same f32, as Postgres prints a real.
-                out.push_str(ryu::Buffer::new().format_finite(v));
-            } else {
-                push_non_finite(out, v as f64);
-            }
+        PgKind::Int8 if style != ValueStyle::Driver => {
+            push_int(out, i64::from_be_bytes(fixed(bytes)?))
         }
-        PgKind::Float8 => {
-            let v = f64::from_be_bytes(fixed(bytes)?);
-            if v.is_finite() {
-                out.push_str(ryu::Buffer::new().format_finite(v));
-            } else {
-                push_non_finite(out, v);
-            }
-        }
-        PgKind::Numeric => {
+        PgKind::Numeric if style == ValueStyle::ToJson => {
             let text = numeric::decode_to_text(bytes).ok_or("malformed numeric")?;
             let is_number =
                 text.starts_with(|c: char| c.is_ascii_digit() || c == '-') && text != "-Infinity";
-            if style == ValueStyle::ToJson && is_number {
+            if is_number {
                 out.push_str(&text);
             } else {
                 push_json_str(out, &text);
             }
         }
         PgKind::Text => push_json_str(out, std::str::from_utf8(bytes).map_err(|e| e.to_string())?),
-        PgKind::Char => {
-            // "char" is a single byte; Postgres shows bytes ≥ 0x80 as octal escapes.
-            let text = match bytes.first() {
-                None => String::new(),
-                Some(b) if b.is_ascii() => (*b as char).to_string(),
-                Some(b) => format!("\\{b:03o}"),
-            };
-            push_json_str(out, &text);
-        }
-        PgKind::Bytea => {
-            let mut hex = String::with_capacity(2 + bytes.len() * 2);
-            hex.push_str("\\x");
-            for b in bytes {
-                write!(hex, "{b:02x}").unwrap();
-            }
-            push_json_str(out, &hex);
-        }
-        PgKind::Uuid => {
-            let b = fixed::<16>(bytes)?;
-            let mut text = String::with_capacity(36);
-            for (i, byte) in b.iter().enumerate() {
-                if matches!(i, 4 | 6 | 8 | 10) {
-                    text.push('-');
-                }
-                write!(text, "{byte:02x}").unwrap();
-            }
+        // Text that may hold a quote, a backslash or a control character.
+        PgKind::Char | PgKind::Bytea | PgKind::JsonPath => {
+            let mut text = String::new();
+            write_plain(kind, bytes, &mut text)?;
             push_json_str(out, &text);
         }
         // Postgres validated the JSON; it goes into the result text as it is.
-        PgKind::Json => out.push_str(std::str::from_utf8(bytes).map_err(|e| e.to_string())?),
+        PgKind::Json | PgKind::Jsonb => out.push_str(json_text(kind, bytes)?),
+        PgKind::Void => out.push_str("null"),
+        PgKind::Array { element, .. } => write_array(element, bytes, style, out)?,
+        PgKind::Composite(fields) => write_composite(Some(fields), bytes, style, out)?,
+        PgKind::Record => write_composite(None, bytes, style, out)?,
+        PgKind::Unsupported(name) => return Err(format!("unsupported type {name}")),
+        // Plain ASCII with nothing to escape: numbers as text, dates and times, uuids.
+        _ => {
+            out.push('"');
+            write_plain(kind, bytes, out)?;
+            out.push('"');
+        }
+    }
+    Ok(())
+}
+
+/// A number's JSON text, or the non-finite value JSON cannot hold.
+pub enum Number {
+    Exact(String),
+    NonFinite(f64),
+}
+
+/// An integer or float value: its shortest text that reads back as the same value (as Postgres
+/// prints a real or a double).
+pub fn number(kind: &PgKind, bytes: &[u8]) -> Result<Number, String> {
+    let exact = |text: &str| Ok(Number::Exact(text.to_string()));
+    match kind {
+        PgKind::Int2 => exact(itoa::Buffer::new().format(i16::from_be_bytes(fixed(bytes)?))),
+        PgKind::Int4 => exact(itoa::Buffer::new().format(i32::from_be_bytes(fixed(bytes)?))),
+        PgKind::Oid => exact(itoa::Buffer::new().format(u32::from_be_bytes(fixed(bytes)?))),
+        PgKind::Float4 => {
+            let v = f32::from_be_bytes(fixed(bytes)?);
+            if v.is_finite() {
+                exact(ryu::Buffer::new().format_finite(v))
+            } else {
+                Ok(Number::NonFinite(v as f64))
+            }
+        }
+        PgKind::Float8 => {
+            let v = f64::from_be_bytes(fixed(bytes)?);
+            if v.is_finite() {
+                exact(ryu::Buffer::new().format_finite(v))
+            } else {
+                Ok(Number::NonFinite(v))
+            }
+        }
+        other => Err(format!("{other:?} is not a number")),
+    }
+}
+
+/// The JSON text of a json or jsonb value.
+pub fn json_text<'a>(kind: &PgKind, bytes: &'a [u8]) -> Result<&'a str, String> {
+    let text = match kind {
         PgKind::Jsonb => {
             let (version, text) = bytes.split_first().ok_or("empty jsonb")?;
             if *version != 1 {
                 return Err(format!("jsonb version {version}"));
             }
-            out.push_str(std::str::from_utf8(text).map_err(|e| e.to_string())?);
+            text
+        }
+        _ => bytes,
+    };
+    std::str::from_utf8(text).map_err(|e| e.to_string())
+}
+
+/// Writes the text of a value that a raw reply shows as a string (`ValueStyle::Driver`),
+/// unquoted and unescaped: bigint and numeric (as text, so nothing loses precision), text,
+/// "char", bytea (`\x` hex), uuid, jsonpath, dates, times and intervals.
+pub fn write_plain(kind: &PgKind, bytes: &[u8], out: &mut String) -> Result<(), String> {
+    use std::fmt::Write;
+    match kind {
+        PgKind::Int8 => push_int(out, i64::from_be_bytes(fixed(bytes)?)),
+        PgKind::Numeric => {
+            out.push_str(&numeric::decode_to_text(bytes).ok_or("malformed numeric")?)
+        }
+        PgKind::Text => out.push_str(std::str::from_utf8(bytes).map_err(|e| e.to_string())?),
+        // "char" is a single byte; Postgres shows bytes ≥ 0x80 as octal escapes.
+        PgKind::Char => match bytes.first() {
+            None => {}
+            Some(b) if b.is_ascii() => out.push(*b as char),
+            Some(b) => write!(out, "\\{b:03o}").unwrap(),
+        },
+        PgKind::Bytea => {
+            out.reserve(2 + bytes.len() * 2);
+            out.push_str("\\x");
+            for b in bytes {
+                write!(out, "{b:02x}").unwrap();
+            }
+        }
+        PgKind::Uuid => {
+            for (i, byte) in fixed::<16>(bytes)?.iter().enumerate() {
+                if matches!(i, 4 | 6 | 8 | 10) {
+                    out.push('-');
+                }
+                write!(out, "{byte:02x}").unwrap();
+            }
         }
         PgKind::JsonPath => {
             let text = bytes.get(1..).ok_or("empty jsonpath")?;
-            push_json_str(out, std::str::from_utf8(text).map_err(|e| e.to_string())?);
+            out.push_str(std::str::from_utf8(text).map_err(|e| e.to_string())?);
         }
-        // Date and time texts are plain ASCII: written between quotes with nothing to escape.
-        PgKind::Date => {
-            out.push('"');
-            datetime::write_date(out, i32::from_be_bytes(fixed(bytes)?));
-            out.push('"');
-        }
-        PgKind::Time => {
-            out.push('"');
-            datetime::write_time(out, i64::from_be_bytes(fixed(bytes)?));
-            out.push('"');
-        }
+        PgKind::Date => datetime::write_date(out, i32::from_be_bytes(fixed(bytes)?)),
+        PgKind::Time => datetime::write_time(out, i64::from_be_bytes(fixed(bytes)?)),
         PgKind::TimeTz => {
             let b = fixed::<12>(bytes)?;
             let micros = i64::from_be_bytes(b[..8].try_into().unwrap());
             let zone = i32::from_be_bytes(b[8..].try_into().unwrap());
-            push_json_str(out, &datetime::format_timetz(micros, zone));
+            out.push_str(&datetime::format_timetz(micros, zone));
         }
         PgKind::Timestamp | PgKind::Timestamptz => {
-            out.push('"');
             let micros = i64::from_be_bytes(fixed(bytes)?);
             datetime::write_timestamp(out, micros, *kind == PgKind::Timestamptz);
-            out.push('"');
         }
         PgKind::Interval => {
             let b = fixed::<16>(bytes)?;
             let micros = i64::from_be_bytes(b[..8].try_into().unwrap());
             let days = i32::from_be_bytes(b[8..12].try_into().unwrap());
             let months = i32::from_be_bytes(b[12..].try_into().unwrap());
-            push_json_str(out, &datetime::format_interval(micros, days, months));
+            out.push_str(&datetime::format_interval(micros, days, months));
         }
-        PgKind::Void => out.push_str("null"),
-        PgKind::Array { element, .. } => write_array(element, bytes, style, out)?,
-        PgKind::Composite(fields) => write_composite(Some(fields), bytes, style, out)?,
-        PgKind::Record => write_composite(None, bytes, style, out)?,
-        PgKind::Unsupported(name) => return Err(format!("unsupported type {name}")),
+        other => return Err(format!("{other:?} is not shown as a string")),
     }
     Ok(())
 }

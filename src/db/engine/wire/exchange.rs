@@ -228,7 +228,7 @@ impl Exchange {
             Message::RowDescription(body) => self.described(read_columns(&body)?),
             Message::NoData => self.described(Vec::new()),
             Message::DataRow(row) => match self.sinks.get_mut(self.at) {
-                Some(Sink::Rows(sink)) => sink.writer.row(&row),
+                Some(Sink::Rows(sink)) => sink.writer.row(row),
                 Some(Sink::Text(rows)) => rows.push(text_row(&row)?),
                 Some(Sink::Describe(_)) => return Err("a row where a description was due".into()),
                 _ => {}
