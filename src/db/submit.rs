@@ -294,6 +294,19 @@ impl Dispatcher {
                 }
                 continue;
             };
+            // A statement that can go out at once is sent without waiting for its answer (the
+            // connection's task replies), and the runner takes the next one: no wake-up of
+            // this task per statement.
+            let submission = match &submission.work {
+                // A statement that already failed once goes the way that counts its retries.
+                Work::Statement { .. } if submission.retries == 0 => {
+                    match self.start_now(submission) {
+                        None => continue,
+                        Some(submission) => submission,
+                    }
+                }
+                _ => submission,
+            };
             self.respond(&submission).await;
         }
     }
