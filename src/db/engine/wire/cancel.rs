@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 
-use super::socket::Stream;
+use super::socket::{SharedTls, Stream};
 use super::startup::{request_tls, tcp_connect, CancelTarget, Host};
 use super::tls;
 
@@ -26,7 +26,7 @@ pub async fn cancel(target: &CancelTarget) -> Result<(), String> {
                         .connect(server, tcp)
                         .await
                         .map_err(|e| format!("TLS handshake for the cancel failed: {e}"))?;
-                    Stream::Tls(Box::new(tls))
+                    Stream::Tls(Arc::new(SharedTls::new(tls)))
                 }
                 _ => Stream::Tcp(Arc::new(tcp)),
             }

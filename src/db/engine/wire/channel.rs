@@ -4,9 +4,9 @@
 //! A request goes in whole, under one lock with its exchange, so that bytes and exchanges keep
 //! one order. Who writes it:
 //! - on an idle connection (nothing sent and unanswered), the caller itself, at once, with a
-//!   non-blocking write when the stream is plain: a statement from Node's thread reaches the
+//!   non-blocking write (encrypted first, for TLS): a statement from Node's thread reaches the
 //!   server without waking a tokio thread (only a write the socket cannot take whole wakes the
-//!   task to finish it); a TLS stream wakes the task, which owns it;
+//!   task to finish it);
 //! - on a busy connection, the task, the next time it is woken by an answer: requests that
 //!   arrive during one round trip go out together in one write.
 //!
@@ -117,10 +117,10 @@ impl Channel {
             state.queued.push_back(exchange);
             match (&self.direct, idle) {
                 (Some(direct), true) => {
-                    let sent = write_now(direct, bytes);
+                    let (sent, pending) = write_now(direct, bytes);
                     state.written += sent as u64;
                     state.out.extend_from_slice(&bytes[sent..]);
-                    sent < bytes.len()
+                    sent < bytes.len() || pending
                 }
                 (None, true) => {
                     state.out.extend_from_slice(bytes);
@@ -190,15 +190,17 @@ impl Channel {
     }
 }
 
-/// Writes what the socket takes now, without blocking; the count written (0 on an error, which
-/// the task meets again and reports).
-fn write_now(direct: &DirectWriter, bytes: &[u8]) -> usize {
+/// Writes what the socket takes now, without blocking: the count taken (0 on an error, which
+/// the task meets again and reports), and whether encrypted bytes wait for the task to flush.
+fn write_now(direct: &DirectWriter, bytes: &[u8]) -> (usize, bool) {
     let mut sent = 0;
     while sent < bytes.len() {
         match direct.try_write(&bytes[sent..]) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => sent += n,
+            Ok(written) if written.pending => return (sent + written.taken, true),
+            Ok(written) if written.taken == 0 => break,
+            Ok(written) => sent += written.taken,
+            Err(_) => break,
         }
     }
-    sent
+    (sent, false)
 }

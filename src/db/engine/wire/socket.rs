@@ -1,48 +1,179 @@
 //! The byte stream under a session: TCP, a Unix socket, or TLS over TCP, read and written
 //! without blocking by the connection's task.
 //!
-//! A plain stream is shared (`Arc`): besides the task, whoever queues a request on an idle
-//! connection may write it at once with a non-blocking `try_write` (`DirectWriter`), so that a
-//! statement from Node's thread reaches the server without waking a tokio thread first. A TLS
-//! stream belongs to the task alone (rustls keeps the session's state); its requests are written
-//! by the task.
+//! Every stream is shared (`Arc`): besides the task, whoever queues a request on an idle
+//! connection may write it at once without blocking (`DirectWriter`), so that a statement from
+//! Node's thread reaches the server without waking a tokio thread first. TLS too: after the
+//! handshake (tokio-rustls), the session's rustls state sits under a lock (`SharedTls`), so that
+//! the caller's thread encrypts and writes while the task reads and decrypts.
 
-use std::io;
-use std::pin::Pin;
-use std::sync::Arc;
+use std::io::{self, BufRead, Read, Write};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use rustls::ClientConnection;
 use tokio::net::TcpStream;
 #[cfg(unix)]
 use tokio::net::UnixStream;
-
-pub type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
 
 /// One session's stream.
 pub enum Stream {
     Tcp(Arc<TcpStream>),
     #[cfg(unix)]
     Unix(Arc<UnixStream>),
-    Tls(Box<TlsStream>),
+    Tls(Arc<SharedTls>),
 }
 
-/// Writes to a plain stream from any thread, never blocking.
+/// A TLS session over TCP whose state any thread may use, one at a time.
+pub struct SharedTls {
+    tcp: TcpStream,
+    session: Mutex<ClientConnection>,
+}
+
+/// What a write without blocking did.
+pub struct Written {
+    /// Bytes of the request taken (for TLS, encrypted into the session's buffer).
+    pub taken: usize,
+    /// Encrypted bytes the socket did not take yet: the task must flush them.
+    pub pending: bool,
+}
+
+/// Writes to a stream from any thread, never blocking.
 #[derive(Clone)]
 pub enum DirectWriter {
     Tcp(Arc<TcpStream>),
     #[cfg(unix)]
     Unix(Arc<UnixStream>),
+    Tls(Arc<SharedTls>),
 }
 
 impl DirectWriter {
     /// Writes what the socket takes now; `WouldBlock` when it takes nothing.
-    pub fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
+    pub fn try_write(&self, bytes: &[u8]) -> io::Result<Written> {
+        let plain = |taken| Written {
+            taken,
+            pending: false,
+        };
         match self {
-            DirectWriter::Tcp(s) => s.try_write(bytes),
+            DirectWriter::Tcp(s) => s.try_write(bytes).map(plain),
             #[cfg(unix)]
-            DirectWriter::Unix(s) => s.try_write(bytes),
+            DirectWriter::Unix(s) => s.try_write(bytes).map(plain),
+            DirectWriter::Tls(s) => s.try_write(bytes),
+        }
+    }
+}
+
+/// The socket as rustls reads and writes it: without blocking.
+struct NonBlocking<'a>(&'a TcpStream);
+
+impl Read for NonBlocking<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.try_read(buf)
+    }
+}
+
+impl Write for NonBlocking<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SharedTls {
+    /// The session a tokio-rustls handshake left.
+    pub fn new(stream: tokio_rustls::client::TlsStream<TcpStream>) -> Self {
+        let (tcp, session) = stream.into_inner();
+        SharedTls {
+            tcp,
+            session: Mutex::new(session),
+        }
+    }
+
+    fn session(&self) -> MutexGuard<'_, ClientConnection> {
+        self.session.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Encrypts `bytes` and writes what the socket takes now.
+    fn try_write(&self, bytes: &[u8]) -> io::Result<Written> {
+        let mut session = self.session();
+        let taken = session.writer().write(bytes)?;
+        let flushed = self.flush(&mut session)?;
+        Ok(Written {
+            taken,
+            pending: !flushed,
+        })
+    }
+
+    /// Writes encrypted bytes until none are left (true) or the socket takes no more (false).
+    fn flush(&self, session: &mut ClientConnection) -> io::Result<bool> {
+        while session.wants_write() {
+            match session.write_tls(&mut NonBlocking(&self.tcp)) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Reads decrypted bytes into `buf`; `Ok(0)` at the end of the session.
+    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        loop {
+            {
+                let mut session = self.session();
+                let mut reader = session.reader();
+                match reader.fill_buf() {
+                    Ok(plaintext) => {
+                        let n = plaintext.len();
+                        buf.extend_from_slice(plaintext);
+                        reader.consume(n);
+                        return Poll::Ready(Ok(n));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        return Poll::Ready(Ok(0))
+                    }
+                    Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Poll::Ready(Err(e)),
+                    Err(_) => {}
+                }
+                match session.read_tls(&mut NonBlocking(&self.tcp)) {
+                    Ok(_) => {
+                        session
+                            .process_new_packets()
+                            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                        // A key update or an alert may want an answer.
+                        self.flush(&mut session)?;
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+            }
+            ready!(self.tcp.poll_read_ready(cx))?;
+        }
+    }
+
+    fn poll_write(&self, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
+        let written = self.try_write(bytes)?;
+        if written.pending {
+            // Woken when the socket takes more; what is taken is flushed then.
+            let _ = self.tcp.poll_write_ready(cx)?;
+        }
+        if written.taken == 0 && written.pending {
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(written.taken))
+    }
+
+    fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            if self.flush(&mut self.session())? {
+                return Poll::Ready(Ok(()));
+            }
+            ready!(self.tcp.poll_write_ready(cx))?;
         }
     }
 }
@@ -51,14 +182,14 @@ impl DirectWriter {
 const READ_CHUNK: usize = 16 * 1024;
 
 impl Stream {
-    /// The writer others may use, for a plain stream.
+    /// The writer others may use.
     pub fn direct_writer(&self) -> Option<DirectWriter> {
-        match self {
-            Stream::Tcp(s) => Some(DirectWriter::Tcp(s.clone())),
+        Some(match self {
+            Stream::Tcp(s) => DirectWriter::Tcp(s.clone()),
             #[cfg(unix)]
-            Stream::Unix(s) => Some(DirectWriter::Unix(s.clone())),
-            Stream::Tls(_) => None,
-        }
+            Stream::Unix(s) => DirectWriter::Unix(s.clone()),
+            Stream::Tls(s) => DirectWriter::Tls(s.clone()),
+        })
     }
 
     /// Reads what has arrived into `buf`; `Ok(0)` at the end of the stream.
@@ -86,7 +217,7 @@ impl Stream {
                     other => return Poll::Ready(other),
                 }
             },
-            Stream::Tls(s) => tokio_util::io::poll_read_buf(Pin::new(s.as_mut()), cx, buf),
+            Stream::Tls(s) => s.poll_read(cx, buf),
         }
     }
 
@@ -108,14 +239,14 @@ impl Stream {
                     other => return Poll::Ready(other),
                 }
             },
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, bytes),
+            Stream::Tls(s) => s.poll_write(cx, bytes),
         }
     }
 
     /// Pushes out what TLS keeps buffered (plain streams keep nothing).
     pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Tls(s) => s.poll_flush(cx),
             _ => Poll::Ready(Ok(())),
         }
     }
@@ -137,34 +268,15 @@ impl Stream {
         std::future::poll_fn(|cx| self.poll_flush(cx)).await
     }
 
-    /// Closes the write side (after a Terminate), so that the server sees the session end.
-    pub async fn shutdown(&mut self) {
-        let _ = match self {
-            Stream::Tls(s) => s.shutdown().await,
-            Stream::Tcp(s) => {
-                socket2::SockRef::from(s.as_ref()).shutdown(std::net::Shutdown::Write)
-            }
-            #[cfg(unix)]
-            Stream::Unix(s) => {
-                socket2::SockRef::from(s.as_ref()).shutdown(std::net::Shutdown::Write)
-            }
-        };
-    }
-
     /// The server's certificate, for channel binding (TLS only).
     pub fn peer_certificate(&self) -> Option<Vec<u8>> {
         match self {
             Stream::Tls(s) => s
-                .get_ref()
-                .1
+                .session()
                 .peer_certificates()
                 .and_then(|certs| certs.first())
                 .map(|cert| cert.as_ref().to_vec()),
             _ => None,
         }
-    }
-
-    pub fn is_tls(&self) -> bool {
-        matches!(self, Stream::Tls(_))
     }
 }

@@ -19,7 +19,7 @@ use postgres_protocol::message::frontend;
 use tokio::net::TcpStream;
 
 use super::db_error;
-use super::socket::Stream;
+use super::socket::{SharedTls, Stream};
 use super::tls::{self, SslMode, Tls};
 
 /// Where a server listens.
@@ -270,7 +270,10 @@ async fn negotiate_tls(
     let stream = connector.connect(server, tcp).await.map_err(|e| {
         ConnectError::new(Cause::Tls, format!("TLS handshake with {name} failed: {e}"))
     })?;
-    Ok((Stream::Tls(Box::new(stream)), Some(settings.clone())))
+    Ok((
+        Stream::Tls(Arc::new(SharedTls::new(stream))),
+        Some(settings.clone()),
+    ))
 }
 
 /// SSLRequest: whether the server agrees to TLS ('S') or not ('N').
