@@ -260,9 +260,14 @@ export interface DatabaseClientExtras<Database = any> {
    * Runs one statement; parameters are bound ($1, $2, ...), never interpolated.
    * Rejects with a `DatabaseError` (code = SQLSTATE) or a `ConnectionPoolError`.
    * Statements that would change a pooled connection's transaction or session state (`BEGIN`,
-   * `SET`, `set_config(…, false)`, `LISTEN`, …), and on a user client a change of role or
-   * claims, are refused with `STATEMENT_REFUSED` before they are sent. A parameter nested deeper
-   * than 32 arrays, cyclic, or past 10 million elements or 1 GB in all is `INVALID_ARGUMENT`.
+   * `SET`, `set_config(…, false)`, `LISTEN`, `COPY … FROM STDIN`, …), and on a user client a
+   * change of role or claims, are refused with `STATEMENT_REFUSED` before they are sent; the
+   * connection also checks every answer's transaction status, and a statement that still left it
+   * inside a transaction is `STATEMENT_REFUSED` and rolled back (statements pipelined behind it,
+   * rolled back with it, run again elsewhere). A parameter nested deeper than 32 arrays, cyclic,
+   * or past 10 million elements or 1 GB in all is `INVALID_ARGUMENT`. A reply of more than 8 rows
+   * is built from packed columns: its strings are slices of one string, so holding one of them
+   * keeps that reply's text alive, as `substring` does.
    */
   query<R extends Row = Row>(sql: string, params?: QueryParam[] | null): Promise<QueryResult<R>>
   /**
@@ -352,6 +357,13 @@ export type ConnectionPoolErrorCode =
   | 'INVALID_ARGUMENT'
   | 'POOL_TIMEOUT'
   | 'POOL_CLOSED'
+  /**
+   * No connection could be opened, or one was lost with a statement's outcome unknown. The
+   * message names the step that failed (the name lookup, the TCP connect, TLS, authentication,
+   * the server's refusal) with the server's words and SQLSTATE when it sent them (a wrong
+   * password: `authentication failed: password authentication failed for user "app" (28P01)`),
+   * never the password.
+   */
   | 'CONNECTION_FAILED'
   | 'INVALID_TOKEN'
   | 'UNSUPPORTED_TYPE'
@@ -359,8 +371,10 @@ export type ConnectionPoolErrorCode =
   /**
    * A raw statement refused before it was sent: transaction control outside `transaction()` (or
    * `COMMIT`/`ROLLBACK` inside it), a session setting (`SET`, `RESET`, `set_config(…, false)`),
-   * `LISTEN`, `PREPARE`/`DEALLOCATE`/`DISCARD`, temporary objects outside `transaction()`, or, on
-   * a user client, a change of role or JWT claims. The message names the alternative.
+   * `LISTEN`, `PREPARE`/`DEALLOCATE`/`DISCARD`, `COPY … FROM STDIN`/`TO STDOUT`, temporary
+   * objects outside `transaction()`, or, on a user client, a change of role or JWT claims. The
+   * message names the alternative. Also a statement that, past those checks, left its shared
+   * connection inside a transaction: it was rolled back.
    */
   | 'STATEMENT_REFUSED'
   | 'MISSING_DEPENDENCY'

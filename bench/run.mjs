@@ -8,6 +8,7 @@
 import { createRequire } from 'node:module'
 import { performance } from 'node:perf_hooks'
 import os from 'node:os'
+import { readdirSync, readFileSync } from 'node:fs'
 import { startEmbeddedPostgres } from '../scripts/embedded-postgres.mjs'
 
 const require = createRequire(import.meta.url)
@@ -32,9 +33,27 @@ const median = (xs) => {
 const percentile = (sorted, p) => sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]
 
 /**
- * Runs `call` from `callers` concurrent loops for `ms`; returns queries/s, p50 and p99 in ms, and
- * the client's CPU per call in µs (process.cpuUsage: user + system time of every thread of this
- * process, Node's and the addon's tokio workers alike; the server is another process).
+ * Context switches of every thread of this process so far (Linux: voluntary and involuntary, as
+ * `perf stat -e context-switches` counts them), or null where /proc is not there.
+ */
+function contextSwitches() {
+  try {
+    let total = 0
+    for (const task of readdirSync('/proc/self/task')) {
+      const status = readFileSync(`/proc/self/task/${task}/status`, 'utf8')
+      for (const m of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)/gm)) total += Number(m[1])
+    }
+    return total
+  } catch {
+    return null
+  }
+}
+
+/**
+ * Runs `call` from `callers` concurrent loops for `ms`; returns queries/s, p50 and p99 in ms, the
+ * client's CPU per call in µs (process.cpuUsage: user + system time of every thread of this
+ * process, Node's and the addon's tokio workers alike; the server is another process), and the
+ * process's context switches per call.
  */
 async function measure(call, callers, ms) {
   const latencies = []
@@ -48,16 +67,19 @@ async function measure(call, callers, ms) {
     }
   }
   const cpuBefore = process.cpuUsage()
+  const switchesBefore = contextSwitches()
   const started = performance.now()
   await Promise.all(Array.from({ length: callers }, loop))
   const elapsed = performance.now() - started
   const cpu = process.cpuUsage(cpuBefore)
+  const switches = switchesBefore === null ? null : contextSwitches() - switchesBefore
   latencies.sort((a, b) => a - b)
   return {
     qps: (latencies.length / elapsed) * 1000,
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
     cpuUs: (cpu.user + cpu.system) / latencies.length,
+    switches: switches === null ? NaN : switches / latencies.length,
   }
 }
 
@@ -223,7 +245,7 @@ async function main() {
   const fmt = (x, d = 0) => x.toFixed(d).padStart(9)
   for (const [c, cell] of cells.entries()) {
     console.log(`\n${cell.shape}, ${cell.callers} caller${cell.callers > 1 ? 's' : ''}`)
-    console.log(`${'driver'.padEnd(20)}${'q/s'.padStart(9)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'CPU µs'.padStart(9)}` +
+    console.log(`${'driver'.padEnd(20)}${'q/s'.padStart(9)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'CPU µs'.padStart(9)}${'cs/call'.padStart(9)}` +
       '   q/s ratio, CPU ratio (first row ÷ this row)')
     const summary = {}
     for (const [name, runs] of Object.entries(results[c])) {
@@ -232,6 +254,7 @@ async function main() {
         p50: median(runs.map((r) => r.p50)),
         p99: median(runs.map((r) => r.p99)),
         cpuUs: median(runs.map((r) => r.cpuUs)),
+        switches: median(runs.map((r) => r.switches)),
       }
     }
     const first = summary['connection-pools']
@@ -239,7 +262,7 @@ async function main() {
       const ratio = name === 'connection-pools'
         ? ''
         : `   ${(first.qps / s.qps).toFixed(2)}×, ${(first.cpuUs / s.cpuUs).toFixed(2)}×`
-      console.log(`${name.padEnd(20)}${fmt(s.qps)}${fmt(s.p50, 3)}${fmt(s.p99, 3)}${fmt(s.cpuUs, 1)}${ratio}`)
+      console.log(`${name.padEnd(20)}${fmt(s.qps)}${fmt(s.p50, 3)}${fmt(s.p99, 3)}${fmt(s.cpuUs, 1)}${fmt(s.switches, 2)}${ratio}`)
     }
   }
 
@@ -346,6 +369,7 @@ async function benchOpenAI(only) {
         p50: median(runs.map((r) => r.p50)),
         p99: median(runs.map((r) => r.p99)),
         cpuUs: median(runs.map((r) => r.cpuUs)),
+        switches: median(runs.map((r) => r.switches)),
       }
     }
     const first = summary['connection-pools'].qps

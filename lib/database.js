@@ -1,7 +1,7 @@
 'use strict'
 // DatabasePool: the seed's static API over one native Postgres pool, and the Supabase clients.
 //
-// The native pool (Rust, tokio-postgres) does the work; this module keeps the seed's shape: a lazily
+// The native pool (Rust, its own Postgres protocol layer) does the work; this module keeps the seed's shape: a lazily
 // created current pool, singleton clients that always talk to the current pool (so
 // `initialize()` can replace it under them), and the backward-compatible helpers. The clients
 // users hold are supabase-js `SupabaseClient`s (lib/supabase.js routes their requests to the

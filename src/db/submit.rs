@@ -96,6 +96,8 @@ pub struct Dispatcher {
     runner_stopped: tokio::sync::Notify,
     /// Statements started at once and not yet answered.
     started_now: AtomicUsize,
+    /// Runners waiting inside a submission (a lease, a prepare, a transaction's turn).
+    waiting_runners: AtomicUsize,
     /// The runtime, entered by the submitting thread to start a statement at once.
     runtime: Option<tokio::runtime::Handle>,
 }
@@ -117,6 +119,7 @@ impl Dispatcher {
             closing: AtomicBool::new(false),
             runner_stopped: tokio::sync::Notify::new(),
             started_now: AtomicUsize::new(0),
+            waiting_runners: AtomicUsize::new(0),
             runtime: napi::bindgen_prelude::within_runtime_if_available(
                 tokio::runtime::Handle::try_current,
             )
@@ -174,13 +177,19 @@ impl Dispatcher {
         self.enqueue(submission);
     }
 
-    /// Queues a submission for the runners; starts one if fewer than `max_runners` run.
+    /// Queues a submission for the runners; starts one if all are waiting and fewer than
+    /// `max_runners` run.
+    ///
+    /// A runner that is not waiting (for a lease, a prepare, a transaction) empties the queue
+    /// quickly, since what can go out at once is sent without waiting for its answer; so a new
+    /// runner starts only when every runner is waiting, not one per submission of a burst.
     fn enqueue(self: &Arc<Self>, submission: Submission) {
         self.queue().push_back(submission);
         let started = self
             .runners
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max_runners).then_some(n + 1)
+                let waiting = self.waiting_runners.load(Ordering::Acquire);
+                (n < self.max_runners && waiting >= n).then_some(n + 1)
             })
             .is_ok();
         if started {
@@ -307,7 +316,9 @@ impl Dispatcher {
                 }
                 _ => submission,
             };
+            self.waiting_runners.fetch_add(1, Ordering::AcqRel);
             self.respond(&submission).await;
+            self.waiting_runners.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
