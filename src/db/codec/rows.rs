@@ -70,9 +70,9 @@ pub fn check_columns(columns: &[Column]) -> Result<(), PoolError> {
     Ok(())
 }
 
-/// The message for a user-defined result type behind a transaction pooler. tokio-postgres looks
-/// such a type up with a named statement in a flight of its own, which the pooler may send to
-/// another server; so these columns are refused whether or not the lookup happened to work.
+/// The message for a user-defined result type behind a transaction pooler: looking such a type up
+/// in the catalog takes a flight of its own, which the pooler may send to another server (where
+/// a type of that OID may not be the same); so these columns are refused.
 pub fn pooled_custom_type(column: &str, type_name: &str) -> PoolError {
     PoolError::UnsupportedType(format!(
         "column \"{column}\" has the user-defined type {type_name}; behind a transaction pooler \
