@@ -15,7 +15,8 @@ function modules() {
     for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
       const full = path.join(dir, entry.name)
       if (entry.isDirectory()) walk(full)
-      else if (entry.name.endsWith('.rs')) {
+      // A module of tests (`#[cfg(test)] mod tests;`) may use anything, as an inline one may.
+      else if (entry.name.endsWith('.rs') && entry.name !== 'tests.rs') {
         const rel = path.relative(SRC, full).replace(/\.rs$/, '').split(path.sep)
         if (rel[rel.length - 1] === 'mod' || rel.join('/') === 'lib') rel.pop()
         byPath.set(['crate', ...rel].join('::'), full)
@@ -34,6 +35,7 @@ function codeOf(text) {
     .replace(/'(?:\\u\{[0-9a-fA-F]+\}|\\.|[^\\'\n])'/g, "' '")
     .replace(/r#+"[\s\S]*?"#+/g, '""')
     .replace(/"(?:\\.|[^"\\])*"/g, '""')
+  code = code.replace(/#\[cfg\(test\)\]\s*mod\s+\w+\s*;/g, '')
   const at = code.search(/#\[cfg\(test\)\]\s*mod\s+\w+\s*\{/)
   if (at !== -1) code = code.slice(0, at)
   return code

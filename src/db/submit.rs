@@ -177,14 +177,21 @@ impl Dispatcher {
         self.enqueue(submission);
     }
 
-    /// Queues a submission for the runners; starts one if all are waiting and fewer than
-    /// `max_runners` run.
-    ///
-    /// A runner that is not waiting (for a lease, a prepare, a transaction) empties the queue
-    /// quickly, since what can go out at once is sent without waiting for its answer; so a new
-    /// runner starts only when every runner is waiting, not one per submission of a burst.
+    /// Queues a submission for the runners.
     fn enqueue(self: &Arc<Self>, submission: Submission) {
         self.queue().push_back(submission);
+        self.ensure_runner();
+    }
+
+    /// Starts a runner when submissions are queued, every runner is waiting (for a lease, a
+    /// prepare, a transaction) and fewer than `max_runners` run. A runner that is not waiting
+    /// empties the queue quickly, since what can go out at once is sent without waiting for
+    /// its answer; so a burst of submissions from one drain does not spawn a task each, and a
+    /// runner that starts waiting calls this too, so the queue behind it still moves.
+    fn ensure_runner(self: &Arc<Self>) {
+        if self.queue().is_empty() {
+            return;
+        }
         let started = self
             .runners
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -317,6 +324,7 @@ impl Dispatcher {
                 _ => submission,
             };
             self.waiting_runners.fetch_add(1, Ordering::AcqRel);
+            self.ensure_runner();
             self.respond(&submission).await;
             self.waiting_runners.fetch_sub(1, Ordering::AcqRel);
         }

@@ -181,6 +181,20 @@ async fn run_one_flight(
     role: Option<&RoleContext>,
     expect: Expect,
 ) -> Result<QueryOutput, Failure> {
+    let (bytes, sinks) = one_flight_request(sql, params, style, role)?;
+    let outcome = request::exchange(conn, &bytes, sinks, expect, policy.deadline()).await;
+    reply(policy, outcome, || {})
+}
+
+/// The request of a statement in one flight: the unnamed `set_config` of a user client's role
+/// and claims (bound), the statement (its parameters as text of type `unknown`), one Sync; and
+/// the sinks that read its answer (the rows' shape comes with them).
+pub fn one_flight_request(
+    sql: &str,
+    params: &[Param],
+    style: ValueStyle,
+    role: Option<&RoleContext>,
+) -> Result<(BytesMut, Vec<Sink>), Failure> {
     let unsendable = |e: String| Failure::Final(PoolError::InvalidArgument(e));
     let mut bytes = BytesMut::with_capacity(128);
     let mut sinks = Vec::with_capacity(2);
@@ -194,6 +208,5 @@ async fn run_one_flight(
     request::one_flight(&mut bytes, sql, &text).map_err(unsendable)?;
     sinks.push(Sink::Rows(RowsSink::described(style)));
     request::sync(&mut bytes);
-    let outcome = request::exchange(conn, &bytes, sinks, expect, policy.deadline()).await;
-    reply(policy, outcome, || {})
+    Ok((bytes, sinks))
 }

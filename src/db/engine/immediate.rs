@@ -15,18 +15,15 @@ use bytes::BytesMut;
 
 use crate::db::auth::context::{RoleContext, SET_ROLE_SQL};
 use crate::db::codec::output::QueryOutput;
-use crate::db::codec::params::{Param, TextParam};
+use crate::db::codec::params::Param;
 use crate::db::codec::rows::ValueStyle;
-use crate::db::codec::types::oid;
 use crate::db::engine::connection::Prepared;
 use crate::db::engine::execute;
 use crate::db::engine::policy::StatementPolicy;
 use crate::db::engine::pool::{Lease, LeaseKind};
-use crate::db::engine::request;
 use crate::db::engine::retry::Failure;
-use crate::db::engine::wire::exchange::{Exchange, Expect, Failed, RowsSink, Sink};
+use crate::db::engine::wire::exchange::{Exchange, Expect, Failed, Sink};
 use crate::db::engine::DbPool;
-use crate::error::PoolError;
 
 /// A statement ready to be written: its place on a connection, its request and what reads it.
 pub struct Ready {
@@ -54,7 +51,8 @@ impl DbPool {
         crate::faults::trip(crate::faults::Fault::Statement);
         let policy = *self.policy();
         let built = if policy.one_flight {
-            one_flight(sql, params, style, role).map(|(bytes, sinks)| (bytes, sinks, None, None))
+            execute::one_flight_request(sql, params, style, role)
+                .map(|(bytes, sinks)| (bytes, sinks, None, None))
         } else {
             match prepared(&lease, sql, params, style, role) {
                 Some(built) => built,
@@ -107,29 +105,6 @@ fn prepared(
         execute::statement_request(conn, &statement, &encoded, role_ref, style)
     })();
     Some(built.map(|(bytes, sinks)| (bytes, sinks, Some(statement), set_role)))
-}
-
-/// The request of a statement in one flight (behind a transaction pooler): nothing to prepare.
-fn one_flight(
-    sql: &str,
-    params: &[Param],
-    style: ValueStyle,
-    role: Option<&RoleContext>,
-) -> Result<(BytesMut, Vec<Sink>), Failure> {
-    let unsendable = |e: String| Failure::Final(PoolError::InvalidArgument(e));
-    let mut bytes = BytesMut::with_capacity(128);
-    let mut sinks = Vec::with_capacity(2);
-    if let Some(role) = role {
-        let values = role.bound_values().map_err(Failure::Final)?;
-        request::unnamed_text(&mut bytes, SET_ROLE_SQL, &[oid::TEXT, oid::TEXT], &values)
-            .map_err(unsendable)?;
-        sinks.push(Sink::Discard);
-    }
-    let text: Vec<TextParam> = params.iter().map(TextParam::new).collect();
-    request::one_flight(&mut bytes, sql, &text).map_err(unsendable)?;
-    sinks.push(Sink::Rows(RowsSink::described(style)));
-    request::sync(&mut bytes);
-    Ok((bytes, sinks))
 }
 
 impl Ready {

@@ -68,7 +68,7 @@ mod tests {
     use postgres_protocol::message::backend::Message;
 
     /// An ErrorResponse as the server writes it: tagged fields, each NUL-terminated.
-    pub fn error_response(fields: &[(u8, &str)]) -> BytesMut {
+    fn error_response(fields: &[(u8, &str)]) -> BytesMut {
         let mut body = Vec::new();
         for (tag, value) in fields {
             body.push(*tag);
@@ -76,11 +76,7 @@ mod tests {
             body.push(0);
         }
         body.push(0);
-        let mut buf = BytesMut::new();
-        buf.extend_from_slice(b"E");
-        buf.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-        buf.extend_from_slice(&body);
-        buf
+        BytesMut::from(&crate::db::engine::wire::testing::message(b'E', &body)[..])
     }
 
     #[test]

@@ -178,6 +178,20 @@ impl SharedTls {
     }
 }
 
+/// Waits for readiness (`$ready`), then does `$io` without blocking, again while it would block
+/// (readiness was stale): the same for a TCP and a Unix socket.
+macro_rules! when_ready {
+    ($cx:expr, $stream:ident . $ready:ident, $io:expr) => {
+        loop {
+            ready!($stream.$ready($cx))?;
+            match $io {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return Poll::Ready(other),
+            }
+        }
+    };
+}
+
 /// Room kept free at the end of the read buffer: one read takes what the kernel has, up to this.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -202,21 +216,9 @@ impl Stream {
             buf.reserve(READ_CHUNK);
         }
         match self {
-            Stream::Tcp(s) => loop {
-                ready!(s.poll_read_ready(cx))?;
-                match s.try_read_buf(buf) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    other => return Poll::Ready(other),
-                }
-            },
+            Stream::Tcp(s) => when_ready!(cx, s.poll_read_ready, s.try_read_buf(buf)),
             #[cfg(unix)]
-            Stream::Unix(s) => loop {
-                ready!(s.poll_read_ready(cx))?;
-                match s.try_read_buf(buf) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    other => return Poll::Ready(other),
-                }
-            },
+            Stream::Unix(s) => when_ready!(cx, s.poll_read_ready, s.try_read_buf(buf)),
             Stream::Tls(s) => s.poll_read(cx, buf),
         }
     }
@@ -224,21 +226,9 @@ impl Stream {
     /// Writes some of `bytes`; how many went.
     pub fn poll_write(&mut self, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
         match self {
-            Stream::Tcp(s) => loop {
-                ready!(s.poll_write_ready(cx))?;
-                match s.try_write(bytes) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    other => return Poll::Ready(other),
-                }
-            },
+            Stream::Tcp(s) => when_ready!(cx, s.poll_write_ready, s.try_write(bytes)),
             #[cfg(unix)]
-            Stream::Unix(s) => loop {
-                ready!(s.poll_write_ready(cx))?;
-                match s.try_write(bytes) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    other => return Poll::Ready(other),
-                }
-            },
+            Stream::Unix(s) => when_ready!(cx, s.poll_write_ready, s.try_write(bytes)),
             Stream::Tls(s) => s.poll_write(cx, bytes),
         }
     }

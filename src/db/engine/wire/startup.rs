@@ -553,10 +553,7 @@ mod tests {
             body.push(0);
         }
         body.push(0);
-        let mut buf = BytesMut::new();
-        buf.extend_from_slice(b"R");
-        buf.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-        buf.extend_from_slice(&body);
+        let mut buf = BytesMut::from(&crate::db::engine::wire::testing::message(b'R', &body)[..]);
         match Message::parse(&mut buf).unwrap() {
             Some(Message::AuthenticationSasl(body)) => body,
             _ => panic!("not a SASL offer"),
