@@ -187,7 +187,8 @@ impl Dispatcher {
     /// prepare, a transaction) and fewer than `max_runners` run. A runner that is not waiting
     /// empties the queue quickly, since what can go out at once is sent without waiting for
     /// its answer; so a burst of submissions from one drain does not spawn a task each, and a
-    /// runner that starts waiting calls this too, so the queue behind it still moves.
+    /// runner that starts waiting while a connection has room calls this too, so the queue
+    /// behind it still moves.
     fn ensure_runner(self: &Arc<Self>) {
         if self.queue().is_empty() {
             return;
@@ -324,7 +325,11 @@ impl Dispatcher {
                 _ => submission,
             };
             self.waiting_runners.fetch_add(1, Ordering::AcqRel);
-            self.ensure_runner();
+            // While this one waits, another runner may use a connection that has room: not
+            // when every connection is taken (it would only wait for a lease too).
+            if self.pool.has_room() {
+                self.ensure_runner();
+            }
             self.respond(&submission).await;
             self.waiting_runners.fetch_sub(1, Ordering::AcqRel);
         }

@@ -64,6 +64,11 @@ impl DbPool {
         &self.pool
     }
 
+    /// Whether a statement could get a connection now without waiting for one to be given back.
+    pub fn has_room(&self) -> bool {
+        self.pool.has_room()
+    }
+
     pub fn policy(&self) -> &StatementPolicy {
         &self.policy
     }

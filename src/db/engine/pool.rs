@@ -331,6 +331,18 @@ impl<M: Manager> Pool<M> {
         self.inner.try_lease(&mut state, kind)
     }
 
+    /// Whether a lease could be had without waiting for one to be given back: a connection is
+    /// idle, or the pool may open another.
+    pub fn has_room(&self) -> bool {
+        let state = self.inner.lock();
+        !state.closed
+            && (state.slots.len() + state.opening < self.inner.options.max_connections
+                || state
+                    .slots
+                    .iter()
+                    .any(|s| s.in_flight == 0 && !s.exclusive && !s.conn.is_closed()))
+    }
+
     pub fn gauges(&self) -> Gauges {
         let state = self.inner.lock();
         let busy = state
