@@ -167,6 +167,18 @@ impl Dispatcher {
             napi::bindgen_prelude::spawn(async move { this.respond(&submission).await });
             return;
         }
+        if let Work::Statement { sql, params, .. } = &submission.work {
+            let caller = Caller {
+                scope: Scope::Shared,
+                user: submission.role.is_some(),
+            };
+            // Checked once here, wherever the statement then runs (and however often).
+            if let Err(refused) = guard::check(sql, params, caller) {
+                self.pool.record(false, submission.submitted);
+                self.replies.reply(submission.id, &refused.to_envelope());
+                return;
+            }
+        }
         let submission = match &submission.work {
             Work::Statement { .. } if self.may_start_now() => match self.start_now(submission) {
                 None => return,
@@ -226,14 +238,6 @@ impl Dispatcher {
             return Some(submission);
         };
         let _entered = runtime.enter();
-        let caller = Caller {
-            scope: Scope::Shared,
-            user: submission.role.is_some(),
-        };
-        if let Err(refused) = guard::check(sql, params, caller) {
-            self.settle_now(submission, Err(Failure::Final(refused)));
-            return None;
-        }
         let role = submission.role.as_ref();
         let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.pool.ready_now(sql, params, *style, role)
@@ -404,16 +408,9 @@ impl Dispatcher {
         let role = submission.role.as_ref();
         let pool = &self.pool;
         match &submission.work {
-            Work::Statement { sql, params, style } => {
-                let caller = Caller {
-                    scope: Scope::Shared,
-                    user: role.is_some(),
-                };
-                if let Err(refused) = guard::check(sql, params, caller) {
-                    pool.record(false, submission.submitted);
-                    return Err(refused);
-                }
-                pool.query_since(
+            // The guard passed it in `submit`.
+            Work::Statement { sql, params, style } => pool
+                .query_since(
                     submission.submitted,
                     submission.retries,
                     sql,
@@ -422,8 +419,7 @@ impl Dispatcher {
                     role,
                 )
                 .await
-                .map(QueryOutput::into_reply)
-            }
+                .map(QueryOutput::into_reply),
             Work::Begin { options } => {
                 let tx = Transaction::begin(pool, role, *options).await?;
                 self.open_transactions()

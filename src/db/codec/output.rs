@@ -13,11 +13,11 @@ use postgres_protocol::message::backend::DataRowBody;
 
 use crate::db::codec::packed::{Packed, PackedWriter};
 use crate::db::codec::rows::RowEncoder;
+use crate::error::PoolError;
 
 /// A raw reply of more rows than this is packed (`codec::packed`): up to it, JSON by row costs
 /// JS less than the packed form's typed arrays.
 const PACK_FROM: usize = 8;
-use crate::error::PoolError;
 
 /// One statement's reply: the JSON text JS parses, where its rows are in it, and how many rows
 /// the statement returned or changed. The REST layer reads the rows and the count from here, as

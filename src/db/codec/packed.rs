@@ -12,7 +12,7 @@
 //! numbers first (aligned), then 4-byte string offsets (in UTF-16 units, as JS strings index),
 //! then single bytes.
 
-use crate::db::codec::rows::{json_text, number, write_plain, write_value, Number, ValueStyle};
+use crate::db::codec::rows::{json_text, write_plain, write_value, Number, ValueStyle};
 use crate::db::codec::types::PgKind;
 
 /// How a column's values travel.
@@ -133,10 +133,6 @@ impl PackedWriter {
         Ok(())
     }
 
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
     /// The buffer, the text and the head that says where each column is.
     pub fn finish(self) -> Packed {
         let rows = self.rows;
@@ -203,11 +199,7 @@ impl ColumnValues {
             return self.push_empty();
         };
         match self.lane {
-            Lane::Integer | Lane::Float => self.numbers.push(match number(kind, bytes)? {
-                // JS reads the shortest text as this double, as JSON.parse would.
-                Number::Exact(text) => text.parse().map_err(|_| format!("bad number {text}"))?,
-                Number::NonFinite(v) => v,
-            }),
+            Lane::Integer | Lane::Float => self.numbers.push(Number::read(kind, bytes)?.js_value()),
             Lane::Bool => self
                 .bytes
                 .push(u8::from(bytes.first().is_some_and(|b| *b != 0))),

@@ -36,11 +36,6 @@ impl ValueStyle {
             other => other,
         }
     }
-
-    /// Whether values are the builder's (rendered as Postgres's `to_json`, sent as text literals).
-    pub fn is_json(self) -> bool {
-        self != ValueStyle::Driver
-    }
 }
 
 /// Column names and decoders for one result shape.
@@ -196,10 +191,7 @@ pub fn write_value(
             "false"
         }),
         PgKind::Int2 | PgKind::Int4 | PgKind::Oid | PgKind::Float4 | PgKind::Float8 => {
-            match number(kind, bytes)? {
-                Number::Exact(text) => out.push_str(&text),
-                Number::NonFinite(v) => push_non_finite(out, v),
-            }
+            Number::read(kind, bytes)?.write_json(out)
         }
         PgKind::Int8 if style != ValueStyle::Driver => {
             push_int(out, i64::from_be_bytes(fixed(bytes)?))
@@ -238,37 +230,51 @@ pub fn write_value(
     Ok(())
 }
 
-/// A number's JSON text, or the non-finite value JSON cannot hold.
+/// An integer or float value, as read from its binary form.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Number {
-    Exact(String),
-    NonFinite(f64),
+    Integer(i64),
+    Real(f32),
+    Double(f64),
 }
 
-/// An integer or float value: its shortest text that reads back as the same value (as Postgres
-/// prints a real or a double).
-pub fn number(kind: &PgKind, bytes: &[u8]) -> Result<Number, String> {
-    let exact = |text: &str| Ok(Number::Exact(text.to_string()));
-    match kind {
-        PgKind::Int2 => exact(itoa::Buffer::new().format(i16::from_be_bytes(fixed(bytes)?))),
-        PgKind::Int4 => exact(itoa::Buffer::new().format(i32::from_be_bytes(fixed(bytes)?))),
-        PgKind::Oid => exact(itoa::Buffer::new().format(u32::from_be_bytes(fixed(bytes)?))),
-        PgKind::Float4 => {
-            let v = f32::from_be_bytes(fixed(bytes)?);
-            if v.is_finite() {
-                exact(ryu::Buffer::new().format_finite(v))
-            } else {
-                Ok(Number::NonFinite(v as f64))
-            }
+impl Number {
+    pub fn read(kind: &PgKind, bytes: &[u8]) -> Result<Number, String> {
+        Ok(match kind {
+            PgKind::Int2 => Number::Integer(i16::from_be_bytes(fixed(bytes)?).into()),
+            PgKind::Int4 => Number::Integer(i32::from_be_bytes(fixed(bytes)?).into()),
+            PgKind::Oid => Number::Integer(u32::from_be_bytes(fixed(bytes)?).into()),
+            PgKind::Float4 => Number::Real(f32::from_be_bytes(fixed(bytes)?)),
+            PgKind::Float8 => Number::Double(f64::from_be_bytes(fixed(bytes)?)),
+            other => return Err(format!("{other:?} is not a number")),
+        })
+    }
+
+    /// Its JSON: the shortest text that reads back as the same value (as Postgres prints a real
+    /// or a double); NaN and the infinities, which JSON cannot hold, as the strings Postgres
+    /// prints.
+    pub fn write_json(self, out: &mut String) {
+        match self {
+            Number::Integer(v) => push_int(out, v),
+            Number::Real(v) if v.is_finite() => out.push_str(ryu::Buffer::new().format_finite(v)),
+            Number::Double(v) if v.is_finite() => out.push_str(ryu::Buffer::new().format_finite(v)),
+            Number::Real(v) => push_non_finite(out, v.into()),
+            Number::Double(v) => push_non_finite(out, v),
         }
-        PgKind::Float8 => {
-            let v = f64::from_be_bytes(fixed(bytes)?);
-            if v.is_finite() {
-                exact(ryu::Buffer::new().format_finite(v))
-            } else {
-                Ok(Number::NonFinite(v))
+    }
+
+    /// The double JS reads from its JSON (a real's shortest text, read as a double), or NaN or
+    /// an infinity itself.
+    pub fn js_value(self) -> f64 {
+        match self {
+            Number::Integer(v) => v as f64,
+            Number::Real(v) if v.is_finite() => {
+                let mut shortest = ryu::Buffer::new();
+                shortest.format_finite(v).parse().unwrap_or(v.into())
             }
+            Number::Real(v) => v.into(),
+            Number::Double(v) => v,
         }
-        other => Err(format!("{other:?} is not a number")),
     }
 }
 

@@ -18,7 +18,7 @@ use postgres_protocol::message::frontend;
 
 use crate::db::codec::rows::{check_columns, RowEncoder, ValueStyle};
 use crate::db::codec::types::{Column, Type};
-use crate::db::engine::wire::channel::{Channel, Closed};
+use crate::db::engine::wire::channel::Channel;
 use crate::db::engine::wire::exchange::Exchange;
 use crate::error::PoolError;
 
@@ -28,6 +28,8 @@ const STATEMENT_CACHE_CAPACITY: usize = 512;
 /// A statement prepared on one connection, as the server described it.
 #[derive(Debug)]
 pub struct Prepared {
+    /// The SQL it was prepared for: its key in the connection's cache.
+    pub sql: Arc<str>,
     pub name: String,
     pub params: Vec<Type>,
     pub columns: Vec<Column>,
@@ -38,9 +40,10 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    pub fn new(name: String, params: Vec<Type>, columns: Vec<Column>) -> Self {
+    pub fn new(sql: &str, name: String, params: Vec<Type>, columns: Vec<Column>) -> Self {
         Prepared {
             undecodable: check_columns(&columns).err(),
+            sql: sql.into(),
             name,
             params,
             columns,
@@ -71,9 +74,9 @@ impl Prepared {
 
 #[derive(Default)]
 struct StatementCache {
-    by_sql: HashMap<Box<str>, Arc<Prepared>>,
+    by_sql: HashMap<Arc<str>, Arc<Prepared>>,
     /// Insertion order, for eviction.
-    order: VecDeque<Box<str>>,
+    order: VecDeque<Arc<str>>,
     /// Evicted, to be closed on the server once no request holds them.
     evicted: Vec<Arc<Prepared>>,
 }
@@ -110,14 +113,6 @@ impl Conn {
         self.retired.load(Ordering::Acquire) || self.channel.closed().is_some()
     }
 
-    /// Whether the session is over (its task has ended or is failing what it had).
-    pub fn has_ended(&self) -> bool {
-        matches!(
-            self.channel.closed(),
-            Some(Closed::Ended | Closed::Discarded)
-        )
-    }
-
     /// Lends this connection to nobody again; it closes once what was sent on it is answered.
     pub fn retire(&self) {
         self.retired.store(true, Ordering::Release);
@@ -142,13 +137,14 @@ impl Conn {
 
     /// Keeps a statement just prepared (a twin prepared meanwhile by another caller is
     /// evicted); evicts the oldest past the capacity.
-    pub fn remember(&self, sql: &str, prepared: Prepared) -> Arc<Prepared> {
+    pub fn remember(&self, prepared: Prepared) -> Arc<Prepared> {
         let prepared = Arc::new(prepared);
+        let sql = prepared.sql.clone();
         let mut cache = self.cache();
-        if let Some(twin) = cache.by_sql.insert(sql.into(), prepared.clone()) {
+        if let Some(twin) = cache.by_sql.insert(sql.clone(), prepared.clone()) {
             cache.evicted.push(twin);
         } else {
-            cache.order.push_back(sql.into());
+            cache.order.push_back(sql);
         }
         while cache.order.len() > STATEMENT_CACHE_CAPACITY {
             let Some(oldest) = cache.order.pop_front() else {
@@ -161,26 +157,17 @@ impl Conn {
         prepared
     }
 
-    /// Forgets `statement` if it is still the one cached (its plan went stale).
-    pub fn forget_prepared(&self, statement: &Arc<Prepared>) {
-        let sql = {
-            let cache = self.cache();
-            cache
-                .by_sql
-                .iter()
-                .find(|(_, cached)| Arc::ptr_eq(cached, statement))
-                .map(|(sql, _)| sql.clone())
-        };
-        if let Some(sql) = sql {
-            self.forget(&sql);
-        }
-    }
-
-    /// Forgets a statement the server no longer runs as prepared (its result type changed).
-    pub fn forget(&self, sql: &str) {
+    /// Forgets a statement the server no longer runs as prepared (its result type changed),
+    /// if it is still the one cached for its SQL.
+    pub fn forget(&self, statement: &Arc<Prepared>) {
         let mut cache = self.cache();
+        let sql = &statement.sql;
+        match cache.by_sql.get(sql) {
+            Some(cached) if Arc::ptr_eq(cached, statement) => {}
+            _ => return,
+        }
         if let Some(gone) = cache.by_sql.remove(sql) {
-            cache.order.retain(|s| **s != *sql);
+            cache.order.retain(|s| s != sql);
             cache.evicted.push(gone);
         }
     }

@@ -18,7 +18,7 @@ use bytes::BytesMut;
 
 use crate::db::auth::context::{RoleContext, SET_ROLE_SQL};
 use crate::db::codec::output::QueryOutput;
-use crate::db::codec::params::{encode_all, EncodedParam, Param, TextParam};
+use crate::db::codec::params::{encode_all, Param, TextParam};
 use crate::db::codec::rows::ValueStyle;
 use crate::db::codec::types::{oid, Column};
 use crate::db::engine::connection::{Conn, Prepared};
@@ -44,38 +44,39 @@ pub async fn run(
         return run_one_flight(conn, policy, sql, params, style, role, expect).await;
     }
     let statement = prepare_cached(conn, policy, sql, expect).await?;
-    let encoded = encode_for(&statement, params)?;
-    let role = match role {
+    let set_role = match role {
         Some(role) => Some((
             prepare_cached(conn, policy, SET_ROLE_SQL, expect).await?,
-            role.bound_values().map_err(Failure::Final)?,
+            role,
         )),
         None => None,
     };
-    let role_ref = role
+    let role = set_role
         .as_ref()
-        .map(|(statement, values)| (&**statement, *values));
-    let (bytes, sinks) = statement_request(conn, &statement, &encoded, role_ref, style)?;
+        .map(|(set_role, role)| (&**set_role, *role));
+    let (bytes, sinks) = statement_request(conn, &statement, params, role, style)?;
     let outcome = request::exchange(conn, &bytes, sinks, expect, policy.deadline()).await;
-    reply(policy, outcome, || conn.forget(sql))
-}
-
-/// The statement's values encoded for the types the server described; a statement whose result
-/// cannot be decoded is refused before it runs.
-pub fn encode_for(statement: &Prepared, params: &[Param]) -> Result<Vec<EncodedParam>, Failure> {
-    statement.decodable().map_err(Failure::Final)?;
-    encode_all(params, &statement.params).map_err(Failure::Final)
+    reply(policy, outcome, || conn.forget(&statement))
 }
 
 /// The request of a prepared statement: Close of evicted statements, the role and claims when
-/// there are, the statement, one Sync; and the sinks that read its answer.
+/// there are (`set_config` prepared, and the user client's context), the statement, one Sync;
+/// and the sinks that read its answer. A statement whose result cannot be decoded, or whose
+/// values do not fit its parameters, is refused before it runs.
 pub fn statement_request(
     conn: &Conn,
     statement: &Prepared,
-    encoded: &[EncodedParam],
-    role: Option<(&Prepared, [&str; 2])>,
+    params: &[Param],
+    role: Option<(&Prepared, &RoleContext)>,
     style: ValueStyle,
 ) -> Result<(BytesMut, Vec<Sink>), Failure> {
+    statement.decodable().map_err(Failure::Final)?;
+    let encoded = encode_all(params, &statement.params).map_err(Failure::Final)?;
+    // Bound before the Closes are taken from the cache: an error after that would drop them.
+    let role = match role {
+        Some((set_role, role)) => Some((set_role, role.bound_values().map_err(Failure::Final)?)),
+        None => None,
+    };
     let unsendable = |e: String| Failure::Final(PoolError::InvalidArgument(e));
     let mut bytes = BytesMut::with_capacity(64);
     let mut sinks = Vec::with_capacity(2);
@@ -84,7 +85,7 @@ pub fn statement_request(
         request::bind_execute_text(&mut bytes, &set_role.name, &values).map_err(unsendable)?;
         sinks.push(Sink::Discard);
     }
-    request::bind_execute(&mut bytes, &statement.name, encoded).map_err(unsendable)?;
+    request::bind_execute(&mut bytes, &statement.name, &encoded).map_err(unsendable)?;
     sinks.push(Sink::Rows(RowsSink::prepared(
         statement.encoder(style),
         style,
@@ -156,7 +157,7 @@ pub async fn prepare_cached(
         .zip(types)
         .map(|((name, _), ty)| Column::new(name, ty))
         .collect();
-    Ok(conn.remember(sql, Prepared::new(name, params, columns)))
+    Ok(conn.remember(Prepared::new(sql, name, params, columns)))
 }
 
 /// A prepare that got no answer ran nothing of the statement: it may go to another connection

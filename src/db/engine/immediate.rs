@@ -25,16 +25,21 @@ use crate::db::engine::retry::Failure;
 use crate::db::engine::wire::exchange::{Exchange, Expect, Failed, Sink};
 use crate::db::engine::DbPool;
 
-/// A statement ready to be written: its place on a connection, its request and what reads it.
+/// A statement ready to be written: its place on a connection and its request.
 pub struct Ready {
     lease: Lease,
-    bytes: BytesMut,
-    sinks: Vec<Sink>,
-    /// Held until answered: an evicted statement is closed only when nobody holds it.
-    statement: Option<Arc<Prepared>>,
-    role: Option<Arc<Prepared>>,
+    request: Request,
     policy: StatementPolicy,
     deadline: Option<Instant>,
+}
+
+/// A statement's request, what reads its answer, and the prepared statements it names (held
+/// until answered: an evicted statement is closed only when nobody holds it).
+struct Request {
+    bytes: BytesMut,
+    sinks: Vec<Sink>,
+    statement: Option<Arc<Prepared>>,
+    role: Option<Arc<Prepared>>,
 }
 
 impl DbPool {
@@ -50,36 +55,30 @@ impl DbPool {
         let lease = self.pool().try_acquire_now(LeaseKind::Shared)?;
         crate::faults::trip(crate::faults::Fault::Statement);
         let policy = *self.policy();
-        let built = if policy.one_flight {
-            execute::one_flight_request(sql, params, style, role)
-                .map(|(bytes, sinks)| (bytes, sinks, None, None))
+        let request = if policy.one_flight {
+            execute::one_flight_request(sql, params, style, role).map(|(bytes, sinks)| Request {
+                bytes,
+                sinks,
+                statement: None,
+                role: None,
+            })
         } else {
             match prepared(&lease, sql, params, style, role) {
-                Some(built) => built,
+                Some(request) => request,
                 None => {
                     lease.unused();
                     return None;
                 }
             }
         };
-        Some(built.map(|(bytes, sinks, statement, role)| Ready {
+        Some(request.map(|request| Ready {
             lease,
-            bytes,
-            sinks,
-            statement,
-            role,
+            request,
             policy,
             deadline: policy.deadline(),
         }))
     }
 }
-
-type Built = (
-    BytesMut,
-    Vec<Sink>,
-    Option<Arc<Prepared>>,
-    Option<Arc<Prepared>>,
-);
 
 /// The request of a statement prepared on the lease's connection; None when it is not.
 fn prepared(
@@ -88,23 +87,21 @@ fn prepared(
     params: &[Param],
     style: ValueStyle,
     role: Option<&RoleContext>,
-) -> Option<Result<Built, Failure>> {
+) -> Option<Result<Request, Failure>> {
     let conn = lease.conn();
     let statement = conn.cached(sql)?;
     let set_role = match role {
         Some(_) => Some(conn.cached(SET_ROLE_SQL)?),
         None => None,
     };
-    let built = (|| {
-        let encoded = execute::encode_for(&statement, params)?;
-        let values = role
-            .map(RoleContext::bound_values)
-            .transpose()
-            .map_err(Failure::Final)?;
-        let role_ref = set_role.as_deref().zip(values);
-        execute::statement_request(conn, &statement, &encoded, role_ref, style)
-    })();
-    Some(built.map(|(bytes, sinks)| (bytes, sinks, Some(statement), set_role)))
+    let role_ref = set_role.as_deref().zip(role);
+    let built = execute::statement_request(conn, &statement, params, role_ref, style);
+    Some(built.map(|(bytes, sinks)| Request {
+        bytes,
+        sinks,
+        statement: Some(statement),
+        role: set_role,
+    }))
 }
 
 impl Ready {
@@ -113,18 +110,21 @@ impl Ready {
     pub fn send(self, on_reply: impl FnOnce(Result<QueryOutput, Failure>) + Send + 'static) {
         let Ready {
             lease,
+            request,
+            policy,
+            deadline,
+        } = self;
+        let Request {
             bytes,
             sinks,
             statement,
             role,
-            policy,
-            deadline,
-        } = self;
+        } = request;
         let conn = lease.conn_handle();
         let done = Box::new(move |outcome| {
             let result = execute::reply(&policy, outcome, || {
                 if let Some(statement) = &statement {
-                    lease.conn().forget_prepared(statement);
+                    lease.conn().forget(statement);
                 }
             });
             drop((statement, role, lease));

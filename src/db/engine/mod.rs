@@ -1,6 +1,7 @@
 //! The Postgres engine: one pool of connections shared by pipelining, speaking the protocol
-//! through our own layer (`wire`), and every statement's path through it (a lease, the statement guard, the retry policy, the count in the
-//! stats), transactions on a connection of their own, health, gauges and close.
+//! through our own layer (`wire`), and every statement's path through it (a lease, the
+//! statement guard, the retry policy, the count in the stats), transactions on a connection of
+//! their own, health, gauges and close.
 //!
 //! Depends on `codec` (parameters in, rows out) and `auth::context` (the role a statement runs
 //! as); knows nothing of PostgREST.

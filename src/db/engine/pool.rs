@@ -99,7 +99,7 @@ impl Manager for Postgres {
 
     fn adopt(&self, id: u64, session: Session) -> Adopted<Conn> {
         let superuser = session.parameters.get("is_superuser").map(|v| v == "on");
-        let channel = Arc::new(Channel::new(session.stream.direct_writer()));
+        let channel = Arc::new(Channel::new(Some(session.stream.direct_writer())));
         let driver = Driver::new(
             channel.clone(),
             session.stream,

@@ -12,6 +12,8 @@ use tokio::sync::oneshot;
 use crate::db::codec::params::{EncodedParam, TextParam};
 use crate::db::codec::types::oid;
 use crate::db::engine::connection::Conn;
+use crate::db::engine::policy::StatementPolicy;
+use crate::db::engine::retry::{self, Failure};
 use crate::db::engine::wire::exchange::{Answer, Exchange, Expect, Failed, Sink};
 
 const TEXT: i16 = 0;
@@ -155,4 +157,22 @@ pub async fn exchange(
     answer
         .await
         .unwrap_or_else(|_| Err(Failed::Lost("the connection ended".into())))
+}
+
+/// Sends a request on `conn` within the statement timeout and waits for it: its sinks, filled,
+/// or the server's error or why there is no answer, as the retry loop sees them.
+pub async fn answered(
+    conn: &Conn,
+    policy: &StatementPolicy,
+    bytes: &[u8],
+    sinks: Vec<Sink>,
+    expect: Expect,
+) -> Result<Vec<Sink>, Failure> {
+    let answer = exchange(conn, bytes, sinks, expect, policy.deadline())
+        .await
+        .map_err(|failed| policy.unanswered(failed))?;
+    match answer.error {
+        Some(error) => Err(retry::answered(error)),
+        None => Ok(answer.sinks),
+    }
 }

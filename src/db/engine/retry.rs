@@ -87,11 +87,6 @@ pub fn is_stale_plan(fields: &DatabaseErrorFields) -> bool {
             .contains("cached plan must not change result type")
 }
 
-/// Whether `err` is the server saying it ended the session (57P01-57P03).
-pub fn is_session_end(err: &PoolError) -> bool {
-    matches!(err, PoolError::Database(fields) if crate::db::engine::wire::db_error::session_ended(&fields.code))
-}
-
 /// A connection that could not be opened.
 pub fn not_opened(err: &ConnectError) -> Failure {
     let error = PoolError::ConnectionFailed(format!("could not connect to the database: {err}"));

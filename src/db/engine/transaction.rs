@@ -23,7 +23,7 @@ use crate::db::engine::guard::{self, Caller, Scope};
 use crate::db::engine::policy::StatementPolicy;
 use crate::db::engine::pool::{Lease, LeaseKind};
 use crate::db::engine::request;
-use crate::db::engine::retry::{self, Failure};
+use crate::db::engine::retry::Failure;
 use crate::db::engine::wire::exchange::{Expect, Sink};
 use crate::db::engine::DbPool;
 use crate::error::{DatabaseErrorFields, PoolError};
@@ -237,19 +237,9 @@ impl Transaction {
 async fn simple(conn: &Conn, policy: &StatementPolicy, sql: &str) -> Result<(), Failure> {
     let mut bytes = BytesMut::new();
     request::simple(&mut bytes, sql).map_err(|e| Failure::Final(PoolError::InvalidArgument(e)))?;
-    let answer = request::exchange(
-        conn,
-        &bytes,
-        vec![Sink::DiscardAll],
-        Expect::Any,
-        policy.deadline(),
-    )
-    .await
-    .map_err(|failed| policy.unanswered(failed))?;
-    match answer.error {
-        Some(error) => Err(retry::answered(error)),
-        None => Ok(()),
-    }
+    let sinks = vec![Sink::DiscardAll];
+    request::answered(conn, policy, &bytes, sinks, Expect::Any).await?;
+    Ok(())
 }
 
 impl Drop for Transaction {

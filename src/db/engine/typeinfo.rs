@@ -4,7 +4,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Instant;
 
 use bytes::BytesMut;
 
@@ -12,7 +11,7 @@ use crate::db::codec::types::{oid, Field, Kind, Type};
 use crate::db::engine::connection::Conn;
 use crate::db::engine::policy::StatementPolicy;
 use crate::db::engine::request;
-use crate::db::engine::retry::{self, Failure};
+use crate::db::engine::retry::Failure;
 use crate::db::engine::wire::exchange::{Expect, Sink};
 use crate::error::PoolError;
 
@@ -117,20 +116,9 @@ async fn text_rows(
     request::unnamed_text(&mut buf, sql, &[oid::OID], &[value])
         .map_err(|e| Failure::Final(PoolError::Internal(e)))?;
     request::sync(&mut buf);
-    let deadline: Option<Instant> = policy.deadline();
-    let answer = request::exchange(
-        conn,
-        &buf,
-        vec![Sink::Text(Vec::new())],
-        Expect::Any,
-        deadline,
-    )
-    .await
-    .map_err(|failed| policy.unanswered(failed))?;
-    if let Some(error) = answer.error {
-        return Err(retry::answered(error));
-    }
-    match answer.sinks.into_iter().next() {
+    let sinks = vec![Sink::Text(Vec::new())];
+    let sinks = request::answered(conn, policy, &buf, sinks, Expect::Any).await?;
+    match sinks.into_iter().next() {
         Some(Sink::Text(rows)) => Ok(rows),
         _ => Ok(Vec::new()),
     }

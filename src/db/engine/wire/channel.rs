@@ -65,6 +65,17 @@ pub(super) struct State {
     pub task_writing: bool,
 }
 
+impl State {
+    /// Puts `exchange` in line, its request the next `len` bytes queued (written or not).
+    pub(super) fn push_exchange(&mut self, mut exchange: Exchange, len: usize) {
+        exchange.start = self.appended;
+        self.appended += len as u64;
+        exchange.end = self.appended;
+        self.outstanding += 1;
+        self.queued.push_back(exchange);
+    }
+}
+
 impl Channel {
     pub fn new(direct: Option<DirectWriter>) -> Self {
         Channel {
@@ -103,18 +114,14 @@ impl Channel {
     /// Sends a request: `bytes` (frontend messages ending with one Sync) and the exchange that
     /// reads its answer. A connection that takes no more requests gives the exchange back,
     /// unsent.
-    pub fn send(&self, bytes: &[u8], mut exchange: Exchange) -> Result<(), Exchange> {
+    pub fn send(&self, bytes: &[u8], exchange: Exchange) -> Result<(), Exchange> {
         let wake = {
             let mut state = self.lock();
             if state.closed.is_some() {
                 return Err(exchange);
             }
-            exchange.start = state.appended;
-            state.appended += bytes.len() as u64;
-            exchange.end = state.appended;
             let idle = state.outstanding == 0 && state.out.is_empty() && !state.task_writing;
-            state.outstanding += 1;
-            state.queued.push_back(exchange);
+            state.push_exchange(exchange, bytes.len());
             match (&self.direct, idle) {
                 (Some(direct), true) => {
                     let (sent, pending) = write_now(direct, bytes);
@@ -165,11 +172,6 @@ impl Channel {
     /// Why it takes no more requests, if it does not.
     pub fn closed(&self) -> Option<Closed> {
         self.lock().closed
-    }
-
-    /// Requests sent and not yet answered.
-    pub fn outstanding(&self) -> usize {
-        self.lock().outstanding
     }
 
     /// Wakes the task when an exchange is past its deadline: the oldest it holds (as it

@@ -270,12 +270,8 @@ impl Driver {
         if state.closed.is_none() || state.closed == Some(Closed::Draining) {
             state.closed = Some(Closed::RollingBack);
         }
-        exchange.start = state.appended;
-        state.appended += bytes.len() as u64;
-        exchange.end = state.appended;
-        state.outstanding += 1;
+        state.push_exchange(exchange, bytes.len());
         state.out.extend_from_slice(&bytes);
-        state.queued.push_back(exchange);
     }
 
     /// Our ROLLBACK is answered: what ran inside the transaction did nothing.

@@ -17,7 +17,9 @@ use tokio::net::TcpStream;
 #[cfg(unix)]
 use tokio::net::UnixStream;
 
-/// One session's stream.
+/// One session's stream (shared: the task reads and writes it, callers write to an idle one
+/// through its `DirectWriter`).
+#[derive(Clone)]
 pub enum Stream {
     Tcp(Arc<TcpStream>),
     #[cfg(unix)]
@@ -41,12 +43,7 @@ pub struct Written {
 
 /// Writes to a stream from any thread, never blocking.
 #[derive(Clone)]
-pub enum DirectWriter {
-    Tcp(Arc<TcpStream>),
-    #[cfg(unix)]
-    Unix(Arc<UnixStream>),
-    Tls(Arc<SharedTls>),
-}
+pub struct DirectWriter(Stream);
 
 impl DirectWriter {
     /// Writes what the socket takes now; `WouldBlock` when it takes nothing.
@@ -55,11 +52,11 @@ impl DirectWriter {
             taken,
             pending: false,
         };
-        match self {
-            DirectWriter::Tcp(s) => s.try_write(bytes).map(plain),
+        match &self.0 {
+            Stream::Tcp(s) => s.try_write(bytes).map(plain),
             #[cfg(unix)]
-            DirectWriter::Unix(s) => s.try_write(bytes).map(plain),
-            DirectWriter::Tls(s) => s.try_write(bytes),
+            Stream::Unix(s) => s.try_write(bytes).map(plain),
+            Stream::Tls(s) => s.try_write(bytes),
         }
     }
 }
@@ -197,13 +194,8 @@ const READ_CHUNK: usize = 16 * 1024;
 
 impl Stream {
     /// The writer others may use.
-    pub fn direct_writer(&self) -> Option<DirectWriter> {
-        Some(match self {
-            Stream::Tcp(s) => DirectWriter::Tcp(s.clone()),
-            #[cfg(unix)]
-            Stream::Unix(s) => DirectWriter::Unix(s.clone()),
-            Stream::Tls(s) => DirectWriter::Tls(s.clone()),
-        })
+    pub fn direct_writer(&self) -> DirectWriter {
+        DirectWriter(self.clone())
     }
 
     /// Reads what has arrived into `buf`; `Ok(0)` at the end of the stream.

@@ -230,7 +230,7 @@ async fn a_cancel_meant_for_another_statement_leaves_this_one_free_to_run_again(
 #[tokio::test]
 async fn past_its_deadline_a_statement_is_cancelled_and_a_silent_connection_discarded() {
     let (stream, _) = testing::serve(|_, _| Reply::Silence).await;
-    let channel = Arc::new(Channel::new(stream.direct_writer()));
+    let channel = Arc::new(Channel::new(Some(stream.direct_writer())));
     let driver = Driver::new(
         channel.clone(),
         stream,
