@@ -293,3 +293,31 @@ test('gauges: active connections have work in flight, waiting statements are cou
   await client.query(`drop table ${table}`)
   await watcher.end()
 })
+
+test('100,000 statements issued in one turn against blocked connections: every one answered with its own row', async () => {
+  const table = uniqueName('burst_t')
+  DatabasePool.initialize({ connectionString: taggedUrl(uniqueName('cp_burst')), maxConnections: 4, minConnections: 4 })
+  const client = DatabasePool.getAdminClient()
+  await client.query(`create table ${table} (id int)`)
+  const depth = DatabasePool.getPoolConfig().pipelineDepth
+  const watcher = await observer()
+  await watcher.query('begin')
+  await watcher.query(`lock table ${table} in access exclusive mode`)
+  const burst = 100_000
+  const settled = Array.from({ length: burst }, (_, i) =>
+    client.query(`select $1::int + count(*)::int as n from ${table}`, [i]).then(
+      ({ rows }) => rows,
+      (err) => err,
+    ),
+  )
+  // All but a pipeline's worth per connection wait in the pool, as data.
+  await eventually(() => DatabasePool.getStats().waitingRequests >= burst - 4 * depth, 30000)
+  await watcher.query('commit')
+  const replies = await Promise.all(settled)
+  const wrong = replies.filter((rows, i) => !Array.isArray(rows) || rows.length !== 1 || rows[0].n !== i)
+  expect(wrong).toEqual([])
+  await eventually(() => DatabasePool.getStats().activeConnections === 0)
+  expect(DatabasePool.getStats()).toMatchObject({ waitingRequests: 0, totalConnections: 4 })
+  await client.query(`drop table ${table}`)
+  await watcher.end()
+})
