@@ -78,6 +78,10 @@ export declare class NativeDatabasePool {
   healthCheck(): Promise<NativeHealth>
   stats(): NativeDatabaseStats
   config(): NativeDatabaseConfig
+  /** Starts (or stops) keeping the pool's timings for OpenTelemetry's histograms. */
+  setTelemetry(on: boolean): void
+  /** The timings kept since the last call (seconds), and the timeouts counted. */
+  takePoolTimings(): NativePoolTimings
   resetStats(): void
   /**
    * Forgets the builder's schema cache (foreign keys, functions' return kinds), as PostgREST's
@@ -213,6 +217,16 @@ export interface NativeDatabaseConfig {
   schemas: Array<string>
   /** Whether the builder answers `explain()`. */
   planEnabled: boolean
+  /** ms before jitter; 0 when off. */
+  maxLifetime: number
+  /** ms; 0 when off. */
+  leakDetectionThreshold: number
+  /** `db.client.connection.pool.name` in telemetry. */
+  poolName: string
+  /** The first host and port and the database, for telemetry (`server.address`, ...). */
+  serverAddress: string
+  serverPort: number
+  database: string
 }
 
 /** Live connection gauges and statement counters. */
@@ -279,6 +293,8 @@ export interface NativeOpenAiConfig {
   /** The Redis key the limits are shared under; null without `redisUrl` (never shown). */
   limitKey?: string
   leaseMs?: number
+  /** ms; 0 when off. */
+  leakDetectionThreshold: number
 }
 
 export interface NativeOpenAiHealth {
@@ -308,6 +324,20 @@ export interface NativeOpenAiStats {
   rateLimit: NativeRateLimit
   /** Panics caught at the boundary in this process (each answered `INTERNAL`; each a bug). */
   internalErrors: number
+}
+
+/**
+ * The pool's timings since they were last taken, in seconds, for OpenTelemetry's
+ * `db.client.connection.create_time`, `.wait_time` and `.use_time`.
+ */
+export interface NativePoolTimings {
+  create: Array<number>
+  wait: Array<number>
+  used: Array<number>
+  /** Callers that gave up waiting for a connection (`POOL_TIMEOUT`). */
+  timeouts: number
+  /** Events not kept because JS had not taken them for too long. */
+  dropped: number
 }
 
 export interface NativeQueueByPriority {

@@ -86,6 +86,59 @@ export interface DatabasePoolConfig {
    * PGRST107 (406) unless this is on.
    */
   planEnabled?: boolean
+  /**
+   * Milliseconds a connection lives before it is retired, plus its own random jitter of up to
+   * half again (so a fleet does not reconnect at once): past it the connection takes no new work
+   * and closes as soon as its work is done, never mid-transaction; `minConnections` refills.
+   * A DNS failover or a pooler's rebalance so reaches every connection. 0 = off.
+   * Default 1800000 (30 minutes, retired between 30 and 45).
+   */
+  maxLifetime?: number
+  /**
+   * Milliseconds a transaction may stay open before it is reported as a likely leak: one
+   * `'leak'` event (`DatabasePool.on`) and a process warning (code `CP_LEAK`) with its age and
+   * the stack that began it, then a `'release'` event when it ends. The stack is captured only
+   * while this is on; POOL_TIMEOUT messages then also show the oldest open transaction's stack.
+   * 0 = off. Default 0.
+   */
+  leakDetectionThreshold?: number
+  /**
+   * `db.client.connection.pool.name` in OpenTelemetry metrics, spans and the channels' context.
+   * Default `host:port/database` of the connection string (never the user or password).
+   */
+  poolName?: string
+}
+
+/** A likely leak: something held past `leakDetectionThreshold` ('leak' event). */
+export interface LeakWarning {
+  pool: 'database' | 'openai'
+  /** A transaction (database), an `executeRequest` slot or a stream (openai). */
+  kind: 'transaction' | 'slot' | 'stream'
+  /** ms held so far. */
+  ageMs: number
+  thresholdMs: number
+  /** The first frame outside connection-pools: where the caller took it. */
+  site: string
+  /** The stack captured when it was taken. */
+  stack: string
+}
+
+/** A reported leak ended after all ('release' event). */
+export interface LeakRelease {
+  pool: 'database' | 'openai'
+  kind: 'transaction' | 'slot' | 'stream'
+  /** ms it was held in all. */
+  heldMs: number
+  site: string
+}
+
+/** The leaks in force now (`getLeaks()`): warned of, not released yet. */
+export interface CurrentLeak {
+  pool: 'database' | 'openai'
+  kind: 'transaction' | 'slot' | 'stream'
+  ageMs: number
+  site: string
+  stack: string
 }
 
 /** The effective configuration; the connection string's password is shown as `****`. */
@@ -115,6 +168,15 @@ export interface EffectiveDatabasePoolConfig {
   jwtSecretConfigured: boolean
   schemas: string[]
   planEnabled: boolean
+  /** ms before jitter; 0 = off */
+  maxLifetime: number
+  /** ms; 0 = off */
+  leakDetectionThreshold: number
+  poolName: string
+  /** The first host and port, and the database: `server.address`, `server.port`, `db.namespace`. */
+  serverAddress: string
+  serverPort: number
+  database: string
 }
 
 /** `DatabasePool.getStats()`. Gauges are live; counters cover every statement since the last reset. */
@@ -348,6 +410,12 @@ export declare class DatabasePool {
    */
   static healthCheck(): Promise<HealthCheckResult>
   /** Drains and closes; later statements reject with `POOL_CLOSED` until `initialize()`. */
+  /** Leak detection's events (option `leakDetectionThreshold`). */
+  static on(event: 'leak', listener: (leak: LeakWarning) => void): typeof DatabasePool
+  static on(event: 'release', listener: (release: LeakRelease) => void): typeof DatabasePool
+  static off(event: 'leak' | 'release', listener: (...args: any[]) => void): typeof DatabasePool
+  /** Transactions open past `leakDetectionThreshold` right now. */
+  static getLeaks(): CurrentLeak[]
   static close(): Promise<void>
 }
 
@@ -469,6 +537,12 @@ export interface OpenAIPoolConfig {
   limitKey?: string
   /** A shared slot's expiry in ms, renewed while its request runs. Default 15000. */
   leaseMs?: number
+  /**
+   * Milliseconds an `executeRequest` slot or a stream may stay open before it is reported as a
+   * likely leak: one `'leak'` event (`OpenAIPool.on`) and a process warning (code `CP_LEAK`)
+   * with the stack that took it, then a `'release'` event when it ends. 0 = off. Default 0.
+   */
+  leakDetectionThreshold?: number
 }
 
 /** A request's place in the queue: `'high'` first, FIFO within a priority, aging lifts waiters. */
@@ -501,6 +575,8 @@ export interface EffectiveOpenAIPoolConfig {
   limitKey: string | null
   /** ms; null without `redisUrl` */
   leaseMs: number | null
+  /** ms; 0 = off */
+  leakDetectionThreshold: number
   /** Whether an API key is configured (the key itself is never shown). */
   hasApiKey: boolean
 }
@@ -585,6 +661,12 @@ export declare class OpenAIPool {
   /** Lists models with a short deadline; never rejects. */
   static healthCheck(): Promise<{ healthy: boolean; message: string; stats: OpenAIStats | null; responseTime: number | null }>
   /** Stops admitting, rejects queued calls with `POOL_CLOSED`, lets in-flight ones finish within `timeout`. */
+  /** Leak detection's events (option `leakDetectionThreshold`). */
+  static on(event: 'leak', listener: (leak: LeakWarning) => void): typeof OpenAIPool
+  static on(event: 'release', listener: (release: LeakRelease) => void): typeof OpenAIPool
+  static off(event: 'leak' | 'release', listener: (...args: any[]) => void): typeof OpenAIPool
+  /** Slots and streams held past `leakDetectionThreshold` right now. */
+  static getLeaks(): CurrentLeak[]
   static close(): Promise<void>
 }
 

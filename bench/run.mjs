@@ -268,6 +268,7 @@ async function main() {
 
   if (!only || only.includes('burst')) await burstMemory(url)
   if (!only || only.includes('pooler')) await childBench('pooler.mjs', url)
+  if (!only || only.includes('telemetry')) await childBench('telemetry.mjs', url)
   if (!only || only.includes('openai')) {
     await childBench('openai-shared.mjs', url)
     await childBench('openai-memory.mjs', url, ['--expose-gc'])

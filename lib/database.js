@@ -14,6 +14,14 @@ const { createNativePool, retire } = require('./native')
 const { submissionsOf } = require('./submissions')
 const { postgrestClient } = require('./postgrest')
 const { createPooledClient, errorReply } = require('./supabase')
+const { EventEmitter } = require('node:events')
+const { observed, current: telemetryPools, watchDatabase } = require('./telemetry')
+const { traceStatement, traceRequest, traceTransaction } = require('./trace-db')
+const { LeakWatcher, captureCaller } = require('./leaks')
+
+/** 'leak' and 'release' (leakDetectionThreshold): `DatabasePool.on(event, listener)`. */
+const events = new EventEmitter()
+const leaks = new LeakWatcher(events, 'database')
 
 /** The native pool in use; created by initialize(), or from the environment on first use. */
 let current = null
@@ -24,7 +32,7 @@ function pool() {
 }
 
 function parseResult(reply) {
-  if (reply.error) throw errorFrom(reply.error)
+  if (reply.error) throw explained(errorFrom(reply.error))
   return { rows: rowsToObjects(reply), rowCount: reply.rowCount }
 }
 
@@ -178,6 +186,11 @@ class DatabaseClient {
     } catch (err) {
       return Promise.reject(err)
     }
+    if (observed('query')) return traceStatement(native, sql, () => this._statement(native, context, sql, params))
+    return this._statement(native, context, sql, params)
+  }
+
+  _statement(native, context, sql, params) {
     const submissions = submissionsOf(native)
     if (context === null) return submissions.statement(sql, params ?? null).then(parseResult, rethrowNative)
     if (expiredToken(context)) {
@@ -206,8 +219,9 @@ const ISOLATION_LEVELS = ['read committed', 'repeatable read', 'serializable']
  * all on the transaction's connection, as the identity it began with. Unusable once it ended.
  */
 class TransactionClient extends BuilderEntry {
-  constructor(submissions, tx, anonymous) {
+  constructor(native, submissions, tx, anonymous) {
     super()
+    this._native = native
     this._submissions = submissions
     this._tx = tx
     this._anonymous = anonymous
@@ -217,13 +231,15 @@ class TransactionClient extends BuilderEntry {
   query(sql, params) {
     const invalid = invalidQueryArguments(sql, params) ?? (this._ended ? transactionEnded() : null)
     if (invalid !== null) return Promise.reject(invalid)
-    return this._submissions.statementIn(this._tx, sql, params ?? null).then(parseResult, rethrowNative)
+    const run = () => this._submissions.statementIn(this._tx, sql, params ?? null).then(parseResult, rethrowNative)
+    return observed('query') ? traceStatement(this._native, sql, run) : run()
   }
 
   _runner() {
     return (request) => {
       if (this._ended) return Promise.reject(transactionEnded())
-      return this._submissions.requestIn(this._tx, request, this._anonymous)
+      const run = () => this._submissions.requestIn(this._tx, request, this._anonymous)
+      return observed('query') ? traceRequest(this._native, request, run) : run()
     }
   }
 }
@@ -248,35 +264,71 @@ function transactionOptions(options) {
   return [isolationLevel, readOnly]
 }
 
-/** DatabaseClient#transaction. */
-async function runTransaction(client, fn, options) {
+/** Each native pool's leakDetectionThreshold (ms, 0 when off), read from its config once. */
+const leakThresholds = new WeakMap()
+
+function leakThreshold(native) {
+  let threshold = leakThresholds.get(native)
+  if (threshold === undefined) leakThresholds.set(native, (threshold = native.config().leakDetectionThreshold))
+  return threshold
+}
+
+/** DatabaseClient#transaction: checks its arguments, then runs it (traced when observed). */
+function runTransaction(client, fn, options) {
   if (typeof fn !== 'function') {
-    throw new ConnectionPoolError('INVALID_ARGUMENT', 'transaction(fn): fn must be a function')
+    return Promise.reject(new ConnectionPoolError('INVALID_ARGUMENT', 'transaction(fn): fn must be a function'))
   }
-  const [isolationLevel, readOnly] = transactionOptions(options)
+  let isolationLevel, readOnly, native
+  try {
+    ;[isolationLevel, readOnly] = transactionOptions(options)
+    native = pool()
+  } catch (err) {
+    return Promise.reject(err)
+  }
+  // Where the caller began it, captured now (while its frames are on the stack) if watched.
+  const caller = captureCaller(leakThreshold(native), runTransaction)
+  const run = () => transact(client, native, fn, isolationLevel, readOnly, caller)
+  return observed('query') ? traceTransaction(native, run) : run()
+}
+
+async function transact(client, native, fn, isolationLevel, readOnly, caller) {
   if (client._pendingToken !== null) await client._verifyPending()
   const context = client._context()
   if (context !== null && expiredToken(context)) {
     throw new ConnectionPoolError('INVALID_TOKEN', 'invalid access token: the token has expired')
   }
-  const submissions = submissionsOf(pool())
+  const submissions = submissionsOf(native)
   const { tx, reply } = await submissions
     .begin(isolationLevel, readOnly, context?.role ?? null, context?.claims ?? null)
     .catch(rethrowNative)
-  if (reply.error) throw errorFrom(reply.error)
-  const transaction = new TransactionClient(submissions, tx, context?.anonymous ?? false)
+  if (reply.error) throw explained(errorFrom(reply.error))
+  const hold = leaks.watch('transaction', leakThreshold(native), caller)
+  const transaction = new TransactionClient(native, submissions, tx, context?.anonymous ?? false)
   let result
   try {
     result = await fn(transaction)
   } catch (err) {
     transaction._ended = true
     await submissions.end(tx, false)
+    hold.release()
     throw err
   }
   transaction._ended = true
   const ended = await submissions.end(tx, true)
+  hold.release()
   if (ended.error) throw errorFrom(ended.error)
   return result
+}
+
+/**
+ * A POOL_TIMEOUT with the stack of the oldest transaction still open, when leak detection is
+ * on: the pool's message says how the connections are held, this says by whom.
+ */
+function explained(err) {
+  if (err.code !== 'POOL_TIMEOUT') return err
+  const oldest = leaks.oldest()
+  if (oldest !== null) err.message += `; the oldest open ${oldest.kind} (${oldest.ageMs} ms) was begun here:\n${oldest.stack}`
+  return err
 }
 
 /**
@@ -407,7 +459,7 @@ class DatabasePool {
       SUPABASE_URL: process.env.SUPABASE_URL,
     })
     // Its replies come back through its Submissions, made now (before the first submission).
-    submissionsOf(next)
+    watchDatabase(next, submissionsOf(next))
     const previous = current
     current = next
     retire(previous)
@@ -489,6 +541,26 @@ class DatabasePool {
     return { healthy: health.healthy, message: health.message, stats: DatabasePool.getStats(), responseTime: health.responseTime ?? null }
   }
 
+  /**
+   * Listens to the pool's events: 'leak' (a transaction held past leakDetectionThreshold:
+   * `{ pool, kind, ageMs, thresholdMs, site, stack }`) and 'release' (that transaction ended:
+   * `{ pool, kind, heldMs, site }`).
+   */
+  static on(event, listener) {
+    events.on(event, listener)
+    return DatabasePool
+  }
+
+  static off(event, listener) {
+    events.off(event, listener)
+    return DatabasePool
+  }
+
+  /** The leak warnings in force now (transactions past leakDetectionThreshold, still open). */
+  static getLeaks() {
+    return leaks.current()
+  }
+
   /** Drains and closes the pool; later statements reject with POOL_CLOSED until initialize(). */
   static async close() {
     if (current !== null) await current.close()
@@ -529,6 +601,8 @@ async function restHealth() {
     return { healthy: false, message: `Database unhealthy: ${err.message}`, responseTime: null }
   }
 }
+
+telemetryPools.database = () => current
 
 module.exports = {
   /** The current native pool (created from the environment if none); for the monitoring router. */

@@ -11,6 +11,23 @@ const { ConnectionPoolError } = require('./errors')
 const { createNativePool, retire, healthReport } = require('./native')
 const { submissionsOf } = require('./submissions')
 const { readRequest, fetchError, nativeStream, toResponse, underSignal, abortError } = require('./fetch')
+const { EventEmitter } = require('node:events')
+const { observed, current: telemetryPools } = require('./telemetry')
+const { traceOpenAI } = require('./trace-openai')
+const { LeakWatcher, captureCaller } = require('./leaks')
+
+/** 'leak' and 'release' (leakDetectionThreshold): `OpenAIPool.on(event, listener)`. */
+const events = new EventEmitter()
+const leaks = new LeakWatcher(events, 'openai')
+
+/** Each native pool's leakDetectionThreshold (ms, 0 when off), read from its config once. */
+const leakThresholds = new WeakMap()
+
+function leakThreshold(native) {
+  let threshold = leakThresholds.get(native)
+  if (threshold === undefined) leakThresholds.set(native, (threshold = native.config().leakDetectionThreshold))
+  return threshold
+}
 
 let current = null
 
@@ -79,37 +96,58 @@ function poolFetch(slot = null) {
     }
     const signal = init.signal ?? (typeof input === 'object' ? input.signal : undefined)
     if (signal?.aborted) return Promise.reject(abortError(signal))
+    // A stream it answers with is watched from here (leakDetectionThreshold).
+    const caller = captureCaller(leakThreshold(native), fetch)
     const request = readRequest(input, init)
-    if (typeof request.then === 'function') return request.then((read) => send(native, read, init, slot, signal))
-    return send(native, request, init, slot, signal)
+    if (typeof request.then === 'function') return request.then((read) => observedSend(native, read, init, slot, signal, caller))
+    return observedSend(native, request, init, slot, signal, caller)
   }
+}
+
+/** `send`, traced when someone observes. */
+function observedSend(native, request, init, slot, signal, caller) {
+  if (!observed('openai')) return send(native, request, init, slot, signal, caller, null)
+  return traceOpenAI(request, multipartModel(init.body), priorityOf(init), (seen) => send(native, request, init, slot, signal, caller, seen))
 }
 
 /**
  * Submits one request. An abort of `signal` tells the native side, which takes the request out
  * of the queue (or drops it) and answers it as aborted: the one promise settles either way.
  */
-function send(native, request, init, slot, signal) {
+function send(native, request, init, slot, signal, caller, seen) {
   let id = 0
   const replied = submissionsOf(native).submit((submissionId) => {
     id = submissionId
     const headers = withoutPlaceholder(request.headers)
     native.submitFetch(submissionId, request.method, request.url, headers, request.text, request.bytes, multipartModel(init.body), slot, priorityOf(init))
   })
-  return underSignal(replied, signal, () => native.abortFetch(id)).then((reply) => answer(native, reply, signal))
+  return underSignal(replied, signal, () => native.abortFetch(id)).then((reply) => {
+    if (seen !== null) seen.reply = reply
+    return answer(native, reply, signal, caller)
+  })
 }
 
 /** The native reply as the Response fetch resolves to, or its error thrown. */
-function answer(native, reply, signal) {
+function answer(native, reply, signal, caller) {
   if (reply.error) throw fetchError(reply.error, signal)
   if (reply.stream === undefined) return toResponse(reply, null)
   const stream = reply.stream
+  // Open until its last chunk is read or it is cancelled, however that happens.
+  const hold = leaks.watch('stream', leakThreshold(native), caller)
+  const cancel = () => {
+    hold.release()
+    native.cancelStream(stream)
+  }
   // The SDK aborts its signal when a stream's reader stops early: the request stops with it.
-  if (signal) signal.addEventListener('abort', () => native.cancelStream(stream), { once: true })
+  if (signal) signal.addEventListener('abort', cancel, { once: true })
   return toResponse(reply, () =>
     nativeStream(
-      () => native.nextBytes(stream),
-      () => native.cancelStream(stream),
+      () =>
+        native.nextBytes(stream).then((chunk) => {
+          if (chunk.done || chunk.error) hold.release()
+          return chunk
+        }),
+      cancel,
     ),
   )
 }
@@ -209,12 +247,35 @@ class OpenAIPool {
       throw new ConnectionPoolError('INVALID_ARGUMENT', 'executeRequest(fn, model): fn must be a function')
     }
     const native = pool()
+    const caller = captureCaller(leakThreshold(native), OpenAIPool.executeRequest)
     const slot = idOf(await native.acquireSlot(model ?? null, priorityOf(options)))
+    const hold = leaks.watch('slot', leakThreshold(native), caller)
     try {
       return await fn(client().withOptions({ fetch: poolFetch(slot), maxRetries: 0 }))
     } finally {
       native.releaseSlot(slot)
+      hold.release()
     }
+  }
+
+  /**
+   * Listens to the pool's events: 'leak' (an executeRequest slot or a stream held past
+   * leakDetectionThreshold: `{ pool, kind, ageMs, thresholdMs, site, stack }`) and 'release'
+   * (it ended: `{ pool, kind, heldMs, site }`).
+   */
+  static on(event, listener) {
+    events.on(event, listener)
+    return OpenAIPool
+  }
+
+  static off(event, listener) {
+    events.off(event, listener)
+    return OpenAIPool
+  }
+
+  /** The leak warnings in force now (slots and streams past leakDetectionThreshold). */
+  static getLeaks() {
+    return leaks.current()
   }
 
   static getStats() {
@@ -276,6 +337,8 @@ function idOf(reply) {
 async function testOpenAIConnection() {
   return (await OpenAIPool.healthCheck()).healthy
 }
+
+telemetryPools.openai = () => current
 
 module.exports = {
   /** The current native pool (created from the environment if none); for the monitoring router. */

@@ -16,6 +16,8 @@ class Submissions {
     /** id → resolve of the caller's promise */
     this._pending = new Map()
     this._nextId = 1
+    /** Called after each batch when telemetry keeps the pool's timings (lib/telemetry.js). */
+    this.afterDrain = null
     // The drain callback is weak so that an idle pool never holds the process open; this handle
     // holds it open while statements are pending, as an in-flight socket would.
     this._keepAlive = setInterval(noop, 0x7fffffff)
@@ -100,6 +102,7 @@ class Submissions {
       resolve(reply)
     }
     if (pending.size === 0) this._keepAlive.unref()
+    if (this.afterDrain !== null) this.afterDrain()
   }
 }
 

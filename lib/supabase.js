@@ -15,6 +15,8 @@ const { ConnectionPoolError } = require('./errors')
 const { submissionsOf } = require('./submissions')
 const { readRequest, fetchError, nativeStream, toResponse, underSignal, abortError } = require('./fetch')
 const { STATUS_CODES } = require('node:http')
+const { observed } = require('./telemetry')
+const { traceRequest } = require('./trace-db')
 
 /** Where a client without SUPABASE_URL points: never contacted (its REST runs in-process). */
 const NO_PROJECT_URL = 'http://supabase-url-not-set.invalid'
@@ -124,7 +126,9 @@ function supabaseFetch(ctx, fallback = null) {
     if (target.service === 'rest' && native.hasConnectionString) {
       if (init.signal?.aborted) throw abortError(init.signal)
       const credential = credentialOf(init.headers ?? (typeof input === 'object' ? input.headers : undefined))
-      return restResponse(await restRequest(native, ctx, credential, restWire(target.rest, init)))
+      const wire = restWire(target.rest, init)
+      const run = () => restRequest(native, ctx, credential, wire)
+      return restResponse(await (observed('query') ? traceRequest(native, wire, run) : run()))
     }
     if (ctx.projectUrl === null) {
       throw new ConnectionPoolError(

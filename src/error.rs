@@ -64,10 +64,11 @@ pub enum PoolError {
     InvalidConfig(String),
 
     /// Every connection was busy for the whole `connectionTimeout`.
-    #[error("timed out after {waited_ms} ms waiting for a database connection (maxConnections {max_connections}, all in use)")]
+    #[error("timed out after {waited_ms} ms waiting for a database connection: {occupancy}")]
     PoolTimeout {
         waited_ms: u64,
-        max_connections: u32,
+        /// How the connections were held at that moment.
+        occupancy: Box<crate::db::engine::occupancy::Occupancy>,
     },
 
     /// `close()` was called; a later `initialize()` opens a new pool.
@@ -232,7 +233,7 @@ mod tests {
         assert_eq!(
             PoolError::PoolTimeout {
                 waited_ms: 5,
-                max_connections: 1
+                occupancy: Default::default(),
             }
             .code(),
             "POOL_TIMEOUT"

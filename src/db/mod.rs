@@ -113,6 +113,29 @@ pub struct NativeDatabaseConfig {
     pub schemas: Vec<String>,
     /// Whether the builder answers `explain()`.
     pub plan_enabled: bool,
+    /// ms before jitter; 0 when off.
+    pub max_lifetime: f64,
+    /// ms; 0 when off.
+    pub leak_detection_threshold: f64,
+    /// `db.client.connection.pool.name` in telemetry.
+    pub pool_name: String,
+    /// The first host and port and the database, for telemetry (`server.address`, ...).
+    pub server_address: String,
+    pub server_port: u32,
+    pub database: String,
+}
+
+/// The pool's timings since they were last taken, in seconds, for OpenTelemetry's
+/// `db.client.connection.create_time`, `.wait_time` and `.use_time`.
+#[napi(object)]
+pub struct NativePoolTimings {
+    pub create: Vec<f64>,
+    pub wait: Vec<f64>,
+    pub used: Vec<f64>,
+    /// Callers that gave up waiting for a connection (`POOL_TIMEOUT`).
+    pub timeouts: f64,
+    /// Events not kept because JS had not taken them for too long.
+    pub dropped: f64,
 }
 
 /// A verified access token: the role its statements run as and the claims they see.
@@ -587,9 +610,36 @@ impl NativeDatabasePool {
                     jwt_secret_configured: c.jwt_secret.is_some(),
                     schemas: c.schemas.clone(),
                     plan_enabled: c.plan_enabled,
+                    max_lifetime: c.max_lifetime.map_or(0.0, |d| d.as_millis() as f64),
+                    leak_detection_threshold: c
+                        .leak_detection_threshold
+                        .map_or(0.0, |d| d.as_millis() as f64),
+                    pool_name: c.pool_name.clone(),
+                    server_address: c.connect_options.server().0,
+                    server_port: c.connect_options.server().1 as u32,
+                    database: c.connect_options.database().to_string(),
                 }
             })
         })
+    }
+
+    /// Starts (or stops) keeping the pool's timings for OpenTelemetry's histograms.
+    #[napi(catch_unwind)]
+    pub fn set_telemetry(&self, on: bool) {
+        self.inner.pool().timings().set_enabled(on);
+    }
+
+    /// The timings kept since the last call (seconds), and the timeouts counted.
+    #[napi(catch_unwind)]
+    pub fn take_pool_timings(&self) -> NativePoolTimings {
+        let taken = self.inner.pool().timings().take();
+        NativePoolTimings {
+            create: taken.create,
+            wait: taken.wait,
+            used: taken.used,
+            timeouts: taken.timeouts as f64,
+            dropped: taken.dropped as f64,
+        }
     }
 
     #[napi(catch_unwind)]

@@ -192,6 +192,7 @@ impl Dispatcher {
     /// Queues a submission for the runners.
     fn enqueue(self: &Arc<Self>, submission: Submission) {
         self.queue().push_back(submission);
+        self.pool.count_queued(true);
         self.ensure_runner();
     }
 
@@ -298,6 +299,9 @@ impl Dispatcher {
     async fn run(self: Arc<Self>) {
         loop {
             let next = self.queue().pop_front();
+            if next.is_some() {
+                self.pool.count_queued(false);
+            }
             let Some(submission) = next else {
                 self.runners.fetch_sub(1, Ordering::AcqRel);
                 // A submission may have been queued after our look and before the count fell;

@@ -93,8 +93,8 @@ impl ApiError {
                 crate::error::Code::PoolClosed,
                 "the OpenAI pool is closed",
             ),
-            QueueError::TimedOut => ApiError::timeout(format!(
-                "request timed out after {} ms (waiting for a free slot)",
+            QueueError::TimedOut(occupancy) => ApiError::timeout(format!(
+                "request timed out after {} ms waiting for a free slot: {occupancy}",
                 timeout.as_millis()
             )),
         }

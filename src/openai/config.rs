@@ -44,6 +44,7 @@ struct RawConfig {
     redis_url: Option<String>,
     limit_key: Option<String>,
     lease_ms: Option<f64>,
+    leak_detection_threshold: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,6 +85,9 @@ pub struct OpenAiConfig {
     pub priority_aging: Duration,
     /// Limits shared with every process on the same Redis and key; `None` without Redis.
     pub shared: Option<SharedConfig>,
+    /// A slot held by `executeRequest`, or a stream open, longer than this is reported with the
+    /// stack that took it (the JS layer reports); `None` when off.
+    pub leak_detection_threshold: Option<Duration>,
 }
 
 /// `redisUrl`, `limitKey`, `leaseMs`.
@@ -196,8 +200,16 @@ impl OpenAiConfig {
                 })
             }
         };
+        let leak_ms = whole_number(
+            "leakDetectionThreshold",
+            raw.leak_detection_threshold,
+            0.0,
+            0.0,
+            MAX_DURATION_MS,
+        )? as u64;
         Ok(OpenAiConfig {
             shared,
+            leak_detection_threshold: (leak_ms > 0).then(|| Duration::from_millis(leak_ms)),
             requests_per_minute: budget("requestsPerMinute", raw.requests_per_minute)?,
             tokens_per_minute: budget("tokensPerMinute", raw.tokens_per_minute)?,
             rate_limit_window: Duration::from_millis(whole_number(

@@ -199,6 +199,8 @@ pub struct NativeOpenAiConfig {
     /// The Redis key the limits are shared under; null without `redisUrl` (never shown).
     pub limit_key: Option<String>,
     pub lease_ms: Option<f64>,
+    /// ms; 0 when off.
+    pub leak_detection_threshold: f64,
 }
 
 #[napi(object)]
@@ -444,6 +446,9 @@ impl NativeOpenAiPool {
                     has_api_key: c.api_key.is_some(),
                     limit_key: c.shared.as_ref().map(|s| s.key.clone()),
                     lease_ms: c.shared.as_ref().map(|s| s.lease.as_millis() as f64),
+                    leak_detection_threshold: c
+                        .leak_detection_threshold
+                        .map_or(0.0, |d| d.as_millis() as f64),
                 }
             })
         })

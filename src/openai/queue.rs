@@ -19,8 +19,8 @@ use tokio::sync::{oneshot, Notify};
 pub enum QueueError {
     /// `maxQueueSize` callers are already waiting.
     Full,
-    /// The deadline passed while waiting.
-    TimedOut,
+    /// The deadline passed while waiting; how the queue stood at that moment.
+    TimedOut(String),
     /// `close()` was called.
     Closed,
 }
@@ -132,6 +132,30 @@ impl State {
     fn queued(&self) -> usize {
         self.waiting.iter().map(VecDeque::len).sum()
     }
+
+    /// What `QUEUE_TIMEOUT` says: the requests in flight, the callers in line (the one giving
+    /// up included), and a pause or spent budget that held them.
+    fn occupancy(&self, limits: &Limits, now: Instant) -> String {
+        let mut text = format!(
+            "{} of {} requests in flight (maxConcurrent); {} callers waiting",
+            self.in_flight,
+            limits.max_concurrent,
+            self.queued()
+        );
+        if let Some(until) = self.paused_until.filter(|until| *until > now) {
+            text += &format!(
+                "; paused for another {} ms after a rate limit",
+                (until - now).as_millis()
+            );
+        }
+        if limits
+            .requests_per_window
+            .is_some_and(|budget| self.sent.len() as u64 >= budget)
+        {
+            text += "; the requests-per-minute budget is spent";
+        }
+        text
+    }
 }
 
 struct Shared {
@@ -234,7 +258,12 @@ impl Pending {
             Ok(Ok(slot)) => Ok(slot),
             // The sender went away: close() failed every ticket.
             Ok(Err(_)) => Err(QueueError::Closed),
-            Err(_) => Err(QueueError::TimedOut),
+            Err(_) => {
+                let state = lock(&self.shared);
+                Err(QueueError::TimedOut(
+                    state.occupancy(&self.shared.limits, Instant::now()),
+                ))
+            }
         }
         // `self` drops here: a ticket still queued (timed out) leaves the queue.
     }
@@ -539,7 +568,7 @@ fn dispatch_now(shared: &Arc<Shared>, state: &mut State) {
     let limits = &shared.limits;
     let now = Instant::now();
     state.wake_at = None;
-    expire_calls(state, now);
+    expire_calls(state, limits, now);
     while !state.closed && state.in_flight < limits.max_concurrent {
         if let Some(until) = state.paused_until {
             if until > now {
@@ -606,18 +635,22 @@ fn dispatch_now(shared: &Arc<Shared>, state: &mut State) {
 
 /// Fails the queued calls whose deadline has passed. Every call waits the same `timeout`, so
 /// within a priority the front is the first to expire; the timer wakes for the earliest.
-fn expire_calls(state: &mut State, now: Instant) {
+fn expire_calls(state: &mut State, limits: &Limits, now: Instant) {
     let mut next: Option<Instant> = None;
     for priority in 0..3 {
         while let Some(ticket) = state.waiting[priority].front() {
             match ticket.grant {
                 Grant::Call { deadline, .. } if deadline <= now => {
+                    // Counted before it leaves the line, as a caller timing out by itself is.
+                    let occupancy = state.occupancy(limits, now);
                     if let Some(Ticket {
                         grant: Grant::Call { run, .. },
                         ..
                     }) = state.waiting[priority].pop_front()
                     {
-                        state.ready.push((run, Err(QueueError::TimedOut)));
+                        state
+                            .ready
+                            .push((run, Err(QueueError::TimedOut(occupancy))));
                     }
                 }
                 Grant::Call { deadline, .. } => {
@@ -889,7 +922,11 @@ mod tests {
             .map_err(|(e, _)| e)
             .unwrap();
         queue.ensure_timer();
-        assert_eq!(rx.recv().await, Some((4, Err("TimedOut".into()))));
+        let waited = "1 of 1 requests in flight (maxConcurrent); 1 callers waiting";
+        assert_eq!(
+            rx.recv().await,
+            Some((4, Err(format!("TimedOut({waited:?})"))))
+        );
         drop(held);
     }
 
@@ -970,7 +1007,9 @@ mod tests {
         assert_eq!(queue.status(), (0, 1, 1));
         assert_eq!(
             queue.acquire(Ask::default(), soon(20)).await.unwrap_err(),
-            QueueError::TimedOut
+            QueueError::TimedOut(
+                "1 of 1 requests in flight (maxConcurrent); 1 callers waiting".into()
+            )
         );
         assert_eq!(queue.status(), (0, 1, 1));
     }

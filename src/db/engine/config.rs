@@ -32,6 +32,11 @@ impl Defaults {
     const STATEMENT_TIMEOUT_MS: u64 = 60_000;
     /// A Supabase HTTP service's answer (Auth, Storage, Functions, REST over HTTP).
     const HTTP_TIMEOUT_MS: u64 = 60_000;
+    /// A connection's lifetime before jitter (postgres.js recycles at 30 to 60 minutes too), so
+    /// that a DNS failover or a pooler's rebalance reaches long-lived connections.
+    const MAX_LIFETIME_MS: u64 = 30 * 60_000;
+    /// Off: stacks are captured only while leak detection is on.
+    const LEAK_DETECTION_THRESHOLD_MS: u64 = 0;
 }
 
 /// What sits between the pool and Postgres, which decides whether a statement may rely on
@@ -85,6 +90,9 @@ struct RawConfig {
     schemas: Option<Vec<String>>,
     plan_enabled: Option<bool>,
     http_timeout: Option<f64>,
+    max_lifetime: Option<f64>,
+    leak_detection_threshold: Option<f64>,
+    pool_name: Option<String>,
 }
 
 /// The environment variables that supply defaults, read by the facade from `process.env`.
@@ -138,6 +146,14 @@ pub struct PoolConfig {
     /// The builder answers `explain()` (PostgREST's `db-plan-enabled`, off by default: a plan
     /// tells a client about tables and indexes it may not read).
     pub plan_enabled: bool,
+    /// A connection older than this (plus its own random jitter of up to half) is closed once
+    /// its work is done; `None` for `maxLifetime: 0`.
+    pub max_lifetime: Option<Duration>,
+    /// Transactions held longer than this are reported with the stack that began them (the JS
+    /// layer does the reporting); `None` when off.
+    pub leak_detection_threshold: Option<Duration>,
+    /// `db.client.connection.pool.name` in telemetry; by default `host:port/database`.
+    pub pool_name: String,
 }
 
 impl PoolConfig {
@@ -200,6 +216,20 @@ impl PoolConfig {
         connect_options.set_keep_alive(keep_alive);
         let (anon_role, authenticated_role, allowed_roles) =
             roles(raw.anon_role, raw.authenticated_role, raw.allowed_roles)?;
+        let max_lifetime =
+            optional_duration("maxLifetime", raw.max_lifetime, Defaults::MAX_LIFETIME_MS)?;
+        let leak_detection_threshold = optional_duration(
+            "leakDetectionThreshold",
+            raw.leak_detection_threshold,
+            Defaults::LEAK_DETECTION_THRESHOLD_MS,
+        )?;
+        let pool_name = match raw.pool_name {
+            Some(name) if name.trim().is_empty() => {
+                return Err(invalid("poolName must not be empty".into()))
+            }
+            Some(name) => name,
+            None => connect_options.display_name(),
+        };
         let jwt_secret = raw
             .jwt_secret
             .or(env.supabase_jwt_secret)
@@ -226,6 +256,9 @@ impl PoolConfig {
             allowed_roles,
             schemas: schemas_of(raw.schemas)?,
             plan_enabled: raw.plan_enabled.unwrap_or(false),
+            max_lifetime,
+            leak_detection_threshold,
+            pool_name,
         })
     }
 }

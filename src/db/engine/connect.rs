@@ -95,6 +95,30 @@ impl ConnectOptions {
         })
     }
 
+    /// `host:port/database` of the first host, as OpenTelemetry names a pool by default (no
+    /// user, no password).
+    pub fn display_name(&self) -> String {
+        let (host, port) = self.server();
+        format!("{host}:{port}/{}", self.database())
+    }
+
+    /// The first host and port, for `server.address` and `server.port` in telemetry.
+    pub fn server(&self) -> (String, u16) {
+        match self.startup.hosts.first() {
+            Some((Host::Tcp(name), port)) => (name.clone(), *port),
+            Some((Host::Unix(dir), port)) => (dir.display().to_string(), *port),
+            None => (String::new(), 0),
+        }
+    }
+
+    /// The database the sessions open (the user's name when the URL names none).
+    pub fn database(&self) -> &str {
+        self.startup
+            .database
+            .as_deref()
+            .unwrap_or(&self.startup.user)
+    }
+
     pub fn looks_like_transaction_pooler(&self) -> bool {
         self.transaction_pooler_hint
     }

@@ -5,7 +5,7 @@
 //! pipelining (`pool.rs`) and speak the protocol through our own layer (`wire/`);
 //! docs/architecture.md says why.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::db::auth::context::RoleContext;
@@ -15,7 +15,9 @@ use crate::db::codec::rows::ValueStyle;
 use crate::db::engine::config::PoolConfig;
 use crate::db::engine::execute;
 use crate::db::engine::policy::StatementPolicy;
-use crate::db::engine::pool::{AcquireError, Lease, LeaseKind, Pool, PoolOptions, Postgres};
+use crate::db::engine::pool::{
+    AcquireError, Lease, LeaseKind, Occupancy, Pool, PoolOptions, Postgres,
+};
 use crate::db::engine::request;
 use crate::db::engine::retry::{backoff, Failure};
 use crate::db::engine::snapshot::PoolSnapshot;
@@ -29,6 +31,9 @@ pub struct DbPool {
     pool: Pool,
     counters: OutcomeCounters,
     acquire_timeouts: AtomicU64,
+    /// Submissions waiting for a runner (`db::submit`'s queue): callers waiting too, for what
+    /// `POOL_TIMEOUT` says.
+    queued_submissions: AtomicUsize,
 }
 
 impl DbPool {
@@ -41,6 +46,7 @@ impl DbPool {
                 connect_timeout: config.connection_timeout,
                 idle_timeout: config.idle_timeout,
                 watch_every: config.statement_timeout.map(watch_period),
+                max_lifetime: config.max_lifetime,
             },
             Postgres {
                 options: config.connect_options.clone(),
@@ -53,6 +59,16 @@ impl DbPool {
             pool,
             counters: OutcomeCounters::default(),
             acquire_timeouts: AtomicU64::new(0),
+            queued_submissions: AtomicUsize::new(0),
+        }
+    }
+
+    /// The submission queue's length changed by one (`queued`: grew).
+    pub fn count_queued(&self, queued: bool) {
+        if queued {
+            self.queued_submissions.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.queued_submissions.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -155,13 +171,21 @@ impl DbPool {
             Err(AcquireError::TimedOut {
                 pool_full,
                 last_connect_error,
+                occupancy,
             }) => {
                 self.acquire_timeouts.fetch_add(1, Ordering::Relaxed);
+                if pool_full {
+                    self.pool.timings().count_timeout();
+                }
                 let waited_ms = self.config.connection_timeout.as_millis() as u64;
                 Err(Failure::Final(if pool_full {
                     PoolError::PoolTimeout {
                         waited_ms,
-                        max_connections: self.config.max_connections,
+                        occupancy: Box::new(Occupancy {
+                            waiting: occupancy.waiting
+                                + self.queued_submissions.load(Ordering::Relaxed),
+                            ..occupancy
+                        }),
                     }
                 } else {
                     let reason = last_connect_error

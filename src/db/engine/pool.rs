@@ -33,7 +33,9 @@ use tokio::sync::oneshot;
 
 use crate::db::engine::connect::ConnectOptions;
 use crate::db::engine::connection::Conn;
+pub use crate::db::engine::occupancy::Occupancy;
 use crate::db::engine::retry::{self, Failure};
+use crate::db::engine::timings::{PoolTimings, Timing};
 use crate::db::engine::wire::channel::Channel;
 use crate::db::engine::wire::driver::Driver;
 use crate::db::engine::wire::startup::{self, Session};
@@ -93,7 +95,7 @@ impl Manager for Postgres {
         };
         opened.map_err(|err| OpenError {
             failure: retry::not_opened(&err),
-            message: err.message,
+            message: err.to_string(),
         })
     }
 
@@ -154,6 +156,9 @@ pub struct PoolOptions {
     pub idle_timeout: Option<Duration>,
     /// How often connections are asked to look for statements past their deadline.
     pub watch_every: Option<Duration>,
+    /// A connection past it (plus its own jitter of up to half) takes no new work and closes
+    /// once its work is done; `None`: connections live until idle reaping or failure.
+    pub max_lifetime: Option<Duration>,
 }
 
 /// What a caller waiting for a connection is told when it gives up.
@@ -163,6 +168,7 @@ pub enum AcquireError {
     TimedOut {
         pool_full: bool,
         last_connect_error: Option<String>,
+        occupancy: Occupancy,
     },
     /// Opening a connection failed while nothing else could serve this caller.
     Connect(Failure),
@@ -180,6 +186,7 @@ struct Inner<M: Manager> {
     typical_us: AtomicU64,
     /// What the server said of the login role: 0 not known yet, 1 not a superuser, 2 superuser.
     superuser_login: std::sync::atomic::AtomicU8,
+    timings: PoolTimings,
 }
 
 struct Slot<C> {
@@ -193,9 +200,27 @@ struct Slot<C> {
     /// seen to move takes more statements: one whose first statement has not come back yet may
     /// be the slow one.
     last_progress: Option<Instant>,
-    /// When the current busy spell began (a statement leased on an idle connection).
+    /// When the current busy spell began (a statement leased on an idle connection), or when
+    /// a transaction took it.
     busy_since: Instant,
     idle_since: Instant,
+    /// Past this it takes no new work and closes when its work is done (`max_lifetime`).
+    retire_at: Option<Instant>,
+}
+
+impl<C: Pooled> Slot<C> {
+    fn is_idle(&self) -> bool {
+        self.in_flight == 0 && !self.exclusive
+    }
+
+    fn is_retired(&self, now: Instant) -> bool {
+        self.retire_at.is_some_and(|at| now >= at)
+    }
+
+    /// May take new work: not held whole, open, and within its lifetime.
+    fn is_usable(&self, now: Instant) -> bool {
+        !self.exclusive && !self.conn.is_closed() && !self.is_retired(now)
+    }
 }
 
 struct Waiter<M: Manager> {
@@ -247,7 +272,10 @@ impl<M: Manager> Lease<M> {
 impl<M: Manager> Drop for Lease<M> {
     fn drop(&mut self) {
         if self.armed {
-            let elapsed = self.timed.then(|| self.started.elapsed());
+            let held = self.started.elapsed();
+            // Held from grant to return, whether or not a statement ran on it.
+            self.pool.timings.record(Timing::Use, held);
+            let elapsed = self.timed.then_some(held);
             self.pool.release(self.conn.id(), self.kind, elapsed);
         }
     }
@@ -279,12 +307,26 @@ impl<M: Manager> Pool<M> {
                 }),
                 typical_us: AtomicU64::new(200),
                 superuser_login: std::sync::atomic::AtomicU8::new(0),
+                timings: PoolTimings::default(),
             }),
         }
     }
 
     /// A lease of `kind`, waiting until `deadline` at most. Must be called inside the runtime.
     pub async fn acquire(
+        &self,
+        kind: LeaseKind,
+        deadline: Instant,
+    ) -> Result<Lease<M>, AcquireError> {
+        let asked = Instant::now();
+        let granted = self.acquire_by(kind, deadline).await;
+        if granted.is_ok() {
+            self.inner.timings.record(Timing::Wait, asked.elapsed());
+        }
+        granted
+    }
+
+    async fn acquire_by(
         &self,
         kind: LeaseKind,
         deadline: Instant,
@@ -314,6 +356,7 @@ impl<M: Manager> Pool<M> {
                 Err(AcquireError::TimedOut {
                     pool_full: state.slots.len() >= self.inner.options.max_connections,
                     last_connect_error: state.last_connect_error.clone(),
+                    occupancy: self.inner.occupancy(&state),
                 })
             }
         }
@@ -328,7 +371,16 @@ impl<M: Manager> Pool<M> {
             return None;
         }
         self.inner.start(&mut state);
-        self.inner.try_lease(&mut state, kind)
+        let lease = self.inner.try_lease(&mut state, kind);
+        if lease.is_some() {
+            self.inner.timings.record(Timing::Wait, Duration::ZERO);
+        }
+        lease
+    }
+
+    /// The create, wait and use timings (off until telemetry turns them on).
+    pub fn timings(&self) -> &PoolTimings {
+        &self.inner.timings
     }
 
     /// Whether a lease could be had without waiting for one to be given back: a connection is
@@ -340,7 +392,7 @@ impl<M: Manager> Pool<M> {
                 || state
                     .slots
                     .iter()
-                    .any(|s| s.in_flight == 0 && !s.exclusive && !s.conn.is_closed()))
+                    .any(|s| s.in_flight == 0 && s.is_usable(Instant::now())))
     }
 
     pub fn gauges(&self) -> Gauges {
@@ -410,6 +462,28 @@ impl<M: Manager> Inner<M> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn occupancy(&self, state: &State<M>) -> Occupancy {
+        let now = Instant::now();
+        let busy = || state.slots.iter().filter(|s| !s.is_idle());
+        Occupancy {
+            open: state.slots.len(),
+            max: self.options.max_connections,
+            pipelined: busy().filter(|s| !s.exclusive).count(),
+            statements: busy().map(|s| s.in_flight).sum(),
+            transactions: busy().filter(|s| s.exclusive).count(),
+            waiting: state.waiters.len(),
+            oldest_held: busy().map(|s| now.duration_since(s.busy_since)).max(),
+        }
+    }
+
+    /// When a connection opened now should retire: its lifetime plus up to half again, drawn
+    /// for each, so that connections opened together do not all reconnect together.
+    fn retire_at(&self, opened: Instant) -> Option<Instant> {
+        self.options
+            .max_lifetime
+            .map(|lifetime| opened + lifetime.mul_f64(1.0 + fastrand::f64() * 0.5))
+    }
+
     /// On first use: open `minConnections`, and start the reaper of idle connections.
     fn start(self: &Arc<Self>, state: &mut State<M>) {
         if state.started {
@@ -450,6 +524,7 @@ impl<M: Manager> Inner<M> {
             LeaseKind::Exclusive => {
                 slot.exclusive = true;
                 slot.draining = false;
+                slot.busy_since = now;
             }
         }
         Lease {
@@ -464,11 +539,11 @@ impl<M: Manager> Inner<M> {
 
     /// A lease if one can be had right now.
     fn try_lease(self: &Arc<Self>, state: &mut State<M>, kind: LeaseKind) -> Option<Lease<M>> {
+        let now = Instant::now();
         state
             .slots
-            .retain(|s| !(s.conn.is_closed() && s.in_flight == 0 && !s.exclusive));
-        let now = Instant::now();
-        let usable = |s: &Slot<M::Conn>| !s.exclusive && !s.conn.is_closed();
+            .retain(|s| !((s.conn.is_closed() || s.is_retired(now)) && s.is_idle()));
+        let usable = |s: &Slot<M::Conn>| s.is_usable(now);
         // An idle connection: the most recently used one.
         let idle = state
             .slots
@@ -521,12 +596,16 @@ impl<M: Manager> Inner<M> {
         state.opening += 1;
         let inner = self.clone();
         tokio::spawn(async move {
+            let began = Instant::now();
             let opened =
                 tokio::time::timeout(inner.options.connect_timeout, inner.manager.open()).await;
             let mut state = inner.lock();
             state.opening -= 1;
             match opened {
-                Ok(Ok(opened)) => inner.adopt(&mut state, opened),
+                Ok(Ok(opened)) => {
+                    inner.timings.record(Timing::Create, began.elapsed());
+                    inner.adopt(&mut state, opened)
+                }
                 Ok(Err(err)) => {
                     state.last_connect_error = Some(err.message);
                     // With no connection at all, nobody in line can be served: each gets the
@@ -578,6 +657,7 @@ impl<M: Manager> Inner<M> {
             last_progress: None,
             busy_since: now,
             idle_since: now,
+            retire_at: self.retire_at(now),
         });
         state.last_connect_error = None;
     }
@@ -628,10 +708,11 @@ impl<M: Manager> Inner<M> {
         if state.slots.iter().any(|s| s.draining) {
             return;
         }
+        let now = Instant::now();
         if let Some(slot) = state
             .slots
             .iter_mut()
-            .filter(|s| !s.exclusive && !s.conn.is_closed())
+            .filter(|s| s.is_usable(now))
             .min_by_key(|s| s.in_flight)
         {
             slot.draining = true;
@@ -654,10 +735,12 @@ impl<M: Manager> Inner<M> {
             LeaseKind::Exclusive => slot.exclusive = false,
         }
         slot.last_progress = Some(now);
-        if slot.in_flight == 0 && !slot.exclusive {
+        if slot.is_idle() {
             slot.last_progress = None;
             slot.idle_since = now;
-            if slot.conn.is_closed() || state.closed {
+            // A retired connection leaves as soon as its work is done: never mid-transaction,
+            // never with a pipelined statement unanswered.
+            if slot.conn.is_closed() || slot.is_retired(now) || state.closed {
                 state.slots.swap_remove(index);
             }
         }
@@ -694,7 +777,7 @@ impl<M: Manager> Inner<M> {
         let now = Instant::now();
         state
             .slots
-            .retain(|s| !(s.conn.is_closed() && s.in_flight == 0 && !s.exclusive));
+            .retain(|s| !((s.conn.is_closed() || s.is_retired(now)) && s.is_idle()));
         if self.options.watch_every.is_some() {
             for slot in state
                 .slots
@@ -809,6 +892,15 @@ mod tests {
             connect_timeout: Duration::from_secs(5),
             idle_timeout: None,
             watch_every: None,
+            max_lifetime: None,
+        }
+    }
+
+    /// Options whose connections retire after `lifetime` (to 1.5 × lifetime).
+    fn retiring(max: usize, lifetime: Duration) -> PoolOptions {
+        PoolOptions {
+            max_lifetime: Some(lifetime),
+            ..options(max, 0)
         }
     }
 
@@ -895,6 +987,90 @@ mod tests {
             "the second waits behind it, and times out"
         );
         drop(served);
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_caller_is_told_how_the_connections_are_held() {
+        let pool = Arc::new(Pool::with_manager(options(2, 0), Fake::default()));
+        let _tx = pool.acquire(LeaseKind::Exclusive, soon()).await.ok();
+        let _statements = [
+            pool.acquire(LeaseKind::Shared, soon()).await.ok(),
+            pool.acquire(LeaseKind::Shared, soon()).await.ok(),
+        ];
+        let waiting = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.acquire(LeaseKind::Exclusive, soon()).await.is_ok() }
+        });
+        while pool.gauges().waiting == 0 {
+            tokio::task::yield_now().await;
+        }
+        let late = Instant::now() + Duration::from_millis(20);
+        let Err(AcquireError::TimedOut { occupancy, .. }) =
+            pool.acquire(LeaseKind::Exclusive, late).await
+        else {
+            panic!("expected a timeout");
+        };
+        assert_eq!(
+            (
+                occupancy.open,
+                occupancy.max,
+                occupancy.pipelined,
+                occupancy.statements
+            ),
+            (2, 2, 1, 2)
+        );
+        assert_eq!((occupancy.transactions, occupancy.waiting), (1, 2));
+        assert!(occupancy.oldest_held.unwrap() >= Duration::from_millis(20));
+        let message = occupancy.to_string();
+        assert!(message.starts_with("2 of 2 connections open, 1 running 2 pipelined statements, 1 held by transactions; 2 callers waiting; the oldest holder has had its connection for "), "{message}");
+        waiting.abort();
+    }
+
+    #[tokio::test]
+    async fn a_retired_connection_takes_no_new_work_and_is_replaced() {
+        let manager = Fake::default();
+        let opened = manager.opened.clone();
+        let pool = Pool::with_manager(retiring(2, Duration::from_millis(5)), manager);
+        let first = pool.acquire(LeaseKind::Shared, soon()).await.ok().unwrap();
+        let first_id = first.conn().id;
+        drop(first);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let next = pool.acquire(LeaseKind::Shared, soon()).await.ok().unwrap();
+        assert_ne!(next.conn().id, first_id);
+        assert_eq!(opened.load(Ordering::SeqCst), 2);
+        assert_eq!(pool.gauges().total, 1, "the retired one is gone");
+    }
+
+    #[tokio::test]
+    async fn a_transaction_keeps_its_connection_past_the_lifetime() {
+        let pool = Pool::with_manager(retiring(2, Duration::from_millis(5)), Fake::default());
+        let tx = pool
+            .acquire(LeaseKind::Exclusive, soon())
+            .await
+            .ok()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(pool.inner.reap_once());
+        assert_eq!(
+            pool.gauges().total,
+            1,
+            "held: not closed under the transaction"
+        );
+        assert!(!tx.conn().is_closed());
+        drop(tx);
+        assert_eq!(pool.gauges().total, 0, "closed once given back");
+    }
+
+    #[tokio::test]
+    async fn timings_are_kept_only_once_enabled() {
+        let pool = Pool::with_manager(options(1, 0), Fake::default());
+        drop(pool.acquire(LeaseKind::Shared, soon()).await.ok());
+        assert_eq!(pool.timings().take().wait.len(), 0);
+        pool.timings().set_enabled(true);
+        drop(pool.acquire(LeaseKind::Shared, soon()).await.ok());
+        drop(pool.try_acquire_now(LeaseKind::Shared));
+        let taken = pool.timings().take();
+        assert_eq!((taken.wait.len(), taken.used.len()), (2, 2));
     }
 
     #[tokio::test]

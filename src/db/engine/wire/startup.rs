@@ -105,9 +105,23 @@ pub struct ConnectError {
     pub message: String,
 }
 
+impl Cause {
+    /// How `CONNECTION_FAILED` names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Cause::Dns => "DNS",
+            Cause::Refused => "unreachable",
+            Cause::Tls => "TLS",
+            Cause::Authentication => "authentication",
+            Cause::Server => "refused by the server",
+            Cause::Io => "connection broken",
+        }
+    }
+}
+
 impl std::fmt::Display for ConnectError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
+        write!(f, "{} (cause: {})", self.message, self.cause.label())
     }
 }
 
