@@ -246,6 +246,9 @@ export interface NativeDatabaseStats {
   lastQueryTime?: number
   /** Panics caught at the boundary in this process (each answered `INTERNAL`; each a bug). */
   internalErrors: number
+  /** Waits for a place on a connection, and the places' use, since the last reset. */
+  waitTime: NativeHistogram
+  useTime: NativeHistogram
 }
 
 /** A library error as data: its stable code and message. */
@@ -260,6 +263,16 @@ export interface NativeHealth {
   message: string
   /** Milliseconds the probe took; null when it failed. */
   responseTime?: number
+}
+
+/**
+ * A cumulative histogram: `buckets` are `[upper bound in ms, count in that bucket alone]`
+ * (the last bound is `Infinity`).
+ */
+export interface NativeHistogram {
+  count: number
+  sumMs: number
+  buckets: Array<Array<number>>
 }
 
 export interface NativeHttpStats {
@@ -334,6 +347,8 @@ export interface NativePoolTimings {
   create: Array<number>
   wait: Array<number>
   used: Array<number>
+  /** Places had at once: waits of 0 s, counted rather than listed. */
+  immediate: number
   /** Callers that gave up waiting for a connection (`POOL_TIMEOUT`). */
   timeouts: number
   /** Events not kept because JS had not taken them for too long. */

@@ -179,6 +179,14 @@ export interface EffectiveDatabasePoolConfig {
   database: string
 }
 
+/** A cumulative histogram of durations. */
+export interface TimeHistogram {
+  count: number
+  sumMs: number
+  /** `[upper bound in ms, count in that bucket alone]`; the last bound is `Infinity`. */
+  buckets: Array<[number, number]>
+}
+
 /** `DatabasePool.getStats()`. Gauges are live; counters cover every statement since the last reset. */
 export interface ConnectionStats {
   /** Connections open right now (one still logging in is not counted yet). */
@@ -207,6 +215,10 @@ export interface ConnectionStats {
   waitingRequests: number
   /** Statements that gave up waiting for a connection (connectionTimeout) since the last reset. */
   acquireTimeouts: number
+  /** From asking for a place on a connection to getting one, since the last reset. */
+  waitTime: TimeHistogram
+  /** From getting a place on a connection to giving it back, since the last reset. */
+  useTime: TimeHistogram
   /** The Supabase HTTP services (Auth, Storage, Functions, REST without a connection string). */
   http: HttpServiceStats
 }

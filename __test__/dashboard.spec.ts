@@ -15,7 +15,7 @@ const { startOpenAIStandIn } = require('../scripts/openai-stand-in.js')
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const TOKEN = 'dashboard-token-Kp3-not-in-the-url'
-const CHART_IDS = ['db-connections', 'openai-queue', 'db-latency', 'openai-latency', 'rates', 'tokens']
+const CHART_IDS = ['db-connections', 'openai-queue', 'db-latency', 'db-pool-times', 'openai-latency', 'rates', 'tokens']
 // The series stroke colours in lib/dashboard/page.js (axes and grid are grey, so a pixel of one
 // of these on a chart's canvas is a drawn series).
 const SERIES_RGB = [
@@ -37,7 +37,7 @@ let browser: Browser | undefined
 
 beforeAll(async () => {
   stand = await startOpenAIStandIn({ latencyMs: 15 })
-  DatabasePool.initialize({ connectionString: taggedUrl(uniqueName('cp_dash')), maxConnections: 4 })
+  DatabasePool.initialize({ connectionString: taggedUrl(uniqueName('cp_dash')), maxConnections: 4, leakDetectionThreshold: 300 })
   OpenAIPool.initialize({ baseURL: stand.url, apiKey: 'sk-test-DashKey-777', retryDelay: 5, maxConcurrentRequests: 3 })
   const app = express()
   // An app-wide policy as helmet sets it, which forbids inline scripts: the dashboard must still
@@ -107,15 +107,25 @@ browserTest('the dashboard draws every chart from live stats, behind the API tok
   })
 
   const stopTraffic = startTraffic()
+  // A transaction left open past leakDetectionThreshold: the page shows it, and where it began.
+  let release!: () => void
+  const gate = new Promise<void>((resolve) => (release = resolve))
+  const leaked = supabaseAdmin.transaction(() => gate)
+  let leakTile: string | null = null
   try {
     const response = await page.goto(`${base}/dashboard?token=${TOKEN}`)
     expect(response?.status()).toBe(200)
     expect(response?.headers()['content-security-policy']).toMatch(/script-src 'nonce-[A-Za-z0-9+/=]{24}'/)
     // Five polls: four rate samples after the first reading.
     await page.waitForFunction(() => (window as any).connectionPoolsDashboard?.polls >= 5, null, { timeout: 30000 })
+    leakTile = await page.locator('.tile.leak').first().textContent({ timeout: 30000 })
   } finally {
+    release()
+    await leaked
     await stopTraffic()
   }
+  expect(leakTile).toMatch(/Leak: database transaction/)
+  expect(leakTile).toContain('dashboard.spec.ts')
 
   // The token left the address bar; every request stayed on our origin (no CDN).
   expect(page.url()).toBe(`${base}/dashboard`)
@@ -149,6 +159,7 @@ browserTest('the dashboard draws every chart from live stats, behind the API tok
   const byId = Object.fromEntries(charts.map((c) => [c.id, c]))
   expect(byId['db-connections'].max).toBeGreaterThan(0)
   expect(byId['db-latency'].max).toBeGreaterThan(0)
+  expect(byId['db-pool-times'].max).toBeGreaterThan(0)
   expect(byId['openai-latency'].max).toBeGreaterThan(0)
   expect(byId['rates'].max).toBeGreaterThan(0)
   expect(byId['tokens'].max).toBeGreaterThan(0)

@@ -46,7 +46,7 @@ test('with no OpenTelemetry SDK and no channel subscriber, nothing is timed, kep
   expect(submissionsOf(native).afterDrain).toBeNull()
   // The pool kept no timing: the only call that takes them finds none.
   native.setTelemetry(false)
-  expect(native.takePoolTimings()).toEqual({ create: [], wait: [], used: [], timeouts: 0, dropped: 0 })
+  expect(native.takePoolTimings()).toEqual({ create: [], wait: [], immediate: 0, used: [], timeouts: 0, dropped: 0 })
 })
 
 test('a TracingChannel subscriber sees start, end, asyncStart, asyncEnd (and error) for each statement and request, in order', async () => {

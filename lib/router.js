@@ -142,6 +142,8 @@ function createConnectionsRouter(options = {}) {
   router.get('/openai/health', health(() => OpenAIPool.healthCheck()))
   router.get('/openai/queue', answer(() => OpenAIPool.getQueueStatus()))
   router.get('/openai/limits', answer(openaiLimits))
+  // Leak warnings in force (leakDetectionThreshold): what is held past it, since when, by whom.
+  router.get('/leaks', answer(() => ({ database: DatabasePool.getLeaks(), openai: OpenAIPool.getLeaks() })))
   router.post(
     '/openai/reset-stats',
     answer(() => {

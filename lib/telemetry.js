@@ -139,10 +139,11 @@ function watchDatabase(native, submissions) {
 function recordTimings(native) {
   const made = meters()
   if (made === null) return
-  const { create, wait, used, timeouts } = native.takePoolTimings()
+  const { create, wait, immediate, used, timeouts } = native.takePoolTimings()
   const attributes = databaseOf(native).pool
   for (const seconds of create) made.db.createTime.record(seconds, attributes)
   for (const seconds of wait) made.db.waitTime.record(seconds, attributes)
+  for (let i = 0; i < immediate; i++) made.db.waitTime.record(0, attributes)
   for (const seconds of used) made.db.useTime.record(seconds, attributes)
   if (timeouts > 0) made.db.timeouts.add(timeouts, attributes)
 }
@@ -179,16 +180,20 @@ function observeOpenAI(result, genai) {
  * Runs `run()` (a promise) as one observed call: a CLIENT span under the caller's active span
  * (its context active while `run` starts, so calls made inside are its children), the
  * channel's start/end/asyncStart/asyncEnd (and error) around it, and `record` of the duration.
- * `outcome(result)` reads a resolved result: `{ failure: { type, message } | null, attributes }`.
+ * `call` (often shared by calls of the same statement: nothing here writes to it) gives `name`,
+ * `attributes`, `contextOf()` (the channel's context object, made per call),
+ * `outcome(result)` (`{ failure: { type, message } | null, attributes }`) and
+ * `record(made, seconds, failure, attributes)`.
  */
 function traceCall(channel, call, run) {
   const activeTracer = tracer()
   const made = meters()
+  const publish = listened(channel)
+  if (activeTracer === null && !publish) return made === null ? run() : timed(call, made, run)
   const span =
     activeTracer === null ? null : activeTracer.startSpan(call.name, { kind: otel().SpanKind.CLIENT, attributes: call.attributes }, otel().context.active())
   const started = performance.now()
-  const publish = listened(channel)
-  const context = call.context
+  const context = publish ? call.contextOf() : null
   const settle = (result, error) => {
     const { failure, attributes } = error === null ? call.outcome(result) : { failure: failureOf(error), attributes: null }
     if (publish) {
@@ -222,6 +227,28 @@ function traceCall(channel, call, run) {
     )
   }
   return publish ? channel.start.runStores(context, start) : start()
+}
+
+/** Metrics alone: the duration and the outcome, nothing else made per call. */
+function timed(call, made, run) {
+  const started = performance.now()
+  let promise
+  try {
+    promise = run()
+  } catch (err) {
+    promise = Promise.reject(err)
+  }
+  return promise.then(
+    (result) => {
+      const { failure, attributes } = call.outcome(result)
+      call.record(made, (performance.now() - started) / 1000, failure, attributes)
+      return result
+    },
+    (err) => {
+      call.record(made, (performance.now() - started) / 1000, failureOf(err), null)
+      throw err
+    },
+  )
 }
 
 /** A rejection as `{ type, message, status }`: its code (a SQLSTATE is also the status). */

@@ -52,30 +52,35 @@ function replyFailure(reply) {
   return { type: code ?? String(reply.status), message, status: code }
 }
 
-/** One call's description for traceCall. */
-function describe(native, kind, operation, target, extraAttributes) {
-  const info = databaseOf(native)
-  const metric = { ...info.attributes, 'db.operation.name': operation }
-  if (target.collection) metric['db.collection.name'] = target.collection
-  if (target.procedure) metric['db.stored_procedure.name'] = target.procedure
-  const name = `${operation} ${target.collection ?? target.procedure ?? info.database}`
-  return {
-    name,
-    attributes: { ...metric, 'db.client.connection.pool.name': info.name, ...extraAttributes },
-    context: {
-      kind,
-      operation,
-      collection: target.collection ?? null,
-      procedure: target.procedure ?? null,
-      query: extraAttributes['db.query.text'] ?? null,
-      poolName: info.name,
-      database: info.database,
-    },
-    outcome: kind === 'request' ? requestOutcome : statementOutcome,
-    record: (made, seconds, failure) => {
-      if (failure === null) made.db.operationDuration.record(seconds, metric)
-      else made.db.operationDuration.record(seconds, { ...metric, 'error.type': failure.type, ...statusOf(failure) })
-    },
+/** Calls of one statement, builder target or transaction of one pool: shared, never written to. */
+class DbCall {
+  constructor(info, kind, operation, target, extraAttributes) {
+    this.kind = kind
+    this.operation = operation
+    this.target = target
+    this.info = info
+    this.metric = { ...info.attributes, 'db.operation.name': operation }
+    if (target.collection) this.metric['db.collection.name'] = target.collection
+    if (target.procedure) this.metric['db.stored_procedure.name'] = target.procedure
+    this.name = `${operation} ${target.collection ?? target.procedure ?? info.database}`
+    this.attributes = { ...this.metric, 'db.client.connection.pool.name': info.name, ...extraAttributes }
+    this.query = extraAttributes['db.query.text'] ?? null
+  }
+
+  contextOf() {
+    const { kind, operation, target, query, info } = this
+    return { kind, operation, collection: target.collection ?? null, procedure: target.procedure ?? null, query, poolName: info.name, database: info.database }
+  }
+
+  outcome(result) {
+    if (this.kind !== 'request') return { failure: null, attributes: result && typeof result.rowCount === 'number' ? { 'db.response.returned_rows': result.rowCount } : null }
+    const failure = replyFailure(result)
+    return { failure, attributes: failure === null ? null : statusOf(failure) }
+  }
+
+  record(made, seconds, failure) {
+    if (failure === null) made.db.operationDuration.record(seconds, this.metric)
+    else made.db.operationDuration.record(seconds, { ...this.metric, 'error.type': failure.type, ...statusOf(failure) })
   }
 }
 
@@ -83,34 +88,45 @@ function statusOf(failure) {
   return failure.status ? { 'db.response.status_code': failure.status } : {}
 }
 
-function statementOutcome(result) {
-  return { failure: null, attributes: result && typeof result.rowCount === 'number' ? { 'db.response.returned_rows': result.rowCount } : null }
-}
+/** Most calls kept per pool; past it the cache starts again (statements built with values inline). */
+const MAX_CALLS = 1000
 
-function requestOutcome(reply) {
-  const failure = replyFailure(reply)
-  return { failure, attributes: failure === null ? null : statusOf(failure) }
+/** The pool's DbCall for `key`, made by `make()` the first time. */
+function cachedCall(native, key, make) {
+  const info = databaseOf(native)
+  info.calls ??= new Map()
+  let call = info.calls.get(key)
+  if (call === undefined) {
+    if (info.calls.size >= MAX_CALLS) info.calls.clear()
+    call = make(info)
+    info.calls.set(key, call)
+  }
+  return call
 }
 
 /** Runs a statement (`run`, a promise) traced; `sql` is its text as the caller wrote it. */
 function traceStatement(native, sql, run) {
   watchDatabase(native, submissionsOf(native))
-  const operation = operationOf(sql)
-  return traceCall(channels.query, describe(native, 'statement', operation, {}, { 'db.query.text': sql }), run)
+  const call = cachedCall(native, sql, (info) => new DbCall(info, 'statement', operationOf(sql), {}, { 'db.query.text': sql }))
+  return traceCall(channels.query, call, run)
 }
 
 /** Runs a builder request (`run`, resolving to its reply) traced. */
 function traceRequest(native, wire, run) {
   watchDatabase(native, submissionsOf(native))
   const target = targetOf(wire)
-  const summary = `${target.operation} ${target.collection ?? target.procedure}`
-  return traceCall(channels.query, describe(native, 'request', target.operation, target, { 'db.query.summary': summary }), run)
+  const call = cachedCall(native, `\u0000${target.operation} ${target.collection ?? ''} ${target.procedure ?? ''}`, (info) => {
+    const summary = `${target.operation} ${target.collection ?? target.procedure}`
+    return new DbCall(info, 'request', target.operation, target, { 'db.query.summary': summary })
+  })
+  return traceCall(channels.query, call, run)
 }
 
 /** Runs a transaction (`run`: begin, the callback, commit or rollback) traced. */
 function traceTransaction(native, run) {
   watchDatabase(native, submissionsOf(native))
-  return traceCall(channels.query, describe(native, 'transaction', 'TRANSACTION', {}, {}), run)
+  const call = cachedCall(native, '\u0000TRANSACTION', (info) => new DbCall(info, 'transaction', 'TRANSACTION', {}, {}))
+  return traceCall(channels.query, call, run)
 }
 
 module.exports = { traceStatement, traceRequest, traceTransaction, operationOf, targetOf }

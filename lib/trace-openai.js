@@ -61,7 +61,7 @@ function traceOpenAI(request, model, priority, send) {
   const call = {
     name: requestModel === null ? operation : `${operation} ${requestModel}`,
     attributes: base,
-    context: { operation, model: requestModel, method: request.method, path: url.pathname, priority, poolName: 'openai' },
+    contextOf: () => ({ operation, model: requestModel, method: request.method, path: url.pathname, priority, poolName: 'openai' }),
     outcome: (response) => {
       const attributes = seen.reply === null ? {} : answerAttributes(seen.reply)
       const failure = response.status >= 400 ? { type: String(response.status), message: `status ${response.status}`, status: null } : null

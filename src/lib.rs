@@ -19,6 +19,7 @@ pub mod http;
 pub mod inflight;
 pub mod metrics;
 pub mod metrics_napi;
+mod metrics_otel;
 pub mod openai;
 pub mod options;
 pub mod secrets;

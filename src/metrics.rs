@@ -17,6 +17,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::db::engine::snapshot::PoolSnapshot;
+use crate::metrics_otel::{OtelDb, OtelOpenAi};
 use crate::openai::accounting::AccountingSnapshot;
 use crate::stats::HistogramSnapshot;
 
@@ -31,6 +32,9 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 pub struct DbMetrics {
     pub pool: PoolSnapshot,
     pub max_connections: u32,
+    pub min_connections: u32,
+    /// `db.client.connection.pool.name`.
+    pub pool_name: String,
     /// The Supabase HTTP services (Auth, Storage, Functions, REST over HTTP).
     pub services: Vec<crate::services::ServiceSnapshot>,
     pub http_connections: u64,
@@ -48,12 +52,33 @@ pub struct OpenAiMetrics {
 
 /// The whole exposition, ending in `# EOF`. A pool that is `None` (not configured) is left out.
 pub fn render(db: Option<DbMetrics>, openai: Option<OpenAiMetrics>) -> String {
-    let mut registry = Registry::with_prefix(PREFIX);
+    let mut registry = Registry::default();
+    // OpenTelemetry's names first (no prefix: they are the conventions' own).
+    if let Some(db) = &db {
+        registry.register_collector(Box::new(OtelDb {
+            pool_name: db.pool_name.clone(),
+            total: db.pool.total_connections,
+            idle: db.pool.idle_connections,
+            waiting: db.pool.waiting_requests,
+            max: db.max_connections,
+            min: db.min_connections,
+            timeouts: db.pool.acquire_timeouts,
+            durations: db.pool.outcomes.histogram.clone(),
+            wait_time: db.pool.wait_time.clone(),
+            use_time: db.pool.use_time.clone(),
+        }));
+    }
+    if let Some(openai) = &openai {
+        registry.register_collector(Box::new(OtelOpenAi {
+            durations: openai.accounting.outcomes.histogram.clone(),
+        }));
+    }
+    let ours = registry.sub_registry_with_prefix(PREFIX);
     if let Some(db) = db {
-        registry.register_collector(Box::new(db));
+        ours.register_collector(Box::new(db));
     }
     if let Some(openai) = openai {
-        registry.register_collector(Box::new(openai));
+        ours.register_collector(Box::new(openai));
     }
     let mut text = String::new();
     // Writing into a String cannot fail.
@@ -356,8 +381,12 @@ mod tests {
                 waiting_requests: 4,
                 acquire_timeouts: 1,
                 outcomes: counters.snapshot(),
+                wait_time: counters.snapshot().histogram,
+                use_time: counters.snapshot().histogram,
             },
             max_connections: 10,
+            min_connections: 2,
+            pool_name: "db.internal:5432/app".into(),
             services: crate::services::Service::ALL
                 .into_iter()
                 .map(|service| crate::services::ServiceSnapshot {
@@ -374,6 +403,34 @@ mod tests {
         text.lines()
             .find(|line| line.split(' ').next() == Some(name))
             .and_then(|line| line.rsplit(' ').next())
+    }
+
+    #[test]
+    fn open_telemetry_names_sit_beside_ours() {
+        let text = render(Some(db_metrics()), None);
+        let pool = r#"db_client_connection_pool_name="db.internal:5432/app""#;
+        for line in [
+            format!(r#"db_client_connection_count{{db_client_connection_state="idle",{pool}}} 3"#),
+            format!(r#"db_client_connection_count{{db_client_connection_state="used",{pool}}} 2"#),
+            format!("db_client_connection_max{{{pool}}} 10"),
+            format!("db_client_connection_idle_max{{{pool}}} 10"),
+            format!("db_client_connection_idle_min{{{pool}}} 2"),
+            format!("db_client_connection_pending_requests{{{pool}}} 4"),
+            format!("db_client_connection_timeouts_total{{{pool}}} 1"),
+            format!(
+                r#"db_client_operation_duration_seconds_count{{db_system_name="postgresql",{pool}}} 2"#
+            ),
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from:\n{text}"
+            );
+        }
+        assert_eq!(
+            sample(&text, "connection_pools_db_connections_max"),
+            Some("10")
+        );
+        assert!(text.ends_with("# EOF\n"));
     }
 
     #[test]

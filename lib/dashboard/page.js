@@ -29,6 +29,7 @@
     { id: 'db-connections', title: 'Database connections', unit: '', series: ['active', 'idle', 'waiting'] },
     { id: 'openai-queue', title: 'OpenAI requests: in flight and queued', unit: '', series: ['in flight', 'queued'] },
     { id: 'db-latency', title: 'Database latency (ms, last 1000 statements)', unit: 'ms', series: ['p50', 'p95', 'p99'] },
+    { id: 'db-pool-times', title: 'Connection wait and use time (ms, per poll, from the histograms)', unit: 'ms', series: ['wait p50', 'wait p95', 'use p50', 'use p95'] },
     { id: 'openai-latency', title: 'OpenAI latency (ms, last 1000 requests)', unit: 'ms', series: ['p50', 'p95', 'p99'] },
     { id: 'rates', title: 'Outcomes per second', unit: '/s', series: ['db ok', 'db failed', 'openai ok', 'openai failed', 'rate limited (429)'] },
     { id: 'tokens', title: 'OpenAI tokens per minute', unit: '/min', series: ['tokens'] },
@@ -86,6 +87,26 @@
     return increase / dt
   }
 
+  /**
+   * The p-th percentile (0..1) of what a histogram recorded between two polls, as the upper
+   * bound of the bucket that reaches it (the last bucket's bound is Infinity: JSON's null).
+   */
+  function percentileBetween(now, prev, p) {
+    if (!now || !prev || now.count < prev.count) return null
+    var total = now.count - prev.count
+    if (total === 0) return null
+    var seen = 0
+    for (var i = 0; i < now.buckets.length; i++) {
+      seen += now.buckets[i][1] - (prev.buckets[i] ? prev.buckets[i][1] : 0)
+      if (seen >= p * total) return now.buckets[i][0] == null ? now.buckets[i - 1][0] : now.buckets[i][0]
+    }
+    return null
+  }
+
+  function escapeHtml(text) {
+    return String(text).replace(/[&<>"']/g, function (c) { return '&#' + c.charCodeAt(0) + ';' })
+  }
+
   function tile(label, value) {
     return '<div class="tile"><div class="label">' + label + '</div><div class="value">' + value + '</div></div>'
   }
@@ -109,13 +130,15 @@
 
   var polls = 0
   function poll() {
-    Promise.all([settle(fetchSection('database/stats')), settle(fetchSection('openai/stats')), settle(fetchSection('openai/limits'))]).then(function (results) {
+    Promise.all([settle(fetchSection('database/stats')), settle(fetchSection('openai/stats')), settle(fetchSection('openai/limits')), settle(fetchSection('leaks'))]).then(function (results) {
       var t = Date.now() / 1000
       var db = results[0].ok ? results[0].ok.stats : null
       var ai = results[1].ok ? results[1].ok.stats : null
       var queue = results[1].ok ? results[1].ok.queue : null
       var limits = results[2].ok ? results[2].ok : null
+      var leaks = results[3].ok ? results[3].ok.database.concat(results[3].ok.openai) : []
       var now = {
+        waitTime: db && db.waitTime, useTime: db && db.useTime,
         t: t,
         dbTotal: db && db.totalQueries, dbFailed: db && db.failedQueries,
         aiTotal: ai && ai.totalRequests, aiFailed: ai && ai.failedRequests,
@@ -142,6 +165,12 @@
         ])
         var tokens = rate(now, previous, 'aiTokens', dt)
         push('tokens', t, [tokens == null ? null : tokens * 60])
+        if (db && db.waitTime) {
+          push('db-pool-times', t, [
+            percentileBetween(now.waitTime, previous.waitTime, 0.5), percentileBetween(now.waitTime, previous.waitTime, 0.95),
+            percentileBetween(now.useTime, previous.useTime, 0.5), percentileBetween(now.useTime, previous.useTime, 0.95),
+          ])
+        }
       }
       previous = now
       polls++
@@ -177,6 +206,11 @@
         tiles.push(tile('Queued by priority', p.high + ' / ' + p.normal + ' / ' + p.low + ' <small>(high / normal / low)</small>'))
         tiles.push(tile('Shared limits', limits.shared ? 'Redis <small>(' + limits.sharedLimitFallbacks + ' local fallbacks)</small>' : 'this process'))
       }
+      // Leak warnings in force: each holder past leakDetectionThreshold, with where it was taken.
+      leaks.forEach(function (leak) {
+        tiles.push('<div class="tile leak">' + '<div class="label">Leak: ' + escapeHtml(leak.pool + ' ' + leak.kind) + '</div>' +
+          '<div class="value">' + round(leak.ageMs / 1000) + ' s <small>' + escapeHtml(leak.site) + '</small></div></div>')
+      })
       tilesEl.innerHTML = tiles.join('')
       var errors = results.filter(function (r) { return r.err }).map(function (r) { return r.err })
       statusEl.textContent = errors.length ? 'error: ' + errors.join('; ') : 'live · updated ' + new Date().toLocaleTimeString()

@@ -58,6 +58,32 @@ pub struct NativeDatabaseStats {
     pub last_query_time: Option<f64>,
     /// Panics caught at the boundary in this process (each answered `INTERNAL`; each a bug).
     pub internal_errors: f64,
+    /// Waits for a place on a connection, and the places' use, since the last reset.
+    pub wait_time: NativeHistogram,
+    pub use_time: NativeHistogram,
+}
+
+/// A cumulative histogram: `buckets` are `[upper bound in ms, count in that bucket alone]`
+/// (the last bound is `Infinity`).
+#[napi(object)]
+pub struct NativeHistogram {
+    pub count: f64,
+    pub sum_ms: f64,
+    pub buckets: Vec<Vec<f64>>,
+}
+
+impl From<&crate::stats::HistogramSnapshot> for NativeHistogram {
+    fn from(h: &crate::stats::HistogramSnapshot) -> Self {
+        NativeHistogram {
+            count: h.count as f64,
+            sum_ms: h.sum_seconds * 1000.0,
+            buckets: h
+                .buckets
+                .iter()
+                .map(|(bound, n)| vec![bound * 1000.0, *n as f64])
+                .collect(),
+        }
+    }
 }
 
 /// One Supabase HTTP service's figures since the last reset.
@@ -132,6 +158,8 @@ pub struct NativePoolTimings {
     pub create: Vec<f64>,
     pub wait: Vec<f64>,
     pub used: Vec<f64>,
+    /// Places had at once: waits of 0 s, counted rather than listed.
+    pub immediate: f64,
     /// Callers that gave up waiting for a connection (`POOL_TIMEOUT`).
     pub timeouts: f64,
     /// Events not kept because JS had not taken them for too long.
@@ -580,6 +608,8 @@ impl NativeDatabasePool {
                     p99_response_time: o.latency.p99_ms,
                     last_query_time: o.last_at_ms.map(|ms| ms as f64),
                     internal_errors: crate::error::panics_caught() as f64,
+                    wait_time: (&s.wait_time).into(),
+                    use_time: (&s.use_time).into(),
                 }
             })
         })
@@ -637,6 +667,7 @@ impl NativeDatabasePool {
             create: taken.create,
             wait: taken.wait,
             used: taken.used,
+            immediate: taken.immediate as f64,
             timeouts: taken.timeouts as f64,
             dropped: taken.dropped as f64,
         }
@@ -759,6 +790,8 @@ impl NativeDatabasePool {
         crate::metrics::DbMetrics {
             pool: self.snapshot(),
             max_connections: self.inner.config().max_connections,
+            min_connections: self.inner.config().min_connections,
+            pool_name: self.inner.config().pool_name.clone(),
             services: self.services.snapshot(),
             http_connections: self.services.open_connections(),
         }

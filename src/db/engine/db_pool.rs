@@ -235,7 +235,10 @@ impl DbPool {
 
     pub fn snapshot(&self) -> PoolSnapshot {
         let gauges = self.pool.gauges();
+        let (wait_time, use_time) = self.pool.timings().histograms();
         PoolSnapshot {
+            wait_time,
+            use_time,
             total_connections: gauges.total,
             idle_connections: gauges.idle,
             waiting_requests: gauges.waiting,
@@ -247,6 +250,7 @@ impl DbPool {
     pub fn reset_stats(&self) {
         self.counters.reset();
         self.acquire_timeouts.store(0, Ordering::Relaxed);
+        self.pool.timings().reset_histograms();
     }
 
     /// Stops admitting statements, lets running ones finish, closes every connection.

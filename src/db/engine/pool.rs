@@ -372,8 +372,9 @@ impl<M: Manager> Pool<M> {
         }
         self.inner.start(&mut state);
         let lease = self.inner.try_lease(&mut state, kind);
+        drop(state);
         if lease.is_some() {
-            self.inner.timings.record(Timing::Wait, Duration::ZERO);
+            self.inner.timings.count_immediate();
         }
         lease
     }
@@ -1070,7 +1071,10 @@ mod tests {
         drop(pool.acquire(LeaseKind::Shared, soon()).await.ok());
         drop(pool.try_acquire_now(LeaseKind::Shared));
         let taken = pool.timings().take();
-        assert_eq!((taken.wait.len(), taken.used.len()), (2, 2));
+        assert_eq!(
+            (taken.wait.len(), taken.immediate, taken.used.len()),
+            (1, 1, 2)
+        );
     }
 
     #[tokio::test]

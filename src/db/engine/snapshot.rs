@@ -1,6 +1,6 @@
 //! What `getStats()` and `/metrics` read of a database pool at one moment.
 
-use crate::stats::OutcomeSnapshot;
+use crate::stats::{HistogramSnapshot, OutcomeSnapshot};
 
 /// Live gauges and counters.
 #[derive(Debug)]
@@ -12,4 +12,8 @@ pub struct PoolSnapshot {
     pub waiting_requests: u64,
     pub acquire_timeouts: u64,
     pub outcomes: OutcomeSnapshot,
+    /// From asking for a place on a connection to getting one, and from getting it to giving it
+    /// back (`db.client.connection.wait_time` and `.use_time`).
+    pub wait_time: HistogramSnapshot,
+    pub use_time: HistogramSnapshot,
 }

@@ -2,13 +2,16 @@
 //! `.wait_time`, `.use_time`): each event's duration, kept until the JS layer takes them and
 //! records them in its histograms.
 //!
-//! Off until telemetry asks for them (a meter provider is registered), so a pool nobody observes
-//! pays one relaxed load per event. While on, JS takes them at every reply batch, so the buffers
+//! The lists are off until telemetry asks for them (a meter provider is registered), so a pool
+//! nobody observes pays one relaxed load per event for them. The wait and use histograms (two
+//! atomic adds per event) are always kept: `getStats()`, `/metrics` and the dashboard read them. While on, JS takes them at every reply batch, so the buffers
 //! stay small; `CAP` bounds them if JS stops taking, and what did not fit is counted.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
+
+use crate::stats::{HistogramSnapshot, LatencyHistogram};
 
 /// Most events of one kind kept between two takes.
 const CAP: usize = 100_000;
@@ -29,6 +32,8 @@ pub struct Taken {
     pub create: Vec<f64>,
     pub wait: Vec<f64>,
     pub used: Vec<f64>,
+    /// Places had at once, without waiting (each a wait of 0 s): counted, not listed.
+    pub immediate: u64,
     /// Callers that gave up waiting for a connection (`POOL_TIMEOUT`).
     pub timeouts: u64,
     /// Events not kept because a buffer was full.
@@ -39,7 +44,12 @@ pub struct Taken {
 pub struct PoolTimings {
     enabled: AtomicBool,
     events: Mutex<Taken>,
+    /// The submitting thread's places had at once: an atomic, not the lock the connections'
+    /// tasks take for their use times.
+    immediate: AtomicU64,
     dropped: AtomicU64,
+    wait_histogram: LatencyHistogram,
+    use_histogram: LatencyHistogram,
 }
 
 impl PoolTimings {
@@ -47,6 +57,7 @@ impl PoolTimings {
         self.enabled.store(on, Ordering::Relaxed);
         if !on {
             *self.lock() = Taken::default();
+            self.immediate.store(0, Ordering::Relaxed);
         }
     }
 
@@ -55,6 +66,12 @@ impl PoolTimings {
     }
 
     pub fn record(&self, timing: Timing, took: Duration) {
+        let ms = took.as_secs_f64() * 1000.0;
+        match timing {
+            Timing::Wait => self.wait_histogram.record(ms),
+            Timing::Use => self.use_histogram.record(ms),
+            Timing::Create => {}
+        }
         if !self.is_enabled() {
             return;
         }
@@ -71,16 +88,39 @@ impl PoolTimings {
         }
     }
 
+    /// A place had at once (a wait of 0 s).
+    pub fn count_immediate(&self) {
+        self.wait_histogram.record(0.0);
+        if self.is_enabled() {
+            self.immediate.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     pub fn count_timeout(&self) {
         if self.is_enabled() {
             self.lock().timeouts += 1;
         }
     }
 
+    /// The wait and use histograms since the last `reset_histograms`.
+    pub fn histograms(&self) -> (HistogramSnapshot, HistogramSnapshot) {
+        (
+            self.wait_histogram.snapshot(),
+            self.use_histogram.snapshot(),
+        )
+    }
+
+    /// `resetStats()`.
+    pub fn reset_histograms(&self) {
+        self.wait_histogram.reset();
+        self.use_histogram.reset();
+    }
+
     /// Everything recorded since the last take.
     pub fn take(&self) -> Taken {
         let mut taken = std::mem::take(&mut *self.lock());
         taken.dropped = self.dropped.swap(0, Ordering::Relaxed);
+        taken.immediate = self.immediate.swap(0, Ordering::Relaxed);
         taken
     }
 
@@ -109,12 +149,25 @@ mod tests {
         timings.record(Timing::Use, Duration::from_millis(2));
         timings.record(Timing::Use, Duration::from_millis(4));
         timings.count_timeout();
+        timings.count_immediate();
         let taken = timings.take();
-        assert_eq!(taken.timeouts, 1);
+        assert_eq!((taken.timeouts, taken.immediate), (1, 1));
         assert_eq!(taken.create, vec![0.02]);
         assert_eq!(taken.wait, vec![0.001]);
         assert_eq!(taken.used, vec![0.002, 0.004]);
         assert_eq!(timings.take(), Taken::default());
+    }
+
+    #[test]
+    fn the_histograms_are_kept_whether_or_not_telemetry_is_on() {
+        let timings = PoolTimings::default();
+        timings.record(Timing::Wait, Duration::from_millis(3));
+        timings.count_immediate();
+        timings.record(Timing::Use, Duration::from_millis(2));
+        let (wait, used) = timings.histograms();
+        assert_eq!((wait.count, used.count), (2, 1));
+        timings.reset_histograms();
+        assert_eq!(timings.histograms().0.count, 0);
     }
 
     #[test]
