@@ -181,6 +181,39 @@ test('leakDetectionThreshold: a transaction held past it emits one warning with 
   DatabasePool.off('leak', onLeak)
 })
 
+test('leakDetectionThreshold on the OpenAI pool: a slot held by executeRequest and a stream left unread are reported, then released', async () => {
+  OpenAIPool.initialize({ baseURL: openaiServer.url, apiKey: 'sk-leak', leakDetectionThreshold: 100 })
+  const warnings = jest.spyOn(process, 'emitWarning').mockImplementation(() => {})
+  const events: any[] = []
+  const waitFor = (kind: string, event: string) => eventually(() => events.some((e) => e.kind === kind && e.event === event))
+  const onLeak = (leak: any) => events.push({ event: 'leak', ...leak })
+  const onRelease = (release: any) => events.push({ event: 'release', ...release })
+  OpenAIPool.on('leak', onLeak).on('release', onRelease)
+  try {
+    let release!: () => void
+    const gate = new Promise<void>((resolve) => (release = resolve))
+    const slot = OpenAIPool.executeRequest(() => gate)
+    await waitFor('slot', 'leak')
+    release()
+    await slot
+    await waitFor('slot', 'release')
+    const stream = await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'a b c' }], stream: true })
+    await waitFor('stream', 'leak')
+    expect(OpenAIPool.getLeaks().map((l) => l.kind)).toEqual(['stream'])
+    for await (const _chunk of stream) {
+      // read to the end
+    }
+    await waitFor('stream', 'release')
+  } finally {
+    OpenAIPool.off('leak', onLeak).off('release', onRelease)
+    warnings.mockRestore()
+  }
+  const slotLeak = events.find((e) => e.kind === 'slot' && e.event === 'leak')
+  expect(slotLeak.site).toContain('telemetry.spec.ts')
+  expect(events.filter((e) => e.event === 'leak').map((e) => e.kind)).toEqual(['slot', 'stream'])
+  expect(OpenAIPool.getLeaks()).toEqual([])
+})
+
 test('maxLifetime: connections are replaced (new backend pids), no statement fails, no transaction is cut', async () => {
   const app = uniqueName('cp_lifetime')
   DatabasePool.initialize({ connectionString: taggedUrl(app), maxConnections: 2, minConnections: 2, maxLifetime: 2000 })
@@ -380,7 +413,33 @@ describe('with the OpenTelemetry SDK registered', () => {
       'gen_ai.usage.input_tokens': 5,
       'gen_ai.usage.output_tokens': 7,
     })
+    // It waited behind the other caller's slot, and its span says for how long.
+    expect(chat.attributes['connection_pools.queue.wait_time']).toBeGreaterThan(0)
     for (const span of spans) expect(JSON.stringify(span.attributes)).not.toContain(SECRET)
     await admin.query(`drop table ${table}`)
+  })
+
+  test('a streamed OpenAI request: its span ends with the stream, with the usage of its last event', async () => {
+    OpenAIPool.initialize({ baseURL: openaiServer.url, apiKey: 'sk-stream-span' })
+    spanExporter.reset()
+    const streamSpans = () => spanExporter.getFinishedSpans().filter((s) => s.name === 'chat gpt-4o-mini')
+    const stream = await openai.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: `one two ${SECRET}` }],
+      stream: true,
+      stream_options: { include_usage: true },
+    })
+    // Its headers are in, its body is not read yet: the request is still going on.
+    expect(streamSpans()).toHaveLength(0)
+    let text = ''
+    for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? ''
+    expect(text).toContain('one two')
+    await eventually(() => streamSpans().length === 1)
+    expect(streamSpans()[0].attributes).toMatchObject({
+      'gen_ai.response.model': 'gpt-4o-mini',
+      'gen_ai.usage.input_tokens': 5,
+      'gen_ai.usage.output_tokens': 7,
+    })
+    expect(JSON.stringify(streamSpans()[0].attributes)).not.toContain(SECRET)
   })
 })

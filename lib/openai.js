@@ -13,7 +13,7 @@ const { submissionsOf } = require('./submissions')
 const { readRequest, fetchError, nativeStream, toResponse, underSignal, abortError } = require('./fetch')
 const { EventEmitter } = require('node:events')
 const { observed, current: telemetryPools } = require('./telemetry')
-const { traceOpenAI } = require('./trace-openai')
+const { traceOpenAI, watchStream } = require('./trace-openai')
 const { LeakWatcher, captureCaller } = require('./leaks')
 
 /** 'leak' and 'release' (leakDetectionThreshold): `OpenAIPool.on(event, listener)`. */
@@ -123,19 +123,22 @@ function send(native, request, init, slot, signal, caller, seen) {
   })
   return underSignal(replied, signal, () => native.abortFetch(id)).then((reply) => {
     if (seen !== null) seen.reply = reply
-    return answer(native, reply, signal, caller)
+    return answer(native, reply, signal, caller, seen)
   })
 }
 
 /** The native reply as the Response fetch resolves to, or its error thrown. */
-function answer(native, reply, signal, caller) {
+function answer(native, reply, signal, caller, seen = null) {
   if (reply.error) throw fetchError(reply.error, signal)
   if (reply.stream === undefined) return toResponse(reply, null)
   const stream = reply.stream
   // Open until its last chunk is read or it is cancelled, however that happens.
   const hold = leaks.watch('stream', leakThreshold(native), caller)
+  // Observed: its span and metrics end with it, with the usage its last event reports.
+  const watched = seen === null ? null : watchStream(seen)
   const cancel = () => {
     hold.release()
+    watched?.end(null)
     native.cancelStream(stream)
   }
   // The SDK aborts its signal when a stream's reader stops early: the request stops with it.
@@ -144,7 +147,10 @@ function answer(native, reply, signal, caller) {
     nativeStream(
       () =>
         native.nextBytes(stream).then((chunk) => {
-          if (chunk.done || chunk.error) hold.release()
+          if (chunk.done || chunk.error) {
+            hold.release()
+            watched?.end(chunk.error ?? null)
+          } else watched?.feed(chunk.bytes)
           return chunk
         }),
       cancel,

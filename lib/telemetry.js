@@ -183,7 +183,8 @@ function observeOpenAI(result, genai) {
  * `call` (often shared by calls of the same statement: nothing here writes to it) gives `name`,
  * `attributes`, `contextOf()` (the channel's context object, made per call),
  * `outcome(result)` (`{ failure: { type, message } | null, attributes }`) and
- * `record(made, seconds, failure, attributes)`.
+ * `record(made, seconds, failure, attributes)`; `until(result)`, if given, may return a promise
+ * the call ends with (a stream's last chunk) instead of with the result.
  */
 function traceCall(channel, call, run) {
   const activeTracer = tracer()
@@ -217,7 +218,10 @@ function traceCall(channel, call, run) {
     if (publish) channel.end.publish(context)
     return promise.then(
       (result) => {
-        settle(result, null)
+        // A streamed answer is resolved at its headers and ends with its last chunk.
+        const streaming = call.until?.(result) ?? null
+        if (streaming === null) settle(result, null)
+        else streaming.then(() => settle(result, null))
         return result
       },
       (err) => {
@@ -238,10 +242,15 @@ function timed(call, made, run) {
   } catch (err) {
     promise = Promise.reject(err)
   }
+  const finish = (result) => {
+    const { failure, attributes } = call.outcome(result)
+    call.record(made, (performance.now() - started) / 1000, failure, attributes)
+  }
   return promise.then(
     (result) => {
-      const { failure, attributes } = call.outcome(result)
-      call.record(made, (performance.now() - started) / 1000, failure, attributes)
+      const streaming = call.until?.(result) ?? null
+      if (streaming === null) finish(result)
+      else streaming.then(() => finish(result))
       return result
     },
     (err) => {

@@ -25,6 +25,63 @@ function operationOf(path) {
 /** `"model": "…"` of a JSON body, without parsing the whole prompt. */
 const MODEL_FIELD = /"model"\s*:\s*"((?:[^"\\]|\\.)*)"/
 
+/** Token counts in the conventions' names, from a `usage` object. */
+function usageAttributes(usage, attributes) {
+  const input = usage?.input_tokens ?? usage?.prompt_tokens
+  const output = usage?.output_tokens ?? usage?.completion_tokens
+  if (typeof input === 'number') attributes['gen_ai.usage.input_tokens'] = input
+  if (typeof output === 'number') attributes['gen_ai.usage.output_tokens'] = output
+}
+
+const STREAM_MODEL = /"model"\s*:\s*"((?:[^"\\]|\\.)*)"/
+const STREAM_ID = /"id"\s*:\s*"((?:[^"\\]|\\.)*)"/
+const INPUT_TOKENS = /"(?:input_tokens|prompt_tokens)"\s*:\s*(\d+)/
+const OUTPUT_TOKENS = /"(?:output_tokens|completion_tokens)"\s*:\s*(\d+)/
+
+/** The model and id of a stream's first event, and the usage of its last one (server-sent events). */
+function streamAttributes(stream) {
+  const attributes = {}
+  const model = STREAM_MODEL.exec(stream.head)?.[1]
+  const id = STREAM_ID.exec(stream.head)?.[1]
+  if (model !== undefined) attributes['gen_ai.response.model'] = model
+  if (id !== undefined) attributes['gen_ai.response.id'] = id
+  const at = stream.tail.lastIndexOf('"usage"')
+  if (at !== -1) {
+    const usage = stream.tail.slice(at)
+    const input = INPUT_TOKENS.exec(usage)?.[1]
+    const output = OUTPUT_TOKENS.exec(usage)?.[1]
+    if (input !== undefined) attributes['gen_ai.usage.input_tokens'] = Number(input)
+    if (output !== undefined) attributes['gen_ai.usage.output_tokens'] = Number(output)
+  }
+  return attributes
+}
+
+/**
+ * Watches a streamed answer for telemetry: its first bytes (model, id) and last ones (usage),
+ * and when it ends, however that is (last chunk, error, cancel). `seen.streamed` resolves then.
+ */
+function watchStream(seen) {
+  const decoder = new TextDecoder()
+  let head = ''
+  let tail = ''
+  let ended = false
+  let resolve
+  seen.streamed = new Promise((r) => (resolve = r))
+  return {
+    feed(bytes) {
+      const text = decoder.decode(bytes, { stream: true })
+      if (head.length < 4096) head += text
+      tail = (tail + text).slice(-16384)
+    },
+    end(error) {
+      if (ended) return
+      ended = true
+      seen.stream = { head, tail, error }
+      resolve()
+    },
+  }
+}
+
 /** The model, id and token usage of a JSON answer, as span attributes (empty when none). */
 function answerAttributes(reply) {
   const attributes = {}
@@ -37,11 +94,7 @@ function answerAttributes(reply) {
   }
   if (typeof body?.model === 'string') attributes['gen_ai.response.model'] = body.model
   if (typeof body?.id === 'string') attributes['gen_ai.response.id'] = body.id
-  const usage = body?.usage
-  const input = usage?.input_tokens ?? usage?.prompt_tokens
-  const output = usage?.output_tokens ?? usage?.completion_tokens
-  if (typeof input === 'number') attributes['gen_ai.usage.input_tokens'] = input
-  if (typeof output === 'number') attributes['gen_ai.usage.output_tokens'] = output
+  usageAttributes(body?.usage, attributes)
   return attributes
 }
 
@@ -57,14 +110,21 @@ function traceOpenAI(request, model, priority, send) {
   if (requestModel !== null) base['gen_ai.request.model'] = requestModel
   base['server.address'] = url.hostname
   base['server.port'] = Number(url.port || (url.protocol === 'https:' ? 443 : 80))
-  const seen = { reply: null }
+  const seen = { reply: null, streamed: null, stream: null }
   const call = {
     name: requestModel === null ? operation : `${operation} ${requestModel}`,
     attributes: base,
     contextOf: () => ({ operation, model: requestModel, method: request.method, path: url.pathname, priority, poolName: 'openai' }),
+    until: () => seen.streamed,
     outcome: (response) => {
-      const attributes = seen.reply === null ? {} : answerAttributes(seen.reply)
-      const failure = response.status >= 400 ? { type: String(response.status), message: `status ${response.status}`, status: null } : null
+      const attributes = seen.stream !== null ? streamAttributes(seen.stream) : seen.reply === null ? {} : answerAttributes(seen.reply)
+      // The wait for a slot (the queue, budgets and pauses), as the pool measured it.
+      if (typeof seen.reply?.queuedMs === 'number') attributes['connection_pools.queue.wait_time'] = seen.reply.queuedMs / 1000
+      const streamError = seen.stream?.error ?? null
+      const failure =
+        response.status >= 400 ? { type: String(response.status), message: `status ${response.status}`, status: null }
+        : streamError !== null ? { type: streamError.code ?? 'STREAM_ERROR', message: streamError.message ?? 'the stream failed', status: null }
+        : null
       return { failure, attributes }
     },
     record: (made, seconds, failure, attributes) => record(made, seconds, failure, base, attributes ?? {}),
@@ -81,4 +141,4 @@ function record(made, seconds, failure, base, answer) {
   }
 }
 
-module.exports = { traceOpenAI, operationOf }
+module.exports = { traceOpenAI, operationOf, watchStream }

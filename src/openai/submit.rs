@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::client::{ApiError, OpenAiPool, Place};
 use super::queue::{OnGrant, Priority};
 use crate::crossing::Replies;
-use crate::forward::Outgoing;
+use crate::forward::{Outgoing, Reply};
 use crate::inflight::{Entry, InFlight, Undo};
 use crate::streams::StreamRegistry;
 
@@ -83,6 +83,8 @@ impl Answerer {
         let this = self.clone();
         let id = call.id;
         let running = entry.clone();
+        // How long it waited for its slot (its first one: a retry's wait is the pool's own).
+        let queued = call.submitted.elapsed();
         let task = napi::bindgen_prelude::spawn(async move {
             let fetch = this.pool.fetch(
                 call.outgoing,
@@ -104,9 +106,12 @@ impl Answerer {
                 )),
             };
             this.answer(id, &running, |replies| match outcome {
-                Ok(reply) => {
-                    replies.send_fetched(reply, &this.streams, this.pool.config.request_timeout, id)
-                }
+                Ok(reply) => replies.send_fetched(
+                    with_queue_wait(reply, queued),
+                    &this.streams,
+                    this.pool.config.request_timeout,
+                    id,
+                ),
                 Err(error) => replies.reply(id, &error.envelope()),
             });
         });
@@ -142,4 +147,20 @@ fn aborted() -> ApiError {
         crate::error::Code::Aborted,
         "This operation was aborted",
     )
+}
+
+/// The reply's head with `"queuedMs"`: the wait for a slot, which telemetry reports on the span.
+fn with_queue_wait(reply: Reply, queued: std::time::Duration) -> Reply {
+    let field = format!(r#","queuedMs":{:.3}"#, queued.as_secs_f64() * 1000.0);
+    match reply {
+        Reply::Whole { head, body, kind } => Reply::Whole {
+            head: head + &field,
+            body,
+            kind,
+        },
+        Reply::Stream { head, stream } => Reply::Stream {
+            head: head + &field,
+            stream,
+        },
+    }
 }
