@@ -7,14 +7,16 @@ import { context, metrics, trace, SpanKind } from '@opentelemetry/api'
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
 import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics'
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base'
-import { DatabasePool, OpenAIPool, openai, supabaseAdmin } from '..'
-import { baseUrl, closedPort, eventually, observer, rejectionOf, taggedUrl, uniqueName } from './helpers'
+import { DatabasePool, OpenAIPool, createClient, openai, supabaseAdmin } from '..'
+import { baseUrl, closedPort, eventually, observer, rejectionOf, signToken, taggedUrl, uniqueName } from './helpers'
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const { nativePool } = require('../lib/database.js')
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const { submissionsOf } = require('../lib/submissions.js')
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const { startOpenAIStandIn } = require('../scripts/openai-stand-in.js')
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const { startSupabaseStandIn } = require('../scripts/supabase-stand-in.js')
 
 const SECRET = 'value-never-recorded-7319'
 let openaiServer: any
@@ -27,6 +29,19 @@ afterAll(async () => {
   await OpenAIPool.close()
   await openaiServer.close()
 })
+
+/** A callback that waits inside until `release()`; `entered` resolves once it runs. */
+function gated() {
+  let release!: () => void
+  const gate = new Promise<void>((resolve) => (release = resolve))
+  let enter!: () => void
+  const entered = new Promise<void>((resolve) => (enter = resolve))
+  const inside = async () => {
+    enter()
+    await gate
+  }
+  return { inside, entered, release }
+}
 
 /** The events of `channel` as `[event, context]`, until `stop()`. */
 function listen(name: string) {
@@ -96,15 +111,9 @@ test('POOL_TIMEOUT names the connections held by transactions and the callers wa
     leakDetectionThreshold: 60_000,
   })
   const admin = DatabasePool.getAdminClient()
-  let release!: () => void
-  const gate = new Promise<void>((resolve) => (release = resolve))
-  let begun!: () => void
-  const inside = new Promise<void>((resolve) => (begun = resolve))
-  const held = admin.transaction(async () => {
-    begun()
-    await gate
-  })
-  await inside
+  const { inside, entered, release } = gated()
+  const held = admin.transaction(inside)
+  await entered
   const failures = await Promise.all([1, 2, 3].map(() => rejectionOf(admin.query('select 1'))))
   release()
   await held
@@ -120,15 +129,9 @@ test('POOL_TIMEOUT names the connections held by transactions and the callers wa
 
 test('QUEUE timeouts say how the queue stood; CONNECTION_FAILED names the cause', async () => {
   OpenAIPool.initialize({ baseURL: openaiServer.url, apiKey: 'sk-queue', maxConcurrentRequests: 1, timeout: 300 })
-  let release!: () => void
-  const gate = new Promise<void>((resolve) => (release = resolve))
-  let holding!: () => void
-  const held = new Promise<void>((resolve) => (holding = resolve))
-  const slot = OpenAIPool.executeRequest(async () => {
-    holding()
-    await gate
-  })
-  await held
+  const { inside, entered, release } = gated()
+  const slot = OpenAIPool.executeRequest(inside)
+  await entered
   const err = await rejectionOf(OpenAIPool.fetch(`${openaiServer.url}/models`))
   release()
   await slot
@@ -345,15 +348,9 @@ describe('with the OpenTelemetry SDK registered', () => {
   test('metrics: a timed-out acquire increments db.client.connection.timeouts', async () => {
     DatabasePool.initialize({ connectionString: taggedUrl(uniqueName('cp_otel_timeouts')), maxConnections: 1, minConnections: 0, connectionTimeout: 200, poolName: 'timeouts-pool' })
     const admin = DatabasePool.getAdminClient()
-    let release!: () => void
-    const gate = new Promise<void>((resolve) => (release = resolve))
-    let begun!: () => void
-    const inside = new Promise<void>((resolve) => (begun = resolve))
-    const held = admin.transaction(async () => {
-      begun()
-      await gate
-    })
-    await inside
+    const { inside, entered, release } = gated()
+    const held = admin.transaction(inside)
+    await entered
     expect((await rejectionOf(admin.query('select 1'))).code).toBe('POOL_TIMEOUT')
     release()
     await held
@@ -370,16 +367,10 @@ describe('with the OpenTelemetry SDK registered', () => {
     await admin.query(`create table ${table} (id int, name text)`)
     spanExporter.reset()
     const tracer = trace.getTracer('spec')
-    let release!: () => void
-    const gate = new Promise<void>((resolve) => (release = resolve))
-    let holding!: () => void
-    const held = new Promise<void>((resolve) => (holding = resolve))
     // Another caller holds the only OpenAI slot, so the parent's request queues behind it.
-    const other = OpenAIPool.executeRequest(async () => {
-      holding()
-      await gate
-    })
-    await held
+    const { inside, entered, release } = gated()
+    const other = OpenAIPool.executeRequest(inside)
+    await entered
     const parentId = await tracer.startActiveSpan('parent', async (parent) => {
       await admin.query('select $1::text as v', [SECRET])
       await supabaseAdmin.from(table).select('*').eq('name', SECRET)
@@ -417,6 +408,36 @@ describe('with the OpenTelemetry SDK registered', () => {
     expect(chat.attributes['connection_pools.queue.wait_time']).toBeGreaterThan(0)
     for (const span of spans) expect(JSON.stringify(span.attributes)).not.toContain(SECRET)
     await admin.query(`drop table ${table}`)
+  })
+
+  test('Supabase services: an Auth request is one CLIENT span, one http.client.request.duration point, and the channel\'s events', async () => {
+    const secret = 'telemetry-spec-jwt-secret-with-32-characters!'
+    const serviceKey = signToken({ role: 'service_role', iss: 'supabase' }, secret)
+    const anonKey = signToken({ role: 'anon', iss: 'supabase' }, secret)
+    const stand = await startSupabaseStandIn({ jwtSecret: secret, serviceKey, anonKey })
+    const channel = listen('connection-pools:http')
+    try {
+      DatabasePool.initialize({ connectionString: taggedUrl(uniqueName('cp_otel_http')) })
+      const client = createClient(stand.url, serviceKey)
+      spanExporter.reset()
+      const user = '11111111-1111-1111-1111-111111111111'
+      const token = signToken({ sub: user, role: 'authenticated', aud: 'authenticated', exp: Math.floor(Date.now() / 1000) + 3600 }, secret)
+      const { data, error } = await client.auth.getUser(token)
+      expect(error).toBeNull()
+      expect(data.user?.id).toBe(user)
+      const spans = spanExporter.getFinishedSpans().filter((span) => span.attributes['connection_pools.service'] === 'auth')
+      expect(spans.map((span) => [span.name, span.kind])).toEqual([['GET', SpanKind.CLIENT]])
+      expect(spans[0].attributes).toMatchObject({ 'http.request.method': 'GET', 'http.response.status_code': 200, 'url.path': '/auth/v1/user' })
+      expect(JSON.stringify(spans[0].attributes)).not.toContain(token)
+      const duration = await collected('http.client.request.duration')
+      expect(duration.unit).toBe('s')
+      const auth = duration.points.filter((p) => p.attributes['connection_pools.service'] === 'auth')
+      expect(auth.map((p) => [p.attributes['http.response.status_code'], p.value.count])).toEqual([[200, 1]])
+      expect(channel.seen.map(([event, ctx]) => `${event}:${ctx.service}`)).toEqual(['start:auth', 'end:auth', 'asyncStart:auth', 'asyncEnd:auth'])
+    } finally {
+      channel.stop()
+      await stand.close()
+    }
   })
 
   test('a streamed OpenAI request: its span ends with the stream, with the usage of its last event', async () => {

@@ -17,7 +17,7 @@ const { createPooledClient, errorReply } = require('./supabase')
 const { EventEmitter } = require('node:events')
 const { observed, current: telemetryPools, watchDatabase } = require('./telemetry')
 const { traceStatement, traceRequest, traceTransaction } = require('./trace-db')
-const { LeakWatcher, captureCaller } = require('./leaks')
+const { LeakWatcher, captureCaller, leakThreshold } = require('./leaks')
 
 /** 'leak' and 'release' (leakDetectionThreshold): `DatabasePool.on(event, listener)`. */
 const events = new EventEmitter()
@@ -262,15 +262,6 @@ function transactionOptions(options) {
     throw new ConnectionPoolError('INVALID_ARGUMENT', 'readOnly must be a boolean')
   }
   return [isolationLevel, readOnly]
-}
-
-/** Each native pool's leakDetectionThreshold (ms, 0 when off), read from its config once. */
-const leakThresholds = new WeakMap()
-
-function leakThreshold(native) {
-  let threshold = leakThresholds.get(native)
-  if (threshold === undefined) leakThresholds.set(native, (threshold = native.config().leakDetectionThreshold))
-  return threshold
 }
 
 /** DatabaseClient#transaction: checks its arguments, then runs it (traced when observed). */

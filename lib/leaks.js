@@ -95,6 +95,15 @@ function captureCaller(thresholdMs, from) {
   return trace
 }
 
+/** Each native pool's leakDetectionThreshold (ms, 0 when off), read from its config once. */
+const thresholds = new WeakMap()
+
+function leakThreshold(native) {
+  let threshold = thresholds.get(native)
+  if (threshold === undefined) thresholds.set(native, (threshold = native.config().leakDetectionThreshold))
+  return threshold
+}
+
 /** The captured stack's frames outside this package, under a heading of our own. */
 function stackOf(hold) {
   const frames = String(hold.trace.stack ?? '').split('\n').slice(1)
@@ -102,4 +111,4 @@ function stackOf(hold) {
   return ['Taken at:', ...(theirs.length > 0 ? theirs : frames)].join('\n')
 }
 
-module.exports = { LeakWatcher, captureCaller, callerSite }
+module.exports = { LeakWatcher, captureCaller, callerSite, leakThreshold }

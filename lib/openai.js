@@ -14,20 +14,11 @@ const { readRequest, fetchError, nativeStream, toResponse, underSignal, abortErr
 const { EventEmitter } = require('node:events')
 const { observed, current: telemetryPools } = require('./telemetry')
 const { traceOpenAI, watchStream } = require('./trace-openai')
-const { LeakWatcher, captureCaller } = require('./leaks')
+const { LeakWatcher, captureCaller, leakThreshold } = require('./leaks')
 
 /** 'leak' and 'release' (leakDetectionThreshold): `OpenAIPool.on(event, listener)`. */
 const events = new EventEmitter()
 const leaks = new LeakWatcher(events, 'openai')
-
-/** Each native pool's leakDetectionThreshold (ms, 0 when off), read from its config once. */
-const leakThresholds = new WeakMap()
-
-function leakThreshold(native) {
-  let threshold = leakThresholds.get(native)
-  if (threshold === undefined) leakThresholds.set(native, (threshold = native.config().leakDetectionThreshold))
-  return threshold
-}
 
 let current = null
 

@@ -17,6 +17,7 @@ const { readRequest, fetchError, nativeStream, toResponse, underSignal, abortErr
 const { STATUS_CODES } = require('node:http')
 const { observed } = require('./telemetry')
 const { traceRequest } = require('./trace-db')
+const { traceService } = require('./trace-http')
 
 /** Where a client without SUPABASE_URL points: never contacted (its REST runs in-process). */
 const NO_PROJECT_URL = 'http://supabase-url-not-set.invalid'
@@ -154,6 +155,11 @@ async function restRequest(native, ctx, credential, wire) {
 /** A request to a Supabase HTTP service through the native pool, answered as a Response. */
 async function httpRequest(native, service, input, init) {
   const request = await readRequest(input, init)
+  if (observed('http')) return traceService(service, request, () => sendToService(native, service, request, input, init))
+  return sendToService(native, service, request, input, init)
+}
+
+async function sendToService(native, service, request, input, init) {
   let id = 0
   const replied = submissionsOf(native).submit((submissionId) => {
     id = submissionId

@@ -19,6 +19,7 @@ const OTEL_GLOBAL = Symbol.for('opentelemetry.js.api.1')
 const channels = {
   query: diagnostics.tracingChannel('connection-pools:query'),
   openai: diagnostics.tracingChannel('connection-pools:openai'),
+  http: diagnostics.tracingChannel('connection-pools:http'),
 }
 
 function listened(channel) {
@@ -37,7 +38,7 @@ function otelRegistered() {
   return registered !== undefined && (registered.trace !== undefined || registered.metrics !== undefined)
 }
 
-/** The hot paths' one question: does anyone observe calls of `family` ('query' | 'openai')? */
+/** The hot paths' one question: does anyone observe calls of `family` ('query' | 'openai' | 'http')? */
 function observed(family) {
   return otelRegistered() || listened(channels[family])
 }
@@ -57,6 +58,7 @@ function tracer() {
 const DB_SECONDS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10]
 const POOL_SECONDS = [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10]
 const GENAI_SECONDS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
+const HTTP_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]
 const GENAI_TOKENS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
 
 /** The pools telemetry reports on: each module's current native pool, or null. */
@@ -98,6 +100,9 @@ function createInstruments(provider) {
       active: gauge('connection_pools.openai.requests.active', '{request}', 'OpenAI requests holding a slot.'),
       remaining: gauge('connection_pools.openai.rate_limit.remaining', '{request}', "What the API's last x-ratelimit-remaining-* headers said is left (connection_pools.rate_limit.kind: requests | tokens)."),
     },
+  }
+  made.http = {
+    requestDuration: histogram('http.client.request.duration', 's', 'Duration of HTTP client requests.', HTTP_SECONDS),
   }
   const { db, genai } = made
   meter.addBatchObservableCallback((result) => observeDatabase(result, db), [db.count, db.max, db.idleMax, db.idleMin, db.pending])
