@@ -128,7 +128,7 @@ test('POOL_TIMEOUT names the connections held by transactions and the callers wa
 })
 
 test('QUEUE timeouts say how the queue stood; CONNECTION_FAILED names the cause', async () => {
-  OpenAIPool.initialize({ baseURL: openaiServer.url, apiKey: 'sk-queue', maxConcurrentRequests: 1, timeout: 300 })
+  OpenAIPool.initialize({ baseURL: openaiServer.url, apiKey: 'sk-queue', maxConcurrentRequests: 1, timeout: 300, leakDetectionThreshold: 60_000 })
   const { inside, entered, release } = gated()
   const slot = OpenAIPool.executeRequest(inside)
   await entered
@@ -137,6 +137,7 @@ test('QUEUE timeouts say how the queue stood; CONNECTION_FAILED names the cause'
   await slot
   expect(err.code).toBe('TIMEOUT')
   expect(err.message).toContain('waiting for a free slot: 1 of 1 requests in flight (maxConcurrent); 1 callers waiting')
+  expect(err.message).toMatch(/the oldest slot still held \(\d+ ms\) was taken here:[\s\S]*telemetry\.spec\.ts/)
 
   const port = await closedPort()
   DatabasePool.initialize({ connectionString: `postgres://nobody:hunter2-secret@127.0.0.1:${port}/db`, connectionTimeout: 500, maxRetries: 0 })

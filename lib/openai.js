@@ -120,7 +120,7 @@ function send(native, request, init, slot, signal, caller, seen) {
 
 /** The native reply as the Response fetch resolves to, or its error thrown. */
 function answer(native, reply, signal, caller, seen = null) {
-  if (reply.error) throw fetchError(reply.error, signal)
+  if (reply.error) throw explained(fetchError(reply.error, signal))
   if (reply.stream === undefined) return toResponse(reply, null)
   const stream = reply.stream
   // Open until its last chunk is read or it is cancelled, however that happens.
@@ -147,6 +147,17 @@ function answer(native, reply, signal, caller, seen = null) {
       cancel,
     ),
   )
+}
+
+/**
+ * A wait for a slot that timed out, with the stack that took the oldest slot or stream still
+ * held, when leak detection is on: the pool's message says how the queue stood, this says who.
+ */
+function explained(err) {
+  if (err.code !== 'TIMEOUT' || !err.message.includes('waiting for a free slot')) return err
+  const oldest = leaks.oldest()
+  if (oldest !== null) err.message += `; the oldest ${oldest.kind} still held (${oldest.ageMs} ms) was taken here:\n${oldest.stack}`
+  return err
 }
 
 /** `OpenAIPool.fetch`: give it to an OpenAI client of your own to join the pool's queue and limits. */
