@@ -3,7 +3,8 @@
 // say how the pool was held, and connections retired past maxLifetime without a failed
 // statement or a cut transaction. The first spec runs before any SDK is registered.
 import diagnostics from 'node:diagnostics_channel'
-import { context, metrics, trace, SpanKind } from '@opentelemetry/api'
+import { context, metrics, propagation, trace, SpanKind } from '@opentelemetry/api'
+import { W3CTraceContextPropagator } from '@opentelemetry/core'
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
 import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics'
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base'
@@ -261,12 +262,14 @@ describe('with the OpenTelemetry SDK registered', () => {
 
   beforeAll(() => {
     context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable())
+    propagation.setGlobalPropagator(new W3CTraceContextPropagator())
     metrics.setGlobalMeterProvider(meterProvider)
     trace.setGlobalTracerProvider(tracerProvider)
   })
   afterAll(async () => {
     metrics.disable()
     trace.disable()
+    propagation.disable()
     context.disable()
     await meterProvider.shutdown()
     await tracerProvider.shutdown()
@@ -430,6 +433,9 @@ describe('with the OpenTelemetry SDK registered', () => {
       expect(spans.map((span) => [span.name, span.kind])).toEqual([['GET', SpanKind.CLIENT]])
       expect(spans[0].attributes).toMatchObject({ 'http.request.method': 'GET', 'http.response.status_code': 200, 'url.path': '/auth/v1/user' })
       expect(JSON.stringify(spans[0].attributes)).not.toContain(token)
+      // The service saw the span as its parent (W3C traceparent, the registered propagator).
+      const { traceId, spanId } = spans[0].spanContext()
+      expect(stand.seen('auth').at(-1).headers.traceparent).toBe(`00-${traceId}-${spanId}-01`)
       const duration = await collected('http.client.request.duration')
       expect(duration.unit).toBe('s')
       const auth = duration.points.filter((p) => p.attributes['connection_pools.service'] === 'auth')

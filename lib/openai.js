@@ -12,7 +12,7 @@ const { createNativePool, retire, healthReport } = require('./native')
 const { submissionsOf } = require('./submissions')
 const { readRequest, fetchError, nativeStream, toResponse, underSignal, abortError } = require('./fetch')
 const { EventEmitter } = require('node:events')
-const { observed, current: telemetryPools } = require('./telemetry')
+const { observed, current: telemetryPools, withTraceHeaders } = require('./telemetry')
 const { traceOpenAI, watchStream } = require('./trace-openai')
 const { LeakWatcher, captureCaller, leakThreshold } = require('./leaks')
 
@@ -98,7 +98,9 @@ function poolFetch(slot = null) {
 /** `send`, traced when someone observes. */
 function observedSend(native, request, init, slot, signal, caller) {
   if (!observed('openai')) return send(native, request, init, slot, signal, caller, null)
-  return traceOpenAI(request, multipartModel(init.body), priorityOf(init), (seen) => send(native, request, init, slot, signal, caller, seen))
+  return traceOpenAI(request, multipartModel(init.body), priorityOf(init), (seen) =>
+    send(native, { ...request, headers: withTraceHeaders(request.headers) }, init, slot, signal, caller, seen),
+  )
 }
 
 /**

@@ -15,7 +15,7 @@ const { ConnectionPoolError } = require('./errors')
 const { submissionsOf } = require('./submissions')
 const { readRequest, fetchError, nativeStream, toResponse, underSignal, abortError } = require('./fetch')
 const { STATUS_CODES } = require('node:http')
-const { observed } = require('./telemetry')
+const { observed, withTraceHeaders } = require('./telemetry')
 const { traceRequest } = require('./trace-db')
 const { traceService } = require('./trace-http')
 
@@ -155,7 +155,9 @@ async function restRequest(native, ctx, credential, wire) {
 /** A request to a Supabase HTTP service through the native pool, answered as a Response. */
 async function httpRequest(native, service, input, init) {
   const request = await readRequest(input, init)
-  if (observed('http')) return traceService(service, request, () => sendToService(native, service, request, input, init))
+  if (observed('http')) {
+    return traceService(service, request, () => sendToService(native, service, { ...request, headers: withTraceHeaders(request.headers) }, input, init))
+  }
   return sendToService(native, service, request, input, init)
 }
 

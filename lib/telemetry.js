@@ -265,6 +265,22 @@ function timed(call, made, run) {
   )
 }
 
+/**
+ * `headerText` (`name\nvalue\n…`, lib/fetch.js) with the active context's propagation headers
+ * (W3C `traceparent`, with the propagator the backend registered) added, so that the service
+ * called sees the span as its parent. Unchanged without a tracer or a propagator.
+ */
+function withTraceHeaders(headerText) {
+  if (globalThis[OTEL_GLOBAL]?.trace === undefined) return headerText
+  let text = headerText
+  otel().propagation.inject(otel().context.active(), null, {
+    set: (_carrier, name, value) => {
+      if (!/[\r\n]/.test(name) && !/[\r\n]/.test(value)) text += `${name}\n${value}\n`
+    },
+  })
+  return text
+}
+
 /** A rejection as `{ type, message, status }`: its code (a SQLSTATE is also the status). */
 function failureOf(error) {
   const code = typeof error?.code === 'string' ? error.code : null
@@ -286,4 +302,4 @@ function endSpan(span, failure, error, attributes) {
   span.end()
 }
 
-module.exports = { channels, observed, traceCall, watchDatabase, databaseOf, current, meters, listened }
+module.exports = { channels, observed, traceCall, watchDatabase, databaseOf, current, meters, listened, withTraceHeaders }
