@@ -5,7 +5,7 @@
 // bench/run.mjs in a process of its own (DATABASE_URL set; the table bench_users exists), because
 // DatabasePool is one per process and is re-initialized between the two modes. Prints one table.
 import { createRequire } from 'node:module'
-import { performance } from 'node:perf_hooks'
+import { measure } from './measure.mjs'
 import { pgbouncerBinary, startPgBouncer } from '../scripts/pgbouncer.mjs'
 
 const require = createRequire(import.meta.url)
@@ -26,25 +26,6 @@ if (!pgbouncerBinary()) {
   process.exit(0)
 }
 const bouncer = await startPgBouncer({ databaseUrl: url, poolMode: 'transaction', poolSize: 3 })
-
-async function measure(call, ms) {
-  let n = 0
-  let done = 0
-  const end = performance.now() + ms
-  const cpuBefore = process.cpuUsage()
-  const started = performance.now()
-  await Promise.all(
-    Array.from({ length: CALLERS }, async () => {
-      while (performance.now() < end) {
-        await call(n++)
-        done++
-      }
-    }),
-  )
-  const elapsed = performance.now() - started
-  const cpu = process.cpuUsage(cpuBefore)
-  return { qps: (done / elapsed) * 1000, cpuUs: (cpu.user + cpu.system) / done }
-}
 
 const drivers = {
   'connection-pools, direct': async () => {
@@ -82,7 +63,7 @@ for (let round = 0; round < ROUNDS; round++) {
   for (let k = 0; k < names.length; k++) {
     const name = names[(round + k) % names.length]
     const driver = await drivers[name]()
-    results[name].push(await measure(driver.call, CELL_MS))
+    results[name].push(await measure(driver.call, CALLERS, CELL_MS))
     await driver.end()
   }
   process.stderr.write(`pooler round ${round + 1}/${ROUNDS} done\n`)

@@ -5,7 +5,7 @@
 // process (the SDK is registered and disabled between cells); medians of the rounds. Run by
 // bench/run.mjs in a process of its own (DATABASE_URL set; the table bench_users exists).
 import { createRequire } from 'node:module'
-import { performance } from 'node:perf_hooks'
+import { measure } from './measure.mjs'
 import diagnostics from 'node:diagnostics_channel'
 
 const require = createRequire(import.meta.url)
@@ -51,25 +51,6 @@ function register(mode) {
     teardown.push(() => channel.unsubscribe(handlers))
   }
   return () => Promise.all(teardown.map((t) => t()))
-}
-
-async function measure(call, callers, ms) {
-  let n = 0
-  let done = 0
-  const end = performance.now() + ms
-  const cpuBefore = process.cpuUsage()
-  const started = performance.now()
-  await Promise.all(
-    Array.from({ length: callers }, async () => {
-      while (performance.now() < end) {
-        await call(n++)
-        done++
-      }
-    }),
-  )
-  const elapsed = performance.now() - started
-  const cpu = process.cpuUsage(cpuBefore)
-  return { qps: (done / elapsed) * 1000, cpuUs: (cpu.user + cpu.system) / done }
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]

@@ -7,7 +7,7 @@
 //
 // DATABASE_URL must point at a server with bench_users (npm run bench creates it).
 import { createRequire } from 'node:module'
-import { performance } from 'node:perf_hooks'
+import { measure as measureCalls } from '../measure.mjs'
 
 const require = createRequire(import.meta.url)
 const { DatabasePool } = require(process.argv[2] ?? '../..')
@@ -15,24 +15,7 @@ const ONE = 'select id, email, name, score, active, created_at from bench_users 
 DatabasePool.initialize({ connectionString: process.env.DATABASE_URL, maxConnections: 10, minConnections: 10 })
 const client = DatabasePool.getAdminClient()
 
-async function measure(callers, ms) {
-  let n = 0
-  let done = 0
-  const end = performance.now() + ms
-  const before = process.cpuUsage()
-  const started = performance.now()
-  await Promise.all(
-    Array.from({ length: callers }, async () => {
-      while (performance.now() < end) {
-        await client.query(ONE, [(n++ % 10_000) + 1])
-        done++
-      }
-    }),
-  )
-  const cpu = process.cpuUsage(before)
-  return { qps: (done / (performance.now() - started)) * 1000, cpuUs: (cpu.user + cpu.system) / done }
-}
-
+const measure = (callers, ms) => measureCalls((i) => client.query(ONE, [(i % 10_000) + 1]), callers, ms)
 await measure(10, 800)
 console.log(JSON.stringify({ one: await measure(1, 2000), ten: await measure(10, 2000) }))
 await DatabasePool.close()
