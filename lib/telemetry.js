@@ -138,12 +138,18 @@ function watchDatabase(native, submissions) {
   if (info.timed) return
   info.timed = true
   native.setTelemetry(true)
-  submissions.afterDrain = () => recordTimings(native)
+  submissions.afterDrain = () => recordTimings(native, submissions)
 }
 
-function recordTimings(native) {
+function recordTimings(native, submissions = null) {
   const made = meters()
-  if (made === null) return
+  if (made === null) {
+    // The meter provider went away (disabled): stop keeping what nobody will record.
+    native.setTelemetry(false)
+    databaseOf(native).timed = false
+    if (submissions !== null) submissions.afterDrain = null
+    return
+  }
   const { create, wait, immediate, used, timeouts } = native.takePoolTimings()
   const attributes = databaseOf(native).pool
   for (const seconds of create) made.db.createTime.record(seconds, attributes)
