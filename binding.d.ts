@@ -80,6 +80,8 @@ export declare class NativeDatabasePool {
   config(): NativeDatabaseConfig
   /** Starts (or stops) keeping the pool's timings for OpenTelemetry's histograms. */
   setTelemetry(on: boolean): void
+  /** Statements' replies say how long they waited for a connection (spans carry it), or not. */
+  setTracing(on: boolean): void
   /** The timings kept since the last call (seconds), and the timeouts counted. */
   takePoolTimings(): NativePoolTimings
   resetStats(): void

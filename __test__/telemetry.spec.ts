@@ -397,6 +397,8 @@ describe('with the OpenTelemetry SDK registered', () => {
     for (const span of children) expect(span.kind).toBe(SpanKind.CLIENT)
     const [statement, request, transaction, chat] = children
     expect(statement.attributes).toMatchObject({ 'db.system.name': 'postgresql', 'db.operation.name': 'SELECT', 'db.query.text': 'select $1::text as v', 'db.client.connection.pool.name': 'spans-pool', 'db.response.returned_rows': 1 })
+    // The pool's own measure of its wait for a place on a connection (0 when had at once).
+    expect(statement.attributes['connection_pools.connection.wait_time']).toBeGreaterThanOrEqual(0)
     expect(request.attributes).toMatchObject({ 'db.system.name': 'postgresql', 'db.operation.name': 'SELECT', 'db.collection.name': table, 'db.query.summary': `SELECT ${table}` })
     const inTransaction = spans.filter((s) => parentOf(s) === transaction.spanContext().spanId)
     expect(inTransaction.map((s) => s.name)).toEqual([`SELECT ${transaction.attributes['db.namespace']}`, `INSERT ${table}`])
@@ -412,6 +414,30 @@ describe('with the OpenTelemetry SDK registered', () => {
     expect(chat.attributes['connection_pools.queue.wait_time']).toBeGreaterThan(0)
     for (const span of spans) expect(JSON.stringify(span.attributes)).not.toContain(SECRET)
     await admin.query(`drop table ${table}`)
+  })
+
+  test('a statement that waited for a connection says how long on its span', async () => {
+    DatabasePool.initialize({ connectionString: taggedUrl(uniqueName('cp_otel_wait')), maxConnections: 1, minConnections: 0, poolName: 'wait-pool' })
+    const admin = DatabasePool.getAdminClient()
+    await admin.query('select 1')
+    const { inside, entered, release } = gated()
+    const held = admin.transaction(inside)
+    await entered
+    spanExporter.reset()
+    const waiting = admin.query('select $1::int as n', [7])
+    await eventually(() => DatabasePool.getStats().waitingRequests === 1)
+    // It was waiting from at least here until the transaction gave the connection back.
+    const seenWaiting = performance.now()
+    await Promise.resolve()
+    // The connection comes back only after the COMMIT that follows this.
+    const releasedAfter = (performance.now() - seenWaiting) / 1000
+    release()
+    await held
+    expect((await waiting).rows).toEqual([{ n: 7 }])
+    const [span] = spanExporter.getFinishedSpans().filter((s) => s.attributes['db.query.text'] === 'select $1::int as n')
+    const waited = span.attributes['connection_pools.connection.wait_time'] as number
+    expect(waited).toBeGreaterThan(0)
+    expect(waited).toBeGreaterThanOrEqual(releasedAfter)
   })
 
   test('Supabase services: an Auth request is one CLIENT span, one http.client.request.duration point, and the channel\'s events', async () => {

@@ -16,7 +16,7 @@ const { postgrestClient } = require('./postgrest')
 const { createPooledClient, errorReply } = require('./supabase')
 const { EventEmitter } = require('node:events')
 const { observed, current: telemetryPools, watchDatabase } = require('./telemetry')
-const { traceStatement, traceRequest, traceTransaction } = require('./trace-db')
+const { traceStatement, traceRequest, traceTransaction, WAITED_MS } = require('./trace-db')
 const { LeakWatcher, captureCaller, leakThreshold } = require('./leaks')
 
 /** 'leak' and 'release' (leakDetectionThreshold): `DatabasePool.on(event, listener)`. */
@@ -33,7 +33,10 @@ function pool() {
 
 function parseResult(reply) {
   if (reply.error) throw explained(errorFrom(reply.error))
-  return { rows: rowsToObjects(reply), rowCount: reply.rowCount }
+  const result = { rows: rowsToObjects(reply), rowCount: reply.rowCount }
+  // Only while spans are made (lib/trace-db.js): not enumerable, not in the caller's way.
+  if (reply.waitMs !== undefined) Object.defineProperty(result, WAITED_MS, { value: reply.waitMs })
+  return result
 }
 
 /**

@@ -49,8 +49,13 @@ function otel() {
   return otelApi
 }
 
+/** Whether a tracer provider is registered (spans are made). */
+function tracing() {
+  return globalThis[OTEL_GLOBAL]?.trace !== undefined
+}
+
 function tracer() {
-  if (globalThis[OTEL_GLOBAL]?.trace === undefined) return null
+  if (!tracing()) return null
   return otel().trace.getTracer('connection-pools', VERSION)
 }
 
@@ -308,4 +313,4 @@ function endSpan(span, failure, error, attributes) {
   span.end()
 }
 
-module.exports = { channels, observed, traceCall, watchDatabase, databaseOf, current, meters, listened, withTraceHeaders }
+module.exports = { channels, observed, tracing, traceCall, watchDatabase, databaseOf, current, meters, listened, withTraceHeaders }

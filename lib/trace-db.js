@@ -4,7 +4,10 @@
 // request's URL, whose filters hold values, is not recorded), the channel's context object and
 // its metric. Built only when someone observes.
 
-const { channels, traceCall, databaseOf, watchDatabase } = require('./telemetry')
+const { channels, tracing, traceCall, databaseOf, watchDatabase } = require('./telemetry')
+
+/** Where a statement's result keeps how long it waited for a connection (ms), when traced. */
+const WAITED_MS = Symbol('connection-pools.waitedMs')
 const { submissionsOf } = require('./submissions')
 
 /** Leading comments, then the statement's first keyword. */
@@ -73,7 +76,13 @@ class DbCall {
   }
 
   outcome(result) {
-    if (this.kind !== 'request') return { failure: null, attributes: result && typeof result.rowCount === 'number' ? { 'db.response.returned_rows': result.rowCount } : null }
+    if (this.kind !== 'request') {
+      if (!result || typeof result.rowCount !== 'number') return { failure: null, attributes: null }
+      const attributes = { 'db.response.returned_rows': result.rowCount }
+      // The pool's own measure of the wait for a place on a connection.
+      if (result[WAITED_MS] !== undefined) attributes['connection_pools.connection.wait_time'] = result[WAITED_MS] / 1000
+      return { failure: null, attributes }
+    }
     const failure = replyFailure(result)
     return { failure, attributes: failure === null ? null : statusOf(failure) }
   }
@@ -104,9 +113,20 @@ function cachedCall(native, key, make) {
   return call
 }
 
+/** Replies carry their statement's wait for a connection while spans are made. */
+function askForWaits(native) {
+  const info = databaseOf(native)
+  const wanted = tracing()
+  if (info.waits !== wanted) {
+    info.waits = wanted
+    native.setTracing(wanted)
+  }
+}
+
 /** Runs a statement (`run`, a promise) traced; `sql` is its text as the caller wrote it. */
 function traceStatement(native, sql, run) {
   watchDatabase(native, submissionsOf(native))
+  askForWaits(native)
   const call = cachedCall(native, sql, (info) => new DbCall(info, 'statement', operationOf(sql), {}, { 'db.query.text': sql }))
   return traceCall(channels.query, call, run)
 }
@@ -129,4 +149,4 @@ function traceTransaction(native, run) {
   return traceCall(channels.query, call, run)
 }
 
-module.exports = { traceStatement, traceRequest, traceTransaction, operationOf, targetOf }
+module.exports = { traceStatement, traceRequest, traceTransaction, operationOf, targetOf, WAITED_MS }

@@ -659,6 +659,14 @@ impl NativeDatabasePool {
         self.inner.pool().timings().set_enabled(on);
     }
 
+    /// Statements' replies say how long they waited for a connection (spans carry it), or not.
+    #[napi(catch_unwind)]
+    pub fn set_tracing(&self, on: bool) {
+        if let Some(dispatcher) = self.dispatcher.get() {
+            dispatcher.set_with_wait(on);
+        }
+    }
+
     /// The timings kept since the last call (seconds), and the timeouts counted.
     #[napi(catch_unwind)]
     pub fn take_pool_timings(&self) -> NativePoolTimings {

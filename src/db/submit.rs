@@ -100,6 +100,8 @@ pub struct Dispatcher {
     waiting_runners: AtomicUsize,
     /// The runtime, entered by the submitting thread to start a statement at once.
     runtime: Option<tokio::runtime::Handle>,
+    /// Telemetry traces statements: their replies say how long they waited for a connection.
+    with_wait: AtomicBool,
 }
 
 impl Dispatcher {
@@ -124,11 +126,21 @@ impl Dispatcher {
                 tokio::runtime::Handle::try_current,
             )
             .ok(),
+            with_wait: AtomicBool::new(false),
         })
     }
 
     fn queue(&self) -> MutexGuard<'_, VecDeque<Submission>> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Statements' replies say how long they waited for a connection (`"waitMs"`), or not.
+    pub fn set_with_wait(&self, on: bool) {
+        self.with_wait.store(on, Ordering::Relaxed);
+    }
+
+    fn with_wait(&self) -> bool {
+        self.with_wait.load(Ordering::Relaxed)
     }
 
     /// Where replies go (the Supabase HTTP services answer through it too).
@@ -276,9 +288,11 @@ impl Dispatcher {
     ) {
         let config = self.pool.config();
         let error = match result {
-            Ok(output) => {
+            Ok(mut output) => {
                 self.pool.record(true, submission.submitted);
-                self.send(submission.id, output.into_reply());
+                // Started where it was submitted: its place was had at once.
+                output.set_waited(std::time::Duration::ZERO);
+                self.send(submission.id, output.into_reply_with_wait(self.with_wait()));
                 return;
             }
             Err(Failure::Retry(err)) => {
@@ -423,7 +437,7 @@ impl Dispatcher {
                     role,
                 )
                 .await
-                .map(QueryOutput::into_reply),
+                .map(|output| output.into_reply_with_wait(self.with_wait())),
             Work::Begin { options } => {
                 let tx = Transaction::begin(pool, role, *options).await?;
                 self.open_transactions()

@@ -29,6 +29,8 @@ pub struct QueryOutput {
     rows: Range<usize>,
     row_count: u64,
     packed: Option<Packed>,
+    /// How long the statement waited for its place on a connection, when the pool says.
+    waited: Option<std::time::Duration>,
 }
 
 /// A reply as it crosses to JS.
@@ -48,6 +50,22 @@ impl QueryOutput {
     /// The reply text (of a reply that is not packed), as it crosses to JS.
     pub fn into_text(self) -> String {
         self.text
+    }
+
+    /// Notes how long the statement waited for its place on a connection.
+    pub fn set_waited(&mut self, waited: std::time::Duration) {
+        self.waited = Some(waited);
+    }
+
+    /// The reply as it crosses to JS, with `"waitMs"` first when `with_wait` and the wait is
+    /// known (telemetry's spans ask for it; the text is copied once to make room).
+    pub fn into_reply_with_wait(mut self, with_wait: bool) -> Reply {
+        if let (true, Some(waited)) = (with_wait, self.waited) {
+            let field = format!(r#""waitMs":{:.3},"#, waited.as_secs_f64() * 1000.0);
+            // Every reply is an object with fields (`{"columns":…`): the new one goes first.
+            self.text.insert_str(1, &field);
+        }
+        self.into_reply()
     }
 
     /// The reply as it crosses to JS.
@@ -220,6 +238,7 @@ impl RowsWriter {
             rows,
             row_count,
             packed: None,
+            waited: None,
         })
     }
 
@@ -235,6 +254,7 @@ impl RowsWriter {
             text: self.text,
             row_count,
             packed: Some(packed),
+            waited: None,
         }
     }
 }
@@ -315,6 +335,29 @@ mod tests {
             output.into_text(),
             r#"{"columns":["n","s"],"rows":[[1,"a"],[2,null]],"rowCount":2}"#
         );
+    }
+
+    #[test]
+    fn the_wait_goes_first_only_when_asked_for_and_known() {
+        let reply = |with_wait: bool, waited: Option<u64>| {
+            let mut writer = RowsWriter::new(encoder(ValueStyle::ToJson));
+            writer.row(data_row(&[Some(&1i64.to_be_bytes()), Some(b"a")]));
+            let mut output = writer.finish(rows_affected("SELECT 1")).unwrap();
+            if let Some(us) = waited {
+                output.set_waited(std::time::Duration::from_micros(us));
+            }
+            match output.into_reply_with_wait(with_wait) {
+                Reply::Whole(text) => text,
+                Reply::Packed { .. } => panic!("one row is not packed"),
+            }
+        };
+        let plain = r#"{"columns":["n","s"],"rows":[[1,"a"]],"rowCount":1}"#;
+        assert_eq!(reply(false, Some(1500)), plain);
+        assert_eq!(reply(true, None), plain);
+        let with = reply(true, Some(1500));
+        assert_eq!(with, format!(r#"{{"waitMs":1.500,{}"#, &plain[1..]));
+        let parsed: serde_json::Value = serde_json::from_str(&with).unwrap();
+        assert_eq!(parsed["waitMs"], 1.5);
     }
 
     #[test]

@@ -125,9 +125,15 @@ impl DbPool {
         let result = loop {
             let attempt = match self.lease(LeaseKind::Shared, deadline).await {
                 Ok(lease) => {
+                    let waited = started.elapsed();
                     crate::faults::trip(crate::faults::Fault::Statement);
                     let conn = lease.conn();
-                    execute::run(conn, &self.policy, sql, params, style, role, Expect::Idle).await
+                    execute::run(conn, &self.policy, sql, params, style, role, Expect::Idle)
+                        .await
+                        .map(|mut output| {
+                            output.set_waited(waited);
+                            output
+                        })
                 }
                 Err(failure) => Err(failure),
             };
