@@ -15,7 +15,8 @@ const { submissionsOf } = require('./submissions')
 const { postgrestClient } = require('./postgrest')
 const { createPooledClient, errorReply } = require('./supabase')
 const { EventEmitter } = require('node:events')
-const { observed, current: telemetryPools, watchDatabase } = require('./telemetry')
+const { observed } = require('./telemetry')
+const { current: telemetryPools, watchDatabase } = require('./telemetry-metrics')
 const { traceStatement, traceRequest, traceTransaction, WAITED_MS } = require('./trace-db')
 const { LeakWatcher, captureCaller, leakThreshold } = require('./leaks')
 
@@ -320,9 +321,7 @@ async function transact(client, native, fn, isolationLevel, readOnly, caller) {
  */
 function explained(err) {
   if (err.code !== 'POOL_TIMEOUT') return err
-  const oldest = leaks.oldest()
-  if (oldest !== null) err.message += `; the oldest open ${oldest.kind} (${oldest.ageMs} ms) was begun here:\n${oldest.stack}`
-  return err
+  return leaks.withOldest(err, (oldest) => `the oldest open ${oldest.kind} (${oldest.ageMs} ms) was begun here`)
 }
 
 /**
@@ -453,7 +452,8 @@ class DatabasePool {
       SUPABASE_URL: process.env.SUPABASE_URL,
     })
     // Its replies come back through its Submissions, made now (before the first submission).
-    watchDatabase(next, submissionsOf(next))
+    submissionsOf(next)
+    watchDatabase(next)
     const previous = current
     current = next
     retire(previous)

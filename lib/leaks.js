@@ -53,6 +53,16 @@ class LeakWatcher {
     return null
   }
 
+  /**
+   * `err` (a timeout) with the stack of the oldest hold still watched, as `introduce(oldest)`
+   * names it; unchanged when nothing is watched (leak detection off, or nothing held).
+   */
+  withOldest(err, introduce) {
+    const oldest = this.oldest()
+    if (oldest !== null) err.message += `; ${introduce(oldest)}:\n${oldest.stack}`
+    return err
+  }
+
   /** The warnings in force now (holds past the threshold and not released), for the dashboard. */
   current() {
     return [...this._holds].filter((hold) => hold.warned).map((hold) => this._describe(hold))

@@ -12,7 +12,8 @@ const { createNativePool, retire, healthReport } = require('./native')
 const { submissionsOf } = require('./submissions')
 const { readRequest, fetchError, nativeStream, toResponse, underSignal, abortError } = require('./fetch')
 const { EventEmitter } = require('node:events')
-const { observed, current: telemetryPools, withTraceHeaders } = require('./telemetry')
+const { observed, withTraceHeaders } = require('./telemetry')
+const { current: telemetryPools } = require('./telemetry-metrics')
 const { traceOpenAI, watchStream } = require('./trace-openai')
 const { LeakWatcher, captureCaller, leakThreshold } = require('./leaks')
 
@@ -157,9 +158,7 @@ function answer(native, reply, signal, caller, seen = null) {
  */
 function explained(err) {
   if (err.code !== 'TIMEOUT' || !err.message.includes('waiting for a free slot')) return err
-  const oldest = leaks.oldest()
-  if (oldest !== null) err.message += `; the oldest ${oldest.kind} still held (${oldest.ageMs} ms) was taken here:\n${oldest.stack}`
-  return err
+  return leaks.withOldest(err, (oldest) => `the oldest ${oldest.kind} still held (${oldest.ageMs} ms) was taken here`)
 }
 
 /** `OpenAIPool.fetch`: give it to an OpenAI client of your own to join the pool's queue and limits. */

@@ -3,18 +3,17 @@
 // - OpenTelemetry through `@opentelemetry/api` only, as libraries do: the backend registers the
 //   SDK; with none registered the hot paths ask one question (`observed`) and go on.
 // - Node's diagnostics_channel TracingChannels `connection-pools:query` (every statement,
-//   builder request and transaction) and `connection-pools:openai` (every OpenAI request), so
-//   that any APM subscribes without patching.
+//   builder request and transaction), `connection-pools:openai` (every OpenAI request) and
+//   `connection-pools:http` (Supabase's services), so that any APM subscribes without patching.
+// This module runs one observed call: its span, its channel's events, its duration; the
+// instruments are lib/telemetry-metrics.js's.
 // Names, attributes and the channels' context objects follow OpenTelemetry's semantic
 // conventions for databases and GenAI clients; docs/monitoring.md lists them.
 
 const diagnostics = require('node:diagnostics_channel')
 const { performance } = require('node:perf_hooks')
-
-/** This package's version, the instrumentation scope's version. */
-const VERSION = JSON.parse(require('node:fs').readFileSync(require('node:path').join(__dirname, '..', 'package.json'), 'utf8')).version
-/** Where every copy of the API (major version 1) keeps the registered providers. */
-const OTEL_GLOBAL = Symbol.for('opentelemetry.js.api.1')
+const { VERSION, tracing, metering, otel } = require('./otel')
+const { meters } = require('./telemetry-metrics')
 
 const channels = {
   query: diagnostics.tracingChannel('connection-pools:query'),
@@ -32,164 +31,13 @@ function listened(channel) {
   )
 }
 
-/** Whether a tracer or meter provider is registered with any copy of the API. */
-function otelRegistered() {
-  const registered = globalThis[OTEL_GLOBAL]
-  return registered !== undefined && (registered.trace !== undefined || registered.metrics !== undefined)
-}
-
 /** The hot paths' one question: does anyone observe calls of `family` ('query' | 'openai' | 'http')? */
 function observed(family) {
-  return otelRegistered() || listened(channels[family])
-}
-
-let otelApi = null
-function otel() {
-  if (otelApi === null) otelApi = require('@opentelemetry/api')
-  return otelApi
-}
-
-/** Whether a tracer provider is registered (spans are made). */
-function tracing() {
-  return globalThis[OTEL_GLOBAL]?.trace !== undefined
+  return tracing() || metering() || listened(channels[family])
 }
 
 function tracer() {
-  if (!tracing()) return null
-  return otel().trace.getTracer('connection-pools', VERSION)
-}
-
-// Bucket boundaries the semantic conventions advise.
-const DB_SECONDS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10]
-const POOL_SECONDS = [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10]
-const GENAI_SECONDS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
-const HTTP_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]
-const GENAI_TOKENS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
-
-/** The pools telemetry reports on: each module's current native pool, or null. */
-const current = { database: () => null, openai: () => null }
-
-/** The instruments of the registered meter provider (made again when another is registered). */
-let instruments = null
-
-function meters() {
-  if (globalThis[OTEL_GLOBAL]?.metrics === undefined) return null
-  const provider = otel().metrics.getMeterProvider()
-  if (instruments === null || instruments.provider !== provider) instruments = createInstruments(provider)
-  return instruments
-}
-
-function createInstruments(provider) {
-  const meter = provider.getMeter('connection-pools', VERSION)
-  const histogram = (name, unit, description, boundaries) =>
-    meter.createHistogram(name, { unit, description, advice: { explicitBucketBoundaries: boundaries } })
-  const gauge = (name, unit, description) => meter.createObservableUpDownCounter(name, { unit, description })
-  const made = {
-    provider,
-    db: {
-      operationDuration: histogram('db.client.operation.duration', 's', 'Duration of database client operations.', DB_SECONDS),
-      createTime: histogram('db.client.connection.create_time', 's', 'The time it took to create a new connection.', POOL_SECONDS),
-      waitTime: histogram('db.client.connection.wait_time', 's', 'The time it took to obtain an open connection from the pool.', POOL_SECONDS),
-      useTime: histogram('db.client.connection.use_time', 's', 'The time between borrowing a connection and returning it to the pool.', POOL_SECONDS),
-      timeouts: meter.createCounter('db.client.connection.timeouts', { unit: '{timeout}', description: 'The number of connection timeouts that have occurred trying to obtain a connection from the pool.' }),
-      count: gauge('db.client.connection.count', '{connection}', 'The number of connections that are currently in state described by the state attribute.'),
-      max: gauge('db.client.connection.max', '{connection}', 'The maximum number of open connections allowed.'),
-      idleMax: gauge('db.client.connection.idle.max', '{connection}', 'The maximum number of idle open connections allowed.'),
-      idleMin: gauge('db.client.connection.idle.min', '{connection}', 'The minimum number of idle open connections allowed.'),
-      pending: gauge('db.client.connection.pending_requests', '{request}', 'The number of current pending requests for an open connection.'),
-    },
-    genai: {
-      operationDuration: histogram('gen_ai.client.operation.duration', 's', 'GenAI operation duration.', GENAI_SECONDS),
-      tokenUsage: histogram('gen_ai.client.token.usage', '{token}', 'Number of input and output tokens used.', GENAI_TOKENS),
-      queued: gauge('connection_pools.openai.queue.size', '{request}', 'OpenAI requests waiting for a slot.'),
-      active: gauge('connection_pools.openai.requests.active', '{request}', 'OpenAI requests holding a slot.'),
-      remaining: gauge('connection_pools.openai.rate_limit.remaining', '{request}', "What the API's last x-ratelimit-remaining-* headers said is left (connection_pools.rate_limit.kind: requests | tokens)."),
-    },
-  }
-  made.http = {
-    requestDuration: histogram('http.client.request.duration', 's', 'Duration of HTTP client requests.', HTTP_SECONDS),
-  }
-  const { db, genai } = made
-  meter.addBatchObservableCallback((result) => observeDatabase(result, db), [db.count, db.max, db.idleMax, db.idleMin, db.pending])
-  meter.addBatchObservableCallback((result) => observeOpenAI(result, genai), [genai.queued, genai.active, genai.remaining])
-  return made
-}
-
-/** What a database pool is called in telemetry, by native pool. */
-const databaseInfo = new WeakMap()
-
-function databaseOf(native) {
-  let info = databaseInfo.get(native)
-  if (info === undefined) {
-    const config = native.config()
-    const attributes = { 'db.system.name': 'postgresql', 'db.namespace': config.database }
-    if (config.serverAddress !== '') {
-      attributes['server.address'] = config.serverAddress
-      attributes['server.port'] = config.serverPort
-    }
-    info = { name: config.poolName, database: config.database, attributes, pool: { 'db.client.connection.pool.name': config.poolName }, timed: false }
-    databaseInfo.set(native, info)
-  }
-  return info
-}
-
-/**
- * Starts keeping `native`'s connection timings once a meter provider is registered; they are
- * recorded after every reply batch (`afterDrain`) and before every collection.
- */
-function watchDatabase(native, submissions) {
-  if (meters() === null || native.closed || !native.hasConnectionString) return
-  const info = databaseOf(native)
-  if (info.timed) return
-  info.timed = true
-  native.setTelemetry(true)
-  submissions.afterDrain = () => recordTimings(native, submissions)
-}
-
-function recordTimings(native, submissions = null) {
-  const made = meters()
-  if (made === null) {
-    // The meter provider went away (disabled): stop keeping what nobody will record.
-    native.setTelemetry(false)
-    databaseOf(native).timed = false
-    if (submissions !== null) submissions.afterDrain = null
-    return
-  }
-  const { create, wait, immediate, used, timeouts } = native.takePoolTimings()
-  const attributes = databaseOf(native).pool
-  for (const seconds of create) made.db.createTime.record(seconds, attributes)
-  for (const seconds of wait) made.db.waitTime.record(seconds, attributes)
-  for (let i = 0; i < immediate; i++) made.db.waitTime.record(0, attributes)
-  for (const seconds of used) made.db.useTime.record(seconds, attributes)
-  if (timeouts > 0) made.db.timeouts.add(timeouts, attributes)
-}
-
-function observeDatabase(result, db) {
-  const native = current.database()
-  if (native === null || native.closed || !native.hasConnectionString) return
-  const info = databaseOf(native)
-  if (info.timed) recordTimings(native)
-  const stats = native.stats()
-  const config = native.config()
-  const idle = stats.idleConnections
-  result.observe(db.count, idle, { ...info.pool, 'db.client.connection.state': 'idle' })
-  result.observe(db.count, stats.totalConnections - idle, { ...info.pool, 'db.client.connection.state': 'used' })
-  result.observe(db.max, config.maxConnections, info.pool)
-  result.observe(db.idleMax, config.maxConnections, info.pool)
-  result.observe(db.idleMin, config.minConnections, info.pool)
-  result.observe(db.pending, stats.waitingRequests, info.pool)
-}
-
-function observeOpenAI(result, genai) {
-  const native = current.openai()
-  if (native === null || native.closed) return
-  const { activeRequests, rateLimit } = native.stats()
-  const attributes = { 'gen_ai.provider.name': 'openai' }
-  result.observe(genai.queued, native.queueStatus().queueLength, attributes)
-  result.observe(genai.active, activeRequests, attributes)
-  for (const [kind, left] of [['requests', rateLimit.remainingRequests], ['tokens', rateLimit.remainingTokens]]) {
-    if (left !== null && left !== undefined) result.observe(genai.remaining, left, { ...attributes, 'connection_pools.rate_limit.kind': kind })
-  }
+  return tracing() ? otel().trace.getTracer('connection-pools', VERSION) : null
 }
 
 /**
@@ -212,7 +60,7 @@ function traceCall(channel, call, run) {
   const started = performance.now()
   const context = publish ? call.contextOf() : null
   const settle = (result, error) => {
-    const { failure, attributes } = error === null ? call.outcome(result) : { failure: failureOf(error), attributes: null }
+    const { failure, attributes } = outcomeOf(call, result, error)
     if (publish) {
       if (failure !== null) {
         context.error = error ?? Object.assign(new Error(failure.message), { code: failure.type })
@@ -225,26 +73,9 @@ function traceCall(channel, call, run) {
     if (made !== null) call.record(made, (performance.now() - started) / 1000, failure, attributes)
   }
   const start = () => {
-    let promise
-    try {
-      promise = span === null ? run() : otel().context.with(otel().trace.setSpan(otel().context.active(), span), run)
-    } catch (err) {
-      promise = Promise.reject(err)
-    }
+    const promise = invoke(span === null ? run : () => otel().context.with(otel().trace.setSpan(otel().context.active(), span), run))
     if (publish) channel.end.publish(context)
-    return promise.then(
-      (result) => {
-        // A streamed answer is resolved at its headers and ends with its last chunk.
-        const streaming = call.until?.(result) ?? null
-        if (streaming === null) settle(result, null)
-        else streaming.then(() => settle(result, null))
-        return result
-      },
-      (err) => {
-        settle(undefined, err)
-        throw err
-      },
-    )
+    return whenEnded(promise, call, settle)
   }
   return publish ? channel.start.runStores(context, start) : start()
 }
@@ -252,28 +83,48 @@ function traceCall(channel, call, run) {
 /** Metrics alone: the duration and the outcome, nothing else made per call. */
 function timed(call, made, run) {
   const started = performance.now()
-  let promise
-  try {
-    promise = run()
-  } catch (err) {
-    promise = Promise.reject(err)
-  }
-  const finish = (result) => {
-    const { failure, attributes } = call.outcome(result)
+  return whenEnded(invoke(run), call, (result, error) => {
+    const { failure, attributes } = outcomeOf(call, result, error)
     call.record(made, (performance.now() - started) / 1000, failure, attributes)
+  })
+}
+
+/** `run()`'s promise; a synchronous throw as a rejection. */
+function invoke(run) {
+  try {
+    return run()
+  } catch (err) {
+    return Promise.reject(err)
   }
+}
+
+/**
+ * `promise` unchanged for its caller, with `ended(result, error)` called once the call is over:
+ * when it rejects, or when it resolves (a streamed answer: when its last chunk is read).
+ */
+function whenEnded(promise, call, ended) {
   return promise.then(
     (result) => {
       const streaming = call.until?.(result) ?? null
-      if (streaming === null) finish(result)
-      else streaming.then(() => finish(result))
+      if (streaming === null) ended(result, null)
+      else streaming.then(() => ended(result, null))
       return result
     },
     (err) => {
-      call.record(made, (performance.now() - started) / 1000, failureOf(err), null)
+      ended(undefined, err)
       throw err
     },
   )
+}
+
+/** What became of a call: its failure (a rejection's, or one its result reports) and attributes. */
+function outcomeOf(call, result, error) {
+  return error === null ? call.outcome(result) : { failure: failureOf(error), attributes: null }
+}
+
+/** An HTTP answer's failure (`minimum` the first status that counts as one), or null. */
+function statusFailure(status, minimum) {
+  return status >= minimum ? { type: String(status), message: `status ${status}`, status: null } : null
 }
 
 /**
@@ -282,7 +133,7 @@ function timed(call, made, run) {
  * called sees the span as its parent. Unchanged without a tracer or a propagator.
  */
 function withTraceHeaders(headerText) {
-  if (globalThis[OTEL_GLOBAL]?.trace === undefined) return headerText
+  if (!tracing()) return headerText
   let text = headerText
   otel().propagation.inject(otel().context.active(), null, {
     set: (_carrier, name, value) => {
@@ -313,4 +164,4 @@ function endSpan(span, failure, error, attributes) {
   span.end()
 }
 
-module.exports = { channels, observed, tracing, traceCall, watchDatabase, databaseOf, current, meters, listened, withTraceHeaders }
+module.exports = { channels, observed, traceCall, statusFailure, withTraceHeaders }

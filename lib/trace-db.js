@@ -4,11 +4,12 @@
 // request's URL, whose filters hold values, is not recorded), the channel's context object and
 // its metric. Built only when someone observes.
 
-const { channels, tracing, traceCall, databaseOf, watchDatabase } = require('./telemetry')
+const { channels, traceCall } = require('./telemetry')
+const { watchDatabase } = require('./telemetry-metrics')
+const { tracing } = require('./otel')
 
 /** Where a statement's result keeps how long it waited for a connection (ms), when traced. */
 const WAITED_MS = Symbol('connection-pools.waitedMs')
-const { submissionsOf } = require('./submissions')
 
 /** Leading comments, then the statement's first keyword. */
 const FIRST_KEYWORD = /^\s*(?:(?:--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)\s*)*([A-Za-z]+)/
@@ -101,21 +102,18 @@ function statusOf(failure) {
 const MAX_CALLS = 1000
 
 /** The pool's DbCall for `key`, made by `make()` the first time. */
-function cachedCall(native, key, make) {
-  const info = databaseOf(native)
-  info.calls ??= new Map()
+function cachedCall(info, key, make) {
   let call = info.calls.get(key)
   if (call === undefined) {
     if (info.calls.size >= MAX_CALLS) info.calls.clear()
-    call = make(info)
+    call = make()
     info.calls.set(key, call)
   }
   return call
 }
 
 /** Replies carry their statement's wait for a connection while spans are made. */
-function askForWaits(native) {
-  const info = databaseOf(native)
+function askForWaits(native, info) {
   const wanted = tracing()
   if (info.waits !== wanted) {
     info.waits = wanted
@@ -125,17 +123,17 @@ function askForWaits(native) {
 
 /** Runs a statement (`run`, a promise) traced; `sql` is its text as the caller wrote it. */
 function traceStatement(native, sql, run) {
-  watchDatabase(native, submissionsOf(native))
-  askForWaits(native)
-  const call = cachedCall(native, sql, (info) => new DbCall(info, 'statement', operationOf(sql), {}, { 'db.query.text': sql }))
+  const info = watchDatabase(native)
+  askForWaits(native, info)
+  const call = cachedCall(info, sql, () => new DbCall(info, 'statement', operationOf(sql), {}, { 'db.query.text': sql }))
   return traceCall(channels.query, call, run)
 }
 
 /** Runs a builder request (`run`, resolving to its reply) traced. */
 function traceRequest(native, wire, run) {
-  watchDatabase(native, submissionsOf(native))
+  const info = watchDatabase(native)
   const target = targetOf(wire)
-  const call = cachedCall(native, `\u0000${target.operation} ${target.collection ?? ''} ${target.procedure ?? ''}`, (info) => {
+  const call = cachedCall(info, `\u0000${target.operation} ${target.collection ?? ''} ${target.procedure ?? ''}`, () => {
     const summary = `${target.operation} ${target.collection ?? target.procedure}`
     return new DbCall(info, 'request', target.operation, target, { 'db.query.summary': summary })
   })
@@ -144,8 +142,8 @@ function traceRequest(native, wire, run) {
 
 /** Runs a transaction (`run`: begin, the callback, commit or rollback) traced. */
 function traceTransaction(native, run) {
-  watchDatabase(native, submissionsOf(native))
-  const call = cachedCall(native, '\u0000TRANSACTION', (info) => new DbCall(info, 'transaction', 'TRANSACTION', {}, {}))
+  const info = watchDatabase(native)
+  const call = cachedCall(info, '\u0000TRANSACTION', () => new DbCall(info, 'transaction', 'TRANSACTION', {}, {}))
   return traceCall(channels.query, call, run)
 }
 

@@ -4,11 +4,7 @@
 // and the channel `connection-pools:http`. The URL's query (a signed Storage URL's token) and
 // every header stay out; the path is on the span only. Built only when someone observes.
 
-const { channels, traceCall } = require('./telemetry')
-
-function failureOf(response) {
-  return response.status >= 500 ? { type: String(response.status), message: `status ${response.status}`, status: null } : null
-}
+const { channels, traceCall, statusFailure } = require('./telemetry')
 
 /** Runs one service request (`run`, resolving to its Response) traced. */
 function traceService(service, request, run) {
@@ -23,7 +19,7 @@ function traceService(service, request, run) {
     name: request.method,
     attributes: { ...metric, 'url.scheme': url.protocol.slice(0, -1), 'url.path': url.pathname },
     contextOf: () => ({ service, method: request.method, path: url.pathname }),
-    outcome: (response) => ({ failure: failureOf(response), attributes: { 'http.response.status_code': response.status } }),
+    outcome: (response) => ({ failure: statusFailure(response.status, 500), attributes: { 'http.response.status_code': response.status } }),
     record: (made, seconds, failure, attributes) => {
       const status = attributes?.['http.response.status_code']
       const recorded = status === undefined ? { ...metric } : { ...metric, 'http.response.status_code': status }

@@ -4,7 +4,7 @@
 // and token usage, and the `gen_ai.client.*` metrics. Never a prompt, a completion or a key:
 // the body is read only for its model, id and usage. Built only when someone observes.
 
-const { channels, traceCall } = require('./telemetry')
+const { channels, traceCall, statusFailure } = require('./telemetry')
 
 /** API paths as the conventions' operation names (the Responses API is a chat). */
 const OPERATIONS = [
@@ -33,7 +33,6 @@ function usageAttributes(usage, attributes) {
   if (typeof output === 'number') attributes['gen_ai.usage.output_tokens'] = output
 }
 
-const STREAM_MODEL = /"model"\s*:\s*"((?:[^"\\]|\\.)*)"/
 const STREAM_ID = /"id"\s*:\s*"((?:[^"\\]|\\.)*)"/
 const INPUT_TOKENS = /"(?:input_tokens|prompt_tokens)"\s*:\s*(\d+)/
 const OUTPUT_TOKENS = /"(?:output_tokens|completion_tokens)"\s*:\s*(\d+)/
@@ -41,7 +40,7 @@ const OUTPUT_TOKENS = /"(?:output_tokens|completion_tokens)"\s*:\s*(\d+)/
 /** The model and id of a stream's first event, and the usage of its last one (server-sent events). */
 function streamAttributes(stream) {
   const attributes = {}
-  const model = STREAM_MODEL.exec(stream.head)?.[1]
+  const model = MODEL_FIELD.exec(stream.head)?.[1]
   const id = STREAM_ID.exec(stream.head)?.[1]
   if (model !== undefined) attributes['gen_ai.response.model'] = model
   if (id !== undefined) attributes['gen_ai.response.id'] = id
@@ -122,9 +121,8 @@ function traceOpenAI(request, model, priority, send) {
       if (typeof seen.reply?.queuedMs === 'number') attributes['connection_pools.queue.wait_time'] = seen.reply.queuedMs / 1000
       const streamError = seen.stream?.error ?? null
       const failure =
-        response.status >= 400 ? { type: String(response.status), message: `status ${response.status}`, status: null }
-        : streamError !== null ? { type: streamError.code ?? 'STREAM_ERROR', message: streamError.message ?? 'the stream failed', status: null }
-        : null
+        statusFailure(response.status, 400) ??
+        (streamError === null ? null : { type: streamError.code ?? 'STREAM_ERROR', message: streamError.message ?? 'the stream failed', status: null })
       return { failure, attributes }
     },
     record: (made, seconds, failure, attributes) => record(made, seconds, failure, base, attributes ?? {}),

@@ -17,7 +17,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::db::engine::snapshot::PoolSnapshot;
-use crate::metrics_otel::{OtelDb, OtelOpenAi};
+use crate::metrics_otel::{encode_seconds, OtelDb, OtelOpenAi};
 use crate::openai::accounting::AccountingSnapshot;
 use crate::stats::HistogramSnapshot;
 
@@ -143,14 +143,7 @@ impl Families<'_> {
                 .encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
         for (value, histogram) in histograms {
             let labels = [(label, *value)];
-            family
-                .encode_family(&labels)?
-                .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-                    histogram.sum_seconds,
-                    histogram.count,
-                    &histogram.buckets,
-                    None,
-                )?;
+            encode_seconds(family.encode_family(&labels)?, histogram)?;
         }
         Ok(())
     }
@@ -161,15 +154,10 @@ impl Families<'_> {
         help: &str,
         histogram: &HistogramSnapshot,
     ) -> std::fmt::Result {
-        let mut family =
+        let family =
             self.0
                 .encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
-        family.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-            histogram.sum_seconds,
-            histogram.count,
-            &histogram.buckets,
-            None,
-        )
+        encode_seconds(family, histogram)
     }
 }
 

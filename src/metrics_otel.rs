@@ -5,7 +5,7 @@
 //! Rendered from the same snapshot, so both sets always agree.
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -126,12 +126,18 @@ fn histogram(
 ) -> std::fmt::Result {
     let mut family =
         encoder.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
-    family
-        .encode_family(&labels)?
-        .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-            histogram.sum_seconds,
-            histogram.count,
-            &histogram.buckets,
-            None,
-        )
+    encode_seconds(family.encode_family(&labels)?, histogram)
+}
+
+/// One histogram's samples (its buckets in seconds, sum and count): both expositions' one way.
+pub fn encode_seconds(
+    mut sample: MetricEncoder<'_>,
+    histogram: &HistogramSnapshot,
+) -> std::fmt::Result {
+    sample.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+        histogram.sum_seconds,
+        histogram.count,
+        &histogram.buckets,
+        None,
+    )
 }
